@@ -1,1 +1,151 @@
-fn main() {}
+//! `xgate`: the kernel-bypass HTTP gateway's one binary.
+//!
+//! Subcommands: `run` (the gateway), `lab up|down` (the network-namespace lab), `demo` (lab,
+//! gateway and real client in one go).
+
+mod config;
+mod demo;
+mod exchange;
+mod lab;
+mod lane;
+
+use std::{
+    path::PathBuf,
+    process::ExitCode,
+    sync::atomic::{AtomicBool, Ordering},
+};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xgate", version, about = "Kernel-bypass HTTP gateway: XDP + AF_XDP + userspace TCP/IP")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway on the interface named in the config (needs root).
+    Run {
+        /// TOML configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Create or remove the network-namespace lab.
+    Lab {
+        #[command(subcommand)]
+        action: LabAction,
+    },
+    /// Build the lab, start the gateway in it, send real HTTP requests with curl, print what came
+    /// back and a summary, and remove the lab.
+    Demo {
+        /// Lab name (namespaces are <name>-cli, -gw, -be, -sw).
+        #[arg(long, default_value = "xgate-demo")]
+        name: String,
+        /// Requests sent over one keep-alive connection for the latency summary.
+        #[arg(long, default_value_t = 500)]
+        requests: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum LabAction {
+    /// Create the lab (removing a stale one of the same name first) and write its gateway config.
+    Up {
+        #[arg(long, default_value = lab::DEFAULT_NAME)]
+        name: String,
+        /// Where to write the gateway config for this lab.
+        #[arg(long)]
+        config_out: Option<PathBuf>,
+    },
+    /// Remove every namespace and link of the lab (also after a crash).
+    Down {
+        #[arg(long, default_value = lab::DEFAULT_NAME)]
+        name: String,
+    },
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_signal: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn install_stop_handlers() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: installs an async-signal-safe handler (a single atomic store) with an
+        // otherwise zeroed sigaction; the struct lives across the call.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_stop_signal as *const () as usize;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut());
+        }
+    }
+}
+
+fn require_root(what: &str) -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(format!("{what} needs root (CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW): run it with sudo or as root"));
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result: Result<(), String> = match cli.command {
+        Command::Run { config } => run(&config),
+        Command::Lab { action: LabAction::Up { name, config_out } } => lab_up(&name, config_out),
+        Command::Lab { action: LabAction::Down { name } } => {
+            require_root("xgate lab down").and_then(|_| lab::Lab::new(&name)?.down())
+        }
+        Command::Demo { name, requests } => {
+            require_root("xgate demo").and_then(|_| demo::run(&name, requests))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xgate: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(path: &std::path::Path) -> Result<(), String> {
+    let config = config::Config::load(path).map_err(|e| e.to_string())?;
+    require_root("xgate run")?;
+    install_stop_handlers();
+    let stdout = std::io::stdout();
+    let mut events = stdout.lock();
+    lane::run(&config, &STOP, &mut events).map_err(|e| format!("{e:#}"))?;
+    Ok(())
+}
+
+fn lab_up(name: &str, config_out: Option<PathBuf>) -> Result<(), String> {
+    require_root("xgate lab up")?;
+    let lab = lab::Lab::new(name)?;
+    lab.up()?;
+    let config = config::Config::for_lab().to_toml();
+    if let Some(path) = &config_out {
+        std::fs::write(path, &config).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    println!(
+        "lab `{name}` is up: client {} ({}-cli), gateway {} owned by xgate ({}-gw, kernel keeps {}), backend {} ({}-be)",
+        lab::CLIENT_IP,
+        name,
+        lab::GATEWAY_IP,
+        name,
+        lab::GATEWAY_HOST_IP,
+        lab::BACKEND_IP,
+        name
+    );
+    match config_out {
+        Some(path) => println!("gateway config written to {}", path.display()),
+        None => print!("gateway config:\n{config}"),
+    }
+    println!("start the gateway: ip netns exec {name}-gw xgate run --config <that file>");
+    Ok(())
+}

@@ -1,1 +1,23 @@
+//! xgate's userspace packet layer: AF_XDP sockets over a UMEM that xgate owns, the ledger that
+//! tracks where every UMEM frame is, and the `smoltcp` device that lends those frames to the
+//! TCP/IP stack without copying them.
+//!
+//! Layers, bottom up (each module states its own invariants):
+//! - [`frames`]: the frame ledger. Every UMEM frame is in exactly one place at any time.
+//! - [`xsk`]: one AF_XDP socket bound to one rx/tx queue, with its fill, rx, tx and completion
+//!   rings, over a hugepage UMEM.
+//! - [`device`]: the `smoltcp::phy::Device` over an [`xsk::XskPort`]: rx tokens read the received
+//!   frame in place, tx tokens let the stack write straight into a free frame.
+//!
+//! Why xdpilone: it registers memory the caller owns as the UMEM, so xgate maps the UMEM itself
+//! (2 MiB hugepages through `xgate-hugepages`, and later per NUMA node) instead of letting the
+//! AF_XDP library allocate it; it is pure Rust, so no C libxdp/libbpf is built, and it never loads
+//! an XDP program of its own: xgate's aya program owns the XSKMAP.
 
+pub mod device;
+pub mod frames;
+pub mod xsk;
+
+pub use device::{XskRxToken, XskTxToken, MAX_FRAME};
+pub use frames::{FrameLedger, FrameState};
+pub use xsk::{BindMode, PortConfig, PortStats, XskError, XskPort};

@@ -1,1 +1,157 @@
-pub static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xgate"));
+//! Userspace side of xgate's XDP layer: loads the steering program, attaches it to the gateway's
+//! interface, registers AF_XDP sockets in its XSKMAP and reads its counters.
+//!
+//! Invariants:
+//! - The program is attached through a BPF link owned by this process, so it is detached when the
+//!   [`Steering`] value is dropped *and* when the process dies for any reason (the kernel closes
+//!   the link's file descriptor): a crashed gateway never leaves its program attached.
+//! - The gateway address is written into the program before it is loaded; it cannot change while
+//!   attached.
+
+use std::{net::Ipv4Addr, os::fd::AsRawFd};
+
+use aya::{
+    maps::{PerCpuArray, XskMap},
+    programs::{ProgramError, Xdp, XdpMode},
+    Ebpf, EbpfError, EbpfLoader,
+};
+pub use xgate_xdp_common::{ActionStats, Verdict};
+use xgate_xdp_common::{GATEWAY_IPV4_GLOBAL, MAX_QUEUES, VERDICT_STATS_MAP, XSK_MAP};
+
+/// The compiled XDP program (built by `build.rs` from `xdp/ebpf`).
+static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xgate"));
+const PROGRAM_NAME: &str = "xgate_steer";
+
+/// Why the XDP layer could not be set up. Each message is one line saying what is wrong and how
+/// to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum SteeringError {
+    #[error("loading the XDP program was refused ({0}): xgate needs root (CAP_BPF, CAP_NET_ADMIN); run it with sudo or as root")]
+    Permission(String),
+    #[error("no network interface named `{0}` in this network namespace: check `interface` in the config (see `ip link`)")]
+    NoSuchInterface(String),
+    #[error("attaching XDP to `{interface}` was refused: {reason}; check that no other XDP program is attached (`ip link show {interface}`) and that the driver supports native XDP")]
+    AttachRefused { interface: String, reason: String },
+    #[error("rx queue {queue} is out of range: the XSKMAP holds queues 0..{max}")]
+    QueueOutOfRange { queue: u32, max: u32 },
+    #[error("XDP program error: {0}")]
+    Other(String),
+}
+
+fn is_permission(text: &str) -> bool {
+    text.contains("Operation not permitted") || text.contains("EPERM") || text.contains("Permission denied")
+}
+
+fn load_error(err: EbpfError) -> SteeringError {
+    let text = format!("{err}: {:?}", err);
+    if is_permission(&text) {
+        SteeringError::Permission(err.to_string())
+    } else {
+        SteeringError::Other(text)
+    }
+}
+
+fn program_error(err: ProgramError, interface: &str) -> SteeringError {
+    match err {
+        ProgramError::UnknownInterface { name } => SteeringError::NoSuchInterface(name),
+        other => {
+            let text = format!("{other}: {other:?}");
+            if is_permission(&text) {
+                SteeringError::Permission(other.to_string())
+            } else {
+                SteeringError::AttachRefused { interface: interface.to_string(), reason: text }
+            }
+        }
+    }
+}
+
+/// The attached steering program. Dropping it detaches the program.
+pub struct Steering {
+    ebpf: Ebpf,
+    interface: String,
+    mode: XdpMode,
+}
+
+impl Steering {
+    /// Loads the program for `gateway` and attaches it to `interface`, natively if the driver
+    /// allows (veth does), else in generic (skb) mode.
+    pub fn attach(interface: &str, gateway: Ipv4Addr) -> Result<Steering, SteeringError> {
+        // Check the interface first so the error names it, not a later attach failure.
+        let c_name = std::ffi::CString::new(interface)
+            .map_err(|_| SteeringError::NoSuchInterface(interface.to_string()))?;
+        // SAFETY: c_name is a valid NUL-terminated string; if_nametoindex only reads it.
+        if unsafe { libc::if_nametoindex(c_name.as_ptr()) } == 0 {
+            return Err(SteeringError::NoSuchInterface(interface.to_string()));
+        }
+        let gateway_raw = u32::from_ne_bytes(gateway.octets());
+        let mut ebpf = EbpfLoader::new()
+            .override_global(GATEWAY_IPV4_GLOBAL, &gateway_raw, true)
+            .load(PROGRAM)
+            .map_err(load_error)?;
+        let program: &mut Xdp = ebpf
+            .program_mut(PROGRAM_NAME)
+            .ok_or_else(|| SteeringError::Other(format!("program {PROGRAM_NAME} missing from object")))?
+            .try_into()
+            .map_err(|e: ProgramError| SteeringError::Other(e.to_string()))?;
+        program.load().map_err(|e| program_error(e, interface))?;
+        let mode = match program.attach(interface, XdpMode::Driver) {
+            Ok(_) => XdpMode::Driver,
+            Err(ProgramError::UnknownInterface { name }) => {
+                return Err(SteeringError::NoSuchInterface(name))
+            }
+            Err(native_err) => match program.attach(interface, XdpMode::Skb) {
+                Ok(_) => XdpMode::Skb,
+                Err(_) => return Err(program_error(native_err, interface)),
+            },
+        };
+        Ok(Steering { ebpf, interface: interface.to_string(), mode })
+    }
+
+    /// The interface the program is attached to.
+    pub fn interface(&self) -> &str {
+        &self.interface
+    }
+
+    /// `"native"` when the driver runs the program, `"generic"` when the kernel's skb path does.
+    pub fn mode_name(&self) -> &'static str {
+        match self.mode {
+            XdpMode::Driver => "native",
+            XdpMode::Skb => "generic",
+            _ => "other",
+        }
+    }
+
+    /// Points rx queue `queue` at the AF_XDP socket `socket`.
+    pub fn register_socket(&mut self, queue: u32, socket: impl AsRawFd) -> Result<(), SteeringError> {
+        if queue >= MAX_QUEUES {
+            return Err(SteeringError::QueueOutOfRange { queue, max: MAX_QUEUES });
+        }
+        let map = self
+            .ebpf
+            .map_mut(XSK_MAP)
+            .ok_or_else(|| SteeringError::Other(format!("map {XSK_MAP} missing")))?;
+        let mut xsks = XskMap::try_from(map).map_err(|e| SteeringError::Other(e.to_string()))?;
+        xsks.set(queue, socket, 0).map_err(|e| SteeringError::Other(e.to_string()))
+    }
+
+    /// Packets and bytes per verdict, summed over all CPUs, in [`Verdict::ALL`] order.
+    pub fn verdict_stats(&self) -> Result<[ActionStats; Verdict::COUNT as usize], SteeringError> {
+        let map = self
+            .ebpf
+            .map(VERDICT_STATS_MAP)
+            .ok_or_else(|| SteeringError::Other(format!("map {VERDICT_STATS_MAP} missing")))?;
+        let stats = PerCpuArray::<_, ActionStats>::try_from(map)
+            .map_err(|e| SteeringError::Other(e.to_string()))?;
+        let mut out = [ActionStats::default(); Verdict::COUNT as usize];
+        for verdict in Verdict::ALL {
+            let per_cpu = stats
+                .get(&(verdict as u32), 0)
+                .map_err(|e| SteeringError::Other(e.to_string()))?;
+            for cpu in per_cpu.iter() {
+                out[verdict as usize].packets += cpu.packets;
+                out[verdict as usize].bytes += cpu.bytes;
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,386 @@
+//! xgate's configuration file (TOML): what it contains, its defaults, and its validation.
+//!
+//! Invariant: a [`Config`] that [`Config::load`] returned is valid as a whole; every error names
+//! the file, the key, and what was expected.
+
+use std::{fmt, net::Ipv4Addr, path::Path};
+
+use serde::Deserialize;
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub gateway: GatewayConfig,
+    #[serde(default)]
+    pub umem: UmemConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// The interface xgate takes over and the address it answers on.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Network interface (in xgate's network namespace) the XDP program attaches to.
+    pub interface: String,
+    /// Rx/tx queue of that interface the AF_XDP socket binds to.
+    #[serde(default)]
+    pub queue: u32,
+    /// The gateway's IPv4 address, owned by xgate's userspace stack (the kernel must not hold it).
+    pub ipv4: Ipv4Addr,
+    /// Prefix length of the gateway's subnet.
+    #[serde(default = "default_prefix_len")]
+    pub prefix_len: u8,
+    /// The gateway's MAC address (a unicast address; locally administered is usual).
+    pub mac: MacAddr,
+    /// TCP port the HTTP listener accepts on.
+    #[serde(default = "default_listen_port")]
+    pub listen_port: u16,
+}
+
+/// The AF_XDP UMEM.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UmemConfig {
+    /// Frames in the UMEM: a power of two, at least 64 (half for rx, half for tx).
+    #[serde(default = "default_frames")]
+    pub frames: u32,
+    /// Bytes per frame: 2048 or 4096.
+    #[serde(default = "default_frame_size")]
+    pub frame_size: u32,
+    /// Run on normal pages (with a warning) when no 2 MiB hugepages are free.
+    #[serde(default = "default_true")]
+    pub allow_normal_pages: bool,
+}
+
+/// The HTTP listener.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// TCP sockets kept (each listens until a client connects): the most concurrent connections.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Bytes of a request head (request line and headers) before 431.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
+}
+
+fn default_prefix_len() -> u8 {
+    24
+}
+fn default_listen_port() -> u16 {
+    80
+}
+fn default_frames() -> u32 {
+    4096
+}
+fn default_frame_size() -> u32 {
+    4096
+}
+fn default_true() -> bool {
+    true
+}
+fn default_max_connections() -> usize {
+    256
+}
+fn default_max_header_bytes() -> usize {
+    8192
+}
+
+impl Default for UmemConfig {
+    fn default() -> Self {
+        UmemConfig {
+            frames: default_frames(),
+            frame_size: default_frame_size(),
+            allow_normal_pages: true,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_connections: default_max_connections(),
+            max_header_bytes: default_max_header_bytes(),
+        }
+    }
+}
+
+/// An Ethernet MAC address written `aa:bb:cc:dd:ee:ff`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl std::str::FromStr for MacAddr {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let mut octets = [0u8; 6];
+        let mut parts = text.split(':');
+        for octet in octets.iter_mut() {
+            let part = parts.next().ok_or_else(|| format!("`{text}` has fewer than 6 octets"))?;
+            if part.len() != 2 {
+                return Err(format!("`{text}`: octet `{part}` is not two hex digits"));
+            }
+            *octet = u8::from_str_radix(part, 16).map_err(|_| format!("`{text}`: `{part}` is not hex"))?;
+        }
+        if parts.next().is_some() {
+            return Err(format!("`{text}` has more than 6 octets"));
+        }
+        Ok(MacAddr(octets))
+    }
+}
+
+impl<'de> Deserialize<'de> for MacAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(|e| serde::de::Error::custom(format!("expected a MAC address like 02:00:00:00:00:01, {e}")))
+    }
+}
+
+impl fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let o = self.0;
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3], o[4], o[5])
+    }
+}
+
+/// A configuration error, displayed as `config FILE: key KEY: problem`.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: String,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.key {
+            Some(key) => write!(f, "config {}: key `{key}`: {}", self.file, self.message),
+            None => write!(f, "config {}: {}", self.file, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads, parses and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            key: None,
+            message: format!("cannot read it: {e}"),
+        })?;
+        Config::parse(&text, &file)
+    }
+
+    /// Parses and validates `text`; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let message = e.message().to_string();
+            let location = e
+                .span()
+                .map(|span| {
+                    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                    format!(" (line {line})")
+                })
+                .unwrap_or_default();
+            ConfigError { file: file.to_string(), key: key_of(&message, text, e.span()), message: format!("{message}{location}") }
+        })?;
+        config.validate(file)?;
+        Ok(config)
+    }
+
+    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let err = |key: &str, message: String| ConfigError { file: file.to_string(), key: Some(key.to_string()), message };
+        let g = &self.gateway;
+        if g.interface.is_empty() || g.interface.len() > 15 || g.interface.contains(['/', ' ']) {
+            return Err(err("gateway.interface", format!("expected an interface name of 1-15 characters, got `{}`", g.interface)));
+        }
+        if g.ipv4.is_unspecified() || g.ipv4.is_broadcast() || g.ipv4.is_multicast() || g.ipv4.is_loopback() {
+            return Err(err("gateway.ipv4", format!("expected a unicast, non-loopback IPv4 address, got {}", g.ipv4)));
+        }
+        if !(8..=30).contains(&g.prefix_len) {
+            return Err(err("gateway.prefix_len", format!("expected 8..=30, got {}", g.prefix_len)));
+        }
+        if g.mac.0[0] & 1 == 1 || g.mac.0 == [0; 6] {
+            return Err(err("gateway.mac", format!("expected a unicast MAC address, got {}", g.mac)));
+        }
+        if g.listen_port == 0 {
+            return Err(err("gateway.listen_port", "expected a port in 1..=65535, got 0".into()));
+        }
+        let u = &self.umem;
+        if u.frame_size != 2048 && u.frame_size != 4096 {
+            return Err(err("umem.frame_size", format!("expected 2048 or 4096, got {}", u.frame_size)));
+        }
+        if !u.frames.is_power_of_two() || !(64..=1 << 20).contains(&u.frames) {
+            return Err(err("umem.frames", format!("expected a power of two in 64..=1048576, got {}", u.frames)));
+        }
+        let h = &self.http;
+        if !(1..=65_536).contains(&h.max_connections) {
+            return Err(err("http.max_connections", format!("expected 1..=65536, got {}", h.max_connections)));
+        }
+        if !(256..=65_536).contains(&h.max_header_bytes) {
+            return Err(err("http.max_header_bytes", format!("expected 256..=65536, got {}", h.max_header_bytes)));
+        }
+        Ok(())
+    }
+
+    /// The configuration `xgate lab up` is made for: the gateway side of the lab.
+    pub fn for_lab() -> Config {
+        Config {
+            gateway: GatewayConfig {
+                interface: crate::lab::GATEWAY_IFACE.to_string(),
+                queue: 0,
+                ipv4: crate::lab::GATEWAY_IP,
+                prefix_len: 24,
+                mac: MacAddr(crate::lab::GATEWAY_MAC),
+                listen_port: 80,
+            },
+            umem: UmemConfig::default(),
+            http: HttpConfig::default(),
+        }
+    }
+
+    /// This configuration as TOML text (what `xgate lab up` writes, and what tests start with).
+    pub fn to_toml(&self) -> String {
+        format!(
+            "[gateway]\ninterface = \"{}\"\nqueue = {}\nipv4 = \"{}\"\nprefix_len = {}\nmac = \"{}\"\nlisten_port = {}\n\n\
+             [umem]\nframes = {}\nframe_size = {}\nallow_normal_pages = {}\n\n\
+             [http]\nmax_connections = {}\nmax_header_bytes = {}\n",
+            self.gateway.interface,
+            self.gateway.queue,
+            self.gateway.ipv4,
+            self.gateway.prefix_len,
+            self.gateway.mac,
+            self.gateway.listen_port,
+            self.umem.frames,
+            self.umem.frame_size,
+            self.umem.allow_normal_pages,
+            self.http.max_connections,
+            self.http.max_header_bytes,
+        )
+    }
+}
+
+/// Finds the dotted key a TOML error is about: the table header above the error's line plus the
+/// key on that line, or a key named in the message.
+fn key_of(message: &str, text: &str, span: Option<std::ops::Range<usize>>) -> Option<String> {
+    if let Some(start) = message.find("unknown field `") {
+        let rest = &message[start + 15..];
+        let field = &rest[..rest.find('`')?];
+        let table = span.as_ref().and_then(|s| table_above(text, s.start));
+        return Some(match table {
+            Some(t) => format!("{t}.{field}"),
+            None => field.to_string(),
+        });
+    }
+    if let Some(start) = message.find("missing field `") {
+        let rest = &message[start + 15..];
+        let field = &rest[..rest.find('`')?];
+        let table = span.as_ref().and_then(|s| table_above(text, s.start));
+        return Some(match table {
+            Some(t) => format!("{t}.{field}"),
+            None => field.to_string(),
+        });
+    }
+    let span = span?;
+    let line_start = text[..span.start.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next()?;
+    let key = line.split('=').next()?.trim();
+    if key.is_empty() || key.starts_with('[') {
+        return None;
+    }
+    Some(match table_above(text, line_start) {
+        Some(t) => format!("{t}.{key}"),
+        None => key.to_string(),
+    })
+}
+
+fn table_above(text: &str, offset: usize) -> Option<String> {
+    text[..offset.min(text.len())]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && l.ends_with(']'))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[gateway]
+interface = "xg-gw"
+ipv4 = "10.77.0.2"
+mac = "02:77:00:00:00:02"
+"#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = Config::parse(GOOD, "t.toml").unwrap();
+        assert_eq!(c.gateway.listen_port, 80);
+        assert_eq!(c.gateway.queue, 0);
+        assert_eq!(c.gateway.mac, MacAddr([2, 0x77, 0, 0, 0, 2]));
+        assert_eq!(c.umem, UmemConfig::default());
+        assert_eq!(c.http.max_connections, 256);
+    }
+
+    #[test]
+    fn lab_config_round_trips_through_toml() {
+        let c = Config::for_lab();
+        assert_eq!(Config::parse(&c.to_toml(), "lab.toml").unwrap(), c);
+    }
+
+    fn error_of(text: &str) -> String {
+        Config::parse(text, "bad.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn bad_address_names_file_and_key() {
+        let e = error_of(&GOOD.replace("10.77.0.2", "10.77.0.300"));
+        assert!(e.starts_with("config bad.toml: key `gateway.ipv4`:"), "{e}");
+    }
+
+    #[test]
+    fn bad_mac_names_key_and_expectation() {
+        let e = error_of(&GOOD.replace("02:77:00:00:00:02", "02:77:00"));
+        assert!(e.contains("`gateway.mac`") && e.contains("expected a MAC address"), "{e}");
+        let e = error_of(&GOOD.replace("02:77:00:00:00:02", "03:77:00:00:00:02"));
+        assert!(e.contains("`gateway.mac`") && e.contains("unicast"), "{e}");
+    }
+
+    #[test]
+    fn unknown_and_missing_keys_are_named() {
+        let e = error_of(&format!("{GOOD}colour = \"blue\"\n"));
+        assert!(e.contains("`gateway.colour`"), "{e}");
+        let e = error_of(&GOOD.replace("interface = \"xg-gw\"\n", ""));
+        assert!(e.contains("interface"), "{e}");
+    }
+
+    #[test]
+    fn semantic_limits_are_checked() {
+        let e = error_of(&format!("{GOOD}\n[umem]\nframe_size = 3000\n"));
+        assert!(e.contains("`umem.frame_size`") && e.contains("2048 or 4096"), "{e}");
+        let e = error_of(&format!("{GOOD}\n[umem]\nframes = 100\n"));
+        assert!(e.contains("`umem.frames`"), "{e}");
+        let e = error_of(&GOOD.replace("10.77.0.2", "127.0.0.1"));
+        assert!(e.contains("`gateway.ipv4`"), "{e}");
+        let e = error_of(&format!("{GOOD}listen_port = 0\n"));
+        assert!(e.contains("`gateway.listen_port`"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_reported_with_line() {
+        let e = error_of(&format!("{GOOD}\n[http]\nmax_connections = \"many\"\n"));
+        assert!(e.contains("`http.max_connections`") && e.contains("line"), "{e}");
+    }
+
+    #[test]
+    fn unreadable_file_is_reported() {
+        let e = Config::load(Path::new("/nonexistent/xgate.toml")).unwrap_err().to_string();
+        assert!(e.starts_with("config /nonexistent/xgate.toml: cannot read it"), "{e}");
+    }
+}

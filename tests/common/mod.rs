@@ -1,0 +1,188 @@
+//! Test harness for xgate's lab tests: a lab with a unique name per test, the gateway running in
+//! it, and commands in its namespaces. Everything is removed on drop, also when a test fails.
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Child, Command, Output, Stdio},
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        mpsc::{channel, Receiver},
+    },
+    time::{Duration, Instant},
+};
+
+pub const GATEWAY_IP: &str = "10.77.0.2";
+pub const GATEWAY_HOST_IP: &str = "10.77.0.3";
+pub const XGATE: &str = env!("CARGO_BIN_EXE_xgate");
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Fails the test with a clear message unless running as root (the lab needs it).
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "xgate's lab tests create network namespaces and attach XDP: run them as root");
+}
+
+/// A unique lab name for this test process and call.
+pub fn unique_name(tag: &str) -> String {
+    format!("xgt{}{}{}", std::process::id() % 100_000, COUNTER.fetch_add(1, Ordering::SeqCst), tag)
+}
+
+pub fn output(cmd: &mut Command) -> Output {
+    cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// A lab with (optionally) xgate running in its gateway namespace.
+pub struct TestLab {
+    pub name: String,
+    pub config_path: PathBuf,
+    gateway: Option<Child>,
+    stdout: Option<Receiver<String>>,
+    stderr_path: PathBuf,
+}
+
+impl TestLab {
+    /// Creates the lab `unique_name(tag)` and writes its gateway config.
+    pub fn new(tag: &str) -> TestLab {
+        require_root();
+        let name = unique_name(tag);
+        let config_path = std::env::temp_dir().join(format!("{name}.toml"));
+        let stderr_path = std::env::temp_dir().join(format!("{name}.stderr"));
+        let out = output(Command::new(XGATE).args(["lab", "up", "--name", &name, "--config-out"]).arg(&config_path));
+        let lab = TestLab { name, config_path, gateway: None, stdout: None, stderr_path };
+        assert!(out.status.success(), "lab up failed: {}", String::from_utf8_lossy(&out.stderr));
+        lab
+    }
+
+    pub fn netns(&self, host: &str) -> String {
+        format!("{}-{host}", self.name)
+    }
+
+    /// A command run in the namespace `host` (`cli`, `gw`, `be`).
+    pub fn exec(&self, host: &str, program: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.netns(host), program]);
+        cmd
+    }
+
+    /// Rewrites the gateway config with `edit` applied to its text.
+    pub fn edit_config(&self, edit: impl FnOnce(String) -> String) {
+        let text = std::fs::read_to_string(&self.config_path).unwrap();
+        std::fs::write(&self.config_path, edit(text)).unwrap();
+    }
+
+    /// Starts xgate in the gateway namespace and waits for its `ready` event.
+    pub fn start_gateway(&mut self) -> serde_json::Value {
+        let stderr = std::fs::File::create(&self.stderr_path).unwrap();
+        let mut child = self
+            .exec("gw", XGATE)
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config_path)
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn xgate");
+        let stdout = child.stdout.take().unwrap();
+        self.gateway = Some(child);
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
+            panic!("xgate did not get ready; stderr: {}", self.gateway_stderr())
+        });
+        self.stdout = Some(rx);
+        let ready: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(ready["event"], "ready", "{line}");
+        ready
+    }
+
+    pub fn gateway_stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Sends `signal` to xgate, waits for it to exit, and returns its `stopped` event.
+    pub fn stop_gateway_with(&mut self, signal: i32) -> (std::process::ExitStatus, Option<serde_json::Value>) {
+        let mut child = self.gateway.take().expect("gateway running");
+        // SAFETY: kill(2) on our own unreaped child.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "xgate did not exit within 10 s of signal {signal}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stopped = None;
+        if let Some(rx) = self.stdout.take() {
+            while let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
+                let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+                if value["event"] == "stopped" {
+                    stopped = Some(value);
+                }
+            }
+        }
+        (status, stopped)
+    }
+
+    /// Stops xgate with SIGTERM, checks it exited cleanly, and returns its `stopped` event.
+    pub fn stop_gateway(&mut self) -> serde_json::Value {
+        let (status, stopped) = self.stop_gateway_with(libc::SIGTERM);
+        assert!(status.success(), "xgate exited with {status}; stderr: {}", self.gateway_stderr());
+        stopped.expect("xgate printed no stopped event")
+    }
+
+    /// curl from the client namespace; returns (exit status ok, stdout).
+    pub fn curl(&self, args: &[&str]) -> (bool, String) {
+        let out = output(self.exec("cli", "curl").args(["-sS", "--max-time", "10"]).args(args));
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Runs a Python snippet in the client namespace; returns its stdout (asserting success).
+    pub fn python(&self, code: &str) -> String {
+        let out = output(self.exec("cli", "python3").args(["-c", code]));
+        assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `Tcp:` counters of the gateway namespace's kernel, from /proc/net/snmp.
+    pub fn kernel_tcp_counters(&self) -> std::collections::HashMap<String, i64> {
+        let out = output(self.exec("gw", "cat").arg("/proc/net/snmp"));
+        let text = String::from_utf8_lossy(&out.stdout);
+        let tcp: Vec<&str> = text.lines().filter(|l| l.starts_with("Tcp:")).collect();
+        assert_eq!(tcp.len(), 2, "unexpected /proc/net/snmp: {text}");
+        tcp[0]
+            .split_whitespace()
+            .zip(tcp[1].split_whitespace())
+            .skip(1)
+            .map(|(k, v)| (k.to_string(), v.parse().unwrap()))
+            .collect()
+    }
+
+    /// Whether an XDP program is attached to the gateway interface.
+    pub fn xdp_attached(&self) -> bool {
+        let out = output(self.exec("gw", "ip").args(["link", "show", "xg-gw"]));
+        String::from_utf8_lossy(&out.stdout).contains("xdp")
+    }
+}
+
+impl Drop for TestLab {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.gateway.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = Command::new(XGATE).args(["lab", "down", "--name", &self.name]).output();
+        let _ = std::fs::remove_file(&self.config_path);
+        let _ = std::fs::remove_file(&self.stderr_path);
+    }
+}

@@ -1,0 +1,131 @@
+//! The `smoltcp` device over an [`XskPort`]: the stack reads received frames where the kernel put
+//! them in the UMEM and writes outgoing frames straight into free UMEM frames.
+//!
+//! Invariants:
+//! - An rx token lends exactly one frame in state `InStack`; when the token goes (consumed or
+//!   dropped) the frame is queued for the fill ring. The kernel cannot write it meanwhile (it is
+//!   not on the fill ring) and no tx token can hold it (tx tokens take `TxFree` frames only).
+//! - A tx token is only handed out when a free tx frame exists; it claims the frame when consumed.
+//! - No bytes are copied between the UMEM and the stack in either direction.
+
+use smoltcp::{
+    phy::{self, Device, DeviceCapabilities, Medium},
+    time::Instant,
+};
+use xdpilone::xdp::XdpDesc;
+
+use crate::{
+    frames::{FrameLedger, FrameState},
+    xsk::XskPort,
+};
+
+/// Largest Ethernet frame the stack may send: a 1500-byte MTU plus the 14-byte header.
+pub const MAX_FRAME: usize = 1514;
+
+/// Lends one received frame to the stack.
+pub struct XskRxToken<'a> {
+    frame: &'a [u8],
+    addr: u64,
+    recycle: &'a mut Vec<u64>,
+}
+
+impl phy::RxToken for XskRxToken<'_> {
+    fn consume<R, F>(self, f: F) -> R
+    where
+        F: FnOnce(&[u8]) -> R,
+    {
+        f(self.frame)
+        // Drop returns the frame.
+    }
+}
+
+impl Drop for XskRxToken<'_> {
+    fn drop(&mut self) {
+        // Capacity is the number of rx frames, so this never allocates.
+        self.recycle.push(self.addr);
+    }
+}
+
+/// Lets the stack write one frame into a free UMEM frame.
+pub struct XskTxToken<'a> {
+    base: std::ptr::NonNull<u8>,
+    frame_size: u32,
+    ledger: &'a FrameLedger,
+    tx_free: &'a mut Vec<u64>,
+    tx_pending: &'a mut Vec<XdpDesc>,
+}
+
+impl phy::TxToken for XskTxToken<'_> {
+    fn consume<R, F>(self, len: usize, f: F) -> R
+    where
+        F: FnOnce(&mut [u8]) -> R,
+    {
+        assert!(len <= self.frame_size as usize, "frame of {len} bytes exceeds the UMEM frame size");
+        let addr = self.tx_free.pop().expect("tx token handed out without a free frame");
+        self.ledger.transition(addr, FrameState::TxFree, FrameState::TxPending);
+        // SAFETY: `addr` is the base of a frame inside the UMEM that was TxFree, so nothing else
+        // (kernel ring, rx token, other tx token) refers to it; `len` fits in the frame (checked
+        // above); the UMEM outlives the token because the token borrows the port.
+        let buffer = unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().add(addr as usize), len) };
+        let result = f(buffer);
+        self.tx_pending.push(XdpDesc { addr, len: len as u32, options: 0 });
+        result
+    }
+}
+
+impl Device for XskPort {
+    type RxToken<'a> = XskRxToken<'a>;
+    type TxToken<'a> = XskTxToken<'a>;
+
+    fn receive(&mut self, _timestamp: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        if self.rx_next == self.rx_ready.len() {
+            self.fetch_rx();
+            if self.rx_ready.is_empty() {
+                return None;
+            }
+        }
+        if self.tx_free.is_empty() {
+            self.reclaim_tx();
+            if self.tx_free.is_empty() {
+                // Leave the frame in the rx batch: it is received once a tx frame comes back.
+                self.stats.tx_starved += 1;
+                return None;
+            }
+        }
+        let desc = self.rx_ready[self.rx_next];
+        self.rx_next += 1;
+        let offset = desc.addr as usize;
+        let len = (desc.len as usize).min(self.frame_size as usize - (offset % self.frame_size as usize));
+        // SAFETY: the kernel handed `desc` back on the rx ring and the ledger moved its frame from
+        // Fill to InStack, so only this token refers to it; [offset, offset + len) lies within
+        // that frame (len is clamped to the frame's end) and thus within the UMEM, which outlives
+        // the token since the token borrows the port.
+        let frame = unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(offset), len) };
+        let chunk_base = self.ledger.frame_base(self.ledger.frame_of(desc.addr).unwrap_or(0));
+        let XskPort { ledger, rx_recycle, tx_free, tx_pending, base, frame_size, .. } = self;
+        Some((
+            XskRxToken { frame, addr: chunk_base, recycle: rx_recycle },
+            XskTxToken { base: *base, frame_size: *frame_size, ledger, tx_free, tx_pending },
+        ))
+    }
+
+    fn transmit(&mut self, _timestamp: Instant) -> Option<Self::TxToken<'_>> {
+        if self.tx_free.is_empty() {
+            self.reclaim_tx();
+            if self.tx_free.is_empty() {
+                self.stats.tx_starved += 1;
+                return None;
+            }
+        }
+        let XskPort { ledger, tx_free, tx_pending, base, frame_size, .. } = self;
+        Some(XskTxToken { base: *base, frame_size: *frame_size, ledger, tx_free, tx_pending })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ethernet;
+        caps.max_transmission_unit = MAX_FRAME;
+        caps.max_burst_size = Some(crate::xsk::BATCH);
+        caps
+    }
+}

@@ -1,0 +1,367 @@
+//! One AF_XDP socket bound to one rx/tx queue of one interface, over a UMEM that xgate owns.
+//!
+//! Invariants:
+//! - The UMEM is split at open: the first `ring_size` frames are rx frames (they circulate between
+//!   the fill ring, the rx ring and the stack), the rest are tx frames (free list, tx ring,
+//!   completion ring). Rings are at least as large as the frames that can be on them, so a
+//!   recycle or a submit never finds its ring full for good.
+//! - Every frame move goes through the [`FrameLedger`] (see `frames`), so a lost or doubled frame
+//!   is caught where it happens.
+//! - Nothing on the data path allocates: the free lists and batches are sized at open.
+//! - Fields drop in declaration order: rings and sockets close before the UMEM memory is unmapped.
+
+use std::{ffi::CString, num::NonZeroU32, ptr::NonNull};
+
+use xdpilone::{xdp::XdpDesc, DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig, User};
+use xgate_hugepages::{Backing, FallbackPolicy, Region};
+
+use crate::frames::{FrameLedger, FrameState};
+
+/// Most descriptors moved between a ring and userspace in one go.
+pub const BATCH: usize = 64;
+
+/// What an [`XskPort`] is opened on and how big it is.
+#[derive(Clone, Debug)]
+pub struct PortConfig {
+    /// Interface name, e.g. `xg-gw`.
+    pub interface: String,
+    /// The rx/tx queue of that interface this socket binds to.
+    pub queue: u32,
+    /// Bytes per UMEM frame: 2048 or 4096.
+    pub frame_size: u32,
+    /// Frames in the UMEM (a power of two, at least 64): half for rx, half for tx.
+    pub frames: u32,
+    /// Whether to run on normal pages when no 2 MiB hugepages are free.
+    pub allow_normal_pages: bool,
+}
+
+impl Default for PortConfig {
+    fn default() -> Self {
+        PortConfig {
+            interface: String::new(),
+            queue: 0,
+            frame_size: 4096,
+            frames: 4096,
+            allow_normal_pages: true,
+        }
+    }
+}
+
+/// How the socket is bound: zero-copy (the NIC DMAs into the UMEM) or copy mode (the kernel
+/// copies between its buffers and the UMEM; the only mode veth offers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BindMode {
+    ZeroCopy,
+    Copy,
+}
+
+impl BindMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            BindMode::ZeroCopy => "zero-copy",
+            BindMode::Copy => "copy",
+        }
+    }
+}
+
+/// Why a port could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum XskError {
+    #[error("invalid AF_XDP port config: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Memory(#[from] xgate_hugepages::Error),
+    #[error("no network interface named `{0}` in this network namespace")]
+    NoSuchInterface(String),
+    #[error("creating an AF_XDP socket was refused ({0}): xgate needs root (CAP_NET_RAW, CAP_NET_ADMIN, CAP_IPC_LOCK)")]
+    Permission(String),
+    #[error("queue {queue} of `{interface}` is already bound by another AF_XDP socket ({reason}); stop the other xgate first")]
+    Busy { interface: String, queue: u32, reason: String },
+    #[error("AF_XDP {step} failed on `{interface}` queue {queue}: {reason}")]
+    Socket { step: &'static str, interface: String, queue: u32, reason: String },
+}
+
+/// Counters of one port. Plain integers: a port lives on one lane.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PortStats {
+    pub rx_frames: u64,
+    pub tx_frames: u64,
+    pub tx_completed: u64,
+    pub tx_wakeups: u64,
+    pub fill_wakeups: u64,
+    /// Times the stack wanted to send but every tx frame was in flight.
+    pub tx_starved: u64,
+}
+
+/// An AF_XDP socket with its four rings and the UMEM frames they carry.
+pub struct XskPort {
+    rx: RingRx,
+    tx: RingTx,
+    fill_completion: DeviceQueue,
+    user: User,
+    _umem: Umem,
+    region: Region,
+    pub(crate) ledger: FrameLedger,
+    pub(crate) base: NonNull<u8>,
+    pub(crate) frame_size: u32,
+    /// Descriptors read from the rx ring and not yet lent to the stack: `rx_ready[rx_next..]`.
+    pub(crate) rx_ready: Vec<XdpDesc>,
+    pub(crate) rx_next: usize,
+    /// Rx frames the stack is done with, waiting to go back on the fill ring.
+    pub(crate) rx_recycle: Vec<u64>,
+    /// Tx frames free to write into (frame base addresses).
+    pub(crate) tx_free: Vec<u64>,
+    /// Tx frames written by the stack, waiting for the tx ring.
+    pub(crate) tx_pending: Vec<XdpDesc>,
+    mode: BindMode,
+    pub(crate) stats: PortStats,
+}
+
+fn errno_text(e: &xdpilone::Errno) -> String {
+    format!("{e} (errno {})", e.get_raw().abs())
+}
+
+struct Bound {
+    umem: Umem,
+    fill_completion: DeviceQueue,
+    user: User,
+    rx: RingRx,
+    tx: RingTx,
+}
+
+impl XskPort {
+    /// Maps the UMEM, creates the socket and binds it to `config.queue` of `config.interface`,
+    /// zero-copy if the driver can, else in copy mode.
+    pub fn open(config: &PortConfig) -> Result<XskPort, XskError> {
+        if config.frame_size != 2048 && config.frame_size != 4096 {
+            return Err(XskError::Config(format!("frame_size must be 2048 or 4096, got {}", config.frame_size)));
+        }
+        if !config.frames.is_power_of_two() || config.frames < 64 {
+            return Err(XskError::Config(format!(
+                "umem frames must be a power of two of at least 64, got {}",
+                config.frames
+            )));
+        }
+        let c_name = CString::new(config.interface.as_str())
+            .map_err(|_| XskError::NoSuchInterface(config.interface.clone()))?;
+        let mut info = IfInfo::invalid();
+        info.from_name(&c_name).map_err(|_| XskError::NoSuchInterface(config.interface.clone()))?;
+        info.set_queue(config.queue);
+
+        let policy = if config.allow_normal_pages { FallbackPolicy::AllowNormalPages } else { FallbackPolicy::Require };
+        let mut region = Region::allocate(config.frames as usize * config.frame_size as usize, policy)?;
+        let area = region.as_non_null_slice();
+        let ring_size = config.frames / 2;
+
+        let (bound, mode) = match Self::bind(config, &info, area, ring_size, SocketConfig::XDP_BIND_ZEROCOPY) {
+            Ok(bound) => (bound, BindMode::ZeroCopy),
+            Err(_) => (Self::bind(config, &info, area, ring_size, SocketConfig::XDP_BIND_COPY)?, BindMode::Copy),
+        };
+
+        let frames = config.frames;
+        let rx_frames = ring_size;
+        let ledger = FrameLedger::new(frames, config.frame_size, FrameState::TxFree);
+        let mut tx_free = Vec::with_capacity((frames - rx_frames) as usize);
+        let mut rx_recycle = Vec::with_capacity(rx_frames as usize);
+        for index in 0..frames as usize {
+            let addr = ledger.frame_base(index);
+            if (index as u32) < rx_frames {
+                // Rx frames start out "done with": the first refill puts them on the fill ring.
+                ledger.assign(index, FrameState::InStack);
+                rx_recycle.push(addr);
+            } else {
+                tx_free.push(addr);
+            }
+        }
+        let Bound { umem, fill_completion, user, rx, tx } = bound;
+        let base = region.as_non_null_slice().cast::<u8>();
+        let mut port = XskPort {
+            rx,
+            tx,
+            fill_completion,
+            user,
+            _umem: umem,
+            region,
+            ledger,
+            base,
+            frame_size: config.frame_size,
+            rx_ready: Vec::with_capacity(BATCH),
+            rx_next: 0,
+            rx_recycle,
+            tx_free,
+            tx_pending: Vec::with_capacity((frames - rx_frames) as usize),
+            mode,
+            stats: PortStats::default(),
+        };
+        port.refill();
+        Ok(port)
+    }
+
+    fn bind(
+        config: &PortConfig,
+        info: &IfInfo,
+        area: NonNull<[u8]>,
+        ring_size: u32,
+        mode_flag: u16,
+    ) -> Result<Bound, XskError> {
+        let fail = |step: &'static str, e: xdpilone::Errno| {
+            let raw = e.get_raw().abs();
+            match raw {
+                libc::EPERM | libc::EACCES => XskError::Permission(errno_text(&e)),
+                libc::EBUSY => XskError::Busy {
+                    interface: config.interface.clone(),
+                    queue: config.queue,
+                    reason: errno_text(&e),
+                },
+                _ => XskError::Socket {
+                    step,
+                    interface: config.interface.clone(),
+                    queue: config.queue,
+                    reason: errno_text(&e),
+                },
+            }
+        };
+        let umem_config = UmemConfig {
+            fill_size: ring_size,
+            complete_size: ring_size,
+            frame_size: config.frame_size,
+            headroom: 0,
+            flags: 0,
+        };
+        // SAFETY: `area` is the mapping of a `Region` that the port keeps alive (and unmaps only
+        // after the sockets are closed, by field order); it is page aligned (the region is mapped
+        // by mmap) and exactly `frames * frame_size` bytes long.
+        let umem = unsafe { Umem::new(umem_config, area) }.map_err(|e| fail("UMEM registration", e))?;
+        let socket = Socket::with_shared(info, &umem).map_err(|e| fail("socket", e))?;
+        let fill_completion = umem.fq_cq(&socket).map_err(|e| fail("fill/completion ring setup", e))?;
+        let ring = NonZeroU32::new(ring_size);
+        let user = umem
+            .rx_tx(
+                &socket,
+                &SocketConfig { rx_size: ring, tx_size: ring, bind_flags: mode_flag | SocketConfig::XDP_BIND_NEED_WAKEUP },
+            )
+            .map_err(|e| fail("rx/tx ring setup", e))?;
+        let rx = user.map_rx().map_err(|e| fail("rx ring mmap", e))?;
+        let tx = user.map_tx().map_err(|e| fail("tx ring mmap", e))?;
+        umem.bind(&user).map_err(|e| fail("bind", e))?;
+        Ok(Bound { umem, fill_completion, user, rx, tx })
+    }
+
+    /// The socket's file descriptor, for the XSKMAP and for `poll`.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        // SAFETY: the fd is owned by `self.user`'s socket and stays open while `self` lives,
+        // which the returned borrow's lifetime guarantees.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(self.user.as_raw_fd()) }
+    }
+
+    pub fn mode(&self) -> BindMode {
+        self.mode
+    }
+
+    /// Whether the UMEM sits on 2 MiB hugepages.
+    pub fn backing(&self) -> Backing {
+        self.region.backing()
+    }
+
+    /// The command that would have given this port hugepages, if it runs without them.
+    pub fn hugepage_hint(&self) -> Option<String> {
+        self.region.fallback_hint()
+    }
+
+    pub fn stats(&self) -> PortStats {
+        self.stats
+    }
+
+    pub fn ledger(&self) -> &FrameLedger {
+        &self.ledger
+    }
+
+    /// Moves everything that is waiting to its ring: rx frames the stack released back onto the
+    /// fill ring, written tx frames onto the tx ring (kicking the kernel if it asks), and
+    /// completed tx frames back to the free list. Call after every stack poll.
+    pub fn flush(&mut self) {
+        self.refill();
+        self.submit_tx();
+        self.reclaim_tx();
+    }
+
+    /// Blocks until the rx ring has something or `timeout_ms` passes (`-1` = forever).
+    pub fn wait_readable(&self, timeout_ms: i32) {
+        let mut pfd = libc::pollfd { fd: self.user.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: pfd is a valid pollfd for the duration of the call; nfds is 1.
+        unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+    }
+
+    /// Frames waiting in the rx ring (not yet read by xgate).
+    pub fn rx_available(&self) -> bool {
+        self.rx_next < self.rx_ready.len() || self.rx.available() > 0
+    }
+
+    pub(crate) fn fetch_rx(&mut self) {
+        debug_assert_eq!(self.rx_next, self.rx_ready.len());
+        self.rx_ready.clear();
+        self.rx_next = 0;
+        let mut reader = self.rx.receive(BATCH as u32);
+        while let Some(desc) = reader.read() {
+            if self.ledger.transition(desc.addr, FrameState::Fill, FrameState::InStack) {
+                self.rx_ready.push(desc);
+            }
+        }
+        reader.release();
+        self.stats.rx_frames += self.rx_ready.len() as u64;
+    }
+
+    fn refill(&mut self) {
+        if self.rx_recycle.is_empty() {
+            return;
+        }
+        let mut writer = self.fill_completion.fill(self.rx_recycle.len() as u32);
+        let count = (writer.capacity() as usize).min(self.rx_recycle.len());
+        let keep = self.rx_recycle.len() - count;
+        let ledger = &self.ledger;
+        let inserted = writer.insert(self.rx_recycle[keep..].iter().map(|&addr| {
+            ledger.transition(addr, FrameState::InStack, FrameState::Fill);
+            addr
+        }));
+        debug_assert_eq!(inserted as usize, count);
+        writer.commit();
+        drop(writer);
+        self.rx_recycle.truncate(keep);
+        if self.fill_completion.needs_wakeup() {
+            self.fill_completion.wake();
+            self.stats.fill_wakeups += 1;
+        }
+    }
+
+    fn submit_tx(&mut self) {
+        if !self.tx_pending.is_empty() {
+            let mut writer = self.tx.transmit(self.tx_pending.len() as u32);
+            let count = (writer.capacity() as usize).min(self.tx_pending.len());
+            let ledger = &self.ledger;
+            let inserted = writer.insert(self.tx_pending[..count].iter().map(|desc| {
+                ledger.transition(desc.addr, FrameState::TxPending, FrameState::TxRing);
+                *desc
+            }));
+            debug_assert_eq!(inserted as usize, count);
+            writer.commit();
+            drop(writer);
+            self.tx_pending.drain(..count);
+            self.stats.tx_frames += count as u64;
+        }
+        if self.tx.pending() > 0 && self.tx.needs_wakeup() {
+            self.tx.wake();
+            self.stats.tx_wakeups += 1;
+        }
+    }
+
+    pub(crate) fn reclaim_tx(&mut self) {
+        let mut reader = self.fill_completion.complete(BATCH as u32 * 4);
+        while let Some(addr) = reader.read() {
+            if self.ledger.transition(addr, FrameState::TxRing, FrameState::TxFree) {
+                self.tx_free.push(addr);
+                self.stats.tx_completed += 1;
+            }
+        }
+        reader.release();
+    }
+}
