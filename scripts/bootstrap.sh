@@ -2,7 +2,7 @@
 # Installs what building and testing xgate needs on a fresh Debian 12 machine, and says what it
 # does. Idempotent: each step checks first and skips what is already there.
 #   - Debian packages: iproute2 (ip netns, veth, nstat), ethtool, curl, iputils-ping, wrk,
-#     python3, clang/llvm-free: the eBPF program links with bpf-linker, not clang.
+#     python3 (no clang: the eBPF program is linked by bpf-linker)
 #   - the nightly toolchain's rust-src (the eBPF program is built with -Z build-std=core)
 #   - bpf-linker 0.13, linked against the nightly toolchain's own LLVM
 set -euo pipefail

@@ -44,6 +44,7 @@ pub struct Slot {
 
 impl Slot {
     /// The received bytes not yet answered.
+    #[cfg(test)]
     pub fn pending_request(&self) -> &[u8] {
         &self.request[..self.request_len]
     }
@@ -102,13 +103,6 @@ impl SlotTable {
         unsafe { &mut *self.slots[handle.index()].get() }
     }
 
-    pub fn len(&self) -> usize {
-        self.slots.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
-    }
 }
 
 #[cfg(test)]

@@ -89,11 +89,6 @@ impl Lab {
         format!("{}-{}", self.name, host.suffix())
     }
 
-    /// Whether the lab's namespaces exist.
-    pub fn exists(&self) -> bool {
-        std::path::Path::new("/run/netns").join(self.netns(Host::Gateway)).exists()
-    }
-
     /// Creates the lab. If part of it already exists (say, after a crash), it is removed first.
     pub fn up(&self) -> Result<(), String> {
         self.down()?;

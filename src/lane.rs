@@ -232,8 +232,8 @@ pub fn run(config: &Config, stop: &AtomicBool, events: &mut dyn Write) -> anyhow
             let index = handle.index();
             let slot = table.slot(&mut handle);
             if let Verdict::Respond { status, .. } = slot.verdict {
-                let entry = statuses.iter_mut().find(|(s, _)| *s == status).unwrap_or(&mut statuses[11]);
-                entry.1 += 1;
+                let at = statuses.iter().position(|(s, _)| *s == status).unwrap_or(statuses.len() - 1);
+                statuses[at].1 += 1;
             }
             let conn = &mut connections[index];
             conn.response_sent = 0;
@@ -397,8 +397,8 @@ fn http_worker(
             let out = responses.write_chunk_uninit(available).expect("the ring holds every handle");
             out.fill_from_iter(chunk.into_iter().map(|mut handle| {
                 let slot = table.slot(&mut handle);
-                let (request, response) = (&slot.request[..slot.request_len], &mut slot.response[..]);
-                slot.verdict = match responder.handle(request, response) {
+                let outcome = responder.handle(&slot.request[..slot.request_len], &mut slot.response);
+                slot.verdict = match outcome {
                     Outcome::Incomplete => Verdict::Incomplete,
                     Outcome::Respond { consumed, written, close, status } => {
                         Verdict::Respond { consumed, written, close, status }

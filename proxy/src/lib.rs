@@ -1,1 +1,18 @@
+//! xgate's HTTP/1.1 layer, free of I/O: it sees bytes a connection received and writes the bytes
+//! to send back, so every rule here is tested deterministically without sockets or time.
+//!
+//! Invariants:
+//! - [`Responder::handle`] allocates nothing: headers parse into a fixed array on the stack and
+//!   the response is written into the caller's buffer.
+//! - It either needs more bytes (consuming nothing) or answers exactly the first request in its
+//!   input, saying how many input bytes that request used; pipelined bytes after it are left for
+//!   the next call.
+//! - Anything it cannot frame safely (syntax errors, smuggling patterns, limits) is answered with
+//!   an error status and `close`, so a connection never continues in an ambiguous state.
 
+pub mod limits;
+pub mod responder;
+mod writer;
+
+pub use limits::Limits;
+pub use responder::{Outcome, Responder, MIN_RESPONSE_BUFFER};

@@ -186,3 +186,18 @@ impl Drop for TestLab {
         let _ = std::fs::remove_file(&self.stderr_path);
     }
 }
+
+/// Serialises tests that depend on the host's hugepage reservation with the hugepages crate's own
+/// tests (same lock file).
+pub fn hugepage_lock() -> std::fs::File {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open("/run/xgate-hugepages-test.lock")
+        .expect("open lock file");
+    // SAFETY: flock on a file descriptor we own; blocks until the lock is ours.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    file
+}

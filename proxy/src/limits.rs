@@ -1,0 +1,23 @@
+//! Size limits on what a client may send.
+
+/// Most header fields a request may have (the size of the on-stack header array).
+pub const MAX_HEADERS: usize = 64;
+
+/// Size limits applied to every request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of the request line (method, target, version) before 414.
+    pub max_request_line: usize,
+    /// Bytes of the whole head (request line and headers, with the blank line) before 431.
+    pub max_header_bytes: usize,
+    /// Header fields before 431; at most [`MAX_HEADERS`].
+    pub max_headers: usize,
+    /// Bytes of a request body before 413.
+    pub max_body: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_request_line: 8192, max_header_bytes: 16384, max_headers: MAX_HEADERS, max_body: 1024 * 1024 }
+    }
+}

@@ -1,0 +1,61 @@
+//! A cursor that writes into a fixed byte buffer without allocating.
+
+pub(crate) struct Cursor<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+    overflow: bool,
+}
+
+impl<'a> Cursor<'a> {
+    pub(crate) fn new(buf: &'a mut [u8]) -> Self {
+        Cursor { buf, pos: 0, overflow: false }
+    }
+
+    pub(crate) fn put(&mut self, bytes: &[u8]) -> &mut Self {
+        let end = self.pos + bytes.len();
+        if end <= self.buf.len() {
+            self.buf[self.pos..end].copy_from_slice(bytes);
+            self.pos = end;
+        } else {
+            self.overflow = true;
+        }
+        self
+    }
+
+    pub(crate) fn put_decimal(&mut self, mut value: usize) -> &mut Self {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (value % 10) as u8;
+            value /= 10;
+            if value == 0 {
+                break;
+            }
+        }
+        self.put(&digits[i..])
+    }
+
+    /// Bytes written, or `None` if the buffer was too small.
+    pub(crate) fn finish(&self) -> Option<usize> {
+        (!self.overflow).then_some(self.pos)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_and_detects_overflow() {
+        let mut buf = [0u8; 8];
+        let mut c = Cursor::new(&mut buf);
+        c.put(b"ab").put_decimal(0).put_decimal(1234);
+        assert_eq!(c.finish(), Some(7));
+        assert_eq!(&buf[..7], b"ab01234");
+        let mut small = [0u8; 2];
+        let mut c = Cursor::new(&mut small);
+        c.put(b"abc");
+        assert_eq!(c.finish(), None);
+    }
+}
