@@ -117,7 +117,9 @@ impl std::str::FromStr for MacAddr {
         let mut octets = [0u8; 6];
         let mut parts = text.split(':');
         for octet in octets.iter_mut() {
-            let part = parts.next().ok_or_else(|| format!("`{text}` has fewer than 6 octets"))?;
+            let part = parts
+                .next()
+                .ok_or_else(|| format!("`{text}` has fewer than 6 octets"))?;
             if part.len() != 2 {
                 return Err(format!("`{text}`: octet `{part}` is not two hex digits"));
             }
@@ -133,14 +135,20 @@ impl std::str::FromStr for MacAddr {
 impl<'de> Deserialize<'de> for MacAddr {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        text.parse().map_err(|e| serde::de::Error::custom(format!("expected a MAC address like 02:00:00:00:00:01, {e}")))
+        text.parse().map_err(|e| {
+            serde::de::Error::custom(format!("expected a MAC address like 02:00:00:00:00:01, {e}"))
+        })
     }
 }
 
 impl fmt::Display for MacAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let o = self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3], o[4], o[5])
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            o[0], o[1], o[2], o[3], o[4], o[5]
+        )
     }
 }
 
@@ -186,43 +194,81 @@ impl Config {
                     format!(" (line {line})")
                 })
                 .unwrap_or_default();
-            ConfigError { file: file.to_string(), key: key_of(&message, text, e.span()), message: format!("{message}{location}") }
+            ConfigError {
+                file: file.to_string(),
+                key: key_of(&message, text, e.span()),
+                message: format!("{message}{location}"),
+            }
         })?;
         config.validate(file)?;
         Ok(config)
     }
 
     fn validate(&self, file: &str) -> Result<(), ConfigError> {
-        let err = |key: &str, message: String| ConfigError { file: file.to_string(), key: Some(key.to_string()), message };
+        let err = |key: &str, message: String| ConfigError {
+            file: file.to_string(),
+            key: Some(key.to_string()),
+            message,
+        };
         let g = &self.gateway;
         if g.interface.is_empty() || g.interface.len() > 15 || g.interface.contains(['/', ' ']) {
-            return Err(err("gateway.interface", format!("expected an interface name of 1-15 characters, got `{}`", g.interface)));
+            return Err(err(
+                "gateway.interface",
+                format!(
+                    "expected an interface name of 1-15 characters, got `{}`",
+                    g.interface
+                ),
+            ));
         }
         if g.ipv4.is_unspecified() || g.ipv4.is_broadcast() || g.ipv4.is_multicast() || g.ipv4.is_loopback() {
-            return Err(err("gateway.ipv4", format!("expected a unicast, non-loopback IPv4 address, got {}", g.ipv4)));
+            return Err(err(
+                "gateway.ipv4",
+                format!("expected a unicast, non-loopback IPv4 address, got {}", g.ipv4),
+            ));
         }
         if !(8..=30).contains(&g.prefix_len) {
-            return Err(err("gateway.prefix_len", format!("expected 8..=30, got {}", g.prefix_len)));
+            return Err(err(
+                "gateway.prefix_len",
+                format!("expected 8..=30, got {}", g.prefix_len),
+            ));
         }
         if g.mac.0[0] & 1 == 1 || g.mac.0 == [0; 6] {
-            return Err(err("gateway.mac", format!("expected a unicast MAC address, got {}", g.mac)));
+            return Err(err(
+                "gateway.mac",
+                format!("expected a unicast MAC address, got {}", g.mac),
+            ));
         }
         if g.listen_port == 0 {
-            return Err(err("gateway.listen_port", "expected a port in 1..=65535, got 0".into()));
+            return Err(err(
+                "gateway.listen_port",
+                "expected a port in 1..=65535, got 0".into(),
+            ));
         }
         let u = &self.umem;
         if u.frame_size != 2048 && u.frame_size != 4096 {
-            return Err(err("umem.frame_size", format!("expected 2048 or 4096, got {}", u.frame_size)));
+            return Err(err(
+                "umem.frame_size",
+                format!("expected 2048 or 4096, got {}", u.frame_size),
+            ));
         }
         if !u.frames.is_power_of_two() || !(64..=1 << 20).contains(&u.frames) {
-            return Err(err("umem.frames", format!("expected a power of two in 64..=1048576, got {}", u.frames)));
+            return Err(err(
+                "umem.frames",
+                format!("expected a power of two in 64..=1048576, got {}", u.frames),
+            ));
         }
         let h = &self.http;
         if !(1..=65_536).contains(&h.max_connections) {
-            return Err(err("http.max_connections", format!("expected 1..=65536, got {}", h.max_connections)));
+            return Err(err(
+                "http.max_connections",
+                format!("expected 1..=65536, got {}", h.max_connections),
+            ));
         }
         if !(256..=65_536).contains(&h.max_header_bytes) {
-            return Err(err("http.max_header_bytes", format!("expected 256..=65536, got {}", h.max_header_bytes)));
+            return Err(err(
+                "http.max_header_bytes",
+                format!("expected 256..=65536, got {}", h.max_header_bytes),
+            ));
         }
         Ok(())
     }
@@ -286,7 +332,9 @@ fn key_of(message: &str, text: &str, span: Option<std::ops::Range<usize>>) -> Op
         });
     }
     let span = span?;
-    let line_start = text[..span.start.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    let line_start = text[..span.start.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
     let line = text[line_start..].lines().next()?;
     let key = line.split('=').next()?.trim();
     if key.is_empty() || key.starts_with('[') {
@@ -347,7 +395,10 @@ mac = "02:77:00:00:00:02"
     #[test]
     fn bad_mac_names_key_and_expectation() {
         let e = error_of(&GOOD.replace("02:77:00:00:00:02", "02:77:00"));
-        assert!(e.contains("`gateway.mac`") && e.contains("expected a MAC address"), "{e}");
+        assert!(
+            e.contains("`gateway.mac`") && e.contains("expected a MAC address"),
+            "{e}"
+        );
         let e = error_of(&GOOD.replace("02:77:00:00:00:02", "03:77:00:00:00:02"));
         assert!(e.contains("`gateway.mac`") && e.contains("unicast"), "{e}");
     }
@@ -363,7 +414,10 @@ mac = "02:77:00:00:00:02"
     #[test]
     fn semantic_limits_are_checked() {
         let e = error_of(&format!("{GOOD}\n[umem]\nframe_size = 3000\n"));
-        assert!(e.contains("`umem.frame_size`") && e.contains("2048 or 4096"), "{e}");
+        assert!(
+            e.contains("`umem.frame_size`") && e.contains("2048 or 4096"),
+            "{e}"
+        );
         let e = error_of(&format!("{GOOD}\n[umem]\nframes = 100\n"));
         assert!(e.contains("`umem.frames`"), "{e}");
         let e = error_of(&GOOD.replace("10.77.0.2", "127.0.0.1"));
@@ -380,7 +434,12 @@ mac = "02:77:00:00:00:02"
 
     #[test]
     fn unreadable_file_is_reported() {
-        let e = Config::load(Path::new("/nonexistent/xgate.toml")).unwrap_err().to_string();
-        assert!(e.starts_with("config /nonexistent/xgate.toml: cannot read it"), "{e}");
+        let e = Config::load(Path::new("/nonexistent/xgate.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("config /nonexistent/xgate.toml: cannot read it"),
+            "{e}"
+        );
     }
 }

@@ -69,7 +69,10 @@ pub fn run(name: &str, requests: usize) -> Result<(), String> {
     let lab = Lab::new(name)?;
     println!("== building the lab `{name}`");
     lab.up()?;
-    let mut cleanup = Cleanup { lab: lab.clone(), gateway: None };
+    let mut cleanup = Cleanup {
+        lab: lab.clone(),
+        gateway: None,
+    };
     let config_path = std::env::temp_dir().join(format!("xgate-{name}.toml"));
     std::fs::write(&config_path, Config::for_lab().to_toml()).map_err(|e| e.to_string())?;
 
@@ -77,7 +80,11 @@ pub fn run(name: &str, requests: usize) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut child = lab
         .command(Host::Gateway, exe.to_str().ok_or("executable path is not UTF-8")?)
-        .args(["run", "--config", config_path.to_str().ok_or("config path is not UTF-8")?])
+        .args([
+            "run",
+            "--config",
+            config_path.to_str().ok_or("config path is not UTF-8")?,
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| format!("starting xgate: {e}"))?;
@@ -98,7 +105,13 @@ pub fn run(name: &str, requests: usize) -> Result<(), String> {
 
     let gateway = lab::GATEWAY_IP.to_string();
     println!("\n== ping {gateway} (answered by xgate's userspace stack)");
-    print!("{}", output_of(lab.command(Host::Client, "ping").args(["-c", "3", "-i", "0.2", "-W", "2", &gateway]))?);
+    print!(
+        "{}",
+        output_of(
+            lab.command(Host::Client, "ping")
+                .args(["-c", "3", "-i", "0.2", "-W", "2", &gateway])
+        )?
+    );
 
     for (method, path) in [("GET", "/healthz"), ("GET", "/nope"), ("POST", "/healthz")] {
         println!("\n== curl -i -X {method} http://{gateway}{path}");
@@ -120,9 +133,15 @@ pub fn run(name: &str, requests: usize) -> Result<(), String> {
     println!("\n== {requests} x GET /healthz over one keep-alive connection (curl)");
     let url = format!("http://{gateway}/healthz");
     let mut curl = lab.command(Host::Client, "curl");
-    curl.args(["-s", "--max-time", "60", "-o", "/dev/null", "-w", "%{http_code} %{time_total} %{num_connects}\\n"]);
+    curl.args([
+        "-s",
+        "--max-time",
+        "60",
+        "-w",
+        "%{http_code} %{time_total} %{num_connects}\\n",
+    ]);
     for _ in 0..requests {
-        curl.arg(&url);
+        curl.args(["-o", "/dev/null", &url]);
     }
     let started = Instant::now();
     let text = output_of(&mut curl).unwrap_or_else(|e| e);

@@ -31,7 +31,12 @@ pub enum Verdict {
     /// More bytes are needed before a request is complete.
     Incomplete,
     /// `response[..written]` answers the first `consumed` request bytes; close afterwards if `close`.
-    Respond { consumed: usize, written: usize, close: bool, status: u16 },
+    Respond {
+        consumed: usize,
+        written: usize,
+        close: bool,
+        status: u16,
+    },
 }
 
 /// One connection's request and response bytes.
@@ -102,7 +107,6 @@ impl SlotTable {
         // as the returned reference lives, so no other reference to the slot can exist.
         unsafe { &mut *self.slots[handle.index()].get() }
     }
-
 }
 
 #[cfg(test)]

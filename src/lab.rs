@@ -60,10 +60,12 @@ impl Host {
 }
 
 fn run(args: &[&str]) -> Result<(), String> {
-    let output = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .map_err(|e| format!("cannot run `{}`: {e} (install iproute2 and ethtool: scripts/bootstrap.sh)", args[0]))?;
+    let output = Command::new(args[0]).args(&args[1..]).output().map_err(|e| {
+        format!(
+            "cannot run `{}`: {e} (install iproute2 and ethtool: scripts/bootstrap.sh)",
+            args[0]
+        )
+    })?;
     if output.status.success() {
         Ok(())
     } else {
@@ -78,10 +80,19 @@ fn run(args: &[&str]) -> Result<(), String> {
 impl Lab {
     /// A lab named `name`: 1-40 characters of `[A-Za-z0-9_-]`.
     pub fn new(name: &str) -> Result<Lab, String> {
-        if name.is_empty() || name.len() > 40 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(format!("lab name `{name}`: expected 1-40 characters of letters, digits, `-` or `_`"));
+        if name.is_empty()
+            || name.len() > 40
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(format!(
+                "lab name `{name}`: expected 1-40 characters of letters, digits, `-` or `_`"
+            ));
         }
-        Ok(Lab { name: name.to_string() })
+        Ok(Lab {
+            name: name.to_string(),
+        })
     }
 
     /// The network namespace of `host`.
@@ -107,7 +118,20 @@ impl Lab {
         let sw = self.netns(Host::Switch);
         run(&["ip", "-n", &sw, "link", "add", "br0", "type", "bridge"])?;
         // No STP delay: ports forward as soon as they are up.
-        run(&["ip", "-n", &sw, "link", "set", "br0", "type", "bridge", "forward_delay", "0", "stp_state", "0"])?;
+        run(&[
+            "ip",
+            "-n",
+            &sw,
+            "link",
+            "set",
+            "br0",
+            "type",
+            "bridge",
+            "forward_delay",
+            "0",
+            "stp_state",
+            "0",
+        ])?;
         run(&["ip", "-n", &sw, "link", "set", "br0", "up"])?;
         let mtu = MTU.to_string();
         for (host, iface, port) in [
@@ -117,8 +141,8 @@ impl Lab {
         ] {
             let ns = self.netns(host);
             run(&[
-                "ip", "link", "add", iface, "netns", &ns, "mtu", &mtu, "type", "veth", "peer", "name", port, "netns", &sw,
-                "mtu", &mtu,
+                "ip", "link", "add", iface, "netns", &ns, "mtu", &mtu, "type", "veth", "peer", "name", port,
+                "netns", &sw, "mtu", &mtu,
             ])?;
             run(&["ip", "-n", &sw, "link", "set", port, "master", "br0"])?;
             run(&["ip", "-n", &sw, "link", "set", port, "up"])?;
@@ -134,7 +158,16 @@ impl Lab {
             (Host::Backend, BACKEND_IFACE, BACKEND_IP),
         ] {
             let ns = self.netns(host);
-            run(&["ip", "-n", &ns, "addr", "add", &format!("{ip}/{PREFIX_LEN}"), "dev", iface])?;
+            run(&[
+                "ip",
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{ip}/{PREFIX_LEN}"),
+                "dev",
+                iface,
+            ])?;
             run(&["ip", "-n", &ns, "link", "set", iface, "up"])?;
             if !matches!(host, Host::Gateway) {
                 // Complete checksums on the wire (see the module invariants).

@@ -121,6 +121,8 @@ struct Connection {
     response_sent: usize,
     /// Whether the socket was seen connected (to count accepts once).
     was_open: bool,
+    /// A response with `close` was sent: further bytes from the peer are read and discarded.
+    closing: bool,
 }
 
 fn now(start: std::time::Instant) -> SmolInstant {
@@ -140,7 +142,9 @@ pub fn run(config: &Config, stop: &AtomicBool, events: &mut dyn Write) -> anyhow
     })?;
     steering.register_socket(gw.queue, port.fd())?;
     if let Some(hint) = port.hugepage_hint() {
-        eprintln!("xgate: warning: no free 2 MiB hugepages; the UMEM runs on normal pages. To reserve them: {hint}");
+        eprintln!(
+            "xgate: warning: no free 2 MiB hugepages; the UMEM runs on normal pages. To reserve them: {hint}"
+        );
     }
     eprintln!(
         "xgate: XDP attached to {} ({} mode); AF_XDP socket on queue {} in {} mode; UMEM {} frames x {} B on {:?}",
@@ -182,6 +186,7 @@ pub fn run(config: &Config, stop: &AtomicBool, events: &mut dyn Write) -> anyhow
                 unseen_bytes: false,
                 response_sent: 0,
                 was_open: false,
+                closing: false,
             }
         })
         .collect();
@@ -232,7 +237,10 @@ pub fn run(config: &Config, stop: &AtomicBool, events: &mut dyn Write) -> anyhow
             let index = handle.index();
             let slot = table.slot(&mut handle);
             if let Verdict::Respond { status, .. } = slot.verdict {
-                let at = statuses.iter().position(|(s, _)| *s == status).unwrap_or(statuses.len() - 1);
+                let at = statuses
+                    .iter()
+                    .position(|(s, _)| *s == status)
+                    .unwrap_or(statuses.len() - 1);
                 statuses[at].1 += 1;
             }
             let conn = &mut connections[index];
@@ -241,7 +249,9 @@ pub fn run(config: &Config, stop: &AtomicBool, events: &mut dyn Write) -> anyhow
         }
 
         for conn in connections.iter_mut() {
-            let Some(handle) = conn.slot.as_mut() else { continue };
+            let Some(handle) = conn.slot.as_mut() else {
+                continue;
+            };
             let socket = sockets.get_mut::<tcp::Socket>(conn.socket);
             let slot = table.slot(handle);
             if socket.is_active() && !conn.was_open {
@@ -249,7 +259,13 @@ pub fn run(config: &Config, stop: &AtomicBool, events: &mut dyn Write) -> anyhow
                 report.connections_accepted += 1;
             }
             // 1. Finish writing the current response.
-            if let Verdict::Respond { consumed, written, close, .. } = slot.verdict {
+            if let Verdict::Respond {
+                consumed,
+                written,
+                close,
+                ..
+            } = slot.verdict
+            {
                 if socket.may_send() && conn.response_sent < written {
                     if let Ok(n) = socket.send_slice(&slot.response[conn.response_sent..written]) {
                         conn.response_sent += n;
@@ -262,6 +278,7 @@ pub fn run(config: &Config, stop: &AtomicBool, events: &mut dyn Write) -> anyhow
                     conn.response_sent = 0;
                     if close {
                         socket.close();
+                        conn.closing = true;
                         slot.request_len = 0;
                     } else if slot.request_len > 0 {
                         // Pipelined bytes already in the slot: hand them over again.
@@ -271,8 +288,14 @@ pub fn run(config: &Config, stop: &AtomicBool, events: &mut dyn Write) -> anyhow
                     continue;
                 }
             }
-            // 2. Read what arrived.
-            if socket.can_recv() && slot.request_len < slot.request.len() {
+            // 2. Read what arrived; after a closing response, read only to discard.
+            if conn.closing {
+                while let Ok(n) = socket.recv(|bytes| (bytes.len(), bytes.len())) {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            } else if socket.can_recv() && slot.request_len < slot.request.len() {
                 let start_len = slot.request_len;
                 if let Ok(n) = socket.recv_slice(&mut slot.request[start_len..]) {
                     slot.request_len += n;
@@ -290,6 +313,7 @@ pub fn run(config: &Config, stop: &AtomicBool, events: &mut dyn Write) -> anyhow
                 slot.verdict = Verdict::Pending;
                 conn.unseen_bytes = false;
                 conn.was_open = false;
+                conn.closing = false;
                 socket.listen(listen_port).expect("a closed socket can listen");
                 continue;
             }
@@ -333,7 +357,9 @@ pub fn run(config: &Config, stop: &AtomicBool, events: &mut dyn Write) -> anyhow
     // Stop: the worker first (it owns nothing the loop needs), then close every connection.
     wake.stop_worker.store(true, Ordering::SeqCst);
     worker.thread().unpark();
-    worker.join().map_err(|_| anyhow::anyhow!("the HTTP worker panicked"))?;
+    worker
+        .join()
+        .map_err(|_| anyhow::anyhow!("the HTTP worker panicked"))?;
     for conn in &connections {
         sockets.get_mut::<tcp::Socket>(conn.socket).abort();
     }
@@ -346,14 +372,19 @@ pub fn run(config: &Config, stop: &AtomicBool, events: &mut dyn Write) -> anyhow
     let stats = port.stats();
     let census = port.ledger().census();
     report.responses_by_status = statuses.iter().copied().filter(|(_, n)| *n > 0).collect();
-    let xdp_json: Vec<String> =
-        XdpVerdict::ALL.iter().map(|v| format!("\"{}\":{}", v.name(), xdp[*v as usize].packets)).collect();
+    let xdp_json: Vec<String> = XdpVerdict::ALL
+        .iter()
+        .map(|v| format!("\"{}\":{}", v.name(), xdp[*v as usize].packets))
+        .collect();
     let census_json: Vec<String> = FrameState::ALL
         .iter()
         .map(|s| format!("\"{s:?}\":{}", census[*s as usize]))
         .collect();
-    let status_json: Vec<String> =
-        report.responses_by_status.iter().map(|(s, n)| format!("\"{s}\":{n}")).collect();
+    let status_json: Vec<String> = report
+        .responses_by_status
+        .iter()
+        .map(|(s, n)| format!("\"{s}\":{n}"))
+        .collect();
     writeln!(
         events,
         "{{\"event\":\"stopped\",\"connections_accepted\":{},\"responses\":{{{}}},\"xdp_packets\":{{{}}},\"rx_frames\":{},\"tx_frames\":{},\"tx_completed\":{},\"frames\":{{{}}},\"ledger_violations\":{}}}",
@@ -372,8 +403,16 @@ pub fn run(config: &Config, stop: &AtomicBool, events: &mut dyn Write) -> anyhow
 
 fn sleep_until_ready(port: &XskPort, wake: &Wake, timeout_ms: i32) {
     let mut fds = [
-        libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(&port.fd()), events: libc::POLLIN, revents: 0 },
-        libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(&wake.loop_event), events: libc::POLLIN, revents: 0 },
+        libc::pollfd {
+            fd: std::os::fd::AsRawFd::as_raw_fd(&port.fd()),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: std::os::fd::AsRawFd::as_raw_fd(&wake.loop_event),
+            events: libc::POLLIN,
+            revents: 0,
+        },
     ];
     // SAFETY: `fds` is a valid array of two pollfd for the duration of the call.
     unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
@@ -394,15 +433,25 @@ fn http_worker(
         if available > 0 {
             idle_turns = 0;
             let chunk = requests.read_chunk(available).expect("slots counted above");
-            let out = responses.write_chunk_uninit(available).expect("the ring holds every handle");
+            let out = responses
+                .write_chunk_uninit(available)
+                .expect("the ring holds every handle");
             out.fill_from_iter(chunk.into_iter().map(|mut handle| {
                 let slot = table.slot(&mut handle);
                 let outcome = responder.handle(&slot.request[..slot.request_len], &mut slot.response);
                 slot.verdict = match outcome {
                     Outcome::Incomplete => Verdict::Incomplete,
-                    Outcome::Respond { consumed, written, close, status } => {
-                        Verdict::Respond { consumed, written, close, status }
-                    }
+                    Outcome::Respond {
+                        consumed,
+                        written,
+                        close,
+                        status,
+                    } => Verdict::Respond {
+                        consumed,
+                        written,
+                        close,
+                        status,
+                    },
                 };
                 handle
             }));

@@ -18,7 +18,11 @@ use std::{
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "xgate", version, about = "Kernel-bypass HTTP gateway: XDP + AF_XDP + userspace TCP/IP")]
+#[command(
+    name = "xgate",
+    version,
+    about = "Kernel-bypass HTTP gateway: XDP + AF_XDP + userspace TCP/IP"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -88,7 +92,9 @@ fn install_stop_handlers() {
 fn require_root(what: &str) -> Result<(), String> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        return Err(format!("{what} needs root (CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW): run it with sudo or as root"));
+        return Err(format!(
+            "{what} needs root (CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW): run it with sudo or as root"
+        ));
     }
     Ok(())
 }
@@ -97,10 +103,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: Result<(), String> = match cli.command {
         Command::Run { config } => run(&config),
-        Command::Lab { action: LabAction::Up { name, config_out } } => lab_up(&name, config_out),
-        Command::Lab { action: LabAction::Down { name } } => {
-            require_root("xgate lab down").and_then(|_| lab::Lab::new(&name)?.down())
-        }
+        Command::Lab {
+            action: LabAction::Up { name, config_out },
+        } => lab_up(&name, config_out),
+        Command::Lab {
+            action: LabAction::Down { name },
+        } => require_root("xgate lab down").and_then(|_| lab::Lab::new(&name)?.down()),
         Command::Demo { name, requests } => {
             require_root("xgate demo").and_then(|_| demo::run(&name, requests))
         }

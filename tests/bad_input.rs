@@ -12,20 +12,30 @@ fn run_with_config(text: &str) -> (bool, String) {
     std::fs::write(&path, text).unwrap();
     let out = output(Command::new(XGATE).args(["run", "--config"]).arg(&path));
     let _ = std::fs::remove_file(&path);
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
-const VALID: &str = "[gateway]\ninterface = \"xg-none0\"\nipv4 = \"10.77.0.2\"\nmac = \"02:77:00:00:00:02\"\n";
+const VALID: &str =
+    "[gateway]\ninterface = \"xg-none0\"\nipv4 = \"10.77.0.2\"\nmac = \"02:77:00:00:00:02\"\n";
 
 #[test]
 fn config_errors_name_file_key_and_expectation() {
     let (ok, err) = run_with_config(&VALID.replace("10.77.0.2", "not-an-ip"));
     assert!(!ok);
-    assert!(err.starts_with("xgate: error: config ") && err.contains("`gateway.ipv4`"), "{err}");
+    assert!(
+        err.starts_with("xgate: error: config ") && err.contains("`gateway.ipv4`"),
+        "{err}"
+    );
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
 
     let (ok, err) = run_with_config(&format!("{VALID}\n[umem]\nframe_size = 1000\n"));
-    assert!(!ok && err.contains("`umem.frame_size`") && err.contains("2048 or 4096"), "{err}");
+    assert!(
+        !ok && err.contains("`umem.frame_size`") && err.contains("2048 or 4096"),
+        "{err}"
+    );
 
     let out = output(Command::new(XGATE).args(["run", "--config", "/nonexistent/x.toml"]));
     assert!(!out.status.success());
@@ -46,7 +56,18 @@ fn without_root_it_says_so() {
     require_root();
     let path = std::env::temp_dir().join(format!("{}.toml", common::unique_name("nr")));
     std::fs::write(&path, VALID).unwrap();
-    let out = output(Command::new("setpriv").args(["--reuid=65534", "--regid=65534", "--clear-groups", XGATE, "run", "--config"]).arg(&path));
+    let out = output(
+        Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                XGATE,
+                "run",
+                "--config",
+            ])
+            .arg(&path),
+    );
     let _ = std::fs::remove_file(&path);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
@@ -64,14 +85,22 @@ fn missing_hugepages_are_reported_with_the_fix() {
         .find(|l| l.starts_with("HugePages_Free:"))
         .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
         .unwrap();
-    let mut lab = TestLab::new("hp");
+    let lab = TestLab::new("hp");
     // 64 MiB UMEM: more than the free hugepages if fewer than 32 are free.
-    lab.edit_config(|t| t.replace("frames = 4096", "frames = 16384").replace("allow_normal_pages = true", "allow_normal_pages = false"));
+    lab.edit_config(|t| {
+        t.replace("frames = 4096", "frames = 16384")
+            .replace("allow_normal_pages = true", "allow_normal_pages = false")
+    });
     if free >= 32 {
         eprintln!("skipping the shortage case: {free} hugepages are free on this machine");
         return;
     }
-    let out = output(lab.exec("gw", XGATE).arg("run").arg("--config").arg(&lab.config_path));
+    let out = output(
+        lab.exec("gw", XGATE)
+            .arg("run")
+            .arg("--config")
+            .arg(&lab.config_path),
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("hugepages/setup.sh"), "{err}");

@@ -38,7 +38,12 @@ pub enum Error {
     #[error("a UMEM region of 0 bytes was requested: umem.frames x umem.frame_size must be positive")]
     InvalidSize,
     #[error("need {needed} free 2 MiB hugepages for a {mib} MiB UMEM, {free} are free: run `hugepages/setup.sh {suggest}` (or echo {suggest} > /proc/sys/vm/nr_hugepages), or set umem.allow_normal_pages = true")]
-    NotEnoughHugePages { needed: usize, free: usize, mib: usize, suggest: usize },
+    NotEnoughHugePages {
+        needed: usize,
+        free: usize,
+        mib: usize,
+        suggest: usize,
+    },
     #[error("mapping {len} bytes for the UMEM failed: {source}")]
     Map { len: usize, source: std::io::Error },
 }
@@ -58,8 +63,12 @@ pub fn parse_meminfo(text: &str) -> HugePageStatus {
     let mut status = HugePageStatus::default();
     for line in text.lines() {
         let mut fields = line.split_whitespace();
-        let (Some(key), Some(value)) = (fields.next(), fields.next()) else { continue };
-        let Ok(value) = value.parse::<usize>() else { continue };
+        let (Some(key), Some(value)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let Ok(value) = value.parse::<usize>() else {
+            continue;
+        };
         match key {
             "HugePages_Total:" => status.total = value,
             "HugePages_Free:" => status.free = value,
@@ -102,10 +111,26 @@ impl Region {
             suggest: status().map(|s| s.total).unwrap_or(0) + pages.saturating_sub(free),
         };
         if free >= pages {
-            match MmapOptions::new().len(huge_len).huge(Some(21)).populate().map_anon() {
-                Ok(map) => return Ok(Region { map, backing: Backing::HugePages2M, missing_pages: None }),
+            match MmapOptions::new()
+                .len(huge_len)
+                .huge(Some(21))
+                .populate()
+                .map_anon()
+            {
+                Ok(map) => {
+                    return Ok(Region {
+                        map,
+                        backing: Backing::HugePages2M,
+                        missing_pages: None,
+                    })
+                }
                 Err(e) if e.raw_os_error() == Some(libc::ENOMEM) => {}
-                Err(source) => return Err(Error::Map { len: huge_len, source }),
+                Err(source) => {
+                    return Err(Error::Map {
+                        len: huge_len,
+                        source,
+                    })
+                }
             }
         }
         match policy {
@@ -115,13 +140,20 @@ impl Region {
                     .len(huge_len)
                     .populate()
                     .map_anon()
-                    .map_err(|source| Error::Map { len: huge_len, source })?;
+                    .map_err(|source| Error::Map {
+                        len: huge_len,
+                        source,
+                    })?;
                 // SAFETY: mlock on the region we just mapped, for its exact length; failure (no
                 // CAP_IPC_LOCK, RLIMIT_MEMLOCK) only means the pages may be swapped, so it is
                 // ignored.
                 unsafe { libc::mlock(map.as_ptr().cast(), map.len()) };
                 let suggest = status().map(|s| s.total).unwrap_or(0) + pages.saturating_sub(free);
-                Ok(Region { map, backing: Backing::NormalPages, missing_pages: Some(suggest) })
+                Ok(Region {
+                    map,
+                    backing: Backing::NormalPages,
+                    missing_pages: Some(suggest),
+                })
             }
         }
     }
@@ -132,7 +164,8 @@ impl Region {
 
     /// The command that would reserve the hugepages this region lacked, if it fell back.
     pub fn fallback_hint(&self) -> Option<String> {
-        self.missing_pages.map(|n| format!("hugepages/setup.sh {n}  (or: echo {n} > /proc/sys/vm/nr_hugepages)"))
+        self.missing_pages
+            .map(|n| format!("hugepages/setup.sh {n}  (or: echo {n} > /proc/sys/vm/nr_hugepages)"))
     }
 
     pub fn len(&self) -> usize {
@@ -166,12 +199,24 @@ mod tests {
     #[test]
     fn meminfo_is_parsed() {
         let s = parse_meminfo(SAMPLE);
-        assert_eq!(s, HugePageStatus { total: 16, free: 12, reserved: 2, surplus: 0, page_size: 2 * 1024 * 1024 });
+        assert_eq!(
+            s,
+            HugePageStatus {
+                total: 16,
+                free: 12,
+                reserved: 2,
+                surplus: 0,
+                page_size: 2 * 1024 * 1024
+            }
+        );
     }
 
     #[test]
     fn zero_length_is_refused() {
-        assert!(matches!(Region::allocate(0, FallbackPolicy::AllowNormalPages), Err(Error::InvalidSize)));
+        assert!(matches!(
+            Region::allocate(0, FallbackPolicy::AllowNormalPages),
+            Err(Error::InvalidSize)
+        ));
     }
 
     #[test]
@@ -192,8 +237,13 @@ mod tests {
     #[test]
     fn a_shortage_under_require_names_the_fix() {
         let huge = 1 << 40; // 1 TiB of hugepages is never free here
-        let err = Region::allocate(huge, FallbackPolicy::Require).err().expect("must fail");
+        let err = Region::allocate(huge, FallbackPolicy::Require)
+            .err()
+            .expect("must fail");
         let text = err.to_string();
-        assert!(text.contains("hugepages/setup.sh") && text.contains("free"), "{text}");
+        assert!(
+            text.contains("hugepages/setup.sh") && text.contains("free"),
+            "{text}"
+        );
     }
 }

@@ -18,6 +18,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_request_line: 8192, max_header_bytes: 16384, max_headers: MAX_HEADERS, max_body: 1024 * 1024 }
+        Limits {
+            max_request_line: 8192,
+            max_header_bytes: 16384,
+            max_headers: MAX_HEADERS,
+            max_body: 1024 * 1024,
+        }
     }
 }

@@ -28,7 +28,12 @@ pub enum Outcome {
     Incomplete,
     /// The first `consumed` input bytes were one request, answered by `out[..written]`; the
     /// connection closes after the response when `close` is set.
-    Respond { consumed: usize, written: usize, close: bool, status: u16 },
+    Respond {
+        consumed: usize,
+        written: usize,
+        close: bool,
+        status: u16,
+    },
 }
 
 /// Answers requests from the fixed route table under `limits`.
@@ -43,7 +48,12 @@ struct Refusal(u16);
 impl Responder {
     pub fn new(limits: Limits) -> Responder {
         let max_headers = limits.max_headers.clamp(1, MAX_HEADERS);
-        Responder { limits: Limits { max_headers, ..limits } }
+        Responder {
+            limits: Limits {
+                max_headers,
+                ..limits
+            },
+        }
     }
 
     pub fn limits(&self) -> &Limits {
@@ -53,25 +63,42 @@ impl Responder {
     /// Handles the first request at the start of `input`. `out` must hold at least
     /// [`MIN_RESPONSE_BUFFER`] bytes.
     pub fn handle(&self, input: &[u8], out: &mut [u8]) -> Outcome {
-        debug_assert!(out.len() >= MIN_RESPONSE_BUFFER, "response buffer below MIN_RESPONSE_BUFFER");
+        debug_assert!(
+            out.len() >= MIN_RESPONSE_BUFFER,
+            "response buffer below MIN_RESPONSE_BUFFER"
+        );
         match self.frame(input) {
             Ok(None) => Outcome::Incomplete,
             Ok(Some(request)) => {
                 let (status, allow, body): (u16, bool, &[u8]) = route(request.method, request.path);
-                let body = if request.method == "HEAD" { Body::HeadOf(body.len()) } else { Body::Bytes(body) };
+                let body = if request.method == "HEAD" {
+                    Body::HeadOf(body.len())
+                } else {
+                    Body::Bytes(body)
+                };
                 let connection = match (request.keep_alive, request.http10) {
                     (false, _) => Some("close"),
                     (true, true) => Some("keep-alive"),
                     (true, false) => None,
                 };
                 let written = write_response(out, status, connection, allow, body);
-                Outcome::Respond { consumed: request.length, written, close: !request.keep_alive, status }
+                Outcome::Respond {
+                    consumed: request.length,
+                    written,
+                    close: !request.keep_alive,
+                    status,
+                }
             }
             Err(Refusal(status)) => {
                 let body = reason(status).as_bytes();
                 let written = write_response(out, status, Some("close"), false, Body::Text(body));
                 // The rest of the input cannot be trusted to start a new request: consume it all.
-                Outcome::Respond { consumed: input.len(), written, close: true, status }
+                Outcome::Respond {
+                    consumed: input.len(),
+                    written,
+                    close: true,
+                    status,
+                }
             }
         }
     }
@@ -80,7 +107,10 @@ impl Responder {
     fn frame<'a>(&self, input: &'a [u8]) -> Result<Option<Framed<'a>>, Refusal> {
         let limits = &self.limits;
         // Request line length, checked before parsing so a huge target gets 414, not 431.
-        let line_end = input.iter().take(limits.max_request_line + 2).position(|&b| b == b'\n');
+        let line_end = input
+            .iter()
+            .take(limits.max_request_line + 2)
+            .position(|&b| b == b'\n');
         match line_end {
             None if input.len() > limits.max_request_line => return Err(Refusal(414)),
             Some(end) if end > limits.max_request_line => return Err(Refusal(414)),
@@ -150,7 +180,11 @@ impl Responder {
             if content_length.is_some() {
                 return Err(Refusal(400));
             }
-            return Err(Refusal(if trim(coding).eq_ignore_ascii_case(b"chunked") { 501 } else { 400 }));
+            return Err(Refusal(if trim(coding).eq_ignore_ascii_case(b"chunked") {
+                501
+            } else {
+                400
+            }));
         }
         let body = content_length.unwrap_or(0);
         if body > limits.max_body {
@@ -160,8 +194,18 @@ impl Responder {
         if input.len() < length {
             return Ok(None);
         }
-        let keep_alive = if http10 { keep_alive_token && !close_token } else { !close_token };
-        Ok(Some(Framed { method, path, length, keep_alive, http10 }))
+        let keep_alive = if http10 {
+            keep_alive_token && !close_token
+        } else {
+            !close_token
+        };
+        Ok(Some(Framed {
+            method,
+            path,
+            length,
+            keep_alive,
+            http10,
+        }))
     }
 }
 
@@ -207,7 +251,13 @@ enum Body<'a> {
     HeadOf(usize),
 }
 
-fn write_response(out: &mut [u8], status: u16, connection: Option<&str>, allow: bool, body: Body<'_>) -> usize {
+fn write_response(
+    out: &mut [u8],
+    status: u16,
+    connection: Option<&str>,
+    allow: bool,
+    body: Body<'_>,
+) -> usize {
     let (length, bytes): (usize, &[u8]) = match body {
         Body::Bytes(b) => (b.len(), b),
         Body::Text(b) => (b.len() + 1, b),
@@ -240,12 +290,20 @@ fn parse_content_length(value: &[u8]) -> Option<usize> {
     if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    value.iter().try_fold(0usize, |acc, &d| acc.checked_mul(10)?.checked_add((d - b'0') as usize))
+    value.iter().try_fold(0usize, |acc, &d| {
+        acc.checked_mul(10)?.checked_add((d - b'0') as usize)
+    })
 }
 
 fn trim(bytes: &[u8]) -> &[u8] {
-    let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(bytes.len());
-    let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
     &bytes[start..end]
 }
 

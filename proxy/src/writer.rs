@@ -8,7 +8,11 @@ pub(crate) struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     pub(crate) fn new(buf: &'a mut [u8]) -> Self {
-        Cursor { buf, pos: 0, overflow: false }
+        Cursor {
+            buf,
+            pos: 0,
+            overflow: false,
+        }
     }
 
     pub(crate) fn put(&mut self, bytes: &[u8]) -> &mut Self {

@@ -23,12 +23,20 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
-    assert_eq!(euid, 0, "xgate's lab tests create network namespaces and attach XDP: run them as root");
+    assert_eq!(
+        euid, 0,
+        "xgate's lab tests create network namespaces and attach XDP: run them as root"
+    );
 }
 
 /// A unique lab name for this test process and call.
 pub fn unique_name(tag: &str) -> String {
-    format!("xgt{}{}{}", std::process::id() % 100_000, COUNTER.fetch_add(1, Ordering::SeqCst), tag)
+    format!(
+        "xgt{}{}{}",
+        std::process::id() % 100_000,
+        COUNTER.fetch_add(1, Ordering::SeqCst),
+        tag
+    )
 }
 
 pub fn output(cmd: &mut Command) -> Output {
@@ -51,9 +59,23 @@ impl TestLab {
         let name = unique_name(tag);
         let config_path = std::env::temp_dir().join(format!("{name}.toml"));
         let stderr_path = std::env::temp_dir().join(format!("{name}.stderr"));
-        let out = output(Command::new(XGATE).args(["lab", "up", "--name", &name, "--config-out"]).arg(&config_path));
-        let lab = TestLab { name, config_path, gateway: None, stdout: None, stderr_path };
-        assert!(out.status.success(), "lab up failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = output(
+            Command::new(XGATE)
+                .args(["lab", "up", "--name", &name, "--config-out"])
+                .arg(&config_path),
+        );
+        let lab = TestLab {
+            name,
+            config_path,
+            gateway: None,
+            stdout: None,
+            stderr_path,
+        };
+        assert!(
+            out.status.success(),
+            "lab up failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         lab
     }
 
@@ -96,9 +118,9 @@ impl TestLab {
                 }
             }
         });
-        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
-            panic!("xgate did not get ready; stderr: {}", self.gateway_stderr())
-        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("xgate did not get ready; stderr: {}", self.gateway_stderr()));
         self.stdout = Some(rx);
         let ready: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(ready["event"], "ready", "{line}");
@@ -110,7 +132,10 @@ impl TestLab {
     }
 
     /// Sends `signal` to xgate, waits for it to exit, and returns its `stopped` event.
-    pub fn stop_gateway_with(&mut self, signal: i32) -> (std::process::ExitStatus, Option<serde_json::Value>) {
+    pub fn stop_gateway_with(
+        &mut self,
+        signal: i32,
+    ) -> (std::process::ExitStatus, Option<serde_json::Value>) {
         let mut child = self.gateway.take().expect("gateway running");
         // SAFETY: kill(2) on our own unreaped child.
         unsafe { libc::kill(child.id() as i32, signal) };
@@ -119,7 +144,10 @@ impl TestLab {
             if let Some(status) = child.try_wait().unwrap() {
                 break status;
             }
-            assert!(Instant::now() < deadline, "xgate did not exit within 10 s of signal {signal}");
+            assert!(
+                Instant::now() < deadline,
+                "xgate did not exit within 10 s of signal {signal}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         };
         let mut stopped = None;
@@ -137,20 +165,35 @@ impl TestLab {
     /// Stops xgate with SIGTERM, checks it exited cleanly, and returns its `stopped` event.
     pub fn stop_gateway(&mut self) -> serde_json::Value {
         let (status, stopped) = self.stop_gateway_with(libc::SIGTERM);
-        assert!(status.success(), "xgate exited with {status}; stderr: {}", self.gateway_stderr());
+        assert!(
+            status.success(),
+            "xgate exited with {status}; stderr: {}",
+            self.gateway_stderr()
+        );
         stopped.expect("xgate printed no stopped event")
     }
 
     /// curl from the client namespace; returns (exit status ok, stdout).
     pub fn curl(&self, args: &[&str]) -> (bool, String) {
-        let out = output(self.exec("cli", "curl").args(["-sS", "--max-time", "10"]).args(args));
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+        let out = output(
+            self.exec("cli", "curl")
+                .args(["-sS", "--max-time", "10"])
+                .args(args),
+        );
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
     }
 
     /// Runs a Python snippet in the client namespace; returns its stdout (asserting success).
     pub fn python(&self, code: &str) -> String {
         let out = output(self.exec("cli", "python3").args(["-c", code]));
-        assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "python failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -181,7 +224,9 @@ impl Drop for TestLab {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let _ = Command::new(XGATE).args(["lab", "down", "--name", &self.name]).output();
+        let _ = Command::new(XGATE)
+            .args(["lab", "down", "--name", &self.name])
+            .output();
         let _ = std::fs::remove_file(&self.config_path);
         let _ = std::fs::remove_file(&self.stderr_path);
     }

@@ -60,15 +60,26 @@ impl phy::TxToken for XskTxToken<'_> {
     where
         F: FnOnce(&mut [u8]) -> R,
     {
-        assert!(len <= self.frame_size as usize, "frame of {len} bytes exceeds the UMEM frame size");
-        let addr = self.tx_free.pop().expect("tx token handed out without a free frame");
-        self.ledger.transition(addr, FrameState::TxFree, FrameState::TxPending);
+        assert!(
+            len <= self.frame_size as usize,
+            "frame of {len} bytes exceeds the UMEM frame size"
+        );
+        let addr = self
+            .tx_free
+            .pop()
+            .expect("tx token handed out without a free frame");
+        self.ledger
+            .transition(addr, FrameState::TxFree, FrameState::TxPending);
         // SAFETY: `addr` is the base of a frame inside the UMEM that was TxFree, so nothing else
         // (kernel ring, rx token, other tx token) refers to it; `len` fits in the frame (checked
         // above); the UMEM outlives the token because the token borrows the port.
         let buffer = unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().add(addr as usize), len) };
         let result = f(buffer);
-        self.tx_pending.push(XdpDesc { addr, len: len as u32, options: 0 });
+        self.tx_pending.push(XdpDesc {
+            addr,
+            len: len as u32,
+            options: 0,
+        });
         result
     }
 }
@@ -101,11 +112,31 @@ impl Device for XskPort {
         // that frame (len is clamped to the frame's end) and thus within the UMEM, which outlives
         // the token since the token borrows the port.
         let frame = unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(offset), len) };
-        let chunk_base = self.ledger.frame_base(self.ledger.frame_of(desc.addr).unwrap_or(0));
-        let XskPort { ledger, rx_recycle, tx_free, tx_pending, base, frame_size, .. } = self;
+        let chunk_base = self
+            .ledger
+            .frame_base(self.ledger.frame_of(desc.addr).unwrap_or(0));
+        let XskPort {
+            ledger,
+            rx_recycle,
+            tx_free,
+            tx_pending,
+            base,
+            frame_size,
+            ..
+        } = self;
         Some((
-            XskRxToken { frame, addr: chunk_base, recycle: rx_recycle },
-            XskTxToken { base: *base, frame_size: *frame_size, ledger, tx_free, tx_pending },
+            XskRxToken {
+                frame,
+                addr: chunk_base,
+                recycle: rx_recycle,
+            },
+            XskTxToken {
+                base: *base,
+                frame_size: *frame_size,
+                ledger,
+                tx_free,
+                tx_pending,
+            },
         ))
     }
 
@@ -117,8 +148,21 @@ impl Device for XskPort {
                 return None;
             }
         }
-        let XskPort { ledger, tx_free, tx_pending, base, frame_size, .. } = self;
-        Some(XskTxToken { base: *base, frame_size: *frame_size, ledger, tx_free, tx_pending })
+        let XskPort {
+            ledger,
+            tx_free,
+            tx_pending,
+            base,
+            frame_size,
+            ..
+        } = self;
+        Some(XskTxToken {
+            base: *base,
+            frame_size: *frame_size,
+            ledger,
+            tx_free,
+            tx_pending,
+        })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {

@@ -12,7 +12,9 @@
 
 use std::{ffi::CString, num::NonZeroU32, ptr::NonNull};
 
-use xdpilone::{xdp::XdpDesc, DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig, User};
+use xdpilone::{
+    xdp::XdpDesc, DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig, User,
+};
 use xgate_hugepages::{Backing, FallbackPolicy, Region};
 
 use crate::frames::{FrameLedger, FrameState};
@@ -76,9 +78,18 @@ pub enum XskError {
     #[error("creating an AF_XDP socket was refused ({0}): xgate needs root (CAP_NET_RAW, CAP_NET_ADMIN, CAP_IPC_LOCK)")]
     Permission(String),
     #[error("queue {queue} of `{interface}` is already bound by another AF_XDP socket ({reason}); stop the other xgate first")]
-    Busy { interface: String, queue: u32, reason: String },
+    Busy {
+        interface: String,
+        queue: u32,
+        reason: String,
+    },
     #[error("AF_XDP {step} failed on `{interface}` queue {queue}: {reason}")]
-    Socket { step: &'static str, interface: String, queue: u32, reason: String },
+    Socket {
+        step: &'static str,
+        interface: String,
+        queue: u32,
+        reason: String,
+    },
 }
 
 /// Counters of one port. Plain integers: a port lives on one lane.
@@ -134,7 +145,10 @@ impl XskPort {
     /// zero-copy if the driver can, else in copy mode.
     pub fn open(config: &PortConfig) -> Result<XskPort, XskError> {
         if config.frame_size != 2048 && config.frame_size != 4096 {
-            return Err(XskError::Config(format!("frame_size must be 2048 or 4096, got {}", config.frame_size)));
+            return Err(XskError::Config(format!(
+                "frame_size must be 2048 or 4096, got {}",
+                config.frame_size
+            )));
         }
         if !config.frames.is_power_of_two() || config.frames < 64 {
             return Err(XskError::Config(format!(
@@ -145,17 +159,26 @@ impl XskPort {
         let c_name = CString::new(config.interface.as_str())
             .map_err(|_| XskError::NoSuchInterface(config.interface.clone()))?;
         let mut info = IfInfo::invalid();
-        info.from_name(&c_name).map_err(|_| XskError::NoSuchInterface(config.interface.clone()))?;
+        info.from_name(&c_name)
+            .map_err(|_| XskError::NoSuchInterface(config.interface.clone()))?;
         info.set_queue(config.queue);
 
-        let policy = if config.allow_normal_pages { FallbackPolicy::AllowNormalPages } else { FallbackPolicy::Require };
+        let policy = if config.allow_normal_pages {
+            FallbackPolicy::AllowNormalPages
+        } else {
+            FallbackPolicy::Require
+        };
         let mut region = Region::allocate(config.frames as usize * config.frame_size as usize, policy)?;
         let area = region.as_non_null_slice();
         let ring_size = config.frames / 2;
 
-        let (bound, mode) = match Self::bind(config, &info, area, ring_size, SocketConfig::XDP_BIND_ZEROCOPY) {
+        let (bound, mode) = match Self::bind(config, &info, area, ring_size, SocketConfig::XDP_BIND_ZEROCOPY)
+        {
             Ok(bound) => (bound, BindMode::ZeroCopy),
-            Err(_) => (Self::bind(config, &info, area, ring_size, SocketConfig::XDP_BIND_COPY)?, BindMode::Copy),
+            Err(_) => (
+                Self::bind(config, &info, area, ring_size, SocketConfig::XDP_BIND_COPY)?,
+                BindMode::Copy,
+            ),
         };
 
         let frames = config.frames;
@@ -173,7 +196,13 @@ impl XskPort {
                 tx_free.push(addr);
             }
         }
-        let Bound { umem, fill_completion, user, rx, tx } = bound;
+        let Bound {
+            umem,
+            fill_completion,
+            user,
+            rx,
+            tx,
+        } = bound;
         let base = region.as_non_null_slice().cast::<u8>();
         let mut port = XskPort {
             rx,
@@ -233,18 +262,30 @@ impl XskPort {
         // by mmap) and exactly `frames * frame_size` bytes long.
         let umem = unsafe { Umem::new(umem_config, area) }.map_err(|e| fail("UMEM registration", e))?;
         let socket = Socket::with_shared(info, &umem).map_err(|e| fail("socket", e))?;
-        let fill_completion = umem.fq_cq(&socket).map_err(|e| fail("fill/completion ring setup", e))?;
+        let fill_completion = umem
+            .fq_cq(&socket)
+            .map_err(|e| fail("fill/completion ring setup", e))?;
         let ring = NonZeroU32::new(ring_size);
         let user = umem
             .rx_tx(
                 &socket,
-                &SocketConfig { rx_size: ring, tx_size: ring, bind_flags: mode_flag | SocketConfig::XDP_BIND_NEED_WAKEUP },
+                &SocketConfig {
+                    rx_size: ring,
+                    tx_size: ring,
+                    bind_flags: mode_flag | SocketConfig::XDP_BIND_NEED_WAKEUP,
+                },
             )
             .map_err(|e| fail("rx/tx ring setup", e))?;
         let rx = user.map_rx().map_err(|e| fail("rx ring mmap", e))?;
         let tx = user.map_tx().map_err(|e| fail("tx ring mmap", e))?;
         umem.bind(&user).map_err(|e| fail("bind", e))?;
-        Ok(Bound { umem, fill_completion, user, rx, tx })
+        Ok(Bound {
+            umem,
+            fill_completion,
+            user,
+            rx,
+            tx,
+        })
     }
 
     /// The socket's file descriptor, for the XSKMAP and for `poll`.
@@ -287,7 +328,11 @@ impl XskPort {
 
     /// Blocks until the rx ring has something or `timeout_ms` passes (`-1` = forever).
     pub fn wait_readable(&self, timeout_ms: i32) {
-        let mut pfd = libc::pollfd { fd: self.user.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd: self.user.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: pfd is a valid pollfd for the duration of the call; nfds is 1.
         unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
     }
@@ -303,7 +348,10 @@ impl XskPort {
         self.rx_next = 0;
         let mut reader = self.rx.receive(BATCH as u32);
         while let Some(desc) = reader.read() {
-            if self.ledger.transition(desc.addr, FrameState::Fill, FrameState::InStack) {
+            if self
+                .ledger
+                .transition(desc.addr, FrameState::Fill, FrameState::InStack)
+            {
                 self.rx_ready.push(desc);
             }
         }
@@ -357,7 +405,10 @@ impl XskPort {
     pub(crate) fn reclaim_tx(&mut self) {
         let mut reader = self.fill_completion.complete(BATCH as u32 * 4);
         while let Some(addr) = reader.read() {
-            if self.ledger.transition(addr, FrameState::TxRing, FrameState::TxFree) {
+            if self
+                .ledger
+                .transition(addr, FrameState::TxRing, FrameState::TxFree)
+            {
                 self.tx_free.push(addr);
                 self.stats.tx_completed += 1;
             }

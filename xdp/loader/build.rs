@@ -3,7 +3,10 @@
 fn main() -> anyhow::Result<()> {
     let ebpf_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../ebpf");
     println!("cargo:rerun-if-changed={ebpf_dir}");
-    println!("cargo:rerun-if-changed={}", concat!(env!("CARGO_MANIFEST_DIR"), "/../common"));
+    println!(
+        "cargo:rerun-if-changed={}",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../common")
+    );
     let toolchain = option_env!("XGATE_EBPF_TOOLCHAIN").unwrap_or("nightly");
     aya_build::build_ebpf(
         [aya_build::Package {

@@ -41,7 +41,12 @@ fn healthz_is_200_with_exact_bytes() {
     );
     assert_eq!(
         outcome,
-        Outcome::Respond { consumed: HEALTHZ.len(), written: text.len(), close: false, status: 200 }
+        Outcome::Respond {
+            consumed: HEALTHZ.len(),
+            written: text.len(),
+            close: false,
+            status: 200
+        }
     );
 }
 
@@ -55,7 +60,10 @@ fn head_has_headers_but_no_body() {
 
 #[test]
 fn query_strings_do_not_change_the_route() {
-    assert_eq!(status(answer(b"GET /healthz?x=1 HTTP/1.1\r\nHost: gw\r\n\r\n").0), 200);
+    assert_eq!(
+        status(answer(b"GET /healthz?x=1 HTTP/1.1\r\nHost: gw\r\n\r\n").0),
+        200
+    );
 }
 
 #[test]
@@ -80,10 +88,22 @@ fn other_methods_on_healthz_are_405_with_allow() {
 fn keep_alive_matrix_for_http_10_and_11() {
     let cases: [(&[u8], bool, Option<&str>); 5] = [
         (b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n", false, None),
-        (b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: Close\r\n\r\n", true, Some("close")),
-        (b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: upgrade, close\r\n\r\n", true, Some("close")),
+        (
+            b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: Close\r\n\r\n",
+            true,
+            Some("close"),
+        ),
+        (
+            b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: upgrade, close\r\n\r\n",
+            true,
+            Some("close"),
+        ),
         (b"GET /healthz HTTP/1.0\r\n\r\n", true, Some("close")),
-        (b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", false, Some("keep-alive")),
+        (
+            b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            false,
+            Some("keep-alive"),
+        ),
     ];
     for (input, close, header) in cases {
         let (outcome, text) = answer(input);
@@ -100,7 +120,15 @@ fn pipelined_requests_are_answered_one_at_a_time() {
     let second = b"GET /other HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n";
     let input = [HEALTHZ, second].concat();
     let (outcome, _) = answer(&input);
-    let Outcome::Respond { consumed, status, close, .. } = outcome else { panic!() };
+    let Outcome::Respond {
+        consumed,
+        status,
+        close,
+        ..
+    } = outcome
+    else {
+        panic!()
+    };
     assert_eq!((consumed, status, close), (HEALTHZ.len(), 200, false));
     let (outcome, _) = answer(&input[consumed..]);
     assert_eq!(outcome.clone_status_close(), (404, true));
@@ -119,7 +147,11 @@ impl Outcome {
 fn every_prefix_of_a_valid_request_is_incomplete() {
     let input = b"POST /healthz HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\n\r\nhello";
     for end in 0..input.len() {
-        assert_eq!(answer(&input[..end]).0, Outcome::Incomplete, "prefix of {end} bytes");
+        assert_eq!(
+            answer(&input[..end]).0,
+            Outcome::Incomplete,
+            "prefix of {end} bytes"
+        );
     }
     let (outcome, _) = answer(input);
     assert!(matches!(outcome, Outcome::Respond { consumed, status: 405, .. } if consumed == input.len()));
@@ -155,7 +187,10 @@ fn transfer_encoding_rules() {
 
 #[test]
 fn oversized_body_is_413() {
-    let r = Responder::new(Limits { max_body: 10, ..Limits::default() });
+    let r = Responder::new(Limits {
+        max_body: 10,
+        ..Limits::default()
+    });
     let (outcome, _) = answer_with(&r, b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n");
     assert_eq!(status(outcome), 413);
     assert!(closes(outcome));
@@ -163,7 +198,10 @@ fn oversized_body_is_413() {
 
 #[test]
 fn long_request_line_is_414_even_before_it_ends() {
-    let r = Responder::new(Limits { max_request_line: 64, ..Limits::default() });
+    let r = Responder::new(Limits {
+        max_request_line: 64,
+        ..Limits::default()
+    });
     let long = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(100));
     assert_eq!(status(answer_with(&r, long.as_bytes()).0), 414);
     assert_eq!(status(answer_with(&r, &long.as_bytes()[..80]).0), 414);
@@ -171,10 +209,16 @@ fn long_request_line_is_414_even_before_it_ends() {
 
 #[test]
 fn too_many_or_too_large_headers_are_431() {
-    let r = Responder::new(Limits { max_headers: 4, ..Limits::default() });
+    let r = Responder::new(Limits {
+        max_headers: 4,
+        ..Limits::default()
+    });
     let many = b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n";
     assert_eq!(status(answer_with(&r, many).0), 431);
-    let r = Responder::new(Limits { max_header_bytes: 100, ..Limits::default() });
+    let r = Responder::new(Limits {
+        max_header_bytes: 100,
+        ..Limits::default()
+    });
     let big = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "v".repeat(100));
     assert_eq!(status(answer_with(&r, big.as_bytes()).0), 431);
     // No terminator yet, but already over the limit: refused without waiting.
@@ -216,8 +260,16 @@ fn arbitrary_bytes_never_panic_or_overrun() {
         state
     };
     let pieces: [&[u8]; 10] = [
-        b"GET ", b"/healthz", b" HTTP/1.1", b"\r\n", b"Host: a", b"Content-Length: 4", b"Transfer-Encoding: chunked",
-        b"\n", b": ", b"\x00\xff",
+        b"GET ",
+        b"/healthz",
+        b" HTTP/1.1",
+        b"\r\n",
+        b"Host: a",
+        b"Content-Length: 4",
+        b"Transfer-Encoding: chunked",
+        b"\n",
+        b": ",
+        b"\x00\xff",
     ];
     for _ in 0..20_000 {
         let mut input = Vec::new();
@@ -231,7 +283,9 @@ fn arbitrary_bytes_never_panic_or_overrun() {
         let mut out = [0u8; MIN_RESPONSE_BUFFER];
         match r.handle(&input, &mut out) {
             Outcome::Incomplete => {}
-            Outcome::Respond { consumed, written, .. } => {
+            Outcome::Respond {
+                consumed, written, ..
+            } => {
                 assert!(consumed <= input.len() && written <= out.len() && consumed > 0);
             }
         }

@@ -59,7 +59,10 @@ fn program_error(err: ProgramError, interface: &str) -> SteeringError {
             if is_permission(&text) {
                 SteeringError::Permission(other.to_string())
             } else {
-                SteeringError::AttachRefused { interface: interface.to_string(), reason: text }
+                SteeringError::AttachRefused {
+                    interface: interface.to_string(),
+                    reason: text,
+                }
             }
         }
     }
@@ -96,15 +99,17 @@ impl Steering {
         program.load().map_err(|e| program_error(e, interface))?;
         let mode = match program.attach(interface, XdpMode::Driver) {
             Ok(_) => XdpMode::Driver,
-            Err(ProgramError::UnknownInterface { name }) => {
-                return Err(SteeringError::NoSuchInterface(name))
-            }
+            Err(ProgramError::UnknownInterface { name }) => return Err(SteeringError::NoSuchInterface(name)),
             Err(native_err) => match program.attach(interface, XdpMode::Skb) {
                 Ok(_) => XdpMode::Skb,
                 Err(_) => return Err(program_error(native_err, interface)),
             },
         };
-        Ok(Steering { ebpf, interface: interface.to_string(), mode })
+        Ok(Steering {
+            ebpf,
+            interface: interface.to_string(),
+            mode,
+        })
     }
 
     /// The interface the program is attached to.
@@ -124,14 +129,18 @@ impl Steering {
     /// Points rx queue `queue` at the AF_XDP socket `socket`.
     pub fn register_socket(&mut self, queue: u32, socket: impl AsRawFd) -> Result<(), SteeringError> {
         if queue >= MAX_QUEUES {
-            return Err(SteeringError::QueueOutOfRange { queue, max: MAX_QUEUES });
+            return Err(SteeringError::QueueOutOfRange {
+                queue,
+                max: MAX_QUEUES,
+            });
         }
         let map = self
             .ebpf
             .map_mut(XSK_MAP)
             .ok_or_else(|| SteeringError::Other(format!("map {XSK_MAP} missing")))?;
         let mut xsks = XskMap::try_from(map).map_err(|e| SteeringError::Other(e.to_string()))?;
-        xsks.set(queue, socket, 0).map_err(|e| SteeringError::Other(e.to_string()))
+        xsks.set(queue, socket, 0)
+            .map_err(|e| SteeringError::Other(e.to_string()))
     }
 
     /// Packets and bytes per verdict, summed over all CPUs, in [`Verdict::ALL`] order.
@@ -140,8 +149,8 @@ impl Steering {
             .ebpf
             .map(VERDICT_STATS_MAP)
             .ok_or_else(|| SteeringError::Other(format!("map {VERDICT_STATS_MAP} missing")))?;
-        let stats = PerCpuArray::<_, ActionStats>::try_from(map)
-            .map_err(|e| SteeringError::Other(e.to_string()))?;
+        let stats =
+            PerCpuArray::<_, ActionStats>::try_from(map).map_err(|e| SteeringError::Other(e.to_string()))?;
         let mut out = [ActionStats::default(); Verdict::COUNT as usize];
         for verdict in Verdict::ALL {
             let per_cpu = stats
