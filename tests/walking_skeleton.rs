@@ -264,3 +264,31 @@ fn a_killed_gateway_leaves_nothing_attached_and_lab_down_cleans_up() {
     let out = output(std::process::Command::new(XGATE).args(["lab", "down", "--name", &lab.name]));
     assert!(out.status.success());
 }
+
+/// With hugepages reserved (by the project's own script), the UMEM sits on them, and the gateway
+/// serves as usual; the reservation is put back afterwards.
+#[test]
+fn the_umem_lives_on_hugepages_when_they_are_reserved() {
+    let _lock = common::hugepage_lock();
+    let original: usize = std::fs::read_to_string("/proc/sys/vm/nr_hugepages").unwrap().trim().parse().unwrap();
+    struct Restore(usize);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = std::fs::write("/proc/sys/vm/nr_hugepages", self.0.to_string());
+        }
+    }
+    let _restore = Restore(original);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/hugepages/setup.sh");
+    // The lab's UMEM: 4096 frames x 4096 B = 16 MiB = 8 pages.
+    let out = output(std::process::Command::new("bash").arg(script).arg((original + 8).to_string()));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let mut lab = TestLab::new("huge");
+    lab.edit_config(|t| t.replace("allow_normal_pages = true", "allow_normal_pages = false"));
+    let ready = lab.start_gateway();
+    assert_eq!(ready["umem_backing"], "HugePages2M", "{ready}");
+    assert!(!lab.gateway_stderr().contains("warning"), "{}", lab.gateway_stderr());
+    let (ok, text) = lab.curl(&["-o", "/dev/null", "-w", "%{http_code}", &format!("http://{GATEWAY_IP}/healthz")]);
+    assert!(ok && text == "200", "{text}");
+    lab.stop_gateway();
+}

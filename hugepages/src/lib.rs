@@ -226,6 +226,7 @@ mod tests {
         let mut region = Region::allocate(len, FallbackPolicy::AllowNormalPages).unwrap();
         assert_eq!(region.len(), 4 * HUGE_PAGE_SIZE);
         assert_eq!(region.as_ptr() as usize % 4096, 0);
+        // SAFETY: the slice covers the region, which outlives every use of it below.
         let slice = unsafe { region.as_non_null_slice().as_mut() };
         slice.iter_mut().step_by(4096).for_each(|b| *b = 0xa5);
         assert!(slice.iter().step_by(4096).all(|&b| b == 0xa5));
