@@ -12,7 +12,7 @@ use std::{net::Ipv4Addr, os::fd::AsRawFd};
 
 use aya::{
     maps::{PerCpuArray, XskMap},
-    programs::{ProgramError, Xdp, XdpMode},
+    programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode},
     Ebpf, EbpfError, EbpfLoader,
 };
 pub use xgate_xdp_common::{ActionStats, Verdict};
@@ -72,7 +72,8 @@ fn program_error(err: ProgramError, interface: &str) -> SteeringError {
 pub struct Steering {
     ebpf: Ebpf,
     interface: String,
-    mode: XdpMode,
+    /// `None` while loaded but not attached.
+    mode: Option<XdpMode>,
 }
 
 impl Steering {
@@ -86,17 +87,8 @@ impl Steering {
         if unsafe { libc::if_nametoindex(c_name.as_ptr()) } == 0 {
             return Err(SteeringError::NoSuchInterface(interface.to_string()));
         }
-        let gateway_raw = u32::from_ne_bytes(gateway.octets());
-        let mut ebpf = EbpfLoader::new()
-            .override_global(GATEWAY_IPV4_GLOBAL, &gateway_raw, true)
-            .load(PROGRAM)
-            .map_err(load_error)?;
-        let program: &mut Xdp = ebpf
-            .program_mut(PROGRAM_NAME)
-            .ok_or_else(|| SteeringError::Other(format!("program {PROGRAM_NAME} missing from object")))?
-            .try_into()
-            .map_err(|e: ProgramError| SteeringError::Other(e.to_string()))?;
-        program.load().map_err(|e| program_error(e, interface))?;
+        let mut steering = Steering::load(gateway)?;
+        let program = steering.program_mut()?;
         let mode = match program.attach(interface, XdpMode::Driver) {
             Ok(_) => XdpMode::Driver,
             Err(ProgramError::UnknownInterface { name }) => return Err(SteeringError::NoSuchInterface(name)),
@@ -105,11 +97,50 @@ impl Steering {
                 Err(_) => return Err(program_error(native_err, interface)),
             },
         };
-        Ok(Steering {
+        steering.interface = interface.to_string();
+        steering.mode = Some(mode);
+        Ok(steering)
+    }
+
+    /// Loads and verifies the program for `gateway` without attaching it anywhere.
+    pub fn load(gateway: Ipv4Addr) -> Result<Steering, SteeringError> {
+        let gateway_raw = u32::from_ne_bytes(gateway.octets());
+        let ebpf = EbpfLoader::new()
+            .override_global(GATEWAY_IPV4_GLOBAL, &gateway_raw, true)
+            .load(PROGRAM)
+            .map_err(load_error)?;
+        let mut steering = Steering {
             ebpf,
-            interface: interface.to_string(),
-            mode,
-        })
+            interface: String::new(),
+            mode: None,
+        };
+        steering
+            .program_mut()?
+            .load()
+            .map_err(|e| program_error(e, "(not attached)"))?;
+        Ok(steering)
+    }
+
+    fn program_mut(&mut self) -> Result<&mut Xdp, SteeringError> {
+        self.ebpf
+            .program_mut(PROGRAM_NAME)
+            .ok_or_else(|| SteeringError::Other(format!("program {PROGRAM_NAME} missing from object")))?
+            .try_into()
+            .map_err(|e: ProgramError| SteeringError::Other(e.to_string()))
+    }
+
+    /// Runs the loaded program once on `frame` in the kernel (BPF_PROG_TEST_RUN) and returns its
+    /// XDP action. Counters move as for a real frame; nothing is sent anywhere.
+    pub fn run_on_frame(&mut self, frame: &[u8]) -> Result<u32, SteeringError> {
+        let program = self.program_mut()?;
+        let options = TestRunOptions {
+            data_in: Some(frame),
+            ..TestRunOptions::new()
+        };
+        program
+            .test_run(options)
+            .map(|result| result.return_value)
+            .map_err(|e| SteeringError::Other(format!("test run: {e}")))
     }
 
     /// The interface the program is attached to.
@@ -120,9 +151,10 @@ impl Steering {
     /// `"native"` when the driver runs the program, `"generic"` when the kernel's skb path does.
     pub fn mode_name(&self) -> &'static str {
         match self.mode {
-            XdpMode::Driver => "native",
-            XdpMode::Skb => "generic",
-            _ => "other",
+            Some(XdpMode::Driver) => "native",
+            Some(XdpMode::Skb) => "generic",
+            Some(_) => "other",
+            None => "detached",
         }
     }
 
