@@ -307,7 +307,11 @@ pub fn run(config: &Config, stop: &AtomicBool, events: &mut dyn Write) -> anyhow
             if socket.state() == tcp::State::CloseWait && !conn.unseen_bytes {
                 socket.close();
             }
-            // 4. A closed socket listens again, with an empty slot.
+            // 4. A closed socket listens again, with an empty slot. A socket in TIME-WAIT counts
+            //    as closed here: smoltcp would hold it for a fixed 10 s, and a pool of sockets
+            //    sitting in TIME-WAIT would refuse new clients (the sockets are the listeners).
+            //    Old duplicates of the finished connection would have to match its exact
+            //    4-tuple and sequence window to do harm; the listener treats them as strays.
             if !socket.is_open() {
                 slot.request_len = 0;
                 slot.verdict = Verdict::Pending;

@@ -407,3 +407,36 @@ print("sent", 250 * len(frames))
     assert_eq!(stopped["frames"]["InStack"], 0, "{stopped}");
     assert_eq!(stopped["responses"]["200"], 1, "{stopped}");
 }
+
+/// Connections the gateway closes first leave its sockets in TIME-WAIT (10 s in smoltcp); a small
+/// pool must still accept a steady stream of new connections, so TIME-WAIT sockets are recycled
+/// when listeners run short. The client reads each response to EOF before closing, so the
+/// gateway's FIN always comes first.
+#[test]
+fn server_closed_connections_do_not_exhaust_a_small_socket_pool() {
+    let mut lab = TestLab::new("tw");
+    lab.edit_config(|t| t.replace("max_connections = 256", "max_connections = 16"));
+    lab.start_gateway();
+    let code = format!(
+        r#"
+import socket
+ok = 0
+for i in range(200):
+    s = socket.create_connection(("{GATEWAY_IP}", 80), timeout=5)
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n")
+    data = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    ok += data.startswith(b"HTTP/1.1 200")
+print(ok)
+"#
+    );
+    let ok: usize = lab.python(&code).trim().parse().unwrap();
+    assert_eq!(ok, 200, "only {ok} of 200 server-closed connections succeeded");
+    let stopped = lab.stop_gateway();
+    assert_eq!(stopped["connections_accepted"], 200, "{stopped}");
+}

@@ -1,15 +1,31 @@
-//! The walking skeleton's responder: parses one HTTP/1.1 request with httparse, checks the rules
-//! httparse leaves to its caller, and answers from a fixed route table.
+//! The walking skeleton's responder: frames the first HTTP/1.1 request in a connection's bytes,
+//! checks the framing rules the parser leaves to its caller, and answers from a fixed route table.
 //!
 //! Routes: `GET`/`HEAD /healthz` → 200 `ok\n`; `/healthz` with any other method → 405 with
-//! `Allow: GET, HEAD`; any other path → 404.
+//! `Allow: GET, HEAD`; any other path → 404. The query string never affects routing, and an
+//! absolute-form target (`http://host/healthz`) routes on its path.
 //!
-//! Framing rules enforced here (httparse checks syntax only):
-//! - every line ends in CRLF (bare LF or bare CR in the head → 400);
-//! - HTTP/1.1 needs exactly one `Host`;
-//! - `Content-Length`: digits only, duplicates must agree, at most `max_body` (else 400 / 413);
-//! - `Transfer-Encoding` with `Content-Length` → 400 (smuggling); `Transfer-Encoding: chunked`
-//!   alone → 501 (this responder reads no chunked bodies yet); any other coding → 400.
+//! Framing rules enforced here (httparse checks token syntax, and by default already rejects
+//! obs-fold continuation lines and whitespace between a field name and its colon):
+//! - every line of the head ends in CRLF (bare LF or bare CR → 400);
+//! - the request line is at most `max_request_line` bytes without its CRLF (else 414, decided as
+//!   soon as the limit is passed, without waiting for the line to end);
+//! - the head is at most `max_header_bytes` and `max_headers` fields (else 431, likewise early);
+//! - the version is HTTP/1.0 or HTTP/1.1; HTTP/1.1 needs exactly one `Host`, HTTP/1.0 at most one;
+//! - `Content-Length`: digits only, duplicate fields must agree, at most `max_body` (else 400 /
+//!   413); the body is consumed with the request and ignored by every route;
+//! - `Transfer-Encoding` with `Content-Length` → 400 (a request-smuggling pattern);
+//!   `Transfer-Encoding: chunked` alone → 501 (this responder reads no chunked bodies yet); any
+//!   other coding, or a repeated field → 400.
+//!
+//! Invariants:
+//! - every refusal (any status ≥ 400 decided by framing) closes the connection and consumes the
+//!   whole input, since the bytes after a refused head cannot be trusted to start a request;
+//!   routed answers (200/404/405) keep the connection open unless the keep-alive rules say not;
+//! - a response to `HEAD` never carries a body, refusals included;
+//! - every response is `HTTP/1.1`, carries `Server`, `Content-Type` and `Content-Length`, carries
+//!   `Connection: close` when `close` is set and `Connection: keep-alive` when an HTTP/1.0 client
+//!   asked to keep the connection, and fits in [`MIN_RESPONSE_BUFFER`] bytes.
 
 use httparse::{Header, Request, Status, EMPTY_HEADER};
 
