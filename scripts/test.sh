@@ -12,4 +12,11 @@ echo "test: cargo clippy -D warnings"
 cargo clippy --all-targets -- -D warnings
 echo "test: cargo test"
 # Lab tests are heavy on a 2-core machine: two at a time.
-cargo test --all-targets -- --test-threads=2
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --all-targets -- --test-threads=2 2>&1 | tee "$log" || status=$?
+# One closing line over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "total: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

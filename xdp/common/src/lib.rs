@@ -69,3 +69,19 @@ pub struct ActionStats {
 #[cfg(feature = "user")]
 // SAFETY: ActionStats is #[repr(C)], made of two u64 with no padding, valid for any bit pattern.
 unsafe impl aya::Pod for ActionStats {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdict_indices_match_their_position_and_names_are_unique() {
+        for (i, verdict) in Verdict::ALL.iter().enumerate() {
+            assert_eq!(*verdict as usize, i);
+            for other in &Verdict::ALL[i + 1..] {
+                assert_ne!(verdict.name(), other.name());
+            }
+        }
+        assert_eq!(core::mem::size_of::<ActionStats>(), 16);
+    }
+}
