@@ -1,5 +1,10 @@
 //! xgate's HTTP/1.1 layer, free of I/O: it sees bytes a connection received and writes the bytes
-//! to send back, so every rule here is tested deterministically without sockets or time.
+//! to send back, so every rule here is tested deterministically without sockets, threads or time.
+//! The connection owner (the lane's HTTP worker) keeps the receive buffer, drops the bytes each
+//! answered request consumed, sends the response, and closes when told to.
+//!
+//! - [`limits`] owns the size limits a client's request must fit in;
+//! - [`responder`] owns request framing, keep-alive decisions, routing and response bytes.
 //!
 //! Invariants:
 //! - [`Responder::handle`] allocates nothing: headers parse into a fixed array on the stack and
@@ -9,10 +14,13 @@
 //!   the next call.
 //! - Anything it cannot frame safely (syntax errors, smuggling patterns, limits) is answered with
 //!   an error status and `close`, so a connection never continues in an ambiguous state.
+//! - No `unsafe` code.
+
+#![forbid(unsafe_code)]
 
 pub mod limits;
 pub mod responder;
 mod writer;
 
-pub use limits::Limits;
+pub use limits::{Limits, MAX_HEADERS};
 pub use responder::{Outcome, Responder, MIN_RESPONSE_BUFFER};

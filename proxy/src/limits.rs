@@ -1,4 +1,12 @@
-//! Size limits on what a client may send.
+//! Size limits on what a client may send, enforced by the responder.
+//!
+//! Invariants:
+//! - `max_headers` never exceeds [`MAX_HEADERS`], the length of the fixed header array the
+//!   responder parses into on the stack (the responder clamps it to `1..=MAX_HEADERS`);
+//! - every limit is decided from bytes already received: a request that has passed a limit is
+//!   refused at once, without waiting for the rest of it;
+//! - a connection's receive buffer needs at most `max_header_bytes + max_body` bytes for any
+//!   request the responder accepts.
 
 /// Most header fields a request may have (the size of the on-stack header array).
 pub const MAX_HEADERS: usize = 64;
@@ -6,7 +14,7 @@ pub const MAX_HEADERS: usize = 64;
 /// Size limits applied to every request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Bytes of the request line (method, target, version) before 414.
+    /// Bytes of the request line (method, target, version, without CRLF) before 414.
     pub max_request_line: usize,
     /// Bytes of the whole head (request line and headers, with the blank line) before 431.
     pub max_header_bytes: usize,

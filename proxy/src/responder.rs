@@ -35,19 +35,27 @@ use crate::{
 };
 
 /// Smallest response buffer [`Responder::handle`] accepts; every response it writes fits.
+/// A smaller buffer is a programming error in the caller (checked by `debug_assert!`).
 pub const MIN_RESPONSE_BUFFER: usize = 512;
 
 /// What to do with the bytes a connection has received.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// The first request is not complete yet; nothing was consumed or written.
+    /// The first request is not complete yet (head or body); nothing was consumed or written.
+    /// Never returned once the input holds more than `max_header_bytes` without a complete head
+    /// (that is a 431 refusal instead), so a caller buffering `max_header_bytes + max_body`
+    /// bytes per connection always makes progress.
     Incomplete,
     /// The first `consumed` input bytes were one request, answered by `out[..written]`; the
     /// connection closes after the response when `close` is set.
     Respond {
+        /// Input bytes of this request (head and body); never more than the input's length.
         consumed: usize,
+        /// Response bytes at the start of `out`; never more than `out.len()`.
         written: usize,
+        /// The connection must close once the response is sent.
         close: bool,
+        /// The response's status code.
         status: u16,
     },
 }
@@ -58,10 +66,11 @@ pub struct Responder {
     limits: Limits,
 }
 
-/// A refusal: status and reason phrase; the connection always closes.
+/// A refusal: the status to answer with; the connection always closes.
 struct Refusal(u16);
 
 impl Responder {
+    /// A responder enforcing `limits`; `max_headers` is clamped to `1..=MAX_HEADERS`.
     pub fn new(limits: Limits) -> Responder {
         let max_headers = limits.max_headers.clamp(1, MAX_HEADERS);
         Responder {
@@ -72,11 +81,19 @@ impl Responder {
         }
     }
 
+    /// The limits in force (after clamping).
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
 
-    /// Handles the first request at the start of `input`. `out` must hold at least
+    /// Handles the first request at the start of `input` (the bytes received on one connection
+    /// and not yet consumed: possibly several pipelined requests, possibly a partial one) and
+    /// writes at most one full response into `out`, which must hold at least
+    /// [`MIN_RESPONSE_BUFFER`] bytes. Deterministic: the same input always gives the same outcome.
+    ///
+    /// # Panics
+    ///
+    /// If `out` is too small for the response, which cannot happen when it holds at least
     /// [`MIN_RESPONSE_BUFFER`] bytes.
     pub fn handle(&self, input: &[u8], out: &mut [u8]) -> Outcome {
         debug_assert!(
@@ -86,7 +103,7 @@ impl Responder {
         match self.frame(input) {
             Ok(None) => Outcome::Incomplete,
             Ok(Some(request)) => {
-                let (status, allow, body): (u16, bool, &[u8]) = route(request.method, request.path);
+                let (status, allow, body) = route(request.method, request.path);
                 let body = if request.method == "HEAD" {
                     Body::HeadOf(body.len())
                 } else {
@@ -106,8 +123,13 @@ impl Responder {
                 }
             }
             Err(Refusal(status)) => {
-                let body = reason(status).as_bytes();
-                let written = write_response(out, status, Some("close"), false, Body::Text(body));
+                let text = reason(status).as_bytes();
+                let body = if skip_empty_lines(input).starts_with(b"HEAD ") {
+                    Body::HeadOf(text.len() + 1)
+                } else {
+                    Body::Text(text)
+                };
+                let written = write_response(out, status, Some("close"), false, body);
                 // The rest of the input cannot be trusted to start a new request: consume it all.
                 Outcome::Respond {
                     consumed: input.len(),
@@ -123,14 +145,8 @@ impl Responder {
     fn frame<'a>(&self, input: &'a [u8]) -> Result<Option<Framed<'a>>, Refusal> {
         let limits = &self.limits;
         // Request line length, checked before parsing so a huge target gets 414, not 431.
-        let line_end = input
-            .iter()
-            .take(limits.max_request_line + 2)
-            .position(|&b| b == b'\n');
-        match line_end {
-            None if input.len() > limits.max_request_line => return Err(Refusal(414)),
-            Some(end) if end > limits.max_request_line => return Err(Refusal(414)),
-            _ => {}
+        if request_line_too_long(skip_empty_lines(input), limits.max_request_line) {
+            return Err(Refusal(414));
         }
         let mut headers = [EMPTY_HEADER; MAX_HEADERS];
         let mut request = Request::new(&mut headers[..limits.max_headers]);
@@ -152,10 +168,7 @@ impl Responder {
             return Err(Refusal(400));
         }
         let method = request.method.ok_or(Refusal(400))?;
-        let path = request.path.ok_or(Refusal(400))?;
-        if !(path.starts_with('/') || path == "*") {
-            return Err(Refusal(400));
-        }
+        let path = request.path.and_then(route_path).ok_or(Refusal(400))?;
         let http10 = match request.version {
             Some(0) => true,
             Some(1) => false,
@@ -228,6 +241,7 @@ impl Responder {
 /// The first request of an input, framed.
 struct Framed<'a> {
     method: &'a str,
+    /// The target's path, without query: see [`route_path`].
     path: &'a str,
     /// Head plus body bytes.
     length: usize,
@@ -236,12 +250,50 @@ struct Framed<'a> {
 }
 
 /// The fixed route table: (status, send `Allow`, body).
-fn route(method: &str, target: &str) -> (u16, bool, &'static [u8]) {
-    let path = target.split_once('?').map_or(target, |(p, _)| p);
+fn route(method: &str, path: &str) -> (u16, bool, &'static [u8]) {
     match (path, method) {
         ("/healthz", "GET" | "HEAD") => (200, false, b"ok\n"),
         ("/healthz", _) => (405, true, b"method not allowed\n"),
         _ => (404, false, b"not found\n"),
+    }
+}
+
+/// The path a request target routes on, without its query: origin-form (`/p?q`) as is,
+/// absolute-form (`http://host/p?q`, scheme case-insensitive) by its path (`/` if empty), and
+/// asterisk-form (`*`) as `*`. `None` for any other form (authority-form has no route here).
+fn route_path(target: &str) -> Option<&str> {
+    let path = if target.starts_with('/') || target == "*" {
+        target
+    } else {
+        let (scheme, rest) = target.split_once("://")?;
+        if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
+            return None;
+        }
+        match rest.find(['/', '?']) {
+            Some(i) if rest.as_bytes()[i] == b'/' => &rest[i..],
+            _ => "/",
+        }
+    };
+    Some(path.split_once('?').map_or(path, |(p, _)| p))
+}
+
+/// `input` after the empty lines a server ignores before a request line (httparse skips them too;
+/// a bare LF among them is refused later by [`crlf_only`]).
+fn skip_empty_lines(input: &[u8]) -> &[u8] {
+    let start = input
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(input.len());
+    &input[start..]
+}
+
+/// Whether the request line at the start of `line` is already known to exceed `max` bytes
+/// (without its CRLF), whether or not it has ended yet.
+fn request_line_too_long(line: &[u8], max: usize) -> bool {
+    match line.iter().take(max.saturating_add(2)).position(|&b| b == b'\n') {
+        Some(end) => end - usize::from(end > 0 && line[end - 1] == b'\r') > max,
+        // Unterminated: `max` bytes and a CR may still be a valid line; anything longer is not.
+        None => line.get(max).is_some_and(|&b| b != b'\r' || line.len() > max + 1),
     }
 }
 
@@ -259,14 +311,17 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
+/// What follows a response's head.
 enum Body<'a> {
+    /// These bytes.
     Bytes(&'a [u8]),
-    /// Error bodies: the reason phrase and a newline.
+    /// Refusal bodies: the reason phrase and a newline.
     Text(&'a [u8]),
     /// A HEAD response: the length the GET body would have, no bytes.
     HeadOf(usize),
 }
 
+/// Writes a whole response into `out` and returns its length.
 fn write_response(
     out: &mut [u8],
     status: u16,
@@ -301,6 +356,8 @@ fn write_response(
     cursor.finish().expect("responses fit in MIN_RESPONSE_BUFFER")
 }
 
+/// A `Content-Length` value: ASCII digits only (after the optional whitespace around a field
+/// value), not overflowing `usize`.
 fn parse_content_length(value: &[u8]) -> Option<usize> {
     let value = trim(value);
     if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
@@ -311,6 +368,7 @@ fn parse_content_length(value: &[u8]) -> Option<usize> {
     })
 }
 
+/// `bytes` without leading and trailing ASCII whitespace.
 fn trim(bytes: &[u8]) -> &[u8] {
     let start = bytes
         .iter()

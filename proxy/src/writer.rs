@@ -1,5 +1,10 @@
-//! A cursor that writes into a fixed byte buffer without allocating.
+//! A cursor that writes responses into a caller's fixed byte buffer without allocating.
+//!
+//! Invariants: bytes are only ever written inside the buffer; a write that does not fit is
+//! dropped whole and marks the cursor as overflowed, so a truncated response is never reported
+//! as written.
 
+/// Appends bytes and decimal numbers to a borrowed buffer.
 pub(crate) struct Cursor<'a> {
     buf: &'a mut [u8],
     pos: usize,
@@ -15,9 +20,10 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// Appends `bytes`, or marks overflow if they do not fit.
     pub(crate) fn put(&mut self, bytes: &[u8]) -> &mut Self {
-        let end = self.pos + bytes.len();
-        if end <= self.buf.len() {
+        let end = self.pos.saturating_add(bytes.len());
+        if !self.overflow && end <= self.buf.len() {
             self.buf[self.pos..end].copy_from_slice(bytes);
             self.pos = end;
         } else {
@@ -26,6 +32,7 @@ impl<'a> Cursor<'a> {
         self
     }
 
+    /// Appends `value` in decimal ASCII.
     pub(crate) fn put_decimal(&mut self, mut value: usize) -> &mut Self {
         let mut digits = [0u8; 20];
         let mut i = digits.len();

@@ -54,8 +54,45 @@ fn healthz_is_200_with_exact_bytes() {
 fn head_has_headers_but_no_body() {
     let (outcome, text) = answer(b"HEAD /healthz HTTP/1.1\r\nHost: gw\r\n\r\n");
     assert_eq!(status(outcome), 200);
-    assert!(text.contains("Content-Length: 3\r\n"), "{text}");
-    assert!(text.ends_with("\r\n\r\n"), "{text}");
+    assert_eq!(
+        text,
+        "HTTP/1.1 200 OK\r\nServer: xgate\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\n"
+    );
+    let (outcome, text) = answer(b"HEAD /nope HTTP/1.1\r\nHost: gw\r\n\r\n");
+    assert_eq!(status(outcome), 404);
+    assert_eq!(
+        text,
+        "HTTP/1.1 404 Not Found\r\nServer: xgate\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\n"
+    );
+}
+
+#[test]
+fn refusals_of_head_requests_have_no_body_either() {
+    let (outcome, text) = answer(b"HEAD /healthz HTTP/1.1\r\n\r\n");
+    assert_eq!(status(outcome), 400);
+    assert_eq!(
+        text,
+        "HTTP/1.1 400 Bad Request\r\nServer: xgate\r\nContent-Type: text/plain\r\nContent-Length: 12\r\nConnection: close\r\n\r\n"
+    );
+}
+
+#[test]
+fn refusals_have_exact_bytes_and_close() {
+    let input = b"GET /healthz HTTP/1.1\r\nHost : a\r\n\r\nGET /healthz HTTP/1.1\r\nHost: a\r\n\r\n";
+    let (outcome, text) = answer(input);
+    assert_eq!(
+        text,
+        "HTTP/1.1 400 Bad Request\r\nServer: xgate\r\nContent-Type: text/plain\r\nContent-Length: 12\r\nConnection: close\r\n\r\nBad Request\n"
+    );
+    assert_eq!(
+        outcome,
+        Outcome::Respond {
+            consumed: input.len(),
+            written: text.len(),
+            close: true,
+            status: 400
+        }
+    );
 }
 
 #[test]
@@ -71,7 +108,42 @@ fn unknown_path_is_404_and_keeps_alive() {
     let (outcome, text) = answer(b"GET /nope HTTP/1.1\r\nHost: gw\r\n\r\n");
     assert_eq!(status(outcome), 404);
     assert!(!closes(outcome));
-    assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"), "{text}");
+    assert_eq!(
+        text,
+        "HTTP/1.1 404 Not Found\r\nServer: xgate\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\nnot found\n"
+    );
+    // Only the exact path is the health check.
+    for path in ["/", "/healthz/", "/HEALTHZ", "/healthzz", "*"] {
+        let input = format!("GET {path} HTTP/1.1\r\nHost: gw\r\n\r\n");
+        assert_eq!(status(answer(input.as_bytes()).0), 404, "{path}");
+    }
+}
+
+#[test]
+fn absolute_form_targets_route_on_their_path() {
+    for (target, expected) in [
+        ("http://gw/healthz", 200),
+        ("HTTP://gw:80/healthz?x", 200),
+        ("https://gw/other", 404),
+        ("http://gw", 404),
+        ("http://gw?healthz", 404),
+    ] {
+        let input = format!("GET {target} HTTP/1.1\r\nHost: gw\r\n\r\n");
+        assert_eq!(status(answer(input.as_bytes()).0), expected, "{target}");
+    }
+    for target in ["ftp://gw/healthz", "gw:80", "healthz"] {
+        let input = format!("GET {target} HTTP/1.1\r\nHost: gw\r\n\r\n");
+        assert_eq!(status(answer(input.as_bytes()).0), 400, "{target}");
+    }
+}
+
+#[test]
+fn empty_lines_before_the_request_line_are_skipped_and_consumed() {
+    let input = [b"\r\n\r\n", HEALTHZ].concat();
+    let (outcome, _) = answer(&input);
+    assert!(
+        matches!(outcome, Outcome::Respond { consumed, status: 200, close: false, .. } if consumed == input.len())
+    );
 }
 
 #[test]
@@ -80,13 +152,42 @@ fn other_methods_on_healthz_are_405_with_allow() {
         let input = format!("{method} /healthz HTTP/1.1\r\nHost: gw\r\nContent-Length: 0\r\n\r\n");
         let (outcome, text) = answer(input.as_bytes());
         assert_eq!(status(outcome), 405, "{method}");
-        assert!(text.contains("Allow: GET, HEAD\r\n"), "{text}");
+        assert!(!closes(outcome));
+        assert_eq!(
+            text,
+            "HTTP/1.1 405 Method Not Allowed\r\nServer: xgate\r\nContent-Type: text/plain\r\nContent-Length: 19\r\nAllow: GET, HEAD\r\n\r\nmethod not allowed\n"
+        );
     }
 }
 
 #[test]
 fn keep_alive_matrix_for_http_10_and_11() {
-    let cases: [(&[u8], bool, Option<&str>); 5] = [
+    let cases: [(&[u8], bool, Option<&str>); 10] = [
+        (
+            b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\n",
+            false,
+            None,
+        ),
+        (
+            b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: closed\r\n\r\n",
+            false,
+            None,
+        ),
+        (
+            b"GET /healthz HTTP/1.0\r\nConnection: Keep-Alive, close\r\n\r\n",
+            true,
+            Some("close"),
+        ),
+        (
+            b"GET /healthz HTTP/1.0\r\nConnection: TE,KEEP-ALIVE\r\n\r\n",
+            false,
+            Some("keep-alive"),
+        ),
+        (
+            b"GET /healthz HTTP/1.0\r\nConnection: keep-alive-ish\r\n\r\n",
+            true,
+            Some("close"),
+        ),
         (b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n", false, None),
         (
             b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: Close\r\n\r\n",
@@ -107,6 +208,7 @@ fn keep_alive_matrix_for_http_10_and_11() {
     ];
     for (input, close, header) in cases {
         let (outcome, text) = answer(input);
+        assert_eq!(status(outcome), 200);
         assert_eq!(closes(outcome), close, "{}", String::from_utf8_lossy(input));
         match header {
             Some(v) => assert!(text.contains(&format!("Connection: {v}\r\n")), "{text}"),
@@ -134,6 +236,28 @@ fn pipelined_requests_are_answered_one_at_a_time() {
     assert_eq!(outcome.clone_status_close(), (404, true));
 }
 
+#[test]
+fn pipelined_requests_with_bodies_drain_exactly() {
+    let requests: [&[u8]; 4] = [
+        b"POST /healthz HTTP/1.1\r\nHost: gw\r\nContent-Length: 4\r\n\r\nGET ",
+        b"GET /healthz HTTP/1.1\r\nHost: gw\r\nContent-Length: 0\r\n\r\n",
+        b"HEAD /healthz HTTP/1.1\r\nHost: gw\r\n\r\n",
+        b"GET /x HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\n\r\nhi",
+    ];
+    let input = requests.concat();
+    let mut rest = &input[..];
+    for (request, expected) in requests.iter().zip([405, 200, 200, 404]) {
+        let (outcome, _) = answer(rest);
+        assert!(
+            matches!(outcome, Outcome::Respond { consumed, status, close: false, .. }
+                if consumed == request.len() && status == expected),
+            "{outcome:?}"
+        );
+        rest = &rest[request.len()..];
+    }
+    assert_eq!(answer(rest).0, Outcome::Incomplete);
+}
+
 impl Outcome {
     fn clone_status_close(self) -> (u16, bool) {
         match self {
@@ -145,26 +269,52 @@ impl Outcome {
 
 #[test]
 fn every_prefix_of_a_valid_request_is_incomplete() {
-    let input = b"POST /healthz HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\n\r\nhello";
-    for end in 0..input.len() {
-        assert_eq!(
-            answer(&input[..end]).0,
-            Outcome::Incomplete,
-            "prefix of {end} bytes"
+    let cases: [(&[u8], u16); 4] = [
+        (
+            b"POST /healthz HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\n\r\nhello",
+            405,
+        ),
+        (HEALTHZ, 200),
+        (b"HEAD /a?b HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", 404),
+        (b"\r\nGET /healthz HTTP/1.1\r\nHost: gw\r\nX-A: \r\n\r\n", 200),
+    ];
+    for (input, expected) in cases {
+        for end in 0..input.len() {
+            assert_eq!(
+                answer(&input[..end]).0,
+                Outcome::Incomplete,
+                "prefix of {end} bytes of {:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        let (outcome, _) = answer(input);
+        assert!(
+            matches!(outcome, Outcome::Respond { consumed, status, .. }
+                if consumed == input.len() && status == expected),
+            "{outcome:?}"
         );
     }
-    let (outcome, _) = answer(input);
-    assert!(matches!(outcome, Outcome::Respond { consumed, status: 405, .. } if consumed == input.len()));
 }
 
 #[test]
 fn content_length_rules() {
+    // The body is consumed with its request: the pipelined request after it is untouched.
+    let with_body = b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n0123456789";
+    let input = [&with_body[..], HEALTHZ].concat();
+    assert!(
+        matches!(answer(&input).0, Outcome::Respond { consumed, status: 404, close: false, .. } if consumed == with_body.len())
+    );
+    assert_eq!(answer(&with_body[..with_body.len() - 1]).0, Outcome::Incomplete);
     let ok = b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc";
     assert!(matches!(answer(ok).0, Outcome::Respond { consumed, status: 404, .. } if consumed == ok.len()));
     for bad in [
         &b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"[..],
         b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: +3\r\n\r\nabc",
         b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3x\r\n\r\nabc",
+        b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: -3\r\n\r\nabc",
+        b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\nabc",
+        b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 0x3\r\n\r\nabc",
+        b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n\r\nabc",
         b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n",
     ] {
         let (outcome, _) = answer(bad);
@@ -191,9 +341,23 @@ fn oversized_body_is_413() {
         max_body: 10,
         ..Limits::default()
     });
+    // Refused from the head alone, before any body byte arrives.
     let (outcome, _) = answer_with(&r, b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n");
     assert_eq!(status(outcome), 413);
     assert!(closes(outcome));
+    let at_limit = b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n0123456789";
+    assert_eq!(status(answer_with(&r, at_limit).0), 404);
+    // The default limit is 1 MiB.
+    let big = format!(
+        "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n",
+        1024 * 1024 + 1
+    );
+    assert_eq!(status(answer(big.as_bytes()).0), 413);
+    let ok = format!(
+        "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n",
+        1024 * 1024
+    );
+    assert_eq!(answer(ok.as_bytes()).0, Outcome::Incomplete);
 }
 
 #[test]
@@ -203,8 +367,25 @@ fn long_request_line_is_414_even_before_it_ends() {
         ..Limits::default()
     });
     let long = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(100));
-    assert_eq!(status(answer_with(&r, long.as_bytes()).0), 414);
+    let (outcome, _) = answer_with(&r, long.as_bytes());
+    assert_eq!(status(outcome), 414);
+    assert!(closes(outcome));
     assert_eq!(status(answer_with(&r, &long.as_bytes()[..80]).0), 414);
+    // The boundary: a line of exactly 64 bytes (CRLF excluded) is fine, 65 is not.
+    let line = |len: usize| format!("GET /{} HTTP/1.1", "a".repeat(len - 14));
+    let exact = format!("{}\r\nHost: a\r\n\r\n", line(64));
+    assert_eq!(status(answer_with(&r, exact.as_bytes()).0), 404);
+    for end in 0..exact.len() {
+        assert_eq!(
+            answer_with(&r, &exact.as_bytes()[..end]).0,
+            Outcome::Incomplete,
+            "{end}"
+        );
+    }
+    let over = format!("{}\r\nHost: a\r\n\r\n", line(65));
+    assert_eq!(status(answer_with(&r, over.as_bytes()).0), 414);
+    assert_eq!(status(answer_with(&r, &over.as_bytes()[..65]).0), 414);
+    assert_eq!(answer_with(&r, &over.as_bytes()[..64]).0, Outcome::Incomplete);
 }
 
 #[test]
@@ -223,6 +404,46 @@ fn too_many_or_too_large_headers_are_431() {
     assert_eq!(status(answer_with(&r, big.as_bytes()).0), 431);
     // No terminator yet, but already over the limit: refused without waiting.
     assert_eq!(status(answer_with(&r, &big.as_bytes()[..120]).0), 431);
+    assert_eq!(answer_with(&r, &big.as_bytes()[..100]).0, Outcome::Incomplete);
+}
+
+#[test]
+fn default_header_limits_are_64_fields_and_16_kib() {
+    let with_fields = |n: usize| {
+        let mut head = String::from("GET /healthz HTTP/1.1\r\nHost: a\r\n");
+        for i in 1..n {
+            head.push_str(&format!("X-{i}: v\r\n"));
+        }
+        head + "\r\n"
+    };
+    assert_eq!(status(answer(with_fields(64).as_bytes()).0), 200);
+    let (outcome, _) = answer(with_fields(65).as_bytes());
+    assert_eq!(status(outcome), 431);
+    assert!(closes(outcome));
+    let unterminated = format!("GET /healthz HTTP/1.1\r\nHost: a\r\nX: {}", "v".repeat(20_000));
+    assert_eq!(answer(&unterminated.as_bytes()[..16_384]).0, Outcome::Incomplete);
+    let (outcome, _) = answer(&unterminated.as_bytes()[..16_385]);
+    assert_eq!(status(outcome), 431);
+    assert!(closes(outcome));
+}
+
+/// The responder relies on httparse's defaults to refuse obs-fold and whitespace before a colon.
+#[test]
+fn httparse_defaults_refuse_obs_fold_and_space_before_colon() {
+    for bad in [
+        &b"GET / HTTP/1.1\r\nHost: a\r\nX: b\r\n c\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: a\r\n\tfolded\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost : a\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost\t: a\r\n\r\n",
+    ] {
+        let mut headers = [EMPTY_HEADER; 8];
+        assert!(
+            Request::new(&mut headers).parse(bad).is_err(),
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
+        assert_eq!(status(answer(bad).0), 400);
+    }
 }
 
 #[test]
@@ -238,6 +459,10 @@ fn syntax_the_framing_rules_forbid_is_400() {
         b"GET /healthz HTTP/2.0\r\nHost: a\r\n\r\n",
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
         b"GARBAGE\x01 / HTTP/1.1\r\n\r\n",
+        b"GET /healthz\r\nHost: a\r\n\r\n",
+        b"GET  /healthz HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n",
+        b"\r\n\nGET /healthz HTTP/1.1\r\nHost: a\r\n\r\n",
     ] {
         let (outcome, text) = answer(bad);
         assert_eq!(status(outcome), 400, "{:?}", String::from_utf8_lossy(bad));
@@ -271,23 +496,49 @@ fn arbitrary_bytes_never_panic_or_overrun() {
         b": ",
         b"\x00\xff",
     ];
-    for _ in 0..20_000 {
+    let mut responses = 0;
+    for round in 0..30_000 {
         let mut input = Vec::new();
-        for _ in 0..(next() % 12) {
-            if next() % 3 == 0 {
+        if round % 4 == 0 {
+            // Pure noise.
+            for _ in 0..(next() % 64) {
                 input.push(next() as u8);
-            } else {
-                input.extend_from_slice(pieces[(next() % pieces.len() as u64) as usize]);
+            }
+        } else {
+            for _ in 0..(next() % 12) {
+                if next() % 3 == 0 {
+                    input.push(next() as u8);
+                } else {
+                    input.extend_from_slice(pieces[(next() % pieces.len() as u64) as usize]);
+                }
             }
         }
         let mut out = [0u8; MIN_RESPONSE_BUFFER];
-        match r.handle(&input, &mut out) {
+        let outcome = r.handle(&input, &mut out);
+        let mut again = [0u8; MIN_RESPONSE_BUFFER];
+        assert_eq!(r.handle(&input, &mut again), outcome, "not deterministic");
+        match outcome {
             Outcome::Incomplete => {}
             Outcome::Respond {
-                consumed, written, ..
+                consumed,
+                written,
+                close,
+                status,
             } => {
-                assert!(consumed <= input.len() && written <= out.len() && consumed > 0);
+                responses += 1;
+                assert!(consumed > 0 && consumed <= input.len(), "{input:?}");
+                assert!(written > 0 && written <= out.len());
+                assert_eq!(out[..written], again[..written]);
+                let text = std::str::from_utf8(&out[..written]).unwrap();
+                assert!(text.starts_with(&format!("HTTP/1.1 {status} ")), "{text}");
+                assert!(text.contains("\r\nServer: xgate\r\n"), "{text}");
+                assert_eq!(text.contains("\r\nConnection: close\r\n"), close, "{text}");
+                if status >= 400 && status != 404 && status != 405 {
+                    assert!(close && consumed == input.len(), "{text}");
+                }
             }
         }
     }
+    // The generator reaches answers, not only incomplete input.
+    assert!(responses > 10_000, "{responses}");
 }
