@@ -1,7 +1,8 @@
 //! `xgate demo`: the whole slice end to end with a real client, for a person to watch.
 //!
 //! Builds the lab, starts `xgate run` in the gateway namespace, pings the gateway, sends requests
-//! with curl from the client namespace, prints the answers and a latency summary, stops the
+//! with curl (and a short wrk run) from the client namespace, prints the answers and a latency
+//! summary, stops the
 //! gateway and removes the lab, also when a step fails.
 
 use std::{
@@ -173,6 +174,27 @@ pub fn run(name: &str, requests: usize) -> Result<(), String> {
         percentile(&latencies_ms, 99.0),
         latencies_ms.last().copied().unwrap_or(f64::NAN)
     );
+
+    println!("\n== wrk: 20 keep-alive connections for 3 s (one client thread)");
+    match output_of(
+        lab.command(Host::Client, "wrk")
+            .args(["-t1", "-c20", "-d3s", "--latency", &url]),
+    ) {
+        Ok(text) => {
+            for line in text.lines().filter(|l| {
+                let l = l.trim_start();
+                l.starts_with("50%")
+                    || l.starts_with("99%")
+                    || l.starts_with("Requests/sec")
+                    || l.contains("requests in")
+                    || l.starts_with("Non-2xx")
+                    || l.starts_with("Socket errors")
+            }) {
+                println!("{}", line.trim());
+            }
+        }
+        Err(e) => println!("wrk did not run ({e}); install it with scripts/bootstrap.sh"),
+    }
 
     println!("\n== stopping xgate");
     if let Some(child) = cleanup.gateway.as_mut() {
