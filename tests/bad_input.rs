@@ -95,12 +95,7 @@ fn missing_hugepages_are_reported_with_the_fix() {
         eprintln!("skipping the shortage case: {free} hugepages are free on this machine");
         return;
     }
-    let out = output(
-        lab.exec("gw", XGATE)
-            .arg("run")
-            .arg("--config")
-            .arg(&lab.config_path),
-    );
+    let out = lab.run_gateway_to_completion();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("hugepages/setup.sh"), "{err}");

@@ -154,25 +154,11 @@ fn the_userspace_stack_owns_the_address_and_the_kernel_keeps_the_rest() {
     assert!(lab.xdp_attached());
     let kernel_before = lab.kernel_tcp_counters();
 
-    let out = output(
-        lab.exec("cli", "ping")
-            .args(["-c", "3", "-i", "0.2", "-W", "2", GATEWAY_IP]),
-    );
-    assert!(
-        out.status.success(),
-        "ping to xgate failed: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let (ok, text) = lab.ping(GATEWAY_IP, 3);
+    assert!(ok, "ping to xgate failed: {text}");
     // Traffic for the kernel's own address on the same interface still reaches the kernel.
-    let out = output(
-        lab.exec("cli", "ping")
-            .args(["-c", "2", "-i", "0.2", "-W", "2", GATEWAY_HOST_IP]),
-    );
-    assert!(
-        out.status.success(),
-        "ping to the host address failed: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let (ok, text) = lab.ping(GATEWAY_HOST_IP, 2);
+    assert!(ok, "ping to the host address failed: {text}");
 
     let url = format!("http://{GATEWAY_IP}/healthz");
     for _ in 0..5 {
@@ -316,12 +302,7 @@ fn the_umem_lives_on_hugepages_when_they_are_reserved() {
 fn a_second_gateway_on_the_same_interface_is_refused_and_the_first_keeps_serving() {
     let mut lab = TestLab::new("two");
     lab.start_gateway();
-    let out = output(
-        lab.exec("gw", XGATE)
-            .arg("run")
-            .arg("--config")
-            .arg(&lab.config_path),
-    );
+    let out = lab.run_gateway_to_completion();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a second gateway started: {err}");
     assert!(

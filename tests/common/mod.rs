@@ -173,6 +173,31 @@ impl TestLab {
         stopped.expect("xgate printed no stopped event")
     }
 
+    /// Runs `xgate run` in the foreground in the gateway namespace and returns how it ended
+    /// (for starts that are expected to fail).
+    pub fn run_gateway_to_completion(&self) -> Output {
+        output(
+            self.exec("gw", XGATE)
+                .arg("run")
+                .arg("--config")
+                .arg(&self.config_path),
+        )
+    }
+
+    /// Pings `target` from the client namespace `count` times (0.2 s apart, 2 s deadline each);
+    /// returns whether every echo was answered, and ping's output.
+    pub fn ping(&self, target: &str, count: u32) -> (bool, String) {
+        let out =
+            output(
+                self.exec("cli", "ping")
+                    .args(["-c", &count.to_string(), "-i", "0.2", "-W", "2", target]),
+            );
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
     /// curl from the client namespace; returns (exit status ok, stdout).
     pub fn curl(&self, args: &[&str]) -> (bool, String) {
         let out = output(
