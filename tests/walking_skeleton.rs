@@ -60,7 +60,11 @@ fn routes_answer_with_the_right_status() {
     let (_, text) = lab.curl(&["-I", &format!("{url}/healthz")]);
     assert_eq!(status_line(&text), "HTTP/1.1 200 OK", "{text}");
 
-    let stopped = lab.stop_gateway();
+    // Ctrl-C stops it as cleanly as SIGTERM: counters printed, XDP detached.
+    let (status, stopped) = lab.stop_gateway_with(libc::SIGINT);
+    assert!(status.success(), "{status}");
+    let stopped = stopped.expect("stopped event after SIGINT");
+    assert!(!lab.xdp_attached(), "XDP left attached after SIGINT");
     assert_eq!(stopped["responses"]["200"], 2, "{stopped}");
     assert_eq!(stopped["responses"]["404"], 1, "{stopped}");
     assert_eq!(stopped["responses"]["405"], 1, "{stopped}");
