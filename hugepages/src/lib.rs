@@ -1,64 +1,125 @@
-//! The memory xgate's AF_XDP UMEM lives in: one anonymous region on 2 MiB hugepages, or on normal
-//! pages when the operator allows it and no hugepages are free.
+//! The memory xgate's AF_XDP UMEM lives in.
 //!
-//! Invariants:
-//! - A [`Region`] is fully mapped and pre-faulted when `allocate` returns (MAP_POPULATE): the data
-//!   path never takes a page fault, and a shortage of hugepages shows up here as an error, never
-//!   later as SIGBUS.
-//! - Its length is a multiple of the page size it is backed by; its start is page aligned.
-//! - Falling back to normal pages happens only under [`FallbackPolicy::AllowNormalPages`], and
-//!   the region then says so ([`Region::backing`]) and how to fix it ([`Region::fallback_hint`]).
+//! This crate owns one thing: a [`Region`], an anonymous, private mapping that the AF_XDP socket
+//! registers as its UMEM and that every received and transmitted frame is written into. It is
+//! backed by 2 MiB hugepages so that the whole UMEM is covered by a handful of TLB entries, and it
+//! is fully faulted in before the data path ever touches it.
+//!
+//! # Invariants
+//!
+//! - A [`Region`] is mapped, pre-faulted (`MAP_POPULATE`) and writable over its whole length when
+//!   [`Region::allocate`] returns. The data path never takes a page fault on it, and a shortage of
+//!   hugepages shows up as an [`Error`] from `allocate`, never later as `SIGBUS`: a private
+//!   `MAP_HUGETLB` mapping reserves its pages when it is created, and the kernel refuses it with
+//!   `ENOMEM` when they are not there.
+//! - Its length is the requested length rounded up to a whole number of [`HUGE_PAGE_SIZE`]
+//!   pages, whatever it is backed by, so the UMEM size does not depend on the backing. Its start
+//!   is aligned to the page size of its backing (2 MiB or 4 KiB).
+//! - It only ever lands on normal pages under [`FallbackPolicy::AllowNormalPages`]; it then says
+//!   so ([`Region::backing`]) and carries the command that would have given it hugepages
+//!   ([`Region::fallback_hint`]). The crate never logs; the caller warns once.
+//! - Normal-page fallback memory is also locked (`mlock`) when the process is allowed to, so it
+//!   is not swapped out under the data path. Hugepages are never swapped.
+//!
+//! Hugepages are reserved on the host with `hugepages/setup.sh N` (see its README); [`status`]
+//! reads the host's counters from `/proc/meminfo`.
 
-use std::ptr::NonNull;
+use std::{io, ptr::NonNull};
 
 use memmap2::{MmapMut, MmapOptions};
 
 /// Size of one hugepage xgate uses.
 pub const HUGE_PAGE_SIZE: usize = 2 * 1024 * 1024;
 
+/// log2 of [`HUGE_PAGE_SIZE`], as `MAP_HUGE_2MB` encodes it.
+const HUGE_PAGE_SHIFT: u8 = 21;
+
+/// The 2 MiB pool in sysfs, for hosts whose default hugepage size is not 2 MiB.
+const SYSFS_2M: &str = "/sys/kernel/mm/hugepages/hugepages-2048kB";
+
 /// What a region is backed by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backing {
+    /// 2 MiB hugepages (`MAP_HUGETLB | MAP_HUGE_2MB`).
     HugePages2M,
+    /// Normal 4 KiB pages, because no hugepages were free and the policy allowed it.
     NormalPages,
 }
 
-/// What to do when hugepages are missing.
+/// What to do when there are not enough free hugepages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FallbackPolicy {
     /// Fail with an error that says how to reserve them.
     Require,
-    /// Use normal pages (pre-faulted and locked where allowed).
+    /// Use normal 4 KiB pages (page aligned, pre-faulted, and locked where allowed).
     AllowNormalPages,
 }
 
 /// Why a region could not be had. Each message is one line: what is wrong and how to fix it.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("a UMEM region of 0 bytes was requested: umem.frames x umem.frame_size must be positive")]
+    #[error(
+        "a UMEM of 0 bytes was requested: umem.frames x umem.frame_size must be positive (e.g. frames = 4096, frame_size = 4096)"
+    )]
     InvalidSize,
-    #[error("need {needed} free 2 MiB hugepages for a {mib} MiB UMEM, {free} are free: run `hugepages/setup.sh {suggest}` (or echo {suggest} > /proc/sys/vm/nr_hugepages), or set umem.allow_normal_pages = true")]
+    #[error(
+        "need {needed} free 2 MiB hugepages for a {mib} MiB UMEM, {free} are free: run `hugepages/setup.sh {suggest}` (or echo {suggest} > /proc/sys/vm/nr_hugepages), or set umem.allow_normal_pages = true"
+    )]
     NotEnoughHugePages {
+        /// Pages the region needs.
         needed: usize,
+        /// Pages that were free and unreserved when it was asked for.
         free: usize,
+        /// Size of the region in MiB.
         mib: usize,
+        /// Persistent pool size that would cover the shortage.
         suggest: usize,
     },
-    #[error("mapping {len} bytes for the UMEM failed: {source}")]
-    Map { len: usize, source: std::io::Error },
+    #[error(
+        "this kernel cannot map 2 MiB hugepages ({source}): check `grep -i huge /proc/meminfo` and that CONFIG_HUGETLBFS is on, or set umem.allow_normal_pages = true"
+    )]
+    HugePagesUnsupported {
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "mapping {mib} MiB of normal memory for the UMEM failed ({source}): free memory (see `grep MemAvailable /proc/meminfo`) or lower umem.frames"
+    )]
+    Map {
+        mib: usize,
+        #[source]
+        source: io::Error,
+    },
 }
 
-/// Hugepage counters from /proc/meminfo.
+/// Hugepage counters of the host's default hugepage size, from `/proc/meminfo`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HugePageStatus {
+    /// `HugePages_Total`: pages in the pool, surplus included.
     pub total: usize,
+    /// `HugePages_Free`: pages not yet faulted in (reserved ones included).
     pub free: usize,
+    /// `HugePages_Rsvd`: free pages promised to mappings that have not faulted them in yet.
     pub reserved: usize,
+    /// `HugePages_Surp`: pages above the persistent pool (overcommit).
     pub surplus: usize,
+    /// `Hugepagesize`, in bytes.
     pub page_size: usize,
 }
 
-/// Parses the hugepage lines of a /proc/meminfo text.
+impl HugePageStatus {
+    /// Pages a new mapping can still take: free minus already promised.
+    pub fn available(&self) -> usize {
+        self.free.saturating_sub(self.reserved)
+    }
+
+    /// The persistent pool size (what `/proc/sys/vm/nr_hugepages` reads).
+    pub fn persistent(&self) -> usize {
+        self.total.saturating_sub(self.surplus)
+    }
+}
+
+/// Parses the hugepage lines of a `/proc/meminfo` text; missing lines read as 0.
 pub fn parse_meminfo(text: &str) -> HugePageStatus {
     let mut status = HugePageStatus::default();
     for line in text.lines() {
@@ -82,96 +143,121 @@ pub fn parse_meminfo(text: &str) -> HugePageStatus {
 }
 
 /// The host's hugepage counters now.
-pub fn status() -> std::io::Result<HugePageStatus> {
+pub fn status() -> io::Result<HugePageStatus> {
     Ok(parse_meminfo(&std::fs::read_to_string("/proc/meminfo")?))
 }
 
-/// An anonymous, private, pre-faulted memory region.
+/// Counters of the 2 MiB pool: `/proc/meminfo` when 2 MiB is the default size (the usual case),
+/// else that pool's sysfs directory.
+fn status_2m() -> io::Result<HugePageStatus> {
+    let meminfo = status()?;
+    if meminfo.page_size == HUGE_PAGE_SIZE {
+        return Ok(meminfo);
+    }
+    let read = |name: &str| -> io::Result<usize> {
+        std::fs::read_to_string(format!("{SYSFS_2M}/{name}"))?
+            .trim()
+            .parse()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    };
+    Ok(HugePageStatus {
+        total: read("nr_hugepages")?,
+        free: read("free_hugepages")?,
+        reserved: read("resv_hugepages")?,
+        surplus: read("surplus_hugepages")?,
+        page_size: HUGE_PAGE_SIZE,
+    })
+}
+
+/// An anonymous, private, pre-faulted memory region: the UMEM.
 pub struct Region {
     map: MmapMut,
     backing: Backing,
-    /// Hugepages that were missing when the region fell back to normal pages.
-    missing_pages: Option<usize>,
+    /// When the region fell back: the pool size that would have given it hugepages.
+    suggest: Option<usize>,
 }
 
 impl Region {
-    /// Maps `len` bytes (rounded up to whole 2 MiB pages) on hugepages, or per `policy` on normal
-    /// pages when not enough are free.
+    /// Maps `len` bytes (rounded up to a multiple of [`HUGE_PAGE_SIZE`]) of anonymous, private
+    /// memory backed by 2 MiB hugepages, pre-faulted so the data path never page-faults and so a
+    /// shortage of hugepages shows up here, not later as `SIGBUS`.
+    ///
+    /// The free count is read from `/proc/meminfo` first so a shortage can be reported with
+    /// numbers; the mapping is tried regardless (the pool may overcommit), and the kernel's
+    /// `ENOMEM` is the final word. When hugepages are missing, `policy` decides: an
+    /// [`Error::NotEnoughHugePages`] naming the fix, or normal pages.
     pub fn allocate(len: usize, policy: FallbackPolicy) -> Result<Region, Error> {
         if len == 0 {
             return Err(Error::InvalidSize);
         }
         let pages = len.div_ceil(HUGE_PAGE_SIZE);
-        let huge_len = pages * HUGE_PAGE_SIZE;
-        let free = status().map(|s| s.free.saturating_sub(s.reserved)).unwrap_or(0);
-        let shortage = || Error::NotEnoughHugePages {
-            needed: pages,
-            free,
-            mib: huge_len / (1024 * 1024),
-            suggest: status().map(|s| s.total).unwrap_or(0) + pages.saturating_sub(free),
-        };
-        if free >= pages {
-            match MmapOptions::new()
-                .len(huge_len)
-                .huge(Some(21))
-                .populate()
-                .map_anon()
-            {
-                Ok(map) => {
-                    return Ok(Region {
-                        map,
-                        backing: Backing::HugePages2M,
-                        missing_pages: None,
-                    })
-                }
-                Err(e) if e.raw_os_error() == Some(libc::ENOMEM) => {}
-                Err(source) => {
-                    return Err(Error::Map {
-                        len: huge_len,
-                        source,
-                    })
-                }
-            }
-        }
-        match policy {
-            FallbackPolicy::Require => Err(shortage()),
-            FallbackPolicy::AllowNormalPages => {
-                let map = MmapOptions::new()
-                    .len(huge_len)
-                    .populate()
-                    .map_anon()
-                    .map_err(|source| Error::Map {
-                        len: huge_len,
-                        source,
-                    })?;
-                // SAFETY: mlock on the region we just mapped, for its exact length; failure (no
-                // CAP_IPC_LOCK, RLIMIT_MEMLOCK) only means the pages may be swapped, so it is
-                // ignored.
-                unsafe { libc::mlock(map.as_ptr().cast(), map.len()) };
-                let suggest = status().map(|s| s.total).unwrap_or(0) + pages.saturating_sub(free);
-                Ok(Region {
+        let rounded = pages * HUGE_PAGE_SIZE;
+        let mib = rounded / (1024 * 1024);
+        // Unreadable counters only cost the numbers in the message, not the attempt.
+        let before = status_2m().unwrap_or_default();
+        let free = before.available();
+        let suggest = before.persistent() + pages.saturating_sub(free).max(1);
+
+        let huge = MmapOptions::new()
+            .len(rounded)
+            .huge(Some(HUGE_PAGE_SHIFT))
+            .populate()
+            .map_anon();
+        let refusal = match huge {
+            Ok(map) => {
+                return Ok(Region {
                     map,
-                    backing: Backing::NormalPages,
-                    missing_pages: Some(suggest),
+                    backing: Backing::HugePages2M,
+                    suggest: None,
                 })
             }
+            Err(e) if e.raw_os_error() == Some(libc::ENOMEM) => Error::NotEnoughHugePages {
+                needed: pages,
+                free,
+                mib,
+                suggest,
+            },
+            Err(source) => Error::HugePagesUnsupported { source },
+        };
+        if policy == FallbackPolicy::Require {
+            return Err(refusal);
         }
+
+        let map = MmapOptions::new()
+            .len(rounded)
+            .populate()
+            .map_anon()
+            .map_err(|source| Error::Map { mib, source })?;
+        // SAFETY: `map` is a live mapping of exactly `map.len()` bytes starting at `map.as_ptr()`,
+        // owned by this function; mlock only pins its pages and does not touch their contents. A
+        // failure (no CAP_IPC_LOCK, RLIMIT_MEMLOCK too low) only means the pages stay swappable,
+        // so its result is deliberately ignored.
+        let _ = unsafe { libc::mlock(map.as_ptr().cast(), map.len()) };
+        Ok(Region {
+            map,
+            backing: Backing::NormalPages,
+            suggest: Some(suggest),
+        })
     }
 
+    /// What the region ended up on.
     pub fn backing(&self) -> Backing {
         self.backing
     }
 
-    /// The command that would reserve the hugepages this region lacked, if it fell back.
+    /// When the region fell back to normal pages: the command that would reserve the hugepages it
+    /// lacked. `None` when it is on hugepages.
     pub fn fallback_hint(&self) -> Option<String> {
-        self.missing_pages
+        self.suggest
             .map(|n| format!("hugepages/setup.sh {n}  (or: echo {n} > /proc/sys/vm/nr_hugepages)"))
     }
 
+    /// Length in bytes: the requested length rounded up to whole 2 MiB pages.
     pub fn len(&self) -> usize {
         self.map.len()
     }
 
+    /// Always false: a region is never empty (a zero length is refused by `allocate`).
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
@@ -184,17 +270,44 @@ impl Region {
         self.map.as_mut_ptr()
     }
 
-    /// The whole region as a raw slice pointer, for registering it as an AF_XDP UMEM.
+    /// The whole region as a raw slice pointer, for registering it as the AF_XDP UMEM. It stays
+    /// valid for as long as the region lives.
     pub fn as_non_null_slice(&mut self) -> NonNull<[u8]> {
         NonNull::from(&mut self.map[..])
     }
 }
 
+impl std::fmt::Debug for Region {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Region")
+            .field("ptr", &self.map.as_ptr())
+            .field("len", &self.map.len())
+            .field("backing", &self.backing)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::os::fd::AsRawFd;
+
     use super::*;
 
-    const SAMPLE: &str = "MemTotal:       24000000 kB\nHugePages_Total:      16\nHugePages_Free:       12\nHugePages_Rsvd:        2\nHugePages_Surp:        0\nHugepagesize:       2048 kB\n";
+    /// A real /proc/meminfo from a host with a 2 MiB pool, trimmed.
+    const SAMPLE: &str = "\
+MemTotal:       24592612 kB
+MemFree:        19873212 kB
+MemAvailable:   22710432 kB
+AnonHugePages:     79872 kB
+ShmemHugePages:        0 kB
+FileHugePages:         0 kB
+HugePages_Total:      16
+HugePages_Free:       12
+HugePages_Rsvd:        2
+HugePages_Surp:        1
+Hugepagesize:       2048 kB
+Hugetlb:           32768 kB
+";
 
     #[test]
     fn meminfo_is_parsed() {
@@ -205,46 +318,198 @@ mod tests {
                 total: 16,
                 free: 12,
                 reserved: 2,
-                surplus: 0,
+                surplus: 1,
                 page_size: 2 * 1024 * 1024
             }
         );
+        assert_eq!(s.available(), 10);
+        assert_eq!(s.persistent(), 15);
+        assert_eq!(
+            parse_meminfo("garbage\nHugePages_Free: x\n"),
+            HugePageStatus::default()
+        );
+    }
+
+    #[test]
+    fn this_hosts_meminfo_has_a_hugepage_size() {
+        assert!(status().unwrap().page_size >= 4096);
     }
 
     #[test]
     fn zero_length_is_refused() {
-        assert!(matches!(
-            Region::allocate(0, FallbackPolicy::AllowNormalPages),
-            Err(Error::InvalidSize)
-        ));
-    }
-
-    #[test]
-    fn fallback_region_is_whole_and_writable() {
-        // Far more than any reservation here, so this takes the fallback path.
-        let len = 3 * HUGE_PAGE_SIZE + 1;
-        let mut region = Region::allocate(len, FallbackPolicy::AllowNormalPages).unwrap();
-        assert_eq!(region.len(), 4 * HUGE_PAGE_SIZE);
-        assert_eq!(region.as_ptr() as usize % 4096, 0);
-        // SAFETY: the slice covers the region, which outlives every use of it below.
-        let slice = unsafe { region.as_non_null_slice().as_mut() };
-        slice.iter_mut().step_by(4096).for_each(|b| *b = 0xa5);
-        assert!(slice.iter().step_by(4096).all(|&b| b == 0xa5));
-        if region.backing() == Backing::NormalPages {
-            assert!(region.fallback_hint().unwrap().contains("hugepages/setup.sh"));
+        for policy in [FallbackPolicy::Require, FallbackPolicy::AllowNormalPages] {
+            let err = Region::allocate(0, policy).unwrap_err();
+            assert!(matches!(err, Error::InvalidSize));
+            assert!(err.to_string().contains("must be positive"));
         }
     }
 
+    /// Exclusive hold on the host's hugepage pool for one test: an flock on the file every xgate
+    /// test that depends on the pool takes (flock locks belong to the open file, so this also
+    /// serialises tests within this binary), and the original `nr_hugepages` written back on drop,
+    /// panics included.
+    struct HostPool {
+        _lock: std::fs::File,
+        original: usize,
+    }
+
+    const NR_HUGEPAGES: &str = "/proc/sys/vm/nr_hugepages";
+
+    fn nr_hugepages() -> usize {
+        std::fs::read_to_string(NR_HUGEPAGES)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    fn set_nr_hugepages(n: usize) {
+        std::fs::write(NR_HUGEPAGES, n.to_string()).unwrap();
+    }
+
+    impl HostPool {
+        /// `None` (after saying why) when not root: the pool cannot be changed then.
+        fn take(test: &str) -> Option<HostPool> {
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            if unsafe { libc::geteuid() } != 0 {
+                eprintln!("skipping {test}: it changes {NR_HUGEPAGES}, which needs root");
+                return None;
+            }
+            let lock = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open("/run/xgate-hugepages-test.lock")
+                .unwrap();
+            // SAFETY: flock on a descriptor `lock` owns and keeps open for the guard's lifetime;
+            // LOCK_EX blocks until the lock is ours.
+            let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+            assert_eq!(rc, 0, "flock: {}", io::Error::last_os_error());
+            Some(HostPool {
+                _lock: lock,
+                original: nr_hugepages(),
+            })
+        }
+    }
+
+    impl Drop for HostPool {
+        fn drop(&mut self) {
+            let _ = std::fs::write(NR_HUGEPAGES, self.original.to_string());
+        }
+    }
+
+    fn fill_and_check(region: &mut Region) {
+        let len = region.len();
+        // SAFETY: the slice covers exactly the region's mapping, which is readable and writable
+        // and outlives the slice (both end with this function's borrow of `region`).
+        let bytes = unsafe { region.as_non_null_slice().as_mut() };
+        assert_eq!(bytes.len(), len);
+        bytes.fill(0xa5);
+        bytes[len - 1] = 0x5a;
+        assert!(bytes[..len - 1].iter().all(|&b| b == 0xa5));
+        assert_eq!(bytes[len - 1], 0x5a);
+    }
+
     #[test]
-    fn a_shortage_under_require_names_the_fix() {
-        let huge = 1 << 40; // 1 TiB of hugepages is never free here
-        let err = Region::allocate(huge, FallbackPolicy::Require)
-            .err()
-            .expect("must fail");
-        let text = err.to_string();
+    fn with_no_hugepages_reserved_normal_pages_are_the_fallback() {
+        let Some(_pool) = HostPool::take("with_no_hugepages_reserved_normal_pages_are_the_fallback") else {
+            return;
+        };
+        set_nr_hugepages(0);
+        assert_eq!(status_2m().unwrap().available(), 0);
+
+        let mut region = Region::allocate(3 * HUGE_PAGE_SIZE + 1, FallbackPolicy::AllowNormalPages).unwrap();
+        assert_eq!(region.backing(), Backing::NormalPages);
+        assert_eq!(region.len(), 4 * HUGE_PAGE_SIZE);
+        assert!(!region.is_empty());
+        assert_eq!(region.as_ptr() as usize % 4096, 0);
+        assert_eq!(region.as_mut_ptr().cast_const(), region.as_ptr());
+        fill_and_check(&mut region);
+        let hint = region.fallback_hint().unwrap();
+        assert!(hint.contains("hugepages/setup.sh 4"), "{hint}");
+        assert!(hint.contains("echo 4 > /proc/sys/vm/nr_hugepages"), "{hint}");
+    }
+
+    #[test]
+    fn require_with_none_free_fails_with_the_fix() {
+        let Some(_pool) = HostPool::take("require_with_none_free_fails_with_the_fix") else {
+            return;
+        };
+        set_nr_hugepages(0);
+        let err = Region::allocate(16 * 1024 * 1024, FallbackPolicy::Require).unwrap_err();
         assert!(
-            text.contains("hugepages/setup.sh") && text.contains("free"),
+            matches!(
+                err,
+                Error::NotEnoughHugePages {
+                    needed: 8,
+                    free: 0,
+                    mib: 16,
+                    suggest: 8
+                }
+            ),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(!text.contains('\n'), "{text}");
+        assert!(
+            text.starts_with("need 8 free 2 MiB hugepages for a 16 MiB UMEM, 0 are free: run `hugepages/setup.sh 8` (or echo 8 > /proc/sys/vm/nr_hugepages)"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_shortage_is_enomem_from_mmap_not_a_later_sigbus() {
+        let Some(_pool) = HostPool::take("a_shortage_is_enomem_from_mmap_not_a_later_sigbus") else {
+            return;
+        };
+        // Exactly one free page, two wanted.
+        let s = status_2m().unwrap();
+        set_nr_hugepages(s.total - s.available() + 1);
+        let s = status_2m().unwrap();
+        let free = s.available();
+        assert!(free >= 1, "the kernel gave no hugepage: {s:?}");
+        let err = MmapOptions::new()
+            .len((free + 1) * HUGE_PAGE_SIZE)
+            .huge(Some(HUGE_PAGE_SHIFT))
+            .populate()
+            .map_anon()
+            .unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOMEM), "{err}");
+        // And through the crate: the counted shortage, nothing taken.
+        let err = Region::allocate((free + 1) * HUGE_PAGE_SIZE, FallbackPolicy::Require).unwrap_err();
+        assert!(
+            matches!(err, Error::NotEnoughHugePages { free: f, .. } if f == free),
+            "{err:?}"
+        );
+        assert_eq!(status_2m().unwrap().available(), free);
+    }
+
+    #[test]
+    fn reserved_hugepages_back_the_region() {
+        let Some(pool) = HostPool::take("reserved_hugepages_back_the_region") else {
+            return;
+        };
+        set_nr_hugepages(pool.original + 4);
+        assert_eq!(
+            nr_hugepages(),
+            pool.original + 4,
+            "the kernel could not find 4 free 2 MiB pages (memory fragmented)"
+        );
+        let before = status_2m().unwrap();
+
+        let mut region = Region::allocate(4 * 1024 * 1024, FallbackPolicy::Require).unwrap();
+        assert_eq!(region.backing(), Backing::HugePages2M);
+        assert!(region.fallback_hint().is_none());
+        assert_eq!(region.len(), 2 * HUGE_PAGE_SIZE);
+        assert_eq!(region.as_ptr() as usize % HUGE_PAGE_SIZE, 0);
+        // Pre-faulted: the pages are taken from the pool now, not reserved for later.
+        let mapped = status_2m().unwrap();
+        assert_eq!(mapped.free, before.free - 2, "{before:?} -> {mapped:?}");
+        assert_eq!(mapped.reserved, before.reserved, "{before:?} -> {mapped:?}");
+        fill_and_check(&mut region);
+        assert_eq!(status_2m().unwrap().free, before.free - 2);
+
+        drop(region);
+        assert_eq!(status_2m().unwrap().free, before.free);
     }
 }
