@@ -16,6 +16,37 @@ pub struct Config {
     pub umem: UmemConfig,
     #[serde(default)]
     pub http: HttpConfig,
+    #[serde(default)]
+    pub tcp: TcpConfig,
+}
+
+/// TCP behaviour of the gateway's sockets.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TcpConfig {
+    /// Keep-alive probe interval on an idle connection (ms): finds peers that vanished.
+    #[serde(default = "default_keepalive_ms")]
+    pub keepalive_ms: u64,
+    /// A connection whose peer stays silent this long while a probe, data or a handshake is
+    /// outstanding is aborted and its socket reused (ms). Must exceed `keepalive_ms`.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig {
+            keepalive_ms: default_keepalive_ms(),
+            timeout_ms: default_timeout_ms(),
+        }
+    }
+}
+
+fn default_keepalive_ms() -> u64 {
+    10_000
+}
+fn default_timeout_ms() -> u64 {
+    30_000
 }
 
 /// The interface xgate takes over and the address it answers on.
@@ -270,6 +301,22 @@ impl Config {
                 format!("expected 256..=65536, got {}", h.max_header_bytes),
             ));
         }
+        let t = &self.tcp;
+        if !(100..=3_600_000).contains(&t.keepalive_ms) {
+            return Err(err(
+                "tcp.keepalive_ms",
+                format!("expected 100..=3600000, got {}", t.keepalive_ms),
+            ));
+        }
+        if t.timeout_ms <= t.keepalive_ms || t.timeout_ms > 3_600_000 {
+            return Err(err(
+                "tcp.timeout_ms",
+                format!(
+                    "expected more than tcp.keepalive_ms ({}) and at most 3600000, got {}",
+                    t.keepalive_ms, t.timeout_ms
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -286,6 +333,7 @@ impl Config {
             },
             umem: UmemConfig::default(),
             http: HttpConfig::default(),
+            tcp: TcpConfig::default(),
         }
     }
 
@@ -294,7 +342,8 @@ impl Config {
         format!(
             "[gateway]\ninterface = \"{}\"\nqueue = {}\nipv4 = \"{}\"\nprefix_len = {}\nmac = \"{}\"\nlisten_port = {}\n\n\
              [umem]\nframes = {}\nframe_size = {}\nallow_normal_pages = {}\n\n\
-             [http]\nmax_connections = {}\nmax_header_bytes = {}\n",
+             [http]\nmax_connections = {}\nmax_header_bytes = {}\n\n\
+             [tcp]\nkeepalive_ms = {}\ntimeout_ms = {}\n",
             self.gateway.interface,
             self.gateway.queue,
             self.gateway.ipv4,
@@ -306,6 +355,8 @@ impl Config {
             self.umem.allow_normal_pages,
             self.http.max_connections,
             self.http.max_header_bytes,
+            self.tcp.keepalive_ms,
+            self.tcp.timeout_ms,
         )
     }
 }
@@ -422,6 +473,10 @@ mac = "02:77:00:00:00:02"
         assert!(e.contains("`umem.frames`"), "{e}");
         let e = error_of(&GOOD.replace("10.77.0.2", "127.0.0.1"));
         assert!(e.contains("`gateway.ipv4`"), "{e}");
+        let e = error_of(&format!(
+            "{GOOD}\n[tcp]\nkeepalive_ms = 5000\ntimeout_ms = 5000\n"
+        ));
+        assert!(e.contains("`tcp.timeout_ms`") && e.contains("more than"), "{e}");
         let e = error_of(&format!("{GOOD}listen_port = 0\n"));
         assert!(e.contains("`gateway.listen_port`"), "{e}");
     }

@@ -10,14 +10,21 @@
 //!
 //! Invariants:
 //! - There is exactly one [`SlotHandle`] per slot, created once by [`SlotTable::new`]; handles
-//!   are neither `Copy` nor `Clone`. Holding the handle is the only way to reach the slot
-//!   ([`SlotTable::slot`] takes `&mut SlotHandle`), so the slot is never accessed by two threads
-//!   at once: ownership moves with the handle through the ring.
+//!   are neither `Copy` nor `Clone` and carry the id of the table that made them. Holding the
+//!   handle is the only way to reach the slot ([`SlotTable::slot`] takes `&mut SlotHandle` and
+//!   refuses a handle of another table), so the slot is never accessed by two threads at once:
+//!   ownership moves with the handle through the ring.
 //! - Slots are sized at start; nothing here allocates after that.
 //! - Each ring can hold every handle, so a push never fails: backpressure is the slot itself
 //!   (a connection with a request at the worker reads no more bytes until the handle returns).
 
-use std::cell::UnsafeCell;
+use std::{
+    cell::UnsafeCell,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+/// Source of table ids, so a handle can only open slots of the table that made it.
+static NEXT_TABLE_ID: AtomicU32 = AtomicU32::new(0);
 
 /// Bytes of a slot's response buffer; every response of the built-in responder fits.
 pub const RESPONSE_CAPACITY: usize = 1024;
@@ -65,6 +72,7 @@ impl Slot {
 /// The only key to one slot. Moving it moves the right to use the slot.
 #[derive(Debug, PartialEq, Eq)]
 pub struct SlotHandle {
+    table: u32,
     index: u32,
 }
 
@@ -77,11 +85,13 @@ impl SlotHandle {
 
 /// All slots of one lane, shared by the loop and the worker.
 pub struct SlotTable {
+    id: u32,
     slots: Box<[UnsafeCell<Slot>]>,
 }
 
-// SAFETY: a slot is reached only through `slot(&mut SlotHandle)`, and exactly one handle exists
-// per slot (see the module invariants), so no two threads ever access the same slot at once.
+// SAFETY: a slot is reached only through `slot(&mut SlotHandle)`, which checks that the handle
+// belongs to this table, and exactly one handle exists per slot (see the module invariants), so no
+// two threads ever access the same slot at once.
 unsafe impl Sync for SlotTable {}
 
 impl SlotTable {
@@ -97,14 +107,26 @@ impl SlotTable {
                 })
             })
             .collect();
-        let handles = (0..count as u32).map(|index| SlotHandle { index }).collect();
-        (SlotTable { slots }, handles)
+        let id = NEXT_TABLE_ID.fetch_add(1, Ordering::Relaxed);
+        let handles = (0..count as u32)
+            .map(|index| SlotHandle { table: id, index })
+            .collect();
+        (SlotTable { id, slots }, handles)
     }
 
     /// The slot `handle` owns.
+    ///
+    /// # Panics
+    ///
+    /// If `handle` was made by another table (a programming error).
     pub fn slot<'a>(&'a self, handle: &'a mut SlotHandle) -> &'a mut Slot {
-        // SAFETY: `handle` is the unique handle of this slot and is mutably borrowed for as long
-        // as the returned reference lives, so no other reference to the slot can exist.
+        assert_eq!(
+            handle.table, self.id,
+            "slot handle used with a table that did not make it"
+        );
+        // SAFETY: `handle` is the unique handle of this slot of this table (checked above) and is
+        // mutably borrowed for as long as the returned reference lives, so no other reference to
+        // the slot can exist.
         unsafe { &mut *self.slots[handle.index()].get() }
     }
 }
@@ -124,6 +146,14 @@ mod tests {
         assert_eq!(slot.pending_request(), b"efghij");
         slot.consume_request(100);
         assert_eq!(slot.pending_request(), b"");
+    }
+
+    #[test]
+    #[should_panic(expected = "did not make it")]
+    fn a_handle_of_another_table_is_refused() {
+        let (first, _first_handles) = SlotTable::new(1, 8);
+        let (_second, mut second_handles) = SlotTable::new(1, 8);
+        first.slot(&mut second_handles[0]);
     }
 
     /// Handles travel to a worker thread and back through two rtrb rings many times; every

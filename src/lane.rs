@@ -1,5 +1,5 @@
 //! A lane: one AF_XDP port, one smoltcp interface with its TCP sockets, and the HTTP worker it
-//! hands requests to. The walking skeleton runs one lane.
+//! hands requests to. xgate runs one lane for now.
 //!
 //! Data path of one request:
 //! ```text
@@ -20,7 +20,7 @@
 use std::{
     io::Write,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{fence, AtomicBool, Ordering},
         Arc,
     },
     time::Duration,
@@ -125,6 +125,17 @@ struct Connection {
     closing: bool,
 }
 
+/// 64 random bits from the kernel (getrandom(2)).
+fn random_seed() -> anyhow::Result<u64> {
+    let mut seed = [0u8; 8];
+    // SAFETY: getrandom writes at most `seed.len()` bytes into the live buffer it is given.
+    let n = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), 0) };
+    if n != seed.len() as isize {
+        return Err(std::io::Error::last_os_error()).context("getrandom");
+    }
+    Ok(u64::from_ne_bytes(seed))
+}
+
 fn now(start: std::time::Instant) -> SmolInstant {
     SmolInstant::from_micros(start.elapsed().as_micros() as i64)
 }
@@ -159,7 +170,9 @@ pub fn run(config: &Config, stop: &AtomicBool, events: &mut dyn Write) -> anyhow
 
     let start = std::time::Instant::now();
     let mut iface_config = IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress(gw.mac.0)));
-    iface_config.random_seed = start.elapsed().as_nanos() as u64 ^ u64::from(std::process::id()) << 32;
+    // The seed drives TCP initial sequence numbers: it must not be guessable.
+    iface_config.random_seed = random_seed()?;
+
     let mut iface = Interface::new(iface_config, &mut port, now(start));
     iface.update_ip_addrs(|addrs| {
         addrs
@@ -179,6 +192,12 @@ pub fn run(config: &Config, stop: &AtomicBool, events: &mut dyn Write) -> anyhow
                 tcp::SocketBuffer::new(vec![0; SOCKET_BUFFER]),
             );
             socket.set_nagle_enabled(false);
+            // Peers that vanish (no FIN, no RST) or never finish a handshake give their socket
+            // back after the timeout instead of holding it forever.
+            socket.set_keep_alive(Some(smoltcp::time::Duration::from_millis(
+                config.tcp.keepalive_ms,
+            )));
+            socket.set_timeout(Some(smoltcp::time::Duration::from_millis(config.tcp.timeout_ms)));
             socket.listen(gw.listen_port).expect("port is non-zero");
             Connection {
                 socket: sockets.add(socket),
@@ -332,6 +351,9 @@ pub fn run(config: &Config, stop: &AtomicBool, events: &mut dyn Write) -> anyhow
                 .write_chunk_uninit(batch.len())
                 .expect("the ring holds every handle");
             chunk.fill_from_iter(batch.drain(..));
+            // Publish the handles before reading the worker's flag (pairs with the fence after
+            // the worker sets it): one of the two always sees the other.
+            fence(Ordering::SeqCst);
             if wake.worker_sleeping.load(Ordering::SeqCst) {
                 worker.thread().unpark();
             }
@@ -351,6 +373,7 @@ pub fn run(config: &Config, stop: &AtomicBool, events: &mut dyn Write) -> anyhow
             .poll_delay(now(start), &sockets)
             .map_or(MAX_SLEEP_MS, |d| (d.total_millis() as i64).min(MAX_SLEEP_MS));
         wake.loop_sleeping.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
         if from_worker.is_empty() && !port.rx_available() {
             sleep_until_ready(&port, &wake, delay_ms as i32);
         }
@@ -368,9 +391,18 @@ pub fn run(config: &Config, stop: &AtomicBool, events: &mut dyn Write) -> anyhow
         sockets.get_mut::<tcp::Socket>(conn.socket).abort();
     }
     iface.poll(now(start), &mut port, &mut sockets);
-    port.flush();
-    std::thread::sleep(Duration::from_millis(5));
-    port.flush();
+    // Let the kernel complete what is on the tx ring, so the census below shows every frame home.
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        port.flush();
+        let census = port.ledger().census();
+        let in_flight = census[FrameState::TxRing as usize] + census[FrameState::TxPending as usize];
+        if in_flight == 0 || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let kernel = port.kernel_stats()?;
 
     let xdp = steering.verdict_stats()?;
     let stats = port.stats();
@@ -391,7 +423,7 @@ pub fn run(config: &Config, stop: &AtomicBool, events: &mut dyn Write) -> anyhow
         .collect();
     writeln!(
         events,
-        "{{\"event\":\"stopped\",\"connections_accepted\":{},\"responses\":{{{}}},\"xdp_packets\":{{{}}},\"rx_frames\":{},\"tx_frames\":{},\"tx_completed\":{},\"frames\":{{{}}},\"ledger_violations\":{}}}",
+        "{{\"event\":\"stopped\",\"connections_accepted\":{},\"responses\":{{{}}},\"xdp_packets\":{{{}}},\"rx_frames\":{},\"tx_frames\":{},\"tx_completed\":{},\"frames\":{{{}}},\"ledger_violations\":{},\"kernel_rx_dropped\":{},\"kernel_rx_ring_full\":{},\"kernel_fill_ring_empty\":{},\"kernel_invalid_descs\":{}}}",
         report.connections_accepted,
         status_json.join(","),
         xdp_json.join(","),
@@ -399,7 +431,11 @@ pub fn run(config: &Config, stop: &AtomicBool, events: &mut dyn Write) -> anyhow
         stats.tx_frames,
         stats.tx_completed,
         census_json.join(","),
-        port.ledger().violations()
+        port.ledger().violations(),
+        kernel.rx_dropped,
+        kernel.rx_ring_full,
+        kernel.rx_fill_ring_empty,
+        kernel.rx_invalid_descs + kernel.tx_invalid_descs
     )?;
     events.flush()?;
     Ok(report)
@@ -459,6 +495,7 @@ fn http_worker(
                 };
                 handle
             }));
+            fence(Ordering::SeqCst);
             if wake.loop_sleeping.load(Ordering::SeqCst) {
                 wake.signal_loop();
             }
@@ -473,6 +510,7 @@ fn http_worker(
             continue;
         }
         wake.worker_sleeping.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
         if requests.is_empty() && !wake.stop_worker.load(Ordering::SeqCst) {
             std::thread::park_timeout(Duration::from_millis(MAX_SLEEP_MS as u64));
         }

@@ -54,50 +54,63 @@ fn a_missing_interface_is_named() {
 #[test]
 fn without_root_it_says_so() {
     require_root();
+    let binary = common::PublicCopy::of_xgate();
     let path = std::env::temp_dir().join(format!("{}.toml", common::unique_name("nr")));
     std::fs::write(&path, VALID).unwrap();
     let out = output(
         Command::new("setpriv")
-            .args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                XGATE,
-                "run",
-                "--config",
-            ])
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&binary.0)
+            .args(["run", "--config"])
             .arg(&path),
     );
     let _ = std::fs::remove_file(&path);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("needs root"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
 }
 
-/// With no hugepages reserved and fallback refused, xgate stops with the command that reserves
+/// Root without the capabilities (dropped from the bounding set, as a locked-down container
+/// would): loading the XDP program is refused with a line that names them, nothing attaches.
+#[test]
+fn root_without_cap_bpf_is_told_which_capabilities_are_missing() {
+    let lab = TestLab::new("cap");
+    let out = output(
+        lab.exec("gw", "setpriv")
+            .args([
+                "--bounding-set=-bpf,-sys_admin,-perfmon,-net_admin",
+                "--inh-caps=-all",
+            ])
+            .arg(XGATE)
+            .args(["run", "--config"])
+            .arg(&lab.config_path),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started without CAP_BPF: {err}");
+    assert!(err.contains("CAP_BPF") && err.contains("refused"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(!lab.xdp_attached());
+}
+
+/// With too few hugepages free and fallback refused, xgate stops with the command that reserves
 /// them, and nothing stays attached.
 #[test]
 fn missing_hugepages_are_reported_with_the_fix() {
-    let _guard = common::hugepage_lock();
-    let free = std::fs::read_to_string("/proc/meminfo")
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with("HugePages_Free:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .unwrap();
-    let lab = TestLab::new("hp");
-    // 64 MiB UMEM: more than the free hugepages if fewer than 32 are free.
+    let lab = TestLab::with_hugepages_to_itself("hp");
+    // A UMEM larger than every free hugepage: 512 frames of 4 KiB per 2 MiB page.
+    let frames = ((common::free_hugepages() + 8) * 512).next_power_of_two();
     lab.edit_config(|t| {
-        t.replace("frames = 4096", "frames = 16384")
+        t.replace("frames = 4096", &format!("frames = {frames}"))
             .replace("allow_normal_pages = true", "allow_normal_pages = false")
     });
-    if free >= 32 {
-        eprintln!("skipping the shortage case: {free} hugepages are free on this machine");
-        return;
-    }
     let out = lab.run_gateway_to_completion();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("hugepages/setup.sh"), "{err}");
+    assert!(
+        err.contains("hugepages/setup.sh") && err.contains("free"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(!lab.xdp_attached(), "XDP left attached after a failed start");
 }

@@ -112,18 +112,18 @@ fn without_root_it_exits_1_and_says_so() {
         assert!(text.contains("needs root"), "{text}");
         return;
     }
-    // As root: drop to nobody for the run, if util-linux's setpriv is there.
-    let out = match Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "bash",
-            SCRIPT,
-            "2",
-        ])
-        .output()
-    {
+    // As root: drop to nobody for the run, if util-linux's setpriv is there. The checkout may
+    // sit where nobody cannot read (under /root), so nobody runs a world-readable copy.
+    let copy = std::env::temp_dir().join(format!("xgate-setup-{}.sh", std::process::id()));
+    std::fs::copy(SCRIPT, &copy).unwrap();
+    std::fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let result = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "bash"])
+        .arg(&copy)
+        .arg("2")
+        .output();
+    let _ = std::fs::remove_file(&copy);
+    let out = match result {
         Ok(out) => out,
         Err(e) => {
             eprintln!("skipping the non-root case: cannot run setpriv ({e})");

@@ -1,4 +1,4 @@
-//! The walking skeleton's responder: frames the first HTTP/1.1 request in a connection's bytes,
+//! xgate's fixed responder: frames the first HTTP/1.1 request in a connection's bytes,
 //! checks the framing rules the parser leaves to its caller, and answers from a fixed route table.
 //!
 //! Routes: `GET`/`HEAD /healthz` → 200 `ok\n`; `/healthz` with any other method → 405 with

@@ -32,7 +32,7 @@ pub fn require_root() {
 /// A unique lab name for this test process and call.
 pub fn unique_name(tag: &str) -> String {
     format!(
-        "xgt{}{}{}",
+        "xgt{}-{}{}",
         std::process::id() % 100_000,
         COUNTER.fetch_add(1, Ordering::SeqCst),
         tag
@@ -45,6 +45,9 @@ pub fn output(cmd: &mut Command) -> Output {
 
 /// A lab with (optionally) xgate running in its gateway namespace.
 pub struct TestLab {
+    /// Held while the lab lives: shared for ordinary labs, exclusive for those that depend on
+    /// the host's hugepage reservation (see [`hugepage_lock`]).
+    _hugepage_lock: std::fs::File,
     pub name: String,
     pub config_path: PathBuf,
     gateway: Option<Child>,
@@ -55,6 +58,16 @@ pub struct TestLab {
 impl TestLab {
     /// Creates the lab `unique_name(tag)` and writes its gateway config.
     pub fn new(tag: &str) -> TestLab {
+        Self::with_lock(tag, hugepage_lock(libc::LOCK_SH))
+    }
+
+    /// A lab that has the host's hugepages to itself: no other lab's gateway runs meanwhile
+    /// (gateways take free hugepages for their UMEM).
+    pub fn with_hugepages_to_itself(tag: &str) -> TestLab {
+        Self::with_lock(tag, hugepage_lock(libc::LOCK_EX))
+    }
+
+    fn with_lock(tag: &str, lock: std::fs::File) -> TestLab {
         require_root();
         let name = unique_name(tag);
         let config_path = std::env::temp_dir().join(format!("{name}.toml"));
@@ -65,6 +78,7 @@ impl TestLab {
                 .arg(&config_path),
         );
         let lab = TestLab {
+            _hugepage_lock: lock,
             name,
             config_path,
             gateway: None,
@@ -222,17 +236,19 @@ impl TestLab {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// `Tcp:` counters of the gateway namespace's kernel, from /proc/net/snmp.
-    pub fn kernel_tcp_counters(&self) -> std::collections::HashMap<String, i64> {
+    /// Counters of the gateway namespace's kernel for `protocol` (`Ip`, `Tcp`, …), from
+    /// /proc/net/snmp, keyed `Protocol.Name`.
+    pub fn kernel_counters(&self, protocol: &str) -> std::collections::HashMap<String, i64> {
         let out = output(self.exec("gw", "cat").arg("/proc/net/snmp"));
         let text = String::from_utf8_lossy(&out.stdout);
-        let tcp: Vec<&str> = text.lines().filter(|l| l.starts_with("Tcp:")).collect();
-        assert_eq!(tcp.len(), 2, "unexpected /proc/net/snmp: {text}");
-        tcp[0]
+        let prefix = format!("{protocol}:");
+        let rows: Vec<&str> = text.lines().filter(|l| l.starts_with(&prefix)).collect();
+        assert_eq!(rows.len(), 2, "unexpected /proc/net/snmp: {text}");
+        rows[0]
             .split_whitespace()
-            .zip(tcp[1].split_whitespace())
+            .zip(rows[1].split_whitespace())
             .skip(1)
-            .map(|(k, v)| (k.to_string(), v.parse().unwrap()))
+            .map(|(k, v)| (format!("{protocol}.{k}"), v.parse().unwrap()))
             .collect()
     }
 
@@ -257,9 +273,10 @@ impl Drop for TestLab {
     }
 }
 
-/// Serialises tests that depend on the host's hugepage reservation with the hugepages crate's own
-/// tests (same lock file).
-pub fn hugepage_lock() -> std::fs::File {
+/// A lock on /run/xgate-hugepages-test.lock (the hugepages crate's tests take it too): tests
+/// that need the host's hugepages to themselves hold it exclusively (`LOCK_EX`), every other lab
+/// holds it shared (`LOCK_SH`).
+pub fn hugepage_lock(mode: i32) -> std::fs::File {
     use std::os::fd::AsRawFd;
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -268,6 +285,41 @@ pub fn hugepage_lock() -> std::fs::File {
         .open("/run/xgate-hugepages-test.lock")
         .expect("open lock file");
     // SAFETY: flock on a file descriptor we own; blocks until the lock is ours.
-    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    unsafe { libc::flock(file.as_raw_fd(), mode) };
     file
+}
+
+/// Free 2 MiB hugepages on the host now.
+pub fn free_hugepages() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("HugePages_Free:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap()
+}
+
+/// A world-readable copy of the xgate binary, for runs as an unprivileged user (the checkout may
+/// sit where that user cannot reach). Removed on drop.
+pub struct PublicCopy(pub PathBuf);
+
+impl PublicCopy {
+    pub fn of_xgate() -> PublicCopy {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(unique_name("bin"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.join("xgate");
+        std::fs::copy(XGATE, &path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        PublicCopy(path)
+    }
+}
+
+impl Drop for PublicCopy {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }

@@ -19,8 +19,8 @@ use crate::{
     xsk::XskPort,
 };
 
-/// Largest Ethernet frame the stack may send: a 1500-byte MTU plus the 14-byte header.
-pub const MAX_FRAME: usize = 1514;
+/// Bytes of Ethernet header in front of the IP packet.
+pub const ETHERNET_HEADER: usize = 14;
 
 /// Lends one received frame to the stack.
 pub struct XskRxToken<'a> {
@@ -168,7 +168,8 @@ impl Device for XskPort {
     fn capabilities(&self) -> DeviceCapabilities {
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ethernet;
-        caps.max_transmission_unit = MAX_FRAME;
+        // The stack's MTU counts the Ethernet header; the link's does not.
+        caps.max_transmission_unit = self.link_mtu as usize + ETHERNET_HEADER;
         caps.max_burst_size = Some(crate::xsk::BATCH);
         caps
     }

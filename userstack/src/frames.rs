@@ -4,13 +4,18 @@
 //! only along the transitions the AF_XDP rings allow:
 //!
 //! ```text
-//! rx frames:  Fill ──kernel──▶ RxRing ──read──▶ InStack ──recycle──▶ Fill
+//! rx frames:  Fill (fill ring → kernel → rx ring) ──read──▶ InStack ──recycle──▶ Fill
 //! tx frames:  TxFree ──write──▶ TxPending ──submit──▶ TxRing ──completion──▶ TxFree
 //! ```
 //!
 //! A transition from any other state is a violation: the kernel handed back an address xgate did
-//! not give it, or the same frame was queued twice. Violations are refused (the frame is not
-//! moved) and counted; debug builds also panic so tests catch them at the source.
+//! not give it, or the same frame was about to be queued twice. A violation is refused: the ledger
+//! leaves the frame where it was, counts the violation, and the caller does not put the frame on
+//! any ring. Debug and release builds behave the same; tests assert the counter stays zero.
+//!
+//! Note the ledger tracks ownership, not every ring: `Fill` covers both the fill ring and the rx
+//! ring (the kernel owns the frame either way), and `TxRing` covers the tx ring, the kernel's
+//! transmit path and the completion ring.
 //!
 //! The ledger uses `Cell`s so that an rx token and a tx token of the same device can both update
 //! it while they are alive at once; it is owned by one lane and never shared between threads.
@@ -86,7 +91,8 @@ impl FrameLedger {
         self.frame_of(addr).map(|i| self.states[i].get())
     }
 
-    /// Sets the frame holding `addr` to `to`, if it is in `from`. Returns whether it moved.
+    /// Sets the frame holding `addr` to `to`, if it is in `from`. Returns whether it moved; when it
+    /// did not, the violation is counted and the caller must leave the frame alone.
     pub fn transition(&self, addr: u64, from: FrameState, to: FrameState) -> bool {
         let ok = match self.frame_of(addr) {
             Some(index) if self.states[index].get() == from => {
@@ -97,11 +103,6 @@ impl FrameLedger {
         };
         if !ok {
             self.violations.set(self.violations.get() + 1);
-            debug_assert!(
-                false,
-                "frame ledger violation: addr {addr:#x} expected {from:?}, found {:?}",
-                self.state_of(addr)
-            );
         }
         ok
     }
@@ -152,7 +153,6 @@ mod tests {
         assert_eq!(ledger.violations(), 0);
     }
 
-    #[cfg(not(debug_assertions))]
     #[test]
     fn a_double_queue_is_refused_and_counted() {
         let ledger = FrameLedger::new(4, 2048, FrameState::TxFree);
@@ -161,14 +161,5 @@ mod tests {
         assert!(!ledger.transition(1 << 20, FrameState::TxFree, FrameState::TxRing));
         assert_eq!(ledger.violations(), 2);
         assert_eq!(ledger.census(), [0, 0, 3, 0, 1]);
-    }
-
-    #[cfg(debug_assertions)]
-    #[test]
-    #[should_panic(expected = "frame ledger violation")]
-    fn a_double_queue_panics_in_debug_builds() {
-        let ledger = FrameLedger::new(4, 2048, FrameState::TxFree);
-        assert!(ledger.transition(0, FrameState::TxFree, FrameState::TxRing));
-        ledger.transition(0, FrameState::TxFree, FrameState::TxRing);
     }
 }

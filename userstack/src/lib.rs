@@ -18,6 +18,6 @@ pub mod device;
 pub mod frames;
 pub mod xsk;
 
-pub use device::{XskRxToken, XskTxToken, MAX_FRAME};
+pub use device::{XskRxToken, XskTxToken, ETHERNET_HEADER};
 pub use frames::{FrameLedger, FrameState};
-pub use xsk::{BindMode, PortConfig, PortStats, XskError, XskPort};
+pub use xsk::{BindMode, KernelStats, PortConfig, PortStats, XskError, XskPort};

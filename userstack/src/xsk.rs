@@ -104,6 +104,16 @@ pub struct PortStats {
     pub tx_starved: u64,
 }
 
+/// Per-socket counters kept by the kernel (XDP_STATISTICS).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelStats {
+    pub rx_dropped: u64,
+    pub rx_invalid_descs: u64,
+    pub tx_invalid_descs: u64,
+    pub rx_ring_full: u64,
+    pub rx_fill_ring_empty: u64,
+}
+
 /// An AF_XDP socket with its four rings and the UMEM frames they carry.
 pub struct XskPort {
     rx: RingRx,
@@ -115,6 +125,8 @@ pub struct XskPort {
     pub(crate) ledger: FrameLedger,
     pub(crate) base: NonNull<u8>,
     pub(crate) frame_size: u32,
+    /// The interface's MTU (IP bytes per frame), which the stack must not exceed.
+    pub(crate) link_mtu: u32,
     /// Descriptors read from the rx ring and not yet lent to the stack: `rx_ready[rx_next..]`.
     pub(crate) rx_ready: Vec<XdpDesc>,
     pub(crate) rx_next: usize,
@@ -126,6 +138,27 @@ pub struct XskPort {
     pub(crate) tx_pending: Vec<XdpDesc>,
     mode: BindMode,
     pub(crate) stats: PortStats,
+}
+
+/// Bytes the kernel keeps in front of every received frame in copy mode (XDP_PACKET_HEADROOM).
+pub const KERNEL_HEADROOM: u32 = 256;
+
+/// Refuses an interface whose MTU would not fit one UMEM frame: such frames would be dropped by
+/// the kernel or cut short, silently.
+fn check_mtu(interface: &str, frame_size: u32) -> Result<u32, XskError> {
+    let path = format!("/sys/class/net/{interface}/mtu");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Err(XskError::NoSuchInterface(interface.to_string()));
+    };
+    let mtu: u32 = text.trim().parse().unwrap_or(u32::MAX);
+    let largest = frame_size - KERNEL_HEADROOM - 14;
+    if mtu > largest {
+        return Err(XskError::Config(format!(
+            "`{interface}` has MTU {mtu}, but a {frame_size}-byte UMEM frame holds at most {largest} bytes of \
+             IP packet: lower it (ip link set {interface} mtu {largest}) or use umem.frame_size = 4096"
+        )));
+    }
+    Ok(mtu)
 }
 
 fn errno_text(e: &xdpilone::Errno) -> String {
@@ -158,6 +191,7 @@ impl XskPort {
         }
         let c_name = CString::new(config.interface.as_str())
             .map_err(|_| XskError::NoSuchInterface(config.interface.clone()))?;
+        let link_mtu = check_mtu(&config.interface, config.frame_size)?;
         let mut info = IfInfo::invalid();
         info.from_name(&c_name)
             .map_err(|_| XskError::NoSuchInterface(config.interface.clone()))?;
@@ -214,6 +248,7 @@ impl XskPort {
             ledger,
             base,
             frame_size: config.frame_size,
+            link_mtu,
             rx_ready: Vec::with_capacity(BATCH),
             rx_next: 0,
             rx_recycle,
@@ -257,9 +292,10 @@ impl XskPort {
             headroom: 0,
             flags: 0,
         };
-        // SAFETY: `area` is the mapping of a `Region` that the port keeps alive (and unmaps only
-        // after the sockets are closed, by field order); it is page aligned (the region is mapped
-        // by mmap) and exactly `frames * frame_size` bytes long.
+        // SAFETY: `area` is the whole mapping of a `Region` that the port keeps alive (and unmaps
+        // only after the sockets are closed, by field order); it is page aligned (mapped by mmap)
+        // and at least `frames * frame_size` bytes long (rounded up to whole 2 MiB pages). The
+        // kernel only ever uses frame addresses xgate hands it, all below `frames * frame_size`.
         let umem = unsafe { Umem::new(umem_config, area) }.map_err(|e| fail("UMEM registration", e))?;
         let socket = Socket::with_shared(info, &umem).map_err(|e| fail("socket", e))?;
         let fill_completion = umem
@@ -311,6 +347,24 @@ impl XskPort {
 
     pub fn stats(&self) -> PortStats {
         self.stats
+    }
+
+    /// The kernel's own counters for this socket: frames it dropped because the rx ring was full
+    /// or the fill ring empty, and descriptors it found invalid.
+    pub fn kernel_stats(&self) -> Result<KernelStats, XskError> {
+        let raw = self.user.statistics_v2().map_err(|e| XskError::Socket {
+            step: "statistics",
+            interface: String::new(),
+            queue: 0,
+            reason: errno_text(&e),
+        })?;
+        Ok(KernelStats {
+            rx_dropped: raw.rx_dropped,
+            rx_invalid_descs: raw.rx_invalid_descs,
+            tx_invalid_descs: raw.tx_invalid_descs,
+            rx_ring_full: raw.rx_ring_full,
+            rx_fill_ring_empty: raw.rx_fill_ring_empty_descs,
+        })
     }
 
     pub fn ledger(&self) -> &FrameLedger {
@@ -367,11 +421,13 @@ impl XskPort {
         let count = (writer.capacity() as usize).min(self.rx_recycle.len());
         let keep = self.rx_recycle.len() - count;
         let ledger = &self.ledger;
-        let inserted = writer.insert(self.rx_recycle[keep..].iter().map(|&addr| {
-            ledger.transition(addr, FrameState::InStack, FrameState::Fill);
-            addr
-        }));
-        debug_assert_eq!(inserted as usize, count);
+        // A frame the ledger refuses (not ours to give) is left out, never put on the ring.
+        writer.insert(
+            self.rx_recycle[keep..]
+                .iter()
+                .copied()
+                .filter(|&addr| ledger.transition(addr, FrameState::InStack, FrameState::Fill)),
+        );
         writer.commit();
         drop(writer);
         self.rx_recycle.truncate(keep);
@@ -386,15 +442,16 @@ impl XskPort {
             let mut writer = self.tx.transmit(self.tx_pending.len() as u32);
             let count = (writer.capacity() as usize).min(self.tx_pending.len());
             let ledger = &self.ledger;
-            let inserted = writer.insert(self.tx_pending[..count].iter().map(|desc| {
-                ledger.transition(desc.addr, FrameState::TxPending, FrameState::TxRing);
-                *desc
-            }));
-            debug_assert_eq!(inserted as usize, count);
+            let inserted = writer.insert(
+                self.tx_pending[..count]
+                    .iter()
+                    .copied()
+                    .filter(|desc| ledger.transition(desc.addr, FrameState::TxPending, FrameState::TxRing)),
+            );
             writer.commit();
             drop(writer);
+            self.stats.tx_frames += u64::from(inserted);
             self.tx_pending.drain(..count);
-            self.stats.tx_frames += count as u64;
         }
         if self.tx.pending() > 0 && self.tx.needs_wakeup() {
             self.tx.wake();

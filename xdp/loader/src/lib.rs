@@ -19,7 +19,7 @@ pub use xgate_xdp_common::{ActionStats, Verdict};
 use xgate_xdp_common::{GATEWAY_IPV4_GLOBAL, MAX_QUEUES, VERDICT_STATS_MAP, XSK_MAP};
 
 /// The compiled XDP program (built by `build.rs` from `xdp/ebpf`).
-static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xgate"));
+static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xgate-steer"));
 const PROGRAM_NAME: &str = "xgate_steer";
 
 /// Why the XDP layer could not be set up. Each message is one line saying what is wrong and how

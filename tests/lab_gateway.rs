@@ -1,4 +1,4 @@
-//! End-to-end tests of the walking skeleton in a real lab: real veth pairs in network namespaces,
+//! End-to-end tests of the gateway in a real lab: real veth pairs in network namespaces,
 //! the real XDP program, a real AF_XDP socket, and real clients (curl, ping, Python sockets).
 //! Needs root. Each test builds its own uniquely named lab and removes it, also on failure.
 
@@ -41,7 +41,10 @@ sys.stdout.write("\n--closed=%s" % closed)
 #[test]
 fn routes_answer_with_the_right_status() {
     let mut lab = TestLab::new("rt");
-    lab.start_gateway();
+    let ready = lab.start_gateway();
+    // veth runs XDP natively but AF_XDP in copy mode only; xgate says which it got.
+    assert_eq!(ready["xdp_mode"], "native", "{ready}");
+    assert_eq!(ready["bind_mode"], "copy", "{ready}");
     let url = format!("http://{GATEWAY_IP}");
 
     let (ok, text) = lab.curl(&["-i", &format!("{url}/healthz")]);
@@ -156,26 +159,40 @@ fn the_userspace_stack_owns_the_address_and_the_kernel_keeps_the_rest() {
 
     lab.start_gateway();
     assert!(lab.xdp_attached());
-    let kernel_before = lab.kernel_tcp_counters();
 
-    let (ok, text) = lab.ping(GATEWAY_IP, 3);
-    assert!(ok, "ping to xgate failed: {text}");
-    // Traffic for the kernel's own address on the same interface still reaches the kernel.
+    // Traffic for the kernel's own address on the same interface still reaches the kernel, and
+    // the kernel's counters see it: a ping, and a TCP connect to a closed port (the kernel
+    // answers RST). This also shows the counters below are live.
+    let ip_before = lab.kernel_counters("Ip");
+    let tcp_before = lab.kernel_counters("Tcp");
     let (ok, text) = lab.ping(GATEWAY_HOST_IP, 2);
     assert!(ok, "ping to the host address failed: {text}");
+    let (ok, _) = lab.curl(&[&format!("http://{GATEWAY_HOST_IP}:9/")]);
+    assert!(!ok, "something listens on the host's port 9");
+    let ip_mid = lab.kernel_counters("Ip");
+    let tcp_mid = lab.kernel_counters("Tcp");
+    assert!(
+        ip_mid["Ip.InReceives"] >= ip_before["Ip.InReceives"] + 3,
+        "{ip_mid:?}"
+    );
+    assert!(tcp_mid["Tcp.InSegs"] > tcp_before["Tcp.InSegs"], "{tcp_mid:?}");
 
+    // Traffic for the gateway address never reaches the gateway namespace's kernel at all: not
+    // its IP layer, not its TCP.
+    let (ok, text) = lab.ping(GATEWAY_IP, 3);
+    assert!(ok, "ping to xgate failed: {text}");
     let url = format!("http://{GATEWAY_IP}/healthz");
     for _ in 0..5 {
         let (ok, text) = lab.curl(&["-o", "/dev/null", "-w", "%{http_code}", &url]);
         assert!(ok && text == "200", "{text}");
     }
-    // Kernel bypass: the gateway namespace's kernel saw no TCP at all.
-    let kernel_after = lab.kernel_tcp_counters();
-    for key in ["PassiveOpens", "InSegs", "OutSegs", "ActiveOpens"] {
-        assert_eq!(
-            kernel_before[key], kernel_after[key],
-            "kernel TCP counter {key} moved"
-        );
+    let ip_after = lab.kernel_counters("Ip");
+    let tcp_after = lab.kernel_counters("Tcp");
+    for key in ["Ip.InReceives", "Ip.InDelivers", "Ip.OutRequests"] {
+        assert_eq!(ip_mid[key], ip_after[key], "kernel IP counter {key} moved");
+    }
+    for key in ["Tcp.PassiveOpens", "Tcp.InSegs", "Tcp.OutSegs", "Tcp.ActiveOpens"] {
+        assert_eq!(tcp_mid[key], tcp_after[key], "kernel TCP counter {key} moved");
     }
 
     let stopped = lab.stop_gateway();
@@ -255,41 +272,50 @@ fn a_killed_gateway_leaves_nothing_attached_and_lab_down_cleans_up() {
     assert!(out.status.success());
 }
 
-/// With hugepages reserved (by the project's own script), the UMEM sits on them, and the gateway
-/// serves as usual; the reservation is put back afterwards.
+/// Without free hugepages the UMEM falls back to normal pages and xgate says so once, with the
+/// command that reserves them; with hugepages reserved (by the project's own script) the UMEM sits
+/// on them. The host's reservation is put back afterwards.
 #[test]
-fn the_umem_lives_on_hugepages_when_they_are_reserved() {
-    let _lock = common::hugepage_lock();
-    let original: usize = std::fs::read_to_string("/proc/sys/vm/nr_hugepages")
+fn the_umem_lives_on_hugepages_when_reserved_and_says_once_when_not() {
+    let mut lab = TestLab::with_hugepages_to_itself("huge");
+    let original: u64 = std::fs::read_to_string("/proc/sys/vm/nr_hugepages")
         .unwrap()
         .trim()
         .parse()
         .unwrap();
-    struct Restore(usize);
+    struct Restore(u64);
     impl Drop for Restore {
         fn drop(&mut self) {
             let _ = std::fs::write("/proc/sys/vm/nr_hugepages", self.0.to_string());
         }
     }
     let _restore = Restore(original);
+    // Keep only the pages in use elsewhere: none are free for this gateway.
+    let in_use = original - common::free_hugepages().min(original);
+    std::fs::write("/proc/sys/vm/nr_hugepages", in_use.to_string()).unwrap();
+    let ready = lab.start_gateway();
+    assert_eq!(ready["umem_backing"], "NormalPages", "{ready}");
+    lab.stop_gateway();
+    let stderr = lab.gateway_stderr();
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("hugepages")).collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(
+        warnings[0].contains("warning") && warnings[0].contains("hugepages/setup.sh 8"),
+        "{stderr}"
+    );
+
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/hugepages/setup.sh");
     // The lab's UMEM: 4096 frames x 4096 B = 16 MiB = 8 pages.
     let out = output(
         std::process::Command::new("bash")
             .arg(script)
-            .arg((original + 8).to_string()),
+            .arg((in_use + 8).to_string()),
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-
-    let mut lab = TestLab::new("huge");
     lab.edit_config(|t| t.replace("allow_normal_pages = true", "allow_normal_pages = false"));
     let ready = lab.start_gateway();
     assert_eq!(ready["umem_backing"], "HugePages2M", "{ready}");
-    assert!(
-        !lab.gateway_stderr().contains("warning"),
-        "{}",
-        lab.gateway_stderr()
-    );
+    assert_eq!(common::free_hugepages(), 0, "the UMEM did not take the 8 pages");
     let (ok, text) = lab.curl(&[
         "-o",
         "/dev/null",
@@ -394,8 +420,8 @@ print("sent", 250 * len(frames))
 }
 
 /// Connections the gateway closes first leave its sockets in TIME-WAIT (10 s in smoltcp); a small
-/// pool must still accept a steady stream of new connections, so TIME-WAIT sockets are recycled
-/// when listeners run short. The client reads each response to EOF before closing, so the
+/// pool must still accept a steady stream of new connections, so a socket in TIME-WAIT goes back
+/// to listening at once. The client reads each response to EOF before closing, so the
 /// gateway's FIN always comes first.
 #[test]
 fn server_closed_connections_do_not_exhaust_a_small_socket_pool() {
@@ -424,4 +450,64 @@ print(ok)
     assert_eq!(ok, 200, "only {ok} of 200 server-closed connections succeeded");
     let stopped = lab.stop_gateway();
     assert_eq!(stopped["connections_accepted"], 200, "{stopped}");
+}
+
+/// Clients that vanish without a FIN or RST give their sockets back after the TCP timeout:
+/// keep-alive probes go unanswered and the connection is aborted. Without it, a pool this small
+/// would stay full forever and refuse everyone after. The vanishing client lives in the backend
+/// namespace, whose link is then deleted, so nothing it sent can ever arrive late.
+#[test]
+fn vanished_clients_give_their_sockets_back() {
+    let mut lab = TestLab::new("gone");
+    lab.edit_config(|t| {
+        t.replace("max_connections = 256", "max_connections = 2")
+            .replace("keepalive_ms = 10000", "keepalive_ms = 200")
+            .replace("timeout_ms = 30000", "timeout_ms = 1000")
+    });
+    lab.start_gateway();
+    // Two idle keep-alive connections fill the pool.
+    let mut holder = lab
+        .exec("be", "python3")
+        .args([
+            "-c",
+            &format!(
+                r#"
+import socket, time
+conns = [socket.create_connection(("{GATEWAY_IP}", 80), timeout=5) for _ in range(2)]
+print("connected", flush=True)
+time.sleep(30)
+"#
+            ),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "connected");
+    let url = format!("http://{GATEWAY_IP}/healthz");
+    let (ok, _) = lab.curl(&["--max-time", "1", "-o", "/dev/null", &url]);
+    assert!(!ok, "a third connection was served by a pool of two");
+
+    // The client vanishes: its link is deleted, its sockets never say goodbye.
+    let out = output(lab.exec("be", "ip").args(["link", "del", "xg-be"]));
+    assert!(out.status.success());
+    let _ = holder.kill();
+    let _ = holder.wait();
+
+    let mut served = false;
+    for _ in 0..25 {
+        let (ok, text) = lab.curl(&["--max-time", "1", "-o", "/dev/null", "-w", "%{http_code}", &url]);
+        if ok && text == "200" {
+            served = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(served, "the pool never recovered from clients that vanished");
+    lab.stop_gateway();
 }
