@@ -6,6 +6,7 @@
 #   - the nightly toolchain's rust-src (the eBPF program is built with -Z build-std=core)
 #   - bpf-linker 0.13, linked against the nightly toolchain's own LLVM
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 say() { printf 'bootstrap: %s\n' "$*"; }
 
@@ -41,12 +42,27 @@ if ! rustup run "$NIGHTLY" rustc --version >/dev/null 2>&1; then
     say "installing the $NIGHTLY toolchain (for the eBPF program)"
     rustup toolchain install "$NIGHTLY" --profile minimal
 fi
-if ! rustup component list --toolchain "$NIGHTLY" --installed 2>/dev/null | grep -q '^rust-src'; then
+nightly_components=$(rustup component list --toolchain "$NIGHTLY" --installed 2>/dev/null || true)
+if ! grep -q '^rust-src' <<<"$nightly_components"; then
     say "adding rust-src to $NIGHTLY (needed for -Z build-std=core)"
     rustup component add rust-src --toolchain "$NIGHTLY"
 else
     say "rust-src on $NIGHTLY: present"
 fi
+
+# The userspace toolchain is pinned by rust-toolchain.toml; make sure it has fmt and clippy.
+STABLE=$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml 2>/dev/null || true)
+if [[ -n "$STABLE" ]]; then
+    stable_components=$(rustup component list --toolchain "$STABLE" --installed 2>/dev/null || true)
+    for component in rustfmt clippy; do
+        if ! grep -q "^$component" <<<"$stable_components"; then
+            say "adding $component to $STABLE"
+            rustup component add "$component" --toolchain "$STABLE"
+        fi
+    done
+    say "userspace toolchain: $(rustup run "$STABLE" rustc --version)"
+fi
+say "eBPF toolchain: $(rustup run "$NIGHTLY" rustc --version)"
 
 # --- bpf-linker -------------------------------------------------------------------------------
 # bpf-linker links against the nightly toolchain's own libLLVM; if that nightly changes, the
@@ -65,7 +81,7 @@ else
     ln -sf "$LLVM_SO" "$LINKDIR/libLLVM.so"
     say "building bpf-linker 0.13.0 against $NIGHTLY's LLVM $LLVM_MAJOR (takes 2-3 minutes)"
     RUSTFLAGS="-L $LINKDIR -C link-arg=-Wl,-rpath,$SYS/lib" \
-        cargo install bpf-linker --version 0.13.0 --no-default-features --features "llvm-$LLVM_MAJOR" --force
+        cargo install --locked bpf-linker --version 0.13.0 --no-default-features --features "llvm-$LLVM_MAJOR" --force
     rm -rf "$LINKDIR"
     bpf-linker --version
 fi
