@@ -248,6 +248,8 @@ fn every_umem_frame_is_accounted_for_after_thousands_of_cycles() {
     assert_eq!(frames["TxFree"], 128, "tx frames not all completed: {stopped}");
     assert!(stopped["rx_frames"].as_u64().unwrap() >= 3000 + 300, "{stopped}");
     assert_eq!(stopped["tx_frames"], stopped["tx_completed"], "{stopped}");
+    // The kernel found no descriptor of ours invalid (a bad address or length on any ring).
+    assert_eq!(stopped["kernel_invalid_descs"], 0, "{stopped}");
 }
 
 #[test]
