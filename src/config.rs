@@ -28,7 +28,7 @@ pub struct TcpConfig {
     #[serde(default = "default_keepalive_ms")]
     pub keepalive_ms: u64,
     /// A connection whose peer stays silent this long while a probe, data or a handshake is
-    /// outstanding is aborted and its socket reused (ms). Must exceed `keepalive_ms`.
+    /// outstanding is aborted and its socket reused (ms). At least twice `keepalive_ms`.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
 }
@@ -302,18 +302,20 @@ impl Config {
             ));
         }
         let t = &self.tcp;
-        if !(100..=3_600_000).contains(&t.keepalive_ms) {
+        if !(100..=1_800_000).contains(&t.keepalive_ms) {
             return Err(err(
                 "tcp.keepalive_ms",
-                format!("expected 100..=3600000, got {}", t.keepalive_ms),
+                format!("expected 100..=1800000, got {}", t.keepalive_ms),
             ));
         }
-        if t.timeout_ms <= t.keepalive_ms || t.timeout_ms > 3_600_000 {
+        // A healthy idle peer must get at least one probe and time to answer it.
+        if t.timeout_ms < 2 * t.keepalive_ms || t.timeout_ms > 3_600_000 {
             return Err(err(
                 "tcp.timeout_ms",
                 format!(
-                    "expected more than tcp.keepalive_ms ({}) and at most 3600000, got {}",
-                    t.keepalive_ms, t.timeout_ms
+                    "expected at least twice tcp.keepalive_ms ({}) and at most 3600000, got {}",
+                    2 * t.keepalive_ms,
+                    t.timeout_ms
                 ),
             ));
         }
@@ -474,9 +476,9 @@ mac = "02:77:00:00:00:02"
         let e = error_of(&GOOD.replace("10.77.0.2", "127.0.0.1"));
         assert!(e.contains("`gateway.ipv4`"), "{e}");
         let e = error_of(&format!(
-            "{GOOD}\n[tcp]\nkeepalive_ms = 5000\ntimeout_ms = 5000\n"
+            "{GOOD}\n[tcp]\nkeepalive_ms = 5000\ntimeout_ms = 9999\n"
         ));
-        assert!(e.contains("`tcp.timeout_ms`") && e.contains("more than"), "{e}");
+        assert!(e.contains("`tcp.timeout_ms`") && e.contains("twice"), "{e}");
         let e = error_of(&format!("{GOOD}listen_port = 0\n"));
         assert!(e.contains("`gateway.listen_port`"), "{e}");
     }

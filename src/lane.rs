@@ -170,7 +170,9 @@ pub fn run(config: &Config, stop: &AtomicBool, events: &mut dyn Write) -> anyhow
 
     let start = std::time::Instant::now();
     let mut iface_config = IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress(gw.mac.0)));
-    // The seed drives TCP initial sequence numbers: it must not be guessable.
+    // The seed drives smoltcp's TCP initial sequence numbers. A kernel-random seed keeps them from
+    // being guessed before the first connection; smoltcp's generator is not cryptographic, so an
+    // observer of many ISNs could still predict later ones (per-connection keyed ISNs: not yet).
     iface_config.random_seed = random_seed()?;
 
     let mut iface = Interface::new(iface_config, &mut port, now(start));
@@ -402,7 +404,8 @@ pub fn run(config: &Config, stop: &AtomicBool, events: &mut dyn Write) -> anyhow
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    let kernel = port.kernel_stats()?;
+    // The counters are reported even if the kernel will not give its own (zeros then).
+    let kernel = port.kernel_stats().unwrap_or_default();
 
     let xdp = steering.verdict_stats()?;
     let stats = port.stats();
@@ -423,7 +426,7 @@ pub fn run(config: &Config, stop: &AtomicBool, events: &mut dyn Write) -> anyhow
         .collect();
     writeln!(
         events,
-        "{{\"event\":\"stopped\",\"connections_accepted\":{},\"responses\":{{{}}},\"xdp_packets\":{{{}}},\"rx_frames\":{},\"tx_frames\":{},\"tx_completed\":{},\"frames\":{{{}}},\"ledger_violations\":{},\"kernel_rx_dropped\":{},\"kernel_rx_ring_full\":{},\"kernel_fill_ring_empty\":{},\"kernel_invalid_descs\":{}}}",
+        "{{\"event\":\"stopped\",\"connections_accepted\":{},\"responses\":{{{}}},\"xdp_packets\":{{{}}},\"rx_frames\":{},\"tx_frames\":{},\"tx_completed\":{},\"frames\":{{{}}},\"ledger_violations\":{},\"tx_refused\":{},\"kernel_rx_dropped\":{},\"kernel_rx_ring_full\":{},\"kernel_fill_ring_empty\":{},\"kernel_invalid_descs\":{}}}",
         report.connections_accepted,
         status_json.join(","),
         xdp_json.join(","),
@@ -432,6 +435,7 @@ pub fn run(config: &Config, stop: &AtomicBool, events: &mut dyn Write) -> anyhow
         stats.tx_completed,
         census_json.join(","),
         port.ledger().violations(),
+        stats.tx_refused,
         kernel.rx_dropped,
         kernel.rx_ring_full,
         kernel.rx_fill_ring_empty,

@@ -289,14 +289,25 @@ pub fn hugepage_lock(mode: i32) -> std::fs::File {
     file
 }
 
-/// Free 2 MiB hugepages on the host now.
-pub fn free_hugepages() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with("HugePages_Free:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap()
+/// 2 MiB hugepages free for a new mapping now: free minus those reserved by mappings that have
+/// not faulted them in yet.
+pub fn available_hugepages() -> u64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let field = |name: &str| -> u64 {
+        meminfo
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap()
+    };
+    field("HugePages_Free:").saturating_sub(field("HugePages_Rsvd:"))
+}
+
+/// Surplus hugepages the kernel may hand out beyond the reservation.
+pub fn overcommit_hugepages() -> u64 {
+    std::fs::read_to_string("/proc/sys/vm/nr_overcommit_hugepages")
+        .map(|t| t.trim().parse().unwrap_or(0))
+        .unwrap_or(0)
 }
 
 /// A world-readable copy of the xgate binary, for runs as an unprivileged user (the checkout may

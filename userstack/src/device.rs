@@ -6,6 +6,8 @@
 //!   dropped) the frame is queued for the fill ring. The kernel cannot write it meanwhile (it is
 //!   not on the fill ring) and no tx token can hold it (tx tokens take `TxFree` frames only).
 //! - A tx token is only handed out when a free tx frame exists; it claims the frame when consumed.
+//!   Should the ledger refuse that frame (a bug elsewhere), the token leaves it alone and the
+//!   stack's frame is written to a scratch buffer and not sent (counted as `tx_refused`).
 //! - No bytes are copied between the UMEM and the stack in either direction.
 
 use smoltcp::{
@@ -53,6 +55,8 @@ pub struct XskTxToken<'a> {
     ledger: &'a FrameLedger,
     tx_free: &'a mut Vec<u64>,
     tx_pending: &'a mut Vec<XdpDesc>,
+    scratch: &'a mut [u8],
+    tx_refused: &'a mut u64,
 }
 
 impl phy::TxToken for XskTxToken<'_> {
@@ -60,27 +64,32 @@ impl phy::TxToken for XskTxToken<'_> {
     where
         F: FnOnce(&mut [u8]) -> R,
     {
-        assert!(
-            len <= self.frame_size as usize,
-            "frame of {len} bytes exceeds the UMEM frame size"
-        );
-        let addr = self
-            .tx_free
-            .pop()
-            .expect("tx token handed out without a free frame");
-        self.ledger
-            .transition(addr, FrameState::TxFree, FrameState::TxPending);
-        // SAFETY: `addr` is the base of a frame inside the UMEM that was TxFree, so nothing else
-        // (kernel ring, rx token, other tx token) refers to it; `len` fits in the frame (checked
-        // above); the UMEM outlives the token because the token borrows the port.
-        let buffer = unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().add(addr as usize), len) };
-        let result = f(buffer);
-        self.tx_pending.push(XdpDesc {
-            addr,
-            len: len as u32,
-            options: 0,
-        });
-        result
+        let len = len.min(self.frame_size as usize);
+        // A frame the ledger refuses is left alone (dropped from the free list, not written);
+        // if no frame is left, the stack writes into the scratch frame and nothing is sent.
+        while let Some(addr) = self.tx_free.pop() {
+            if !self
+                .ledger
+                .transition(addr, FrameState::TxFree, FrameState::TxPending)
+            {
+                continue;
+            }
+            // SAFETY: `addr` is the base of a UMEM frame the ledger just moved from TxFree to
+            // TxPending, so nothing else (kernel ring, rx token, other tx token) refers to it;
+            // `len` fits in the frame (clamped above); the UMEM outlives the token because the
+            // token borrows the port.
+            let buffer =
+                unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().add(addr as usize), len) };
+            let result = f(buffer);
+            self.tx_pending.push(XdpDesc {
+                addr,
+                len: len as u32,
+                options: 0,
+            });
+            return result;
+        }
+        *self.tx_refused += 1;
+        f(&mut self.scratch[..len])
     }
 }
 
@@ -122,6 +131,8 @@ impl Device for XskPort {
             tx_pending,
             base,
             frame_size,
+            tx_scratch,
+            stats,
             ..
         } = self;
         Some((
@@ -136,6 +147,8 @@ impl Device for XskPort {
                 ledger,
                 tx_free,
                 tx_pending,
+                scratch: tx_scratch,
+                tx_refused: &mut stats.tx_refused,
             },
         ))
     }
@@ -154,6 +167,8 @@ impl Device for XskPort {
             tx_pending,
             base,
             frame_size,
+            tx_scratch,
+            stats,
             ..
         } = self;
         Some(XskTxToken {
@@ -162,6 +177,8 @@ impl Device for XskPort {
             ledger,
             tx_free,
             tx_pending,
+            scratch: tx_scratch,
+            tx_refused: &mut stats.tx_refused,
         })
     }
 

@@ -102,6 +102,8 @@ pub struct PortStats {
     pub fill_wakeups: u64,
     /// Times the stack wanted to send but every tx frame was in flight.
     pub tx_starved: u64,
+    /// Frames the stack wrote that were not sent because the ledger refused their UMEM frame.
+    pub tx_refused: u64,
 }
 
 /// Per-socket counters kept by the kernel (XDP_STATISTICS).
@@ -132,6 +134,8 @@ pub struct XskPort {
     pub(crate) rx_next: usize,
     /// Rx frames the stack is done with, waiting to go back on the fill ring.
     pub(crate) rx_recycle: Vec<u64>,
+    /// Where a tx token writes if its frame is refused by the ledger (never sent).
+    pub(crate) tx_scratch: Box<[u8]>,
     /// Tx frames free to write into (frame base addresses).
     pub(crate) tx_free: Vec<u64>,
     /// Tx frames written by the stack, waiting for the tx ring.
@@ -140,22 +144,63 @@ pub struct XskPort {
     pub(crate) stats: PortStats,
 }
 
-/// Bytes the kernel keeps in front of every received frame in copy mode (XDP_PACKET_HEADROOM).
+/// Bytes the kernel keeps in front of every received frame (XDP_PACKET_HEADROOM).
 pub const KERNEL_HEADROOM: u32 = 256;
 
-/// Refuses an interface whose MTU would not fit one UMEM frame: such frames would be dropped by
-/// the kernel or cut short, silently.
-fn check_mtu(interface: &str, frame_size: u32) -> Result<u32, XskError> {
-    let path = format!("/sys/class/net/{interface}/mtu");
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return Err(XskError::NoSuchInterface(interface.to_string()));
+/// The MTU of `interface` in this process's network namespace (SIOCGIFMTU).
+fn interface_mtu(interface: &str) -> Result<u32, XskError> {
+    let missing = || XskError::NoSuchInterface(interface.to_string());
+    if interface.len() >= libc::IFNAMSIZ {
+        return Err(missing());
+    }
+    // SAFETY: plain socket(2) call; the result is checked and then owned.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(XskError::Socket {
+            step: "MTU query",
+            interface: interface.to_string(),
+            queue: 0,
+            reason: std::io::Error::last_os_error().to_string(),
+        });
+    }
+    // SAFETY: fd was just returned by socket(2) and nothing else owns it.
+    let socket = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in request.ifr_name.iter_mut().zip(interface.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFMTU reads the NUL-terminated name (the length was checked above and the
+    // rest is zero) and writes the MTU into the live `request`.
+    let rc = unsafe {
+        libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&socket),
+            libc::SIOCGIFMTU,
+            &mut request as *mut libc::ifreq,
+        )
     };
-    let mtu: u32 = text.trim().parse().unwrap_or(u32::MAX);
+    if rc != 0 {
+        return Err(missing());
+    }
+    // SAFETY: after a successful SIOCGIFMTU the union holds the MTU.
+    let mtu = unsafe { request.ifr_ifru.ifru_mtu };
+    Ok(mtu.max(0) as u32)
+}
+
+/// Refuses an interface whose MTU would not fit one UMEM frame: such frames would be dropped by
+/// the kernel or cut short, silently. Returns the MTU.
+fn check_mtu(interface: &str, frame_size: u32) -> Result<u32, XskError> {
+    let mtu = interface_mtu(interface)?;
     let largest = frame_size - KERNEL_HEADROOM - 14;
     if mtu > largest {
+        let bigger = if frame_size < 4096 {
+            " or use umem.frame_size = 4096"
+        } else {
+            ""
+        };
         return Err(XskError::Config(format!(
             "`{interface}` has MTU {mtu}, but a {frame_size}-byte UMEM frame holds at most {largest} bytes of \
-             IP packet: lower it (ip link set {interface} mtu {largest}) or use umem.frame_size = 4096"
+             IP packet: lower it (ip link set {interface} mtu {largest}){bigger}"
         )));
     }
     Ok(mtu)
@@ -252,6 +297,7 @@ impl XskPort {
             rx_ready: Vec::with_capacity(BATCH),
             rx_next: 0,
             rx_recycle,
+            tx_scratch: vec![0; config.frame_size as usize].into_boxed_slice(),
             tx_free,
             tx_pending: Vec::with_capacity((frames - rx_frames) as usize),
             mode,

@@ -26,7 +26,7 @@ const PROGRAM_NAME: &str = "xgate_steer";
 /// to fix it.
 #[derive(Debug, thiserror::Error)]
 pub enum SteeringError {
-    #[error("loading the XDP program was refused ({0}): xgate needs root (CAP_BPF, CAP_NET_ADMIN); run it with sudo or as root")]
+    #[error("loading the XDP program was refused ({0}): xgate needs CAP_BPF and CAP_NET_ADMIN (run it as root with those capabilities)")]
     Permission(String),
     #[error("no network interface named `{0}` in this network namespace: check `interface` in the config (see `ip link`)")]
     NoSuchInterface(String),
