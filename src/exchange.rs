@@ -18,6 +18,8 @@
 //! - Each ring can hold every handle, so a push never fails: backpressure is the slot itself
 //!   (a connection with a request at the worker reads no more bytes until the handle returns).
 
+use xgate_proxy::Outcome;
+
 use std::{
     cell::UnsafeCell,
     sync::atomic::{AtomicU32, Ordering},
@@ -29,29 +31,13 @@ static NEXT_TABLE_ID: AtomicU32 = AtomicU32::new(0);
 /// Bytes of a slot's response buffer; every response of the built-in responder fits.
 pub const RESPONSE_CAPACITY: usize = 1024;
 
-/// What the worker decided for the bytes in a slot.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Verdict {
-    /// Not handled yet.
-    #[default]
-    Pending,
-    /// More bytes are needed before a request is complete.
-    Incomplete,
-    /// `response[..written]` answers the first `consumed` request bytes; close afterwards if `close`.
-    Respond {
-        consumed: usize,
-        written: usize,
-        close: bool,
-        status: u16,
-    },
-}
-
 /// One connection's request and response bytes.
 pub struct Slot {
     pub request: Box<[u8]>,
     pub request_len: usize,
     pub response: Box<[u8]>,
-    pub verdict: Verdict,
+    /// What the worker decided for the bytes in the slot; `None` until it has looked.
+    pub verdict: Option<Outcome>,
 }
 
 impl Slot {
@@ -103,7 +89,7 @@ impl SlotTable {
                     request: vec![0; request_capacity].into_boxed_slice(),
                     request_len: 0,
                     response: vec![0; RESPONSE_CAPACITY].into_boxed_slice(),
-                    verdict: Verdict::Pending,
+                    verdict: None,
                 })
             })
             .collect();

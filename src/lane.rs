@@ -39,7 +39,7 @@ use xgate_xdp::{Steering, Verdict as XdpVerdict};
 
 use crate::{
     config::Config,
-    exchange::{SlotHandle, SlotTable, Verdict},
+    exchange::{SlotHandle, SlotTable},
 };
 
 /// Bytes of each TCP socket's receive and transmit buffers.
@@ -257,7 +257,7 @@ pub fn run(config: &Config, stop: &AtomicBool, events: &mut dyn Write) -> anyhow
             busy = true;
             let index = handle.index();
             let slot = table.slot(&mut handle);
-            if let Verdict::Respond { status, .. } = slot.verdict {
+            if let Some(Outcome::Respond { status, .. }) = slot.verdict {
                 let at = statuses
                     .iter()
                     .position(|(s, _)| *s == status)
@@ -280,12 +280,12 @@ pub fn run(config: &Config, stop: &AtomicBool, events: &mut dyn Write) -> anyhow
                 report.connections_accepted += 1;
             }
             // 1. Finish writing the current response.
-            if let Verdict::Respond {
+            if let Some(Outcome::Respond {
                 consumed,
                 written,
                 close,
                 ..
-            } = slot.verdict
+            }) = slot.verdict
             {
                 if socket.may_send() && conn.response_sent < written {
                     if let Ok(n) = socket.send_slice(&slot.response[conn.response_sent..written]) {
@@ -295,7 +295,7 @@ pub fn run(config: &Config, stop: &AtomicBool, events: &mut dyn Write) -> anyhow
                 }
                 if conn.response_sent >= written || !socket.may_send() {
                     slot.consume_request(consumed);
-                    slot.verdict = Verdict::Pending;
+                    slot.verdict = None;
                     conn.response_sent = 0;
                     if close {
                         socket.close();
@@ -335,7 +335,7 @@ pub fn run(config: &Config, stop: &AtomicBool, events: &mut dyn Write) -> anyhow
             //    4-tuple and sequence window to do harm; the listener treats them as strays.
             if !socket.is_open() {
                 slot.request_len = 0;
-                slot.verdict = Verdict::Pending;
+                slot.verdict = None;
                 conn.unseen_bytes = false;
                 conn.was_open = false;
                 conn.closing = false;
@@ -482,21 +482,7 @@ fn http_worker(
                 .expect("the ring holds every handle");
             out.fill_from_iter(chunk.into_iter().map(|mut handle| {
                 let slot = table.slot(&mut handle);
-                let outcome = responder.handle(&slot.request[..slot.request_len], &mut slot.response);
-                slot.verdict = match outcome {
-                    Outcome::Incomplete => Verdict::Incomplete,
-                    Outcome::Respond {
-                        consumed,
-                        written,
-                        close,
-                        status,
-                    } => Verdict::Respond {
-                        consumed,
-                        written,
-                        close,
-                        status,
-                    },
-                };
+                slot.verdict = Some(responder.handle(&slot.request[..slot.request_len], &mut slot.response));
                 handle
             }));
             fence(Ordering::SeqCst);

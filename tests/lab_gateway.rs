@@ -181,10 +181,8 @@ fn the_userspace_stack_owns_the_address_and_the_kernel_keeps_the_rest() {
     // its IP layer, not its TCP.
     let (ok, text) = lab.ping(GATEWAY_IP, 3);
     assert!(ok, "ping to xgate failed: {text}");
-    let url = format!("http://{GATEWAY_IP}/healthz");
     for _ in 0..5 {
-        let (ok, text) = lab.curl(&["-o", "/dev/null", "-w", "%{http_code}", &url]);
-        assert!(ok && text == "200", "{text}");
+        assert_eq!(lab.healthz_status(), Ok("200".to_string()));
     }
     let ip_after = lab.kernel_counters("Ip");
     let tcp_after = lab.kernel_counters("Tcp");
@@ -326,14 +324,7 @@ fn the_umem_lives_on_hugepages_when_reserved_and_says_once_when_not() {
         available_before - 8,
         "the UMEM did not take 8 pages"
     );
-    let (ok, text) = lab.curl(&[
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        &format!("http://{GATEWAY_IP}/healthz"),
-    ]);
-    assert!(ok && text == "200", "{text}");
+    assert_eq!(lab.healthz_status(), Ok("200".to_string()));
     lab.stop_gateway();
 }
 
@@ -350,14 +341,11 @@ fn a_second_gateway_on_the_same_interface_is_refused_and_the_first_keeps_serving
         "{err}"
     );
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-    let (ok, text) = lab.curl(&[
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        &format!("http://{GATEWAY_IP}/healthz"),
-    ]);
-    assert!(ok && text == "200", "the first gateway stopped serving: {text}");
+    assert_eq!(
+        lab.healthz_status(),
+        Ok("200".to_string()),
+        "the first gateway stopped serving"
+    );
     lab.stop_gateway();
     assert!(!lab.xdp_attached());
 }
@@ -408,16 +396,10 @@ print("sent", 250 * len(frames))
 "#;
     let sent = lab.python(code);
     assert!(sent.contains("sent 2000"), "{sent}");
-    let (ok, text) = lab.curl(&[
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        &format!("http://{GATEWAY_IP}/healthz"),
-    ]);
-    assert!(
-        ok && text == "200",
-        "gateway stopped serving after malformed frames: {text}"
+    assert_eq!(
+        lab.healthz_status(),
+        Ok("200".to_string()),
+        "gateway stopped serving after malformed frames"
     );
     let stopped = lab.stop_gateway();
     let xdp = &stopped["xdp_packets"];

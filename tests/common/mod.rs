@@ -212,6 +212,15 @@ impl TestLab {
         )
     }
 
+    /// The HTTP status of one `GET /healthz` from the client (curl), or why there was none.
+    pub fn healthz_status(&self) -> Result<String, String> {
+        let url = format!("http://{GATEWAY_IP}/healthz");
+        match self.curl(&["-o", "/dev/null", "-w", "%{http_code}", &url]) {
+            (true, code) => Ok(code),
+            (false, text) => Err(text),
+        }
+    }
+
     /// curl from the client namespace; returns (exit status ok, stdout).
     pub fn curl(&self, args: &[&str]) -> (bool, String) {
         let out = output(

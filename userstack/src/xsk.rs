@@ -426,17 +426,6 @@ impl XskPort {
         self.reclaim_tx();
     }
 
-    /// Blocks until the rx ring has something or `timeout_ms` passes (`-1` = forever).
-    pub fn wait_readable(&self, timeout_ms: i32) {
-        let mut pfd = libc::pollfd {
-            fd: self.user.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: pfd is a valid pollfd for the duration of the call; nfds is 1.
-        unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
-    }
-
     /// Frames waiting in the rx ring (not yet read by xgate).
     pub fn rx_available(&self) -> bool {
         self.rx_next < self.rx_ready.len() || self.rx.available() > 0
