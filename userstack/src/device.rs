@@ -188,6 +188,10 @@ impl Device for XskPort {
         // The stack's MTU counts the Ethernet header; the link's does not.
         caps.max_transmission_unit = self.link_mtu as usize + ETHERNET_HEADER;
         caps.max_burst_size = Some(crate::xsk::BATCH);
+        if !self.verify_rx_checksums {
+            caps.checksum.tcp = phy::Checksum::Tx;
+            caps.checksum.udp = phy::Checksum::Tx;
+        }
         caps
     }
 }

@@ -142,6 +142,9 @@ pub struct XskPort {
     pub(crate) tx_pending: Vec<XdpDesc>,
     mode: BindMode,
     pub(crate) stats: PortStats,
+    /// Whether the stack checks TCP/UDP checksums of received frames (see
+    /// [`XskPort::trust_rx_checksums`]).
+    pub(crate) verify_rx_checksums: bool,
 }
 
 /// Bytes the kernel keeps in front of every received frame (XDP_PACKET_HEADROOM).
@@ -302,6 +305,7 @@ impl XskPort {
             tx_pending: Vec::with_capacity((frames - rx_frames) as usize),
             mode,
             stats: PortStats::default(),
+            verify_rx_checksums: true,
         };
         port.refill();
         Ok(port)
@@ -377,6 +381,14 @@ impl XskPort {
         unsafe { std::os::fd::BorrowedFd::borrow_raw(self.user.as_raw_fd()) }
     }
 
+    /// Stops the stack from checking TCP/UDP checksums of received frames. A kernel sending
+    /// over veth with checksum offload on leaves a partial checksum in the frame (the "hardware"
+    /// would finish it), which the stack would reject. Only for links that cannot corrupt frames
+    /// (veth) and peers whose offload cannot be changed; the gateway itself never calls it.
+    pub fn trust_rx_checksums(&mut self) {
+        self.verify_rx_checksums = false;
+    }
+
     pub fn mode(&self) -> BindMode {
         self.mode
     }
@@ -429,6 +441,42 @@ impl XskPort {
     /// Frames waiting in the rx ring (not yet read by xgate).
     pub fn rx_available(&self) -> bool {
         self.rx_next < self.rx_ready.len() || self.rx.available() > 0
+    }
+
+    /// The next received frame's bytes, without taking it: the frame that the stack's next
+    /// `receive` lends. Lets a caller pick the socket shard a frame belongs to before handing it
+    /// to the stack (one `poll_ingress_single` per frame). `None` when nothing is waiting.
+    pub fn peek_rx(&mut self) -> Option<&[u8]> {
+        if self.rx_next == self.rx_ready.len() {
+            self.fetch_rx();
+        }
+        let desc = *self.rx_ready.get(self.rx_next)?;
+        let offset = desc.addr as usize;
+        let len = (desc.len as usize).min(self.frame_size as usize - (offset % self.frame_size as usize));
+        // SAFETY: as in `receive`: the frame is InStack and held in `rx_ready`, so the kernel
+        // cannot write it; the slice lies within that frame and borrows `self`, so the frame
+        // cannot be lent or recycled while the slice lives.
+        Some(unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(offset), len) })
+    }
+
+    /// Takes every frame waiting in the rx ring (one batch) and gives it straight back to the
+    /// fill ring without looking at it. Returns how many frames came in. This is the receive
+    /// path with no stack behind it: what the packet-path benchmark measures.
+    pub fn discard_rx(&mut self) -> usize {
+        if self.rx_next == self.rx_ready.len() {
+            self.fetch_rx();
+        }
+        let mut count = 0;
+        while self.rx_next < self.rx_ready.len() {
+            let addr = self.rx_ready[self.rx_next].addr;
+            self.rx_next += 1;
+            let chunk = self.ledger.frame_base(self.ledger.frame_of(addr).unwrap_or(0));
+            // Capacity is the number of rx frames, so this never allocates.
+            self.rx_recycle.push(chunk);
+            count += 1;
+        }
+        self.refill();
+        count
     }
 
     pub(crate) fn fetch_rx(&mut self) {
