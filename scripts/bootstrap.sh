@@ -2,7 +2,8 @@
 # Installs what building and testing xgate needs on a fresh Debian 12 machine, and says what it
 # does. Idempotent: each step checks first and skips what is already there.
 #   - Debian packages: iproute2 (ip netns, veth, nstat), ethtool, curl, iputils-ping, wrk,
-#     python3 (no clang: the eBPF program is linked by bpf-linker)
+#     python3, nginx-light (the benchmark's and tests' kernel-stack server), linux-perf (the
+#     benchmark's profile) (no clang: the eBPF program is linked by bpf-linker)
 #   - the nightly toolchain's rust-src (the eBPF program is built with -Z build-std=core)
 #   - bpf-linker 0.13, linked against the nightly toolchain's own LLVM
 set -euo pipefail
@@ -20,7 +21,8 @@ NIGHTLY="${XGATE_EBPF_TOOLCHAIN:-nightly}"
 
 # --- Debian packages -------------------------------------------------------------------------
 need_pkgs=()
-for pair in ip:iproute2 nstat:iproute2 ethtool:ethtool curl:curl ping:iputils-ping wrk:wrk python3:python3; do
+for pair in ip:iproute2 nstat:iproute2 ethtool:ethtool curl:curl ping:iputils-ping wrk:wrk python3:python3 \
+    nginx:nginx-light perf:linux-perf taskset:util-linux; do
     cmd=${pair%%:*} pkg=${pair##*:}
     command -v "$cmd" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
@@ -29,6 +31,11 @@ if ((${#need_pkgs[@]})); then
     say "installing Debian packages: ${need_pkgs[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+    # nginx is only ever started by the benchmark, inside its own namespace: the package's
+    # host-wide service is not wanted.
+    if [[ " ${need_pkgs[*]} " == *" nginx-light "* ]] && command -v systemctl >/dev/null 2>&1; then
+        systemctl disable --now nginx >/dev/null 2>&1 || true
+    fi
 else
     say "Debian packages: all present"
 fi

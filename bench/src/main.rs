@@ -10,6 +10,8 @@
 mod cpu;
 mod loadgen;
 mod packets;
+mod report;
+mod suite;
 
 use std::process::ExitCode;
 
@@ -28,6 +30,8 @@ enum Command {
     Http(loadgen::HttpArgs),
     /// Packet path: frames/s into an AF_XDP socket vs XDP_DROP on the same veth (needs root).
     Packets(packets::PacketArgs),
+    /// The whole suite: xgate vs nginx in the lab, then the packet path (needs root).
+    Suite(suite::SuiteArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +39,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Http(args) => loadgen::run(&args),
         Command::Packets(args) => packets::run(&args),
+        Command::Suite(args) => suite::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,7 +6,8 @@
 //! - The generator owns its own address (default 10.77.0.5 with MAC 02:77:00:00:00:05, next to the
 //!   lab's kernel client 10.77.0.1). xgate's steering program on the client interface sends it
 //!   ARP and IPv4 for that address; everything else still reaches the client namespace's kernel.
-//! - Connection `i` is opened from local port `BASE_PORT + i` and lives in socket shard
+//! - Connection `i` is opened from local port `base + i` (`base` drawn per run from
+//!   `BASE_PORT..`, so a run never reuses the 4-tuples of the run before) and lives in shard
 //!   `i / SHARD_SIZE`. One smoltcp `Interface`, many small `SocketSet`s: each received frame is
 //!   demultiplexed by its TCP destination port (O(1) table) and handed to its shard with
 //!   `poll_ingress_single`, and egress is polled only for shards that have work or a due timer.
@@ -52,8 +53,11 @@ use schedule::OpenLoop;
 
 /// Connections per socket shard: the most sockets smoltcp scans for one frame.
 const SHARD_SIZE: usize = 64;
-/// Local port of connection 0; reconnects use ports above the initial range.
+/// Lowest local port; connection 0 of a run uses a port drawn above it, reconnects use ports
+/// above the run's initial range.
 const BASE_PORT: u16 = 20_000;
+/// Highest local port used.
+const TOP_PORT: u16 = 65_000;
 /// Bytes of a response head the generator looks at in one go.
 const HEAD_WINDOW: usize = 4096;
 /// Socket buffer sizes: requests are small; responses are read as they arrive.
@@ -275,6 +279,7 @@ struct Generator {
     conns: Vec<Conn>,
     /// Local port → connection index (`u32::MAX`: none).
     port_owner: Vec<u32>,
+    base_port: u16,
     next_spare_port: u32,
     requests: Vec<Vec<u8>>,
     target: SocketAddrV4,
@@ -324,8 +329,8 @@ impl Generator {
     }
 
     fn spare_port(&mut self) -> u16 {
-        let lowest = u32::from(BASE_PORT) + self.conns.len() as u32;
-        if self.next_spare_port > 65_000 || self.next_spare_port < lowest {
+        let lowest = u32::from(self.base_port) + self.conns.len() as u32;
+        if self.next_spare_port >= u32::from(TOP_PORT) || self.next_spare_port < lowest {
             self.next_spare_port = lowest;
         }
         let port = self.next_spare_port as u16;
@@ -527,11 +532,9 @@ pub fn run(args: &HttpArgs) -> anyhow::Result<()> {
 }
 
 fn measure(args: &HttpArgs) -> anyhow::Result<HttpReport> {
-    if args.connections == 0 || args.connections > usize::from(u16::MAX - BASE_PORT) / 2 {
-        bail!(
-            "--connections must be between 1 and {}",
-            usize::from(u16::MAX - BASE_PORT) / 2
-        );
+    let most_connections = usize::from(TOP_PORT - BASE_PORT) / 2;
+    if args.connections == 0 || args.connections > most_connections {
+        bail!("--connections must be between 1 and {most_connections}");
     }
     if !(args.duration > 0.0 && args.warmup >= 0.0 && args.connect_timeout > 0.0) {
         bail!("--duration and --connect-timeout must be positive, --warmup not negative");
@@ -570,7 +573,10 @@ fn measure(args: &HttpArgs) -> anyhow::Result<HttpReport> {
 
     let epoch = Instant::now();
     let mut iface_config = IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
-    iface_config.random_seed = u64::from(std::process::id()) ^ epoch.elapsed().as_nanos() as u64;
+    let iface_seed = u64::from(std::process::id()) ^ std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    iface_config.random_seed = iface_seed;
     let mut iface = Interface::new(iface_config, &mut port, StackInstant::from_micros(0));
     iface.update_ip_addrs(|addrs| {
         addrs
@@ -606,6 +612,11 @@ fn measure(args: &HttpArgs) -> anyhow::Result<HttpReport> {
         shards,
         conns,
         port_owner: vec![u32::MAX; 65_536],
+        base_port: {
+            // Half the range is free for the initial ports' start; the rest is for reconnects.
+            let span = u64::from(TOP_PORT - BASE_PORT) - 2 * args.connections as u64 + 1;
+            BASE_PORT + (iface_seed % span) as u16
+        },
         next_spare_port: 0,
         requests,
         target: args.target,
@@ -617,7 +628,8 @@ fn measure(args: &HttpArgs) -> anyhow::Result<HttpReport> {
 
     // Connect everything, then wait (bounded) for ESTABLISHED.
     for index in 0..args.connections {
-        generator.connect(index, BASE_PORT + index as u16);
+        let port = generator.base_port + index as u16;
+        generator.connect(index, port);
     }
     let connect_deadline = Duration::from_secs_f64(args.connect_timeout);
     let connect_start = Instant::now();
@@ -752,6 +764,27 @@ fn measure(args: &HttpArgs) -> anyhow::Result<HttpReport> {
         }
         work.clear();
         generator.transmit();
+    }
+    // Reset every connection (RST) so the server frees its sockets now, not at its timeout.
+    for index in 0..generator.conns.len() {
+        let conn = &generator.conns[index];
+        generator.shards[conn.shard as usize]
+            .sockets
+            .get_mut::<tcp::Socket>(conn.handle)
+            .abort();
+        generator.shards[conn.shard as usize].dirty = true;
+    }
+    let drain_start = Instant::now();
+    while drain_start.elapsed() < Duration::from_millis(500) {
+        generator.receive();
+        generator.transmit();
+        // Done when no shard has work and the kernel has sent every frame handed to it (in copy
+        // mode it sends a bounded batch per kick, so frames can still sit in the tx ring).
+        let stats = generator.port.stats();
+        if generator.shards.iter().all(|s| !s.dirty && s.poll_at.is_none()) && stats.tx_completed == stats.tx_frames
+        {
+            break;
+        }
     }
     let (machine_busy_seconds, generator_cpu_seconds) = match window_cpu {
         Some((machine, own)) => (

@@ -1,0 +1,655 @@
+//! Turning a suite run into what people read: medians with min–max, ratios taken within the same
+//! run, the goals with measured values, a markdown table, SVG plots (plotters), the JSON file,
+//! and `bench/RESULTS.md`. Also reads wrk's text output.
+//!
+//! Invariants:
+//! - Every figure shown is a median over the run's repeats, with its min–max beside it; a figure
+//!   whose spread exceeds [`NOISY_SPREAD`] of its median is marked noisy.
+//! - Ratios compare medians of the same suite run only, never figures from different runs.
+//! - A goal is "met" only when both of its figures were measured; missing data reads "not
+//!   measured", never "met".
+
+use std::{
+    fmt::Write as _,
+    path::{Path, PathBuf},
+};
+
+use anyhow::Context;
+use plotters::prelude::*;
+use serde_json::Value;
+
+use crate::suite::{HttpCase, RunFigures, SuiteResults};
+
+/// Spread (max − min) above this share of the median marks a figure as noisy.
+pub const NOISY_SPREAD: f64 = 0.10;
+
+/// Median and range of repeated measurements.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    pub fn of(values: &[f64]) -> Option<Spread> {
+        if values.is_empty() {
+            return None;
+        }
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let middle = sorted.len() / 2;
+        let median = if sorted.len() % 2 == 1 {
+            sorted[middle]
+        } else {
+            (sorted[middle - 1] + sorted[middle]) / 2.0
+        };
+        Some(Spread {
+            median,
+            min: sorted[0],
+            max: sorted[sorted.len() - 1],
+        })
+    }
+
+    pub fn noisy(&self) -> bool {
+        self.median > 0.0 && (self.max - self.min) / self.median > NOISY_SPREAD
+    }
+}
+
+/// Parses wrk's `--latency` output.
+pub fn parse_wrk(text: &str) -> Option<RunFigures> {
+    let duration_us = |value: &str| -> Option<f64> {
+        let (number, scale) = if let Some(v) = value.strip_suffix("us") {
+            (v, 1.0)
+        } else if let Some(v) = value.strip_suffix("ms") {
+            (v, 1e3)
+        } else if let Some(v) = value.strip_suffix('s') {
+            (v, 1e6)
+        } else {
+            return None;
+        };
+        Some(number.parse::<f64>().ok()? * scale)
+    };
+    let mut figures = RunFigures {
+        requests_per_second: -1.0,
+        p50_us: 0.0,
+        p90_us: 0.0,
+        p99_us: 0.0,
+        p999_us: f64::NAN,
+        errors: 0,
+        cpu_us_per_request: 0.0,
+        response_bytes: 0,
+        cdf: Vec::new(),
+    };
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["Requests/sec:", value] => figures.requests_per_second = value.parse().ok()?,
+            ["50%", value] => figures.p50_us = duration_us(value)?,
+            ["90%", value] => figures.p90_us = duration_us(value)?,
+            ["99%", value] => figures.p99_us = duration_us(value)?,
+            ["Socket", "errors:", rest @ ..] => {
+                figures.errors += rest
+                    .iter()
+                    .filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok())
+                    .sum::<u64>();
+            }
+            ["Non-2xx", "or", "3xx", "responses:", count] => figures.errors += count.parse::<u64>().ok()?,
+            _ => {}
+        }
+    }
+    (figures.requests_per_second >= 0.0).then_some(figures)
+}
+
+/// Figures of one case, summarised.
+struct CaseSummary<'a> {
+    case: &'a HttpCase,
+    rps: Spread,
+    p50: Spread,
+    p90: Spread,
+    p99: Spread,
+    p999: Spread,
+    cpu: Spread,
+    errors: u64,
+}
+
+fn summarise(case: &HttpCase) -> Option<CaseSummary<'_>> {
+    let field = |f: fn(&RunFigures) -> f64| Spread::of(&case.runs.iter().map(f).collect::<Vec<_>>());
+    Some(CaseSummary {
+        case,
+        rps: field(|r| r.requests_per_second)?,
+        p50: field(|r| r.p50_us)?,
+        p90: field(|r| r.p90_us)?,
+        p99: field(|r| r.p99_us)?,
+        p999: field(|r| r.p999_us)?,
+        cpu: field(|r| r.cpu_us_per_request)?,
+        errors: case.runs.iter().map(|r| r.errors).sum(),
+    })
+}
+
+fn find<'a>(summaries: &'a [CaseSummary<'a>], server: &str, client: &str, connections: usize) -> Option<&'a CaseSummary<'a>> {
+    summaries
+        .iter()
+        .find(|s| s.case.server == server && s.case.client == client && s.case.connections == connections)
+}
+
+fn thousands(value: f64) -> String {
+    let whole = value.round() as i64;
+    let digits = whole.abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if whole < 0 {
+        format!("-{out}")
+    } else {
+        out
+    }
+}
+
+fn micros(value: f64) -> String {
+    if value.is_nan() {
+        "–".into()
+    } else if value >= 100.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.1}")
+    }
+}
+
+fn http_table(out: &mut String, summaries: &[CaseSummary], client: &str) {
+    let _ = writeln!(
+        out,
+        "| connections | server | req/s median (min–max) | p50 µs | p90 µs | p99 µs (min–max) | p99.9 µs | server CPU µs/req | errors | noisy |"
+    );
+    let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|");
+    for s in summaries.iter().filter(|s| s.case.client == client) {
+        let mut noisy = Vec::new();
+        if s.rps.noisy() {
+            noisy.push("req/s");
+        }
+        if s.p99.noisy() {
+            noisy.push("p99");
+        }
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} ({}–{}) | {} | {} | {} ({}–{}) | {} | {:.2} | {} | {} |",
+            thousands(s.case.connections as f64),
+            s.case.server,
+            thousands(s.rps.median),
+            thousands(s.rps.min),
+            thousands(s.rps.max),
+            micros(s.p50.median),
+            micros(s.p90.median),
+            micros(s.p99.median),
+            micros(s.p99.min),
+            micros(s.p99.max),
+            micros(s.p999.median),
+            s.cpu.median,
+            s.errors,
+            if noisy.is_empty() { "".to_string() } else { noisy.join(", ") }
+        );
+    }
+}
+
+/// One goal and whether the run met it.
+struct Goal {
+    name: String,
+    target: String,
+    measured: String,
+    met: Option<bool>,
+}
+
+fn goals(results: &SuiteResults, summaries: &[CaseSummary]) -> Vec<Goal> {
+    let mut goals = Vec::new();
+    let reference = if results.plan.connections.contains(&100) {
+        100
+    } else {
+        results.plan.connections[0]
+    };
+    let x = find(summaries, "xgate", "xgate-bench", reference);
+    let n = find(summaries, "nginx", "xgate-bench", reference);
+    goals.push(match (x, n) {
+        (Some(x), Some(n)) if n.rps.median > 0.0 => Goal {
+            name: format!("terminating HTTP, {reference} connections: requests/s"),
+            target: "xgate ≥ 2.0× nginx".into(),
+            measured: format!("{:.2}×", x.rps.median / n.rps.median),
+            met: Some(x.rps.median >= 2.0 * n.rps.median),
+        },
+        _ => Goal {
+            name: "terminating HTTP: requests/s".into(),
+            target: "xgate ≥ 2.0× nginx".into(),
+            measured: "not measured".into(),
+            met: None,
+        },
+    });
+    goals.push(match (x, n) {
+        (Some(x), Some(n)) => Goal {
+            name: format!("terminating HTTP, {reference} connections: p99"),
+            target: "xgate ≤ nginx".into(),
+            measured: format!("{} µs vs {} µs", micros(x.p99.median), micros(n.p99.median)),
+            met: Some(x.p99.median <= n.p99.median),
+        },
+        _ => Goal {
+            name: "terminating HTTP: p99".into(),
+            target: "xgate ≤ nginx".into(),
+            measured: "not measured".into(),
+            met: None,
+        },
+    });
+    let at_100 = find(summaries, "xgate", "xgate-bench", 100);
+    let at_10k = find(summaries, "xgate", "xgate-bench", 10_000);
+    goals.push(match (at_100, at_10k) {
+        (Some(a), Some(b)) if a.rps.median > 0.0 => Goal {
+            name: "connection scaling: xgate at 10,000 vs 100 connections".into(),
+            target: "≥ 80%".into(),
+            measured: format!("{:.0}%", 100.0 * b.rps.median / a.rps.median),
+            met: Some(b.rps.median >= 0.8 * a.rps.median),
+        },
+        _ => Goal {
+            name: "connection scaling: xgate at 10,000 vs 100 connections".into(),
+            target: "≥ 80%".into(),
+            measured: "not measured".into(),
+            met: None,
+        },
+    });
+    let ratios = results
+        .packet_path
+        .get("ratios")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if ratios.is_empty() {
+        goals.push(Goal {
+            name: "packet path: AF_XDP rx vs XDP_DROP".into(),
+            target: "≥ 50%".into(),
+            measured: "not measured".into(),
+            met: None,
+        });
+    }
+    for ratio in ratios {
+        let bytes = ratio.get("frame_bytes").and_then(Value::as_u64).unwrap_or(0);
+        let value = ratio.get("af_xdp_over_drop").and_then(Value::as_f64);
+        goals.push(Goal {
+            name: format!("packet path, {bytes}-byte frames: AF_XDP rx vs XDP_DROP"),
+            target: "≥ 50%".into(),
+            measured: value.map_or("not measured".into(), |v| format!("{:.0}%", v * 100.0)),
+            met: value.map(|v| v >= 0.5),
+        });
+    }
+    goals
+}
+
+fn packet_table(out: &mut String, packet_path: &Value) {
+    if let Some(error) = packet_path.get("error") {
+        let _ = writeln!(out, "The packet-path run failed: {error}\n");
+        return;
+    }
+    let Some(rows) = packet_path.get("packet_path").and_then(Value::as_array) else {
+        let _ = writeln!(out, "Not measured in this run.\n");
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "| frame | receiver | mode | frames/s median (min–max) | generated frames/s | noisy |"
+    );
+    let _ = writeln!(out, "|---:|---|---|---:|---:|---|");
+    for row in rows {
+        let number = |key: &str| row.get(key).and_then(Value::as_f64).unwrap_or(f64::NAN);
+        let text = |key: &str| row.get(key).and_then(Value::as_str).unwrap_or("?").to_string();
+        let spread = Spread {
+            median: number("median_pps"),
+            min: number("min_pps"),
+            max: number("max_pps"),
+        };
+        let _ = writeln!(
+            out,
+            "| {} B | {} | {} | {} ({}–{}) | {} | {} |",
+            row.get("frame_bytes").and_then(Value::as_u64).unwrap_or(0),
+            text("receiver"),
+            text("mode"),
+            thousands(spread.median),
+            thousands(spread.min),
+            thousands(spread.max),
+            thousands(number("generated_pps_median")),
+            if spread.noisy() { "yes" } else { "" }
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nveth offers AF_XDP in copy mode only (zero-copy bind is refused), so no zero-copy figure can be measured here.\n"
+    );
+}
+
+/// The markdown report of one run.
+pub fn markdown(results: &SuiteResults, plots: Option<(&str, &str)>) -> String {
+    let summaries: Vec<CaseSummary> = results.http.iter().filter_map(summarise).collect();
+    let mut out = String::new();
+    let m = &results.machine;
+    let _ = writeln!(out, "# xgate benchmark results\n");
+    let _ = writeln!(
+        out,
+        "Run of {} at revision `{}`, {} mode: {} repeats per figure, {} s measured after {} s warm-up.\n",
+        results.date,
+        results.git,
+        results.plan.mode,
+        results.plan.repeats,
+        results.plan.duration_seconds,
+        results.plan.warmup_seconds
+    );
+    let _ = writeln!(out, "Command: `{}`\n", results.command);
+    let _ = writeln!(
+        out,
+        "Machine: {} ({} CPUs), Linux {}, {} GiB; {}; {}. Pinning: {}.\n",
+        m.cpu_model, m.cpus, m.kernel, m.memory_gib, m.nginx, m.wrk, results.pinning
+    );
+    let _ = writeln!(
+        out,
+        "Every figure is the median of the repeats with min–max beside it; a figure whose spread exceeds {:.0}% of its median is marked noisy. \
+         Server CPU per request = whole-machine busy time from /proc/stat (all processes, kernel and softirq) minus the client process's own CPU time, divided by requests.\n",
+        NOISY_SPREAD * 100.0
+    );
+    let _ = writeln!(out, "## Goals\n");
+    let _ = writeln!(out, "| goal | target | measured | met |");
+    let _ = writeln!(out, "|---|---|---|---|");
+    for goal in goals(results, &summaries) {
+        let met = match goal.met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "not measured",
+        };
+        let _ = writeln!(out, "| {} | {} | {} | {} |", goal.name, goal.target, goal.measured, met);
+    }
+    let _ = writeln!(
+        out,
+        "\n## HTTP, terminating: `GET /healthz`, client xgate-bench (userspace stack over AF_XDP)\n"
+    );
+    let bytes: Vec<String> = ["xgate", "nginx"]
+        .iter()
+        .filter_map(|server| {
+            let runs = results.http.iter().find(|c| c.server == *server)?;
+            Some(format!("{server} {} B", runs.runs.first()?.response_bytes))
+        })
+        .collect();
+    let _ = writeln!(out, "Response size (head and body): {}.\n", bytes.join(", "));
+    http_table(&mut out, &summaries, "xgate-bench");
+    let _ = writeln!(out, "\n### Ratios, xgate / nginx (medians of this run)\n");
+    let _ = writeln!(out, "| connections | req/s | p99 (lower is better) | server CPU per request |");
+    let _ = writeln!(out, "|---:|---:|---:|---:|");
+    for &connections in &results.plan.connections {
+        if let (Some(x), Some(n)) = (
+            find(&summaries, "xgate", "xgate-bench", connections),
+            find(&summaries, "nginx", "xgate-bench", connections),
+        ) {
+            let ratio = |a: f64, b: f64| if b > 0.0 { format!("{:.2}×", a / b) } else { "–".into() };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} |",
+                thousands(connections as f64),
+                ratio(x.rps.median, n.rps.median),
+                ratio(x.p99.median, n.p99.median),
+                ratio(x.cpu.median, n.cpu.median)
+            );
+        }
+    }
+    if let Some((rps_svg, cdf_svg)) = plots {
+        let _ = writeln!(out, "\n![requests/s vs connections]({rps_svg})\n\n![latency CDF]({cdf_svg})");
+    }
+    let _ = writeln!(
+        out,
+        "\n## Cross-check: wrk (kernel-stack client, 1 thread)\n\nwrk reports p50/p90/p99 only. It runs on one core of the kernel stack, so it saturates well below the servers.\n"
+    );
+    http_table(&mut out, &summaries, "wrk");
+    let _ = writeln!(out, "\n## Packet path: AF_XDP receive vs XDP_DROP on one veth\n");
+    packet_table(&mut out, &results.packet_path);
+    if !results.profile.is_empty() {
+        let _ = writeln!(
+            out,
+            "## Where xgate spends its CPU (perf, 100 connections, top symbols by self time)\n\n```"
+        );
+        for line in &results.profile {
+            let _ = writeln!(out, "{line}");
+        }
+        let _ = writeln!(out, "```");
+    }
+    out
+}
+
+fn xgate_bench_series<'a>(results: &'a SuiteResults, server: &str) -> Vec<(usize, Spread)> {
+    results
+        .http
+        .iter()
+        .filter(|c| c.server == server && c.client == "xgate-bench")
+        .filter_map(|c| {
+            Some((
+                c.connections,
+                Spread::of(&c.runs.iter().map(|r| r.requests_per_second).collect::<Vec<_>>())?,
+            ))
+        })
+        .collect()
+}
+
+const SERIES: [(&str, RGBColor); 2] = [("xgate", RGBColor(0x1f, 0x77, 0xb4)), ("nginx", RGBColor(0xd6, 0x27, 0x28))];
+
+fn plot_rps(results: &SuiteResults, path: &Path) -> anyhow::Result<()> {
+    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let top = results
+        .http
+        .iter()
+        .flat_map(|c| c.runs.iter().map(|r| r.requests_per_second))
+        .fold(1.0, f64::max)
+        * 1.1;
+    let (low, high) = results
+        .plan
+        .connections
+        .iter()
+        .fold((f64::MAX, 1.0f64), |(lo, hi), &c| (lo.min(c as f64), hi.max(c as f64)));
+    let mut chart = ChartBuilder::on(&root)
+        .caption("requests/s vs keep-alive connections (median, min–max)", ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(80)
+        .build_cartesian_2d((low * 0.7..high * 1.4).log_scale(), 0.0..top)?;
+    chart
+        .configure_mesh()
+        .x_desc("connections")
+        .y_desc("requests/s")
+        .y_label_formatter(&|v| thousands(*v))
+        .x_label_formatter(&|v| thousands(*v))
+        .draw()?;
+    for (server, color) in SERIES {
+        let series = xgate_bench_series(results, server);
+        chart
+            .draw_series(LineSeries::new(
+                series.iter().map(|(c, s)| (*c as f64, s.median)),
+                color.stroke_width(2),
+            ))?
+            .label(server)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        chart.draw_series(series.iter().map(|(c, s)| Circle::new((*c as f64, s.median), 4, color.filled())))?;
+        chart.draw_series(
+            series
+                .iter()
+                .map(|(c, s)| PathElement::new(vec![(*c as f64, s.min), (*c as f64, s.max)], color.stroke_width(1))),
+        )?;
+    }
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// Maps a percentile to "nines" so the tail gets room: 0 → 0, 90 → 1, 99 → 2, 99.9 → 3.
+fn nines(percentile: f64) -> f64 {
+    -(1.0 - (percentile / 100.0).min(0.99999)).log10()
+}
+
+fn plot_cdf(results: &SuiteResults, path: &Path) -> anyhow::Result<bool> {
+    let reference = if results.plan.connections.contains(&100) {
+        100
+    } else {
+        results.plan.connections[0]
+    };
+    // The run whose requests/s is the median of its case.
+    let median_run = |server: &str| -> Option<&RunFigures> {
+        let case = results
+            .http
+            .iter()
+            .find(|c| c.server == server && c.client == "xgate-bench" && c.connections == reference)?;
+        let mut runs: Vec<&RunFigures> = case.runs.iter().collect();
+        runs.sort_by(|a, b| a.requests_per_second.total_cmp(&b.requests_per_second));
+        runs.get(runs.len() / 2).copied()
+    };
+    let curves: Vec<(&str, RGBColor, &RunFigures)> = SERIES
+        .iter()
+        .filter_map(|(server, color)| Some((*server, *color, median_run(server)?)))
+        .filter(|(_, _, run)| !run.cdf.is_empty())
+        .collect();
+    if curves.is_empty() {
+        return Ok(false);
+    }
+    let top = curves
+        .iter()
+        .flat_map(|(_, _, run)| run.cdf.iter().map(|p| p.1))
+        .fold(1.0, f64::max)
+        * 1.5;
+    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("latency by percentile, {reference} connections (median run)"),
+            ("sans-serif", 20),
+        )
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..nines(99.999), (1.0..top).log_scale())?;
+    chart
+        .configure_mesh()
+        .x_desc("percentile")
+        .y_desc("latency (µs)")
+        .x_labels(6)
+        .x_label_formatter(&|t| format!("{}%", 100.0 * (1.0 - 10f64.powf(-*t))))
+        .draw()?;
+    for (server, color, run) in curves {
+        chart
+            .draw_series(LineSeries::new(
+                run.cdf.iter().map(|(p, us)| (nines(*p), us.max(1.0))),
+                color.stroke_width(2),
+            ))?
+            .label(server)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE)
+        .draw()?;
+    root.present()?;
+    Ok(true)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// Writes `<stem>.json`, `<stem>.md`, `<stem>-rps.svg` and `<stem>-latency-cdf.svg`.
+pub fn write_all(results: &SuiteResults, stem: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let with_suffix = |suffix: &str| PathBuf::from(format!("{}{suffix}", stem.display()));
+    let json = with_suffix(".json");
+    std::fs::write(&json, serde_json::to_string_pretty(results)?)
+        .with_context(|| format!("writing {}", json.display()))?;
+    let rps = with_suffix("-rps.svg");
+    plot_rps(results, &rps).context("plotting requests/s")?;
+    let cdf = with_suffix("-latency-cdf.svg");
+    let have_cdf = plot_cdf(results, &cdf).context("plotting the latency CDF")?;
+    let md = with_suffix(".md");
+    std::fs::write(
+        &md,
+        markdown(results, Some((&file_name(&rps), &file_name(&cdf)))),
+    )?;
+    let mut written = vec![json, md, rps];
+    if have_cdf {
+        written.push(cdf);
+    }
+    Ok(written)
+}
+
+/// Writes `bench/RESULTS.md`: the latest table, with plots linked from `results/`.
+pub fn write_results_md(results: &SuiteResults, stem: &Path, path: &Path) -> anyhow::Result<()> {
+    let relative = |suffix: &str| format!("results/{}{suffix}", file_name(stem));
+    let mut text = markdown(results, Some((&relative("-rps.svg"), &relative("-latency-cdf.svg"))));
+    let _ = writeln!(
+        text,
+        "\nFull data: [`{}`]({}). Regenerate with `scripts/bench.sh --quick` (about 3 minutes) or `scripts/bench.sh --full`.",
+        relative(".json"),
+        relative(".json")
+    );
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WRK: &str = "Running 2s test @ http://10.77.0.3/healthz
+  1 threads and 100 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     1.61ms  256.44us   6.86ms   92.61%
+    Req/Sec    62.50k     2.14k   65.29k    80.00%
+  Latency Distribution
+     50%    1.56ms
+     75%    1.65ms
+     90%    1.76ms
+     99%  812.00us
+  124411 requests in 2.00s, 17.92MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 4
+Requests/sec:  62183.50
+Transfer/sec:      8.96MB
+";
+
+    #[test]
+    fn wrk_output_is_read_with_units_and_errors() {
+        let figures = parse_wrk(WRK).unwrap();
+        assert_eq!(figures.requests_per_second, 62183.5);
+        assert_eq!(figures.p50_us, 1560.0);
+        assert_eq!(figures.p90_us, 1760.0);
+        assert_eq!(figures.p99_us, 812.0);
+        assert_eq!(figures.errors, 7);
+        assert!(parse_wrk("unable to connect to 10.77.0.3:80 Connection refused").is_none());
+    }
+
+    #[test]
+    fn spreads_take_the_median_and_flag_noise() {
+        let spread = Spread::of(&[3.0, 1.0, 2.0]).unwrap();
+        assert_eq!((spread.median, spread.min, spread.max), (2.0, 1.0, 3.0));
+        assert!(spread.noisy());
+        assert_eq!(Spread::of(&[4.0, 1.0, 2.0, 3.0]).unwrap().median, 2.5);
+        assert!(!Spread::of(&[100.0, 101.0, 99.0]).unwrap().noisy());
+        assert!(Spread::of(&[]).is_none());
+    }
+
+    #[test]
+    fn numbers_are_grouped_for_reading() {
+        assert_eq!(thousands(1234567.4), "1,234,567");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(-1000.0), "-1,000");
+        assert_eq!(micros(1234.4), "1234");
+        assert_eq!(micros(12.34), "12.3");
+    }
+
+    #[test]
+    fn nines_spread_the_tail() {
+        assert!((nines(90.0) - 1.0).abs() < 1e-9);
+        assert!((nines(99.0) - 2.0).abs() < 1e-9);
+        assert!(nines(100.0).is_finite());
+    }
+}

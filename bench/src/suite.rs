@@ -1,0 +1,815 @@
+//! The benchmark suite: xgate and nginx side by side in one run, on the same lab, the same
+//! clients, the same connection counts and the same pinning, then the packet path, written to
+//! `bench/results/` as JSON, a markdown table and SVG plots, and to `bench/RESULTS.md`.
+//!
+//! What it runs (each measurement repeated `repeats` times; the median is reported with min–max):
+//! 1. HTTP, terminating: `GET /healthz` answered by xgate (10.77.0.2, userspace stack) and by
+//!    nginx (`return 200 "ok\n"`, kernel stack, the gateway namespace's own 10.77.0.3), at every
+//!    connection count, with `xgate-bench http` (userspace client over AF_XDP) and with wrk (the
+//!    kernel-stack client, as a cross-check).
+//! 2. The packet path: `xgate-bench packets` (AF_XDP receive vs XDP_DROP on one veth).
+//!
+//! Pinning: every server runs on CPU 0 and every client on CPU 1 (`taskset`). On veth the kernel
+//! delivers a packet on the *sender's* CPU, so part of each server's receive work lands on the
+//! client's CPU and part of the client's on the server's; both servers get the same treatment,
+//! which is why the CPU cost per request is taken over the whole machine (`/proc/stat`, softirq
+//! included) minus the client process's own time.
+//!
+//! Invariants:
+//! - Every child is bounded by a deadline and stopped (servers by signal, then SIGKILL); the lab
+//!   is removed when the suite ends, also on error.
+//! - Nothing here decides pass or fail by speed: the suite reports, and the goals table says
+//!   whether each goal was met.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::{
+    cpu::{children_cpu_time, MachineCpu},
+    report,
+};
+
+/// The lab the suite builds (namespaces `xgbench-cli`, `-gw`, `-be`, `-sw`).
+const LAB: &str = "xgbench";
+const CLIENT_NS: &str = "xgbench-cli";
+const GATEWAY_NS: &str = "xgbench-gw";
+const XGATE_TARGET: &str = "10.77.0.2:80";
+const NGINX_TARGET: &str = "10.77.0.3:80";
+const SERVER_CPU: &str = "0";
+const CLIENT_CPU: &str = "1";
+/// Socket pool of xgate per run: the connection count plus this margin for reconnects.
+const POOL_MARGIN: usize = 64;
+
+#[derive(Args, Clone, Debug)]
+pub struct SuiteArgs {
+    /// About 3 minutes: short runs at every connection count.
+    #[arg(long, conflicts_with_all = ["full", "smoke"])]
+    pub quick: bool,
+    /// The full suite (about 15 minutes): longer runs, wrk at every count, a CPU profile of xgate.
+    #[arg(long, conflicts_with = "smoke")]
+    pub full: bool,
+    /// Tiny durations, two connection counts: checks that the harness works (used by the tests).
+    #[arg(long)]
+    pub smoke: bool,
+    /// Repetitions of every measurement (at least 3 for a result).
+    #[arg(long)]
+    pub repeats: Option<usize>,
+    /// Connection counts, comma-separated (default: 10,100,1000,10000; smoke: 10,100).
+    #[arg(long, value_delimiter = ',')]
+    pub connections: Option<Vec<usize>>,
+    /// Where result files go.
+    #[arg(long, default_value = "bench/results")]
+    pub out: PathBuf,
+    /// Also rewrite bench/RESULTS.md (default for --quick and --full, not for --smoke).
+    #[arg(long)]
+    pub results_md: Option<PathBuf>,
+    /// Record a CPU profile (perf) of xgate at 100 connections (default in --full).
+    #[arg(long)]
+    pub profile: bool,
+}
+
+/// Durations and counts of one suite mode.
+#[derive(Clone, Debug, Serialize)]
+pub struct Plan {
+    pub mode: &'static str,
+    pub connections: Vec<usize>,
+    pub repeats: usize,
+    pub warmup_seconds: f64,
+    pub duration_seconds: f64,
+    /// Connection counts at which wrk also runs.
+    pub wrk_connections: Vec<usize>,
+    pub packet_seconds: f64,
+    pub profile: bool,
+}
+
+impl Plan {
+    fn from_args(args: &SuiteArgs) -> anyhow::Result<Plan> {
+        let mut plan = if args.full {
+            Plan {
+                mode: "full",
+                connections: vec![10, 100, 1000, 10_000],
+                repeats: 3,
+                warmup_seconds: 2.0,
+                duration_seconds: 10.0,
+                wrk_connections: vec![10, 100, 1000, 10_000],
+                packet_seconds: 3.0,
+                profile: true,
+            }
+        } else if args.smoke {
+            Plan {
+                mode: "smoke",
+                connections: vec![10, 100],
+                repeats: 3,
+                warmup_seconds: 0.1,
+                duration_seconds: 0.3,
+                wrk_connections: vec![10],
+                packet_seconds: 0.2,
+                profile: false,
+            }
+        } else {
+            Plan {
+                mode: "quick",
+                connections: vec![10, 100, 1000, 10_000],
+                repeats: 3,
+                warmup_seconds: 0.5,
+                duration_seconds: 2.0,
+                wrk_connections: vec![100],
+                packet_seconds: 1.0,
+                profile: false,
+            }
+        };
+        if let Some(repeats) = args.repeats {
+            if repeats == 0 {
+                bail!("--repeats must be at least 1");
+            }
+            plan.repeats = repeats;
+        }
+        if let Some(connections) = &args.connections {
+            if connections.is_empty() || connections.iter().any(|&c| c == 0 || c > 20_000) {
+                bail!("--connections: each count must be between 1 and 20000");
+            }
+            plan.connections = connections.clone();
+            plan.wrk_connections.retain(|c| connections.contains(c));
+        }
+        plan.profile |= args.profile;
+        Ok(plan)
+    }
+
+    fn steps(&self) -> usize {
+        let per_server = self.connections.len() * self.repeats + self.wrk_connections.len() * self.repeats;
+        2 * per_server + 1 + usize::from(self.profile)
+    }
+}
+
+/// One measured run of one client against one server.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunFigures {
+    pub requests_per_second: f64,
+    pub p50_us: f64,
+    pub p90_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub errors: u64,
+    /// Server-side CPU per request: machine busy time minus the client's own, over requests.
+    pub cpu_us_per_request: f64,
+    pub response_bytes: u64,
+    /// (percentile, microseconds), from xgate-bench runs only.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cdf: Vec<(f64, f64)>,
+}
+
+/// All runs of one (server, client, connections) case.
+#[derive(Clone, Debug, Serialize)]
+pub struct HttpCase {
+    pub server: &'static str,
+    pub client: &'static str,
+    pub connections: usize,
+    pub runs: Vec<RunFigures>,
+}
+
+/// Where the suite ran.
+#[derive(Clone, Debug, Serialize)]
+pub struct Machine {
+    pub cpu_model: String,
+    pub cpus: usize,
+    pub kernel: String,
+    pub memory_gib: f64,
+    pub nginx: String,
+    pub wrk: String,
+}
+
+/// Everything one suite run produced.
+#[derive(Clone, Debug, Serialize)]
+pub struct SuiteResults {
+    pub schema: u32,
+    pub date: String,
+    pub git: String,
+    pub command: String,
+    pub plan: Plan,
+    pub machine: Machine,
+    pub pinning: &'static str,
+    pub http: Vec<HttpCase>,
+    pub packet_path: Value,
+    /// Top costs of xgate's CPU profile at 100 connections (perf), if recorded.
+    pub profile: Vec<String>,
+}
+
+/// A child that is killed (and waited for) if it is still running when dropped.
+struct Guarded(Child);
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// Removes the lab when the suite ends.
+struct LabGuard {
+    xgate: PathBuf,
+}
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.xgate)
+            .args(["lab", "down", "--name", LAB])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Prints a progress bar on stderr.
+struct Progress {
+    done: usize,
+    total: usize,
+    started: Instant,
+}
+
+impl Progress {
+    fn step(&mut self, what: &str) {
+        self.done += 1;
+        let width = 30;
+        let filled = width * self.done.min(self.total) / self.total.max(1);
+        let elapsed = self.started.elapsed().as_secs();
+        let eta = if self.done > 0 {
+            elapsed * (self.total.saturating_sub(self.done)) as u64 / self.done as u64
+        } else {
+            0
+        };
+        eprintln!(
+            "[{}{}] {:>3}/{} {:>3}:{:02} elapsed, ~{}:{:02} left  {what}",
+            "#".repeat(filled),
+            ".".repeat(width - filled),
+            self.done,
+            self.total,
+            elapsed / 60,
+            elapsed % 60,
+            eta / 60,
+            eta % 60
+        );
+    }
+}
+
+fn output_of(program: &str, args: &[&str]) -> Option<String> {
+    let output = Command::new(program).args(args).output().ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+fn require_tools() -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the suite needs root (it builds network namespaces, attaches XDP and opens AF_XDP sockets)");
+    }
+    for (tool, package) in [
+        ("ip", "iproute2"),
+        ("taskset", "util-linux"),
+        ("nginx", "nginx-light"),
+        ("wrk", "wrk"),
+        ("curl", "curl"),
+    ] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            bail!("`{tool}` is missing: install the Debian package {package} (scripts/bootstrap.sh does)");
+        }
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        bail!("the suite pins servers to CPU 0 and clients to CPU 1: it needs 2 CPUs, this machine has {cpus}");
+    }
+    Ok(())
+}
+
+fn machine() -> Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu_model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").map(|r| r.trim_start_matches([' ', '\t', ':']).to_string()))
+        .unwrap_or_else(|| "unknown".into());
+    let memory_kib: f64 = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0);
+    let nginx = Command::new("nginx")
+        .arg("-v")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_string())
+        .unwrap_or_default();
+    let wrk = Command::new("wrk")
+        .arg("-v")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_string())
+        .unwrap_or_default();
+    Machine {
+        cpu_model,
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        kernel: output_of("uname", &["-r"]).unwrap_or_default(),
+        memory_gib: (memory_kib / 1024.0 / 1024.0 * 10.0).round() / 10.0,
+        nginx,
+        wrk,
+    }
+}
+
+/// `YYYY-MM-DD` (UTC) and the short git revision (`-dirty` when the tree has changes).
+fn date_and_revision() -> (String, String) {
+    let date = output_of("date", &["-u", "+%Y-%m-%d"]).unwrap_or_else(|| "undated".into());
+    let revision = match output_of("git", &["rev-parse", "--short", "HEAD"]) {
+        Some(sha) => {
+            let dirty = output_of("git", &["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            if dirty {
+                format!("{sha}-dirty")
+            } else {
+                sha
+            }
+        }
+        None => "nogit".into(),
+    };
+    (date, revision)
+}
+
+/// A command run inside a lab namespace, pinned to `cpu`.
+fn in_namespace(ns: &str, cpu: &str, program: &Path) -> Command {
+    let mut command = Command::new("ip");
+    command
+        .args(["netns", "exec", ns, "taskset", "-c", cpu])
+        .arg(program);
+    command
+}
+
+fn sysctl(ns: &str, settings: &[&str]) -> anyhow::Result<()> {
+    let status = Command::new("ip")
+        .args(["netns", "exec", ns, "sysctl", "-q", "-w"])
+        .args(settings)
+        .stdout(Stdio::null())
+        .status()?;
+    if !status.success() {
+        bail!("sysctl {settings:?} in {ns} failed");
+    }
+    Ok(())
+}
+
+/// Waits until `url` answers 200 from the client namespace, or fails after `limit`.
+fn wait_for_http(url: &str, limit: Duration) -> anyhow::Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        let code = Command::new("ip")
+            .args(["netns", "exec", CLIENT_NS, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .args(["--max-time", "1", url])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+            .unwrap_or_default();
+        if code == "200" {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("{url} did not answer 200 within {limit:?}")
+}
+
+fn signal(child: &Child, signal: libc::c_int) {
+    // SAFETY: kill has no memory-safety preconditions; the pid is our own live child's.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, signal);
+    }
+}
+
+/// Stops a server: `signal`, then SIGKILL if it has not exited within 5 s.
+fn stop(mut server: Guarded, with: libc::c_int) {
+    signal(&server.0, with);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        if let Ok(Some(_)) = server.0.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Drop kills and reaps.
+}
+
+/// The servers under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Server {
+    Xgate,
+    Nginx,
+}
+
+impl Server {
+    fn name(self) -> &'static str {
+        match self {
+            Server::Xgate => "xgate",
+            Server::Nginx => "nginx",
+        }
+    }
+
+    fn target(self) -> &'static str {
+        match self {
+            Server::Xgate => XGATE_TARGET,
+            Server::Nginx => NGINX_TARGET,
+        }
+    }
+}
+
+struct Suite {
+    xgate: PathBuf,
+    bench: PathBuf,
+    work: PathBuf,
+    lab_config: String,
+    plan: Plan,
+    progress: Progress,
+}
+
+impl Suite {
+    fn start_xgate(&self, connections: usize) -> anyhow::Result<Guarded> {
+        let pool = connections + POOL_MARGIN;
+        let config = self
+            .lab_config
+            .lines()
+            .map(|line| {
+                if line.trim_start().starts_with("max_connections") {
+                    format!("max_connections = {pool}")
+                } else {
+                    line.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let path = self.work.join("xgate.toml");
+        std::fs::write(&path, config)?;
+        let log_path = self.work.join("xgate.err");
+        let log = std::fs::File::create(&log_path)?;
+        let mut child = in_namespace(GATEWAY_NS, SERVER_CPU, &self.xgate)
+            .arg("run")
+            .arg("--config")
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .context("starting xgate")?;
+        let stdout = child.stdout.take().expect("piped");
+        let server = Guarded(child);
+        let (ready_tx, ready_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("\"event\":\"ready\"") {
+                    let _ = ready_tx.send(());
+                }
+            }
+        });
+        if ready_rx.recv_timeout(Duration::from_secs(20)).is_err() {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            bail!("xgate did not report ready (it said: {})", log.trim());
+        }
+        wait_for_http(&format!("http://{XGATE_TARGET}/healthz"), Duration::from_secs(10))?;
+        Ok(server)
+    }
+
+    fn start_nginx(&self, connections: usize) -> anyhow::Result<Guarded> {
+        let conf = self.work.join("nginx.conf");
+        let worker_connections = (connections + 1024).max(4096);
+        std::fs::write(
+            &conf,
+            format!(
+                "worker_processes 1;\ndaemon off;\nmaster_process off;\npid {pid};\nerror_log {err} warn;\n\
+                 events {{ worker_connections {worker_connections}; multi_accept on; }}\n\
+                 http {{\n  access_log off;\n  server_tokens off;\n  keepalive_requests 100000000;\n  keepalive_timeout 300s;\n\
+                 client_body_temp_path {tmp}; proxy_temp_path {tmp}; fastcgi_temp_path {tmp}; uwsgi_temp_path {tmp}; scgi_temp_path {tmp};\n\
+                 server {{\n    listen {NGINX_TARGET} backlog=16384;\n\
+                 location = /healthz {{ default_type text/plain; return 200 \"ok\\n\"; }}\n    location / {{ return 404; }}\n  }}\n}}\n",
+                pid = self.work.join("nginx.pid").display(),
+                err = self.work.join("nginx.err").display(),
+                tmp = self.work.display(),
+            ),
+        )?;
+        let child = in_namespace(GATEWAY_NS, SERVER_CPU, Path::new("nginx"))
+            .arg("-c")
+            .arg(&conf)
+            .arg("-e")
+            .arg(self.work.join("nginx.err"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting nginx")?;
+        let server = Guarded(child);
+        wait_for_http(&format!("http://{NGINX_TARGET}/healthz"), Duration::from_secs(10))?;
+        Ok(server)
+    }
+
+    fn generator_run(&self, server: Server, connections: usize) -> anyhow::Result<RunFigures> {
+        let timeout = self.plan.warmup_seconds + self.plan.duration_seconds + 60.0;
+        let output = in_namespace(CLIENT_NS, CLIENT_CPU, &self.bench)
+            .args(["http", "--target", server.target(), "--json"])
+            .args(["--connections", &connections.to_string()])
+            .args(["--duration", &self.plan.duration_seconds.to_string()])
+            .args(["--warmup", &self.plan.warmup_seconds.to_string()])
+            .args(["--connect-timeout", "30"])
+            .stderr(Stdio::piped())
+            .output_with_timeout(Duration::from_secs_f64(timeout))?;
+        if !output.status.success() {
+            bail!(
+                "xgate-bench http against {} at {connections} connections failed: {}",
+                server.name(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        let report: Value = serde_json::from_slice(&output.stdout).context("parsing xgate-bench http output")?;
+        let number = |path: &[&str]| -> f64 {
+            path.iter()
+                .try_fold(&report, |v, key| v.get(key))
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0)
+        };
+        let requests = number(&["requests"]);
+        let errors = ["connect", "closed_by_server", "bad_response", "non_2xx"]
+            .iter()
+            .map(|kind| number(&["errors", kind]) as u64)
+            .sum();
+        let server_cpu = (number(&["machine_busy_seconds"]) - number(&["generator_cpu_seconds"])).max(0.0);
+        let cdf = report
+            .get("cdf")
+            .and_then(Value::as_array)
+            .map(|points| {
+                points
+                    .iter()
+                    .filter_map(|p| Some((p.get(0)?.as_f64()?, p.get(1)?.as_f64()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(RunFigures {
+            requests_per_second: number(&["requests_per_second"]),
+            p50_us: number(&["latency_us", "p50"]),
+            p90_us: number(&["latency_us", "p90"]),
+            p99_us: number(&["latency_us", "p99"]),
+            p999_us: number(&["latency_us", "p999"]),
+            errors,
+            cpu_us_per_request: if requests > 0.0 {
+                server_cpu * 1e6 / requests
+            } else {
+                0.0
+            },
+            response_bytes: number(&["response_bytes"]) as u64,
+            cdf,
+        })
+    }
+
+    fn wrk_run(&self, server: Server, connections: usize) -> anyhow::Result<RunFigures> {
+        let seconds = (self.plan.duration_seconds.ceil() as u64).max(1);
+        let machine_before = MachineCpu::sample();
+        let children_before = children_cpu_time();
+        let output = in_namespace(CLIENT_NS, CLIENT_CPU, Path::new("wrk"))
+            .args(["-t1", "-c", &connections.to_string(), "-d", &format!("{seconds}s")])
+            .args(["--timeout", "5s", "--latency"])
+            .arg(format!("http://{}/healthz", server.target()))
+            .stderr(Stdio::piped())
+            .output_with_timeout(Duration::from_secs(seconds + 60))?;
+        let machine_busy = MachineCpu::sample().busy_since(&machine_before);
+        let wrk_cpu = children_cpu_time().saturating_sub(children_before);
+        if !output.status.success() {
+            bail!(
+                "wrk against {} failed: {}",
+                server.name(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        let text = String::from_utf8_lossy(&output.stdout);
+        let mut figures = report::parse_wrk(&text)
+            .with_context(|| format!("could not read wrk's output:\n{text}"))?;
+        let requests = figures.requests_per_second * seconds as f64;
+        if requests > 0.0 {
+            figures.cpu_us_per_request =
+                machine_busy.saturating_sub(wrk_cpu).as_secs_f64() * 1e6 / requests;
+        }
+        Ok(figures)
+    }
+
+    /// Records xgate's CPU profile during one generator run at 100 connections; returns the top
+    /// symbols.
+    fn profile_xgate(&self, server: &Guarded) -> anyhow::Result<Vec<String>> {
+        let data = self.work.join("perf.data");
+        let seconds = self.plan.duration_seconds.max(3.0);
+        let mut perf = Command::new("perf")
+            .args(["record", "-F", "999", "-g", "-o"])
+            .arg(&data)
+            .args(["-p", &server.0.id().to_string(), "--", "sleep"])
+            .arg(format!("{}", seconds + self.plan.warmup_seconds))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting perf (install linux-perf)")?;
+        let _ = self.generator_run(Server::Xgate, 100);
+        let _ = perf.wait();
+        let report = Command::new("perf")
+            .args(["report", "--stdio", "--no-children", "--sort", "dso,symbol", "-g", "none", "-i"])
+            .arg(&data)
+            .output()?;
+        let text = String::from_utf8_lossy(&report.stdout);
+        Ok(text
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.contains('%'))
+            .take(15)
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect())
+    }
+
+    fn run_server(&mut self, server: Server, cases: &mut Vec<HttpCase>, profile: &mut Vec<String>) -> anyhow::Result<()> {
+        for connections in self.plan.connections.clone() {
+            let process = match server {
+                Server::Xgate => self.start_xgate(connections)?,
+                Server::Nginx => self.start_nginx(connections)?,
+            };
+            let mut runs = Vec::new();
+            for repeat in 0..self.plan.repeats {
+                runs.push(self.generator_run(server, connections)?);
+                self.progress.step(&format!(
+                    "{} c={connections} xgate-bench run {}/{}: {:.0} req/s",
+                    server.name(),
+                    repeat + 1,
+                    self.plan.repeats,
+                    runs.last().map_or(0.0, |r| r.requests_per_second)
+                ));
+            }
+            cases.push(HttpCase {
+                server: server.name(),
+                client: "xgate-bench",
+                connections,
+                runs,
+            });
+            if self.plan.wrk_connections.contains(&connections) {
+                let mut runs = Vec::new();
+                for repeat in 0..self.plan.repeats {
+                    runs.push(self.wrk_run(server, connections)?);
+                    self.progress.step(&format!(
+                        "{} c={connections} wrk run {}/{}: {:.0} req/s",
+                        server.name(),
+                        repeat + 1,
+                        self.plan.repeats,
+                        runs.last().map_or(0.0, |r| r.requests_per_second)
+                    ));
+                }
+                cases.push(HttpCase {
+                    server: server.name(),
+                    client: "wrk",
+                    connections,
+                    runs,
+                });
+            }
+            if server == Server::Xgate && self.plan.profile && connections == 100 {
+                *profile = self.profile_xgate(&process).unwrap_or_else(|e| vec![format!("profile failed: {e:#}")]);
+                self.progress.step("xgate profile recorded");
+            }
+            let stop_signal = match server {
+                Server::Xgate => libc::SIGINT,
+                Server::Nginx => libc::SIGTERM,
+            };
+            stop(process, stop_signal);
+        }
+        Ok(())
+    }
+}
+
+/// `Command::output` with a deadline: the child is killed when it runs over.
+trait OutputWithTimeout {
+    fn output_with_timeout(&mut self, limit: Duration) -> anyhow::Result<std::process::Output>;
+}
+
+impl OutputWithTimeout for Command {
+    fn output_with_timeout(&mut self, limit: Duration) -> anyhow::Result<std::process::Output> {
+        let child = self.stdout(Stdio::piped()).spawn()?;
+        let pid = child.id();
+        let (done_tx, done_rx) = mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let output = child.wait_with_output();
+            let _ = done_tx.send(());
+            output
+        });
+        if done_rx.recv_timeout(limit).is_err() {
+            // SAFETY: kill has no memory-safety preconditions; the pid is our unreaped child's.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            }
+            let _ = waiter.join();
+            bail!("a benchmark child ran over its {limit:?} deadline and was killed");
+        }
+        Ok(waiter.join().expect("waiter thread does not panic")?)
+    }
+}
+
+/// Runs the suite and writes its results.
+pub fn run(args: &SuiteArgs) -> anyhow::Result<()> {
+    let plan = Plan::from_args(args)?;
+    require_tools()?;
+    let bench = std::env::current_exe().context("locating xgate-bench")?;
+    let xgate = bench.with_file_name("xgate");
+    if !xgate.exists() {
+        bail!(
+            "no xgate binary next to {} (build both: cargo build --release -p xgate -p xgate-bench)",
+            bench.display()
+        );
+    }
+    let (date, git) = date_and_revision();
+    let work = std::env::temp_dir().join(format!("xgate-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    eprintln!(
+        "xgate-bench suite ({} mode): {} steps, connections {:?}, {} repeats of {} s",
+        plan.mode,
+        plan.steps(),
+        plan.connections,
+        plan.repeats,
+        plan.duration_seconds
+    );
+
+    let lab_config_path = work.join("lab.toml");
+    let _ = Command::new(&xgate).args(["lab", "down", "--name", LAB]).output();
+    let up = Command::new(&xgate)
+        .args(["lab", "up", "--name", LAB, "--config-out"])
+        .arg(&lab_config_path)
+        .output()?;
+    if !up.status.success() {
+        bail!("xgate lab up failed: {}", String::from_utf8_lossy(&up.stderr).trim());
+    }
+    let _lab = LabGuard { xgate: xgate.clone() };
+    sysctl(GATEWAY_NS, &["net.core.somaxconn=16384", "net.ipv4.tcp_max_syn_backlog=16384"])?;
+    sysctl(CLIENT_NS, &["net.ipv4.ip_local_port_range=1024 65000"])?;
+
+    let mut suite = Suite {
+        xgate,
+        bench: bench.clone(),
+        work: work.clone(),
+        lab_config: std::fs::read_to_string(&lab_config_path)?,
+        progress: Progress {
+            done: 0,
+            total: plan.steps(),
+            started: Instant::now(),
+        },
+        plan,
+    };
+    let mut http = Vec::new();
+    let mut profile = Vec::new();
+    suite.run_server(Server::Xgate, &mut http, &mut profile)?;
+    suite.run_server(Server::Nginx, &mut http, &mut profile)?;
+
+    let packets = Command::new(&bench)
+        .args(["packets", "--json", "--seconds", &suite.plan.packet_seconds.to_string()])
+        .args(["--repeats", &suite.plan.repeats.to_string()])
+        .stderr(Stdio::piped())
+        .output_with_timeout(Duration::from_secs(300))?;
+    let packet_path = if packets.status.success() {
+        serde_json::from_slice(&packets.stdout).context("parsing xgate-bench packets output")?
+    } else {
+        serde_json::json!({ "error": String::from_utf8_lossy(&packets.stderr).trim() })
+    };
+    suite.progress.step("packet path measured");
+
+    let results = SuiteResults {
+        schema: 1,
+        date: date.clone(),
+        git: git.clone(),
+        command,
+        plan: suite.plan.clone(),
+        machine: machine(),
+        pinning: "servers on CPU 0, clients on CPU 1 (taskset); kernel delivery on veth runs on the sender's CPU",
+        http,
+        packet_path,
+        profile,
+    };
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let stem = args.out.join(format!("{date}-{git}"));
+    let written = report::write_all(&results, &stem)?;
+    let results_md = match (&args.results_md, results.plan.mode) {
+        (Some(path), _) => Some(path.clone()),
+        (None, "smoke") => None,
+        (None, _) => Some(PathBuf::from("bench/RESULTS.md")),
+    };
+    if let Some(path) = results_md {
+        report::write_results_md(&results, &stem, &path)?;
+        eprintln!("wrote {}", path.display());
+    }
+    for path in written {
+        eprintln!("wrote {}", path.display());
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}

@@ -1,0 +1,92 @@
+//! A smoke run of the whole benchmark suite (tiny durations): the lab comes up, xgate and nginx
+//! both answer the userspace load generator and wrk, the packet path runs, and every output file
+//! is written and readable. It checks that the harness works, never how fast anything is.
+
+use std::{path::PathBuf, process::Command};
+
+fn namespaces() -> String {
+    let output = Command::new("ip").args(["netns", "list"]).output().expect("ip runs");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn smoke_suite_writes_every_output_with_figures_from_both_servers() {
+    let bench = PathBuf::from(env!("CARGO_BIN_EXE_xgate-bench"));
+    let xgate = bench.with_file_name("xgate");
+    assert!(
+        xgate.exists(),
+        "{} is missing: build the whole workspace (cargo test --workspace builds it)",
+        xgate.display()
+    );
+    let out = std::env::temp_dir().join(format!("xgate-bench-smoke-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let results_md = out.join("RESULTS.md");
+    let output = Command::new(&bench)
+        .args(["suite", "--smoke", "--out"])
+        .arg(&out)
+        .arg("--results-md")
+        .arg(&results_md)
+        .output()
+        .expect("xgate-bench runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "suite failed:\n{stderr}");
+    assert!(stderr.contains("19/19"), "the progress bar reaches the end:\n{stderr}");
+
+    let files: Vec<PathBuf> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    let find = |suffix: &str| {
+        files
+            .iter()
+            .find(|p| p.to_string_lossy().ends_with(suffix))
+            .unwrap_or_else(|| panic!("no *{suffix} in {files:?}"))
+            .clone()
+    };
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(find(".json")).unwrap()).unwrap();
+    assert_eq!(json["plan"]["mode"], "smoke");
+    for server in ["xgate", "nginx"] {
+        for connections in [10, 100] {
+            let case = json["http"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["server"] == server && c["client"] == "xgate-bench" && c["connections"] == connections)
+                .unwrap_or_else(|| panic!("no xgate-bench case for {server} at {connections}"));
+            let runs = case["runs"].as_array().unwrap();
+            assert_eq!(runs.len(), 3, "{server} at {connections}: three repeats");
+            for run in runs {
+                assert!(run["requests_per_second"].as_f64().unwrap() > 0.0, "{server}: {run}");
+                assert_eq!(run["errors"], 0, "{server} at {connections}: {run}");
+                assert!(run["p99_us"].as_f64().unwrap() >= run["p50_us"].as_f64().unwrap());
+                assert!(run["response_bytes"].as_u64().unwrap() > 0);
+                assert!(!run["cdf"].as_array().unwrap().is_empty());
+            }
+        }
+        let wrk = json["http"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["server"] == server && c["client"] == "wrk")
+            .unwrap_or_else(|| panic!("no wrk case for {server}"));
+        assert!(wrk["runs"][0]["requests_per_second"].as_f64().unwrap() > 0.0);
+    }
+    let packet_rows = json["packet_path"]["packet_path"]
+        .as_array()
+        .unwrap_or_else(|| panic!("packet path missing: {}", json["packet_path"]));
+    assert!(packet_rows.iter().any(|r| r["receiver"] == "af_xdp"));
+
+    let markdown = std::fs::read_to_string(find(".md")).unwrap();
+    for needle in ["## Goals", "| 100 | xgate |", "| 100 | nginx |", "### Ratios", "## Packet path"] {
+        assert!(markdown.contains(needle), "markdown lacks {needle:?}:\n{markdown}");
+    }
+    for svg in ["-rps.svg", "-latency-cdf.svg"] {
+        let text = std::fs::read_to_string(find(svg)).unwrap();
+        assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"), "{svg} is not an SVG");
+        assert!(text.contains("xgate") && text.contains("nginx"), "{svg} lacks a series");
+    }
+    let results = std::fs::read_to_string(&results_md).unwrap();
+    assert!(results.contains("results/") && results.contains("## Goals"));
+    assert!(!namespaces().contains("xgbench-"), "the lab was removed:\n{}", namespaces());
+    let _ = std::fs::remove_dir_all(&out);
+}
