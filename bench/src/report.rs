@@ -18,7 +18,7 @@ use anyhow::Context;
 use plotters::prelude::*;
 use serde_json::Value;
 
-use crate::suite::{HttpCase, RunFigures, SuiteResults};
+use crate::suite::{HttpCase, RunFigures, SuiteResults, OPEN_LOOP_CLIENT};
 
 /// Spread (max − min) above this share of the median marks a figure as noisy.
 pub const NOISY_SPREAD: f64 = 0.10;
@@ -78,7 +78,9 @@ pub fn parse_wrk(text: &str) -> Option<RunFigures> {
         p999_us: f64::NAN,
         errors: 0,
         cpu_us_per_request: 0.0,
+        machine_cpu_us_per_request: 0.0,
         response_bytes: 0,
+        offered_rate: None,
         cdf: Vec::new(),
     };
     for line in text.lines() {
@@ -110,6 +112,7 @@ struct CaseSummary<'a> {
     p99: Spread,
     p999: Spread,
     cpu: Spread,
+    machine_cpu: Spread,
     errors: u64,
 }
 
@@ -123,6 +126,7 @@ fn summarise(case: &HttpCase) -> Option<CaseSummary<'_>> {
         p99: field(|r| r.p99_us)?,
         p999: field(|r| r.p999_us)?,
         cpu: field(|r| r.cpu_us_per_request)?,
+        machine_cpu: field(|r| r.machine_cpu_us_per_request)?,
         errors: case.runs.iter().map(|r| r.errors).sum(),
     })
 }
@@ -163,9 +167,9 @@ fn micros(value: f64) -> String {
 fn http_table(out: &mut String, summaries: &[CaseSummary], client: &str) {
     let _ = writeln!(
         out,
-        "| connections | server | req/s median (min–max) | p50 µs | p90 µs | p99 µs (min–max) | p99.9 µs | server CPU µs/req | errors | noisy |"
+        "| connections | server | req/s median (min–max) | p50 µs | p90 µs | p99 µs (min–max) | p99.9 µs | server CPU µs/req | machine CPU µs/req | errors | noisy |"
     );
-    let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for s in summaries.iter().filter(|s| s.case.client == client) {
         let mut noisy = Vec::new();
         if s.rps.noisy() {
@@ -176,7 +180,7 @@ fn http_table(out: &mut String, summaries: &[CaseSummary], client: &str) {
         }
         let _ = writeln!(
             out,
-            "| {} | {} | {} ({}–{}) | {} | {} | {} ({}–{}) | {} | {:.2} | {} | {} |",
+            "| {} | {} | {} ({}–{}) | {} | {} | {} ({}–{}) | {} | {:.2} | {:.2} | {} | {} |",
             thousands(s.case.connections as f64),
             s.case.server,
             thousands(s.rps.median),
@@ -189,6 +193,7 @@ fn http_table(out: &mut String, summaries: &[CaseSummary], client: &str) {
             micros(s.p99.max),
             micros(s.p999.median),
             s.cpu.median,
+            s.machine_cpu.median,
             s.errors,
             if noisy.is_empty() { "".to_string() } else { noisy.join(", ") }
         );
@@ -349,7 +354,8 @@ pub fn markdown(results: &SuiteResults, plots: Option<(&str, &str)>) -> String {
     let _ = writeln!(
         out,
         "Every figure is the median of the repeats with min–max beside it; a figure whose spread exceeds {:.0}% of its median is marked noisy. \
-         Server CPU per request = whole-machine busy time from /proc/stat (all processes, kernel and softirq) minus the client process's own CPU time, divided by requests.\n",
+         Machine CPU per request = whole-machine busy time from /proc/stat over the measurement (all processes, the client included, kernel and softirq) divided by requests; \
+         server CPU per request = the same minus the client process's own CPU time (the userspace client busy-polls its core, so its time is mostly spinning).\n",
         NOISY_SPREAD * 100.0
     );
     let _ = writeln!(out, "## Goals\n");
@@ -398,6 +404,18 @@ pub fn markdown(results: &SuiteResults, plots: Option<(&str, &str)>) -> String {
     if let Some((rps_svg, cdf_svg)) = plots {
         let _ = writeln!(out, "\n![requests/s vs connections]({rps_svg})\n\n![latency CDF]({cdf_svg})");
     }
+    let _ = writeln!(
+        out,
+        "\n## Latency at the same offered load (open loop, coordinated-omission corrected)\n"
+    );
+    if let Some(rate) = results.http.iter().find(|c| c.client == OPEN_LOOP_CLIENT).and_then(|c| c.runs.first()) {
+        let _ = writeln!(
+            out,
+            "Both servers get the same request rate ({} req/s, half the lower closed-loop median), so latency is compared without either being saturated; each request's latency runs from the time it was due.\n",
+            thousands(rate.offered_rate.unwrap_or(0.0))
+        );
+    }
+    http_table(&mut out, &summaries, OPEN_LOOP_CLIENT);
     let _ = writeln!(
         out,
         "\n## Cross-check: wrk (kernel-stack client, 1 thread)\n\nwrk reports p50/p90/p99 only. It runs on one core of the kernel stack, so it saturates well below the servers.\n"

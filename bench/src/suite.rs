@@ -146,7 +146,7 @@ impl Plan {
     }
 
     fn steps(&self) -> usize {
-        let per_server = self.connections.len() * self.repeats + self.wrk_connections.len() * self.repeats;
+        let per_server = (self.connections.len() + self.wrk_connections.len() + 1) * self.repeats;
         2 * per_server + 1 + usize::from(self.profile)
     }
 }
@@ -162,7 +162,12 @@ pub struct RunFigures {
     pub errors: u64,
     /// Server-side CPU per request: machine busy time minus the client's own, over requests.
     pub cpu_us_per_request: f64,
+    /// Whole-machine CPU per request: every process (the client too), kernel and softirq.
+    pub machine_cpu_us_per_request: f64,
     pub response_bytes: u64,
+    /// Open loop: the request rate offered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offered_rate: Option<f64>,
     /// (percentile, microseconds), from xgate-bench runs only.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cdf: Vec<(f64, f64)>,
@@ -517,9 +522,18 @@ impl Suite {
     }
 
     fn generator_run(&self, server: Server, connections: usize) -> anyhow::Result<RunFigures> {
+        self.generator_run_at(server, connections, None)
+    }
+
+    /// One `xgate-bench http` run: closed loop, or open loop at `rate` requests/s.
+    fn generator_run_at(&self, server: Server, connections: usize, rate: Option<f64>) -> anyhow::Result<RunFigures> {
         let timeout = self.plan.warmup_seconds + self.plan.duration_seconds + 60.0;
-        let output = in_namespace(CLIENT_NS, CLIENT_CPU, &self.bench)
-            .args(["http", "--target", server.target(), "--json"])
+        let mut command = in_namespace(CLIENT_NS, CLIENT_CPU, &self.bench);
+        command.args(["http", "--target", server.target(), "--json"]);
+        if let Some(rate) = rate {
+            command.args(["--mode", "open", "--rate", &format!("{rate:.0}")]);
+        }
+        let output = command
             .args(["--connections", &connections.to_string()])
             .args(["--duration", &self.plan.duration_seconds.to_string()])
             .args(["--warmup", &self.plan.warmup_seconds.to_string()])
@@ -568,7 +582,13 @@ impl Suite {
             } else {
                 0.0
             },
+            machine_cpu_us_per_request: if requests > 0.0 {
+                number(&["machine_busy_seconds"]) * 1e6 / requests
+            } else {
+                0.0
+            },
             response_bytes: number(&["response_bytes"]) as u64,
+            offered_rate: rate,
             cdf,
         })
     }
@@ -599,6 +619,7 @@ impl Suite {
         if requests > 0.0 {
             figures.cpu_us_per_request =
                 machine_busy.saturating_sub(wrk_cpu).as_secs_f64() * 1e6 / requests;
+            figures.machine_cpu_us_per_request = machine_busy.as_secs_f64() * 1e6 / requests;
         }
         Ok(figures)
     }
@@ -688,6 +709,62 @@ impl Suite {
     }
 }
 
+impl Suite {
+    /// Latency at the same offered load for both servers: open loop (coordinated-omission
+    /// corrected) at 100 connections (or the first count), at half the lower of the two servers'
+    /// closed-loop medians, so that neither is saturated.
+    fn run_open_loop(&mut self, cases: &mut Vec<HttpCase>) -> anyhow::Result<()> {
+        let connections = if self.plan.connections.contains(&100) {
+            100
+        } else {
+            self.plan.connections[0]
+        };
+        let median_rps = |server: &str| {
+            cases
+                .iter()
+                .find(|c| c.server == server && c.client == "xgate-bench" && c.connections == connections)
+                .and_then(|c| report::Spread::of(&c.runs.iter().map(|r| r.requests_per_second).collect::<Vec<_>>()))
+                .map_or(0.0, |s| s.median)
+        };
+        let rate = (median_rps("xgate").min(median_rps("nginx")) * 0.5).max(100.0);
+        for server in [Server::Xgate, Server::Nginx] {
+            let process = match server {
+                Server::Xgate => self.start_xgate(connections)?,
+                Server::Nginx => self.start_nginx(connections)?,
+            };
+            let mut runs = Vec::new();
+            for repeat in 0..self.plan.repeats {
+                runs.push(self.generator_run_at(server, connections, Some(rate))?);
+                self.progress.step(&format!(
+                    "{} c={connections} open loop at {rate:.0} req/s, run {}/{}: p99 {:.0} us",
+                    server.name(),
+                    repeat + 1,
+                    self.plan.repeats,
+                    runs.last().map_or(0.0, |r| r.p99_us)
+                ));
+            }
+            cases.push(HttpCase {
+                server: server.name(),
+                client: OPEN_LOOP_CLIENT,
+                connections,
+                runs,
+            });
+            stop(
+                process,
+                if server == Server::Xgate {
+                    libc::SIGINT
+                } else {
+                    libc::SIGTERM
+                },
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The client label of open-loop cases.
+pub const OPEN_LOOP_CLIENT: &str = "xgate-bench open loop";
+
 /// `Command::output` with a deadline: the child is killed when it runs over.
 trait OutputWithTimeout {
     fn output_with_timeout(&mut self, limit: Duration) -> anyhow::Result<std::process::Output>;
@@ -769,6 +846,7 @@ pub fn run(args: &SuiteArgs) -> anyhow::Result<()> {
     let mut profile = Vec::new();
     suite.run_server(Server::Xgate, &mut http, &mut profile)?;
     suite.run_server(Server::Nginx, &mut http, &mut profile)?;
+    suite.run_open_loop(&mut http)?;
 
     let packets = Command::new(&bench)
         .args(["packets", "--json", "--seconds", &suite.plan.packet_seconds.to_string()])

@@ -30,7 +30,12 @@ fn smoke_suite_writes_every_output_with_figures_from_both_servers() {
         .expect("xgate-bench runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "suite failed:\n{stderr}");
-    assert!(stderr.contains("19/19"), "the progress bar reaches the end:\n{stderr}");
+    let last_step = stderr
+        .lines()
+        .filter_map(|line| line.split_once("] ")?.1.split_whitespace().next()?.split_once('/'))
+        .last()
+        .unwrap_or_else(|| panic!("no progress bar:\n{stderr}"));
+    assert_eq!(last_step.0, last_step.1, "the progress bar reaches the end:\n{stderr}");
 
     let files: Vec<PathBuf> = std::fs::read_dir(&out)
         .unwrap()
@@ -70,6 +75,21 @@ fn smoke_suite_writes_every_output_with_figures_from_both_servers() {
             .find(|c| c["server"] == server && c["client"] == "wrk")
             .unwrap_or_else(|| panic!("no wrk case for {server}"));
         assert!(wrk["runs"][0]["requests_per_second"].as_f64().unwrap() > 0.0);
+    }
+    let open_loop: Vec<&serde_json::Value> = json["http"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["client"] == "xgate-bench open loop")
+        .collect();
+    assert_eq!(open_loop.len(), 2, "open loop against both servers");
+    for case in open_loop {
+        for run in case["runs"].as_array().unwrap() {
+            let offered = run["offered_rate"].as_f64().unwrap();
+            let achieved = run["requests_per_second"].as_f64().unwrap();
+            // Neither server is saturated at half the lower closed-loop rate.
+            assert!(achieved > 0.5 * offered, "open loop kept up: {run}");
+        }
     }
     let packet_rows = json["packet_path"]["packet_path"]
         .as_array()
