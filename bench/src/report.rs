@@ -142,7 +142,7 @@ fn thousands(value: f64) -> String {
     let digits = whole.abs().to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -436,7 +436,7 @@ pub fn markdown(results: &SuiteResults, plots: Option<(&str, &str)>) -> String {
     out
 }
 
-fn xgate_bench_series<'a>(results: &'a SuiteResults, server: &str) -> Vec<(usize, Spread)> {
+fn xgate_bench_series(results: &SuiteResults, server: &str) -> Vec<(usize, Spread)> {
     results
         .http
         .iter()

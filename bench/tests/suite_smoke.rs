@@ -33,7 +33,7 @@ fn smoke_suite_writes_every_output_with_figures_from_both_servers() {
     let last_step = stderr
         .lines()
         .filter_map(|line| line.split_once("] ")?.1.split_whitespace().next()?.split_once('/'))
-        .last()
+        .next_back()
         .unwrap_or_else(|| panic!("no progress bar:\n{stderr}"));
     assert_eq!(last_step.0, last_step.1, "the progress bar reaches the end:\n{stderr}");
 
