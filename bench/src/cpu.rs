@@ -14,7 +14,11 @@ pub struct MachineCpu {
 /// Parses the aggregate `cpu` line of `/proc/stat` (times in USER_HZ ticks).
 pub fn parse_proc_stat(text: &str, ticks_per_second: u64) -> Option<MachineCpu> {
     let line = text.lines().find(|line| line.starts_with("cpu "))?;
-    let fields: Vec<u64> = line.split_whitespace().skip(1).map(|f| f.parse().ok()).collect::<Option<_>>()?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
     if fields.len() < 8 {
         return None;
     }

@@ -131,7 +131,12 @@ fn summarise(case: &HttpCase) -> Option<CaseSummary<'_>> {
     })
 }
 
-fn find<'a>(summaries: &'a [CaseSummary<'a>], server: &str, client: &str, connections: usize) -> Option<&'a CaseSummary<'a>> {
+fn find<'a>(
+    summaries: &'a [CaseSummary<'a>],
+    server: &str,
+    client: &str,
+    connections: usize,
+) -> Option<&'a CaseSummary<'a>> {
     summaries
         .iter()
         .find(|s| s.case.server == server && s.case.client == client && s.case.connections == connections)
@@ -195,7 +200,11 @@ fn http_table(out: &mut String, summaries: &[CaseSummary], client: &str) {
             s.cpu.median,
             s.machine_cpu.median,
             s.errors,
-            if noisy.is_empty() { "".to_string() } else { noisy.join(", ") }
+            if noisy.is_empty() {
+                "".to_string()
+            } else {
+                noisy.join(", ")
+            }
         );
     }
 }
@@ -367,7 +376,11 @@ pub fn markdown(results: &SuiteResults, plots: Option<(&str, &str)>) -> String {
             Some(false) => "**no**",
             None => "not measured",
         };
-        let _ = writeln!(out, "| {} | {} | {} | {} |", goal.name, goal.target, goal.measured, met);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            goal.name, goal.target, goal.measured, met
+        );
     }
     let _ = writeln!(
         out,
@@ -383,14 +396,23 @@ pub fn markdown(results: &SuiteResults, plots: Option<(&str, &str)>) -> String {
     let _ = writeln!(out, "Response size (head and body): {}.\n", bytes.join(", "));
     http_table(&mut out, &summaries, "xgate-bench");
     let _ = writeln!(out, "\n### Ratios, xgate / nginx (medians of this run)\n");
-    let _ = writeln!(out, "| connections | req/s | p99 (lower is better) | server CPU per request |");
+    let _ = writeln!(
+        out,
+        "| connections | req/s | p99 (lower is better) | server CPU per request |"
+    );
     let _ = writeln!(out, "|---:|---:|---:|---:|");
     for &connections in &results.plan.connections {
         if let (Some(x), Some(n)) = (
             find(&summaries, "xgate", "xgate-bench", connections),
             find(&summaries, "nginx", "xgate-bench", connections),
         ) {
-            let ratio = |a: f64, b: f64| if b > 0.0 { format!("{:.2}×", a / b) } else { "–".into() };
+            let ratio = |a: f64, b: f64| {
+                if b > 0.0 {
+                    format!("{:.2}×", a / b)
+                } else {
+                    "–".into()
+                }
+            };
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {} |",
@@ -402,13 +424,21 @@ pub fn markdown(results: &SuiteResults, plots: Option<(&str, &str)>) -> String {
         }
     }
     if let Some((rps_svg, cdf_svg)) = plots {
-        let _ = writeln!(out, "\n![requests/s vs connections]({rps_svg})\n\n![latency CDF]({cdf_svg})");
+        let _ = writeln!(
+            out,
+            "\n![requests/s vs connections]({rps_svg})\n\n![latency CDF]({cdf_svg})"
+        );
     }
     let _ = writeln!(
         out,
         "\n## Latency at the same offered load (open loop, coordinated-omission corrected)\n"
     );
-    if let Some(rate) = results.http.iter().find(|c| c.client == OPEN_LOOP_CLIENT).and_then(|c| c.runs.first()) {
+    if let Some(rate) = results
+        .http
+        .iter()
+        .find(|c| c.client == OPEN_LOOP_CLIENT)
+        .and_then(|c| c.runs.first())
+    {
         let _ = writeln!(
             out,
             "Both servers get the same request rate ({} req/s, half the lower closed-loop median), so latency is compared without either being saturated; each request's latency runs from the time it was due.\n",
@@ -450,7 +480,10 @@ fn xgate_bench_series(results: &SuiteResults, server: &str) -> Vec<(usize, Sprea
         .collect()
 }
 
-const SERIES: [(&str, RGBColor); 2] = [("xgate", RGBColor(0x1f, 0x77, 0xb4)), ("nginx", RGBColor(0xd6, 0x27, 0x28))];
+const SERIES: [(&str, RGBColor); 2] = [
+    ("xgate", RGBColor(0x1f, 0x77, 0xb4)),
+    ("nginx", RGBColor(0xd6, 0x27, 0x28)),
+];
 
 fn plot_rps(results: &SuiteResults, path: &Path) -> anyhow::Result<()> {
     let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
@@ -465,9 +498,14 @@ fn plot_rps(results: &SuiteResults, path: &Path) -> anyhow::Result<()> {
         .plan
         .connections
         .iter()
-        .fold((f64::MAX, 1.0f64), |(lo, hi), &c| (lo.min(c as f64), hi.max(c as f64)));
+        .fold((f64::MAX, 1.0f64), |(lo, hi), &c| {
+            (lo.min(c as f64), hi.max(c as f64))
+        });
     let mut chart = ChartBuilder::on(&root)
-        .caption("requests/s vs keep-alive connections (median, min–max)", ("sans-serif", 20))
+        .caption(
+            "requests/s vs keep-alive connections (median, min–max)",
+            ("sans-serif", 20),
+        )
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(80)
@@ -488,12 +526,17 @@ fn plot_rps(results: &SuiteResults, path: &Path) -> anyhow::Result<()> {
             ))?
             .label(server)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-        chart.draw_series(series.iter().map(|(c, s)| Circle::new((*c as f64, s.median), 4, color.filled())))?;
         chart.draw_series(
             series
                 .iter()
-                .map(|(c, s)| PathElement::new(vec![(*c as f64, s.min), (*c as f64, s.max)], color.stroke_width(1))),
+                .map(|(c, s)| Circle::new((*c as f64, s.median), 4, color.filled())),
         )?;
+        chart.draw_series(series.iter().map(|(c, s)| {
+            PathElement::new(
+                vec![(*c as f64, s.min), (*c as f64, s.max)],
+                color.stroke_width(1),
+            )
+        }))?;
     }
     chart
         .configure_series_labels()
@@ -575,7 +618,9 @@ fn plot_cdf(results: &SuiteResults, path: &Path) -> anyhow::Result<bool> {
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// Writes `<stem>.json`, `<stem>.md`, `<stem>-rps.svg` and `<stem>-latency-cdf.svg`.
@@ -589,10 +634,7 @@ pub fn write_all(results: &SuiteResults, stem: &Path) -> anyhow::Result<Vec<Path
     let cdf = with_suffix("-latency-cdf.svg");
     let have_cdf = plot_cdf(results, &cdf).context("plotting the latency CDF")?;
     let md = with_suffix(".md");
-    std::fs::write(
-        &md,
-        markdown(results, Some((&file_name(&rps), &file_name(&cdf)))),
-    )?;
+    std::fs::write(&md, markdown(results, Some((&file_name(&rps), &file_name(&cdf)))))?;
     let mut written = vec![json, md, rps];
     if have_cdf {
         written.push(cdf);
@@ -603,7 +645,10 @@ pub fn write_all(results: &SuiteResults, stem: &Path) -> anyhow::Result<Vec<Path
 /// Writes `bench/RESULTS.md`: the latest table, with plots linked from `results/`.
 pub fn write_results_md(results: &SuiteResults, stem: &Path, path: &Path) -> anyhow::Result<()> {
     let relative = |suffix: &str| format!("results/{}{suffix}", file_name(stem));
-    let mut text = markdown(results, Some((&relative("-rps.svg"), &relative("-latency-cdf.svg"))));
+    let mut text = markdown(
+        results,
+        Some((&relative("-rps.svg"), &relative("-latency-cdf.svg"))),
+    );
     let _ = writeln!(
         text,
         "\nFull data: [`{}`]({}). Regenerate with `scripts/bench.sh --quick` (about 3 minutes) or `scripts/bench.sh --full`.",

@@ -299,7 +299,9 @@ fn require_tools() -> anyhow::Result<()> {
     }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     if cpus < 2 {
-        bail!("the suite pins servers to CPU 0 and clients to CPU 1: it needs 2 CPUs, this machine has {cpus}");
+        bail!(
+            "the suite pins servers to CPU 0 and clients to CPU 1: it needs 2 CPUs, this machine has {cpus}"
+        );
     }
     Ok(())
 }
@@ -308,7 +310,10 @@ fn machine() -> Machine {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu_model = cpuinfo
         .lines()
-        .find_map(|l| l.strip_prefix("model name").map(|r| r.trim_start_matches([' ', '\t', ':']).to_string()))
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())
+        })
         .unwrap_or_else(|| "unknown".into());
     let memory_kib: f64 = std::fs::read_to_string("/proc/meminfo")
         .unwrap_or_default()
@@ -324,7 +329,13 @@ fn machine() -> Machine {
     let wrk = Command::new("wrk")
         .arg("-v")
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_string())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
         .unwrap_or_default();
     Machine {
         cpu_model,
@@ -380,7 +391,17 @@ fn wait_for_http(url: &str, limit: Duration) -> anyhow::Result<()> {
     let start = Instant::now();
     while start.elapsed() < limit {
         let code = Command::new("ip")
-            .args(["netns", "exec", CLIENT_NS, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .args([
+                "netns",
+                "exec",
+                CLIENT_NS,
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+            ])
             .args(["--max-time", "1", url])
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
@@ -526,7 +547,12 @@ impl Suite {
     }
 
     /// One `xgate-bench http` run: closed loop, or open loop at `rate` requests/s.
-    fn generator_run_at(&self, server: Server, connections: usize, rate: Option<f64>) -> anyhow::Result<RunFigures> {
+    fn generator_run_at(
+        &self,
+        server: Server,
+        connections: usize,
+        rate: Option<f64>,
+    ) -> anyhow::Result<RunFigures> {
         let timeout = self.plan.warmup_seconds + self.plan.duration_seconds + 60.0;
         let mut command = in_namespace(CLIENT_NS, CLIENT_CPU, &self.bench);
         command.args(["http", "--target", server.target(), "--json"]);
@@ -547,7 +573,8 @@ impl Suite {
                 String::from_utf8_lossy(&output.stderr).trim()
             );
         }
-        let report: Value = serde_json::from_slice(&output.stdout).context("parsing xgate-bench http output")?;
+        let report: Value =
+            serde_json::from_slice(&output.stdout).context("parsing xgate-bench http output")?;
         let number = |path: &[&str]| -> f64 {
             path.iter()
                 .try_fold(&report, |v, key| v.get(key))
@@ -598,7 +625,13 @@ impl Suite {
         let machine_before = MachineCpu::sample();
         let children_before = children_cpu_time();
         let output = in_namespace(CLIENT_NS, CLIENT_CPU, Path::new("wrk"))
-            .args(["-t1", "-c", &connections.to_string(), "-d", &format!("{seconds}s")])
+            .args([
+                "-t1",
+                "-c",
+                &connections.to_string(),
+                "-d",
+                &format!("{seconds}s"),
+            ])
             .args(["--timeout", "5s", "--latency"])
             .arg(format!("http://{}/healthz", server.target()))
             .stderr(Stdio::piped())
@@ -613,12 +646,11 @@ impl Suite {
             );
         }
         let text = String::from_utf8_lossy(&output.stdout);
-        let mut figures = report::parse_wrk(&text)
-            .with_context(|| format!("could not read wrk's output:\n{text}"))?;
+        let mut figures =
+            report::parse_wrk(&text).with_context(|| format!("could not read wrk's output:\n{text}"))?;
         let requests = figures.requests_per_second * seconds as f64;
         if requests > 0.0 {
-            figures.cpu_us_per_request =
-                machine_busy.saturating_sub(wrk_cpu).as_secs_f64() * 1e6 / requests;
+            figures.cpu_us_per_request = machine_busy.saturating_sub(wrk_cpu).as_secs_f64() * 1e6 / requests;
             figures.machine_cpu_us_per_request = machine_busy.as_secs_f64() * 1e6 / requests;
         }
         Ok(figures)
@@ -641,7 +673,16 @@ impl Suite {
         let _ = self.generator_run(Server::Xgate, 100);
         let _ = perf.wait();
         let report = Command::new("perf")
-            .args(["report", "--stdio", "--no-children", "--sort", "dso,symbol", "-g", "none", "-i"])
+            .args([
+                "report",
+                "--stdio",
+                "--no-children",
+                "--sort",
+                "dso,symbol",
+                "-g",
+                "none",
+                "-i",
+            ])
             .arg(&data)
             .output()?;
         let text = String::from_utf8_lossy(&report.stdout);
@@ -653,7 +694,12 @@ impl Suite {
             .collect())
     }
 
-    fn run_server(&mut self, server: Server, cases: &mut Vec<HttpCase>, profile: &mut Vec<String>) -> anyhow::Result<()> {
+    fn run_server(
+        &mut self,
+        server: Server,
+        cases: &mut Vec<HttpCase>,
+        profile: &mut Vec<String>,
+    ) -> anyhow::Result<()> {
         for connections in self.plan.connections.clone() {
             let process = match server {
                 Server::Xgate => self.start_xgate(connections)?,
@@ -696,7 +742,9 @@ impl Suite {
                 });
             }
             if server == Server::Xgate && self.plan.profile && connections == 100 {
-                *profile = self.profile_xgate(&process).unwrap_or_else(|e| vec![format!("profile failed: {e:#}")]);
+                *profile = self
+                    .profile_xgate(&process)
+                    .unwrap_or_else(|e| vec![format!("profile failed: {e:#}")]);
                 self.progress.step("xgate profile recorded");
             }
             let stop_signal = match server {
@@ -723,7 +771,9 @@ impl Suite {
             cases
                 .iter()
                 .find(|c| c.server == server && c.client == "xgate-bench" && c.connections == connections)
-                .and_then(|c| report::Spread::of(&c.runs.iter().map(|r| r.requests_per_second).collect::<Vec<_>>()))
+                .and_then(|c| {
+                    report::Spread::of(&c.runs.iter().map(|r| r.requests_per_second).collect::<Vec<_>>())
+                })
                 .map_or(0.0, |s| s.median)
         };
         let rate = (median_rps("xgate").min(median_rps("nginx")) * 0.5).max(100.0);
@@ -824,10 +874,16 @@ pub fn run(args: &SuiteArgs) -> anyhow::Result<()> {
         .arg(&lab_config_path)
         .output()?;
     if !up.status.success() {
-        bail!("xgate lab up failed: {}", String::from_utf8_lossy(&up.stderr).trim());
+        bail!(
+            "xgate lab up failed: {}",
+            String::from_utf8_lossy(&up.stderr).trim()
+        );
     }
     let _lab = LabGuard { xgate: xgate.clone() };
-    sysctl(GATEWAY_NS, &["net.core.somaxconn=16384", "net.ipv4.tcp_max_syn_backlog=16384"])?;
+    sysctl(
+        GATEWAY_NS,
+        &["net.core.somaxconn=16384", "net.ipv4.tcp_max_syn_backlog=16384"],
+    )?;
     sysctl(CLIENT_NS, &["net.ipv4.ip_local_port_range=1024 65000"])?;
 
     let mut suite = Suite {
@@ -849,7 +905,12 @@ pub fn run(args: &SuiteArgs) -> anyhow::Result<()> {
     suite.run_open_loop(&mut http)?;
 
     let packets = Command::new(&bench)
-        .args(["packets", "--json", "--seconds", &suite.plan.packet_seconds.to_string()])
+        .args([
+            "packets",
+            "--json",
+            "--seconds",
+            &suite.plan.packet_seconds.to_string(),
+        ])
         .args(["--repeats", &suite.plan.repeats.to_string()])
         .stderr(Stdio::piped())
         .output_with_timeout(Duration::from_secs(300))?;
@@ -867,13 +928,13 @@ pub fn run(args: &SuiteArgs) -> anyhow::Result<()> {
         command,
         plan: suite.plan.clone(),
         machine: machine(),
-        pinning: "servers on CPU 0, clients on CPU 1 (taskset); kernel delivery on veth runs on the sender's CPU",
+        pinning:
+            "servers on CPU 0, clients on CPU 1 (taskset); kernel delivery on veth runs on the sender's CPU",
         http,
         packet_path,
         profile,
     };
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let stem = args.out.join(format!("{date}-{git}"));
     let written = report::write_all(&results, &stem)?;
     let results_md = match (&args.results_md, results.plan.mode) {

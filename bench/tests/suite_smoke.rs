@@ -5,7 +5,10 @@
 use std::{path::PathBuf, process::Command};
 
 fn namespaces() -> String {
-    let output = Command::new("ip").args(["netns", "list"]).output().expect("ip runs");
+    let output = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip runs");
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
@@ -32,10 +35,19 @@ fn smoke_suite_writes_every_output_with_figures_from_both_servers() {
     assert!(output.status.success(), "suite failed:\n{stderr}");
     let last_step = stderr
         .lines()
-        .filter_map(|line| line.split_once("] ")?.1.split_whitespace().next()?.split_once('/'))
+        .filter_map(|line| {
+            line.split_once("] ")?
+                .1
+                .split_whitespace()
+                .next()?
+                .split_once('/')
+        })
         .next_back()
         .unwrap_or_else(|| panic!("no progress bar:\n{stderr}"));
-    assert_eq!(last_step.0, last_step.1, "the progress bar reaches the end:\n{stderr}");
+    assert_eq!(
+        last_step.0, last_step.1,
+        "the progress bar reaches the end:\n{stderr}"
+    );
 
     let files: Vec<PathBuf> = std::fs::read_dir(&out)
         .unwrap()
@@ -48,7 +60,8 @@ fn smoke_suite_writes_every_output_with_figures_from_both_servers() {
             .unwrap_or_else(|| panic!("no *{suffix} in {files:?}"))
             .clone()
     };
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(find(".json")).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(find(".json")).unwrap()).unwrap();
     assert_eq!(json["plan"]["mode"], "smoke");
     for server in ["xgate", "nginx"] {
         for connections in [10, 100] {
@@ -56,12 +69,17 @@ fn smoke_suite_writes_every_output_with_figures_from_both_servers() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .find(|c| c["server"] == server && c["client"] == "xgate-bench" && c["connections"] == connections)
+                .find(|c| {
+                    c["server"] == server && c["client"] == "xgate-bench" && c["connections"] == connections
+                })
                 .unwrap_or_else(|| panic!("no xgate-bench case for {server} at {connections}"));
             let runs = case["runs"].as_array().unwrap();
             assert_eq!(runs.len(), 3, "{server} at {connections}: three repeats");
             for run in runs {
-                assert!(run["requests_per_second"].as_f64().unwrap() > 0.0, "{server}: {run}");
+                assert!(
+                    run["requests_per_second"].as_f64().unwrap() > 0.0,
+                    "{server}: {run}"
+                );
                 assert_eq!(run["errors"], 0, "{server} at {connections}: {run}");
                 assert!(run["p99_us"].as_f64().unwrap() >= run["p50_us"].as_f64().unwrap());
                 assert!(run["response_bytes"].as_u64().unwrap() > 0);
@@ -97,16 +115,35 @@ fn smoke_suite_writes_every_output_with_figures_from_both_servers() {
     assert!(packet_rows.iter().any(|r| r["receiver"] == "af_xdp"));
 
     let markdown = std::fs::read_to_string(find(".md")).unwrap();
-    for needle in ["## Goals", "| 100 | xgate |", "| 100 | nginx |", "### Ratios", "## Packet path"] {
-        assert!(markdown.contains(needle), "markdown lacks {needle:?}:\n{markdown}");
+    for needle in [
+        "## Goals",
+        "| 100 | xgate |",
+        "| 100 | nginx |",
+        "### Ratios",
+        "## Packet path",
+    ] {
+        assert!(
+            markdown.contains(needle),
+            "markdown lacks {needle:?}:\n{markdown}"
+        );
     }
     for svg in ["-rps.svg", "-latency-cdf.svg"] {
         let text = std::fs::read_to_string(find(svg)).unwrap();
-        assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"), "{svg} is not an SVG");
-        assert!(text.contains("xgate") && text.contains("nginx"), "{svg} lacks a series");
+        assert!(
+            text.starts_with("<svg") && text.trim_end().ends_with("</svg>"),
+            "{svg} is not an SVG"
+        );
+        assert!(
+            text.contains("xgate") && text.contains("nginx"),
+            "{svg} lacks a series"
+        );
     }
     let results = std::fs::read_to_string(&results_md).unwrap();
     assert!(results.contains("results/") && results.contains("## Goals"));
-    assert!(!namespaces().contains("xgbench-"), "the lab was removed:\n{}", namespaces());
+    assert!(
+        !namespaces().contains("xgbench-"),
+        "the lab was removed:\n{}",
+        namespaces()
+    );
     let _ = std::fs::remove_dir_all(&out);
 }

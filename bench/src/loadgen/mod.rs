@@ -448,7 +448,9 @@ impl Generator {
                 if copied == 0 {
                     break;
                 }
-                let result = conn.reader.feed(&self.scratch[..copied], HEAD_WINDOW.min(RX_BUFFER));
+                let result = conn
+                    .reader
+                    .feed(&self.scratch[..copied], HEAD_WINDOW.min(RX_BUFFER));
                 let consumed = match result {
                     Ok(Progress::NeedMore { consumed } | Progress::Done { consumed, .. }) => consumed,
                     Err(_) => 0,
@@ -459,7 +461,11 @@ impl Generator {
             match window {
                 Ok(Progress::NeedMore { consumed: 0 }) => break,
                 Ok(Progress::NeedMore { .. }) => continue,
-                Ok(Progress::Done { consumed: _, status, close }) => {
+                Ok(Progress::Done {
+                    consumed: _,
+                    status,
+                    close,
+                }) => {
                     if conn.state != ConnState::Waiting {
                         // A response nobody asked for.
                         self.errors.bad_response += 1;
@@ -545,7 +551,12 @@ fn measure(args: &HttpArgs) -> anyhow::Result<HttpReport> {
         (LoopMode::Closed, Some(_)) => bail!("--rate is for --mode open only"),
         (LoopMode::Closed, None) => None,
     };
-    if args.paths.is_empty() || args.paths.iter().any(|p| !p.starts_with('/') || p.contains(char::is_whitespace)) {
+    if args.paths.is_empty()
+        || args
+            .paths
+            .iter()
+            .any(|p| !p.starts_with('/') || p.contains(char::is_whitespace))
+    {
         bail!("--path must be an origin-form path such as /healthz");
     }
     let mac = parse_mac(&args.mac)?;
@@ -553,7 +564,9 @@ fn measure(args: &HttpArgs) -> anyhow::Result<HttpReport> {
     let requests: Vec<Vec<u8>> = args
         .paths
         .iter()
-        .map(|path| format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: xgate-bench\r\n\r\n").into_bytes())
+        .map(|path| {
+            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: xgate-bench\r\n\r\n").into_bytes()
+        })
         .collect();
 
     let mut steering = Steering::attach(&args.interface, args.local_ip)
@@ -573,9 +586,10 @@ fn measure(args: &HttpArgs) -> anyhow::Result<HttpReport> {
 
     let epoch = Instant::now();
     let mut iface_config = IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
-    let iface_seed = u64::from(std::process::id()) ^ std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
+    let iface_seed = u64::from(std::process::id())
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
     iface_config.random_seed = iface_seed;
     let mut iface = Interface::new(iface_config, &mut port, StackInstant::from_micros(0));
     iface.update_ip_addrs(|addrs| {
@@ -749,8 +763,7 @@ fn measure(args: &HttpArgs) -> anyhow::Result<HttpReport> {
                 }
                 Some(plan) => {
                     let k = generator.conns[index].next_request;
-                    if k < plan.due_count(generator.now_ns())
-                        && generator.send_request(index, plan.due_at(k))
+                    if k < plan.due_count(generator.now_ns()) && generator.send_request(index, plan.due_at(k))
                     {
                         generator.conns[index].next_request = plan.next_request(k);
                     }
@@ -781,7 +794,8 @@ fn measure(args: &HttpArgs) -> anyhow::Result<HttpReport> {
         // Done when no shard has work and the kernel has sent every frame handed to it (in copy
         // mode it sends a bounded batch per kick, so frames can still sit in the tx ring).
         let stats = generator.port.stats();
-        if generator.shards.iter().all(|s| !s.dirty && s.poll_at.is_none()) && stats.tx_completed == stats.tx_frames
+        if generator.shards.iter().all(|s| !s.dirty && s.poll_at.is_none())
+            && stats.tx_completed == stats.tx_frames
         {
             break;
         }

@@ -61,8 +61,13 @@ impl ResponseReader {
                     let mut close = response.version == Some(0);
                     for header in response.headers.iter() {
                         if header.name.eq_ignore_ascii_case("content-length") {
-                            let text = std::str::from_utf8(header.value).map_err(|_| FramingError::Malformed)?;
-                            length = Some(text.trim().parse::<usize>().map_err(|_| FramingError::Malformed)?);
+                            let text =
+                                std::str::from_utf8(header.value).map_err(|_| FramingError::Malformed)?;
+                            length = Some(
+                                text.trim()
+                                    .parse::<usize>()
+                                    .map_err(|_| FramingError::Malformed)?,
+                            );
                         } else if header.name.eq_ignore_ascii_case("connection") {
                             close = header.value.eq_ignore_ascii_case(b"close");
                         }
@@ -208,7 +213,10 @@ mod tests {
             reader.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", 4096),
             Err(FramingError::NoLength)
         );
-        assert_eq!(reader.feed(b"HTTX/1.1 200 OK\r\n\r\n", 4096), Err(FramingError::Malformed));
+        assert_eq!(
+            reader.feed(b"HTTX/1.1 200 OK\r\n\r\n", 4096),
+            Err(FramingError::Malformed)
+        );
         assert_eq!(
             reader.feed(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", 4096),
             Err(FramingError::Malformed)
@@ -223,11 +231,20 @@ mod tests {
     fn large_body_taken_in_parts() {
         let mut reader = ResponseReader::default();
         let head = b"HTTP/1.1 200 OK\r\nContent-Length: 10000\r\n\r\n";
-        assert_eq!(reader.feed(head, 4096), Ok(Progress::NeedMore { consumed: head.len() }));
+        assert_eq!(
+            reader.feed(head, 4096),
+            Ok(Progress::NeedMore { consumed: head.len() })
+        );
         assert!(reader.in_body());
         let chunk = [b'x'; 4096];
-        assert_eq!(reader.feed(&chunk, 4096), Ok(Progress::NeedMore { consumed: 4096 }));
-        assert_eq!(reader.feed(&chunk, 4096), Ok(Progress::NeedMore { consumed: 4096 }));
+        assert_eq!(
+            reader.feed(&chunk, 4096),
+            Ok(Progress::NeedMore { consumed: 4096 })
+        );
+        assert_eq!(
+            reader.feed(&chunk, 4096),
+            Ok(Progress::NeedMore { consumed: 4096 })
+        );
         assert!(matches!(
             reader.feed(&chunk, 4096),
             Ok(Progress::Done { consumed: 1808, .. })

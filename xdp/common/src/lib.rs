@@ -70,6 +70,23 @@ pub struct ActionStats {
 // SAFETY: ActionStats is #[repr(C)], made of two u64 with no padding, valid for any bit pattern.
 unsafe impl aya::Pod for ActionStats {}
 
+/// Name of the benchmark receiver program: counts every frame into [`BENCH_DROP_STATS_MAP`] and
+/// drops it (XDP_DROP). It measures the most frames per second the kernel can hand anyone on an
+/// interface; it is never attached by the gateway itself.
+pub const BENCH_DROP_PROGRAM: &str = "xgate_bench_drop";
+/// Name of the per-CPU array of [`ActionStats`] written by `xgate_bench_drop`: one entry, at
+/// index 0, counting every frame the program saw on that CPU.
+pub const BENCH_DROP_STATS_MAP: &str = "BENCH_DROP_STATS";
+/// Entries in [`BENCH_DROP_STATS_MAP`] and [`BENCH_TX_STATS_MAP`].
+pub const BENCH_STATS_ENTRIES: u32 = 1;
+/// Name of the benchmark generator program: counts every frame into [`BENCH_TX_STATS_MAP`] and
+/// returns XDP_TX. Run with BPF_PROG_TEST_RUN in live-frames mode, the kernel transmits each frame
+/// out of the interface named as ingress in the run's context.
+pub const BENCH_TX_PROGRAM: &str = "xgate_bench_tx";
+/// Name of the per-CPU array of [`ActionStats`] written by `xgate_bench_tx`: one entry, at index
+/// 0, counting every frame the generator has sent on that CPU (readable while a run is going on).
+pub const BENCH_TX_STATS_MAP: &str = "BENCH_TX_STATS";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,11 @@
 //!   `XDP_PASS`, so the host keeps its own traffic on the same interface.
 //! - Every frame is counted exactly once, per CPU, under the verdict it received.
 //! - Every packet access is bounds-checked against `data_end` (the verifier insists).
+//!
+//! The same object also carries two benchmark programs for `xgate-bench packets`, never attached
+//! by the gateway: `xgate_bench_drop` (count into `BENCH_DROP_STATS`, then XDP_DROP) and
+//! `xgate_bench_tx` (count into `BENCH_TX_STATS`, then XDP_TX: the frame generator, run through
+//! BPF_PROG_TEST_RUN live frames).
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -13,7 +18,7 @@ use aya_ebpf::{
     maps::{PerCpuArray, XskMap},
     programs::XdpContext,
 };
-use xgate_xdp_common::{ActionStats, Verdict, MAX_QUEUES};
+use xgate_xdp_common::{ActionStats, Verdict, BENCH_STATS_ENTRIES, MAX_QUEUES};
 
 /// The gateway's IPv4 address, wire octets as a native u32. Set by the loader before load.
 #[no_mangle]
@@ -24,6 +29,16 @@ static XSKS: XskMap = XskMap::with_max_entries(MAX_QUEUES, 0);
 
 #[map(name = "VERDICT_STATS")]
 static VERDICT_STATS: PerCpuArray<ActionStats> = PerCpuArray::with_max_entries(Verdict::COUNT, 0);
+
+/// Every frame `xgate_bench_drop` saw, per CPU, at index 0. Written only by that benchmark
+/// program; the steering program never touches it.
+#[map(name = "BENCH_DROP_STATS")]
+static BENCH_DROP_STATS: PerCpuArray<ActionStats> = PerCpuArray::with_max_entries(BENCH_STATS_ENTRIES, 0);
+
+/// Every frame `xgate_bench_tx` sent, per CPU, at index 0, so that a benchmark can read how much
+/// it generated while one long BPF_PROG_TEST_RUN call is still running.
+#[map(name = "BENCH_TX_STATS")]
+static BENCH_TX_STATS: PerCpuArray<ActionStats> = PerCpuArray::with_max_entries(BENCH_STATS_ENTRIES, 0);
 
 const ETH_HDR_LEN: usize = 14;
 const ETH_P_IPV4: u16 = 0x0800;
@@ -48,6 +63,37 @@ pub fn xgate_steer(ctx: XdpContext) -> u32 {
     };
     count(verdict, ctx.data_end() - ctx.data());
     action
+}
+
+/// Benchmark receiver: counts the frame (packets and bytes, per CPU) and drops it. Attached in
+/// place of `xgate_steer`, it gives the rate at which the interface can hand frames to XDP at all,
+/// the ceiling for the AF_XDP path. Not used by the gateway.
+#[xdp]
+pub fn xgate_bench_drop(ctx: XdpContext) -> u32 {
+    count_into(&BENCH_DROP_STATS, ctx.data_end() - ctx.data());
+    xdp_action::XDP_DROP
+}
+
+/// Benchmark generator: counts the frame and sends it back out (XDP_TX). Never attached: the
+/// loader runs it with BPF_PROG_TEST_RUN in live-frames mode, where the kernel turns XDP_TX into a
+/// transmit out of the ingress interface named in the run's context, `repeat` times per call.
+#[xdp]
+pub fn xgate_bench_tx(ctx: XdpContext) -> u32 {
+    count_into(&BENCH_TX_STATS, ctx.data_end() - ctx.data());
+    xdp_action::XDP_TX
+}
+
+/// Adds one frame of `bytes` to entry 0 of a benchmark's per-CPU counter.
+#[inline(always)]
+fn count_into(stats: &PerCpuArray<ActionStats>, bytes: usize) {
+    if let Some(entry) = stats.get_ptr_mut(0) {
+        // SAFETY: per-CPU array entries are private to this CPU while the program runs, so a plain
+        // read-modify-write cannot race; the pointer comes from a successful map lookup.
+        unsafe {
+            (*entry).packets += 1;
+            (*entry).bytes += bytes as u64;
+        }
+    }
 }
 
 #[inline(always)]

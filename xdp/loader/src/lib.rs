@@ -8,6 +8,8 @@
 //! - The gateway address is written into the program before it is loaded; it cannot change while
 //!   attached.
 
+pub mod bench;
+
 use std::{net::Ipv4Addr, os::fd::AsRawFd};
 
 use aya::{
