@@ -15,4 +15,7 @@ if [[ $# -eq 0 ]]; then
     set -- --quick
 fi
 cargo build --release -p xgate -p xgate-bench
+# UMEMs on 2 MiB hugepages, as deployed: xgate 16 MiB, the load generator 16 MiB, the packet
+# benchmark 16 MiB (setup.sh only ever raises the reservation).
+bash hugepages/setup.sh 32
 exec target/release/xgate-bench suite "$@"

@@ -77,6 +77,7 @@ pub fn parse_wrk(text: &str) -> Option<RunFigures> {
         p99_us: 0.0,
         p999_us: f64::NAN,
         errors: 0,
+        error_kinds: Value::Null,
         cpu_us_per_request: 0.0,
         machine_cpu_us_per_request: 0.0,
         response_bytes: 0,

@@ -160,6 +160,9 @@ pub struct RunFigures {
     pub p99_us: f64,
     pub p999_us: f64,
     pub errors: u64,
+    /// Errors by kind and refused-then-retried connects (xgate-bench runs only).
+    #[serde(skip_serializing_if = "Value::is_null")]
+    pub error_kinds: Value,
     /// Server-side CPU per request: machine busy time minus the client's own, over requests.
     pub cpu_us_per_request: f64,
     /// Whole-machine CPU per request: every process (the client too), kernel and softirq.
@@ -604,6 +607,10 @@ impl Suite {
             p99_us: number(&["latency_us", "p99"]),
             p999_us: number(&["latency_us", "p999"]),
             errors,
+            error_kinds: serde_json::json!({
+                "by_kind": report.get("errors").cloned().unwrap_or(Value::Null),
+                "connect_retries": report.get("connect_retries").cloned().unwrap_or(Value::Null),
+            }),
             cpu_us_per_request: if requests > 0.0 {
                 server_cpu * 1e6 / requests
             } else {
@@ -694,6 +701,27 @@ impl Suite {
             .collect())
     }
 
+    /// Runs `measure` against a freshly started `server` and stops it afterwards: every repeat
+    /// starts from the same state (no sockets, timers or caches left by the run before).
+    fn with_fresh_server<T>(
+        &self,
+        server: Server,
+        connections: usize,
+        measure: impl FnOnce(&Self, &Guarded) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let process = match server {
+            Server::Xgate => self.start_xgate(connections)?,
+            Server::Nginx => self.start_nginx(connections)?,
+        };
+        let result = measure(self, &process);
+        let stop_signal = match server {
+            Server::Xgate => libc::SIGINT,
+            Server::Nginx => libc::SIGTERM,
+        };
+        stop(process, stop_signal);
+        result
+    }
+
     fn run_server(
         &mut self,
         server: Server,
@@ -701,13 +729,11 @@ impl Suite {
         profile: &mut Vec<String>,
     ) -> anyhow::Result<()> {
         for connections in self.plan.connections.clone() {
-            let process = match server {
-                Server::Xgate => self.start_xgate(connections)?,
-                Server::Nginx => self.start_nginx(connections)?,
-            };
             let mut runs = Vec::new();
             for repeat in 0..self.plan.repeats {
-                runs.push(self.generator_run(server, connections)?);
+                runs.push(self.with_fresh_server(server, connections, |suite, _| {
+                    suite.generator_run(server, connections)
+                })?);
                 self.progress.step(&format!(
                     "{} c={connections} xgate-bench run {}/{}: {:.0} req/s",
                     server.name(),
@@ -725,7 +751,9 @@ impl Suite {
             if self.plan.wrk_connections.contains(&connections) {
                 let mut runs = Vec::new();
                 for repeat in 0..self.plan.repeats {
-                    runs.push(self.wrk_run(server, connections)?);
+                    runs.push(self.with_fresh_server(server, connections, |suite, _| {
+                        suite.wrk_run(server, connections)
+                    })?);
                     self.progress.step(&format!(
                         "{} c={connections} wrk run {}/{}: {:.0} req/s",
                         server.name(),
@@ -743,15 +771,10 @@ impl Suite {
             }
             if server == Server::Xgate && self.plan.profile && connections == 100 {
                 *profile = self
-                    .profile_xgate(&process)
+                    .with_fresh_server(server, connections, |suite, process| suite.profile_xgate(process))
                     .unwrap_or_else(|e| vec![format!("profile failed: {e:#}")]);
                 self.progress.step("xgate profile recorded");
             }
-            let stop_signal = match server {
-                Server::Xgate => libc::SIGINT,
-                Server::Nginx => libc::SIGTERM,
-            };
-            stop(process, stop_signal);
         }
         Ok(())
     }
@@ -778,13 +801,11 @@ impl Suite {
         };
         let rate = (median_rps("xgate").min(median_rps("nginx")) * 0.5).max(100.0);
         for server in [Server::Xgate, Server::Nginx] {
-            let process = match server {
-                Server::Xgate => self.start_xgate(connections)?,
-                Server::Nginx => self.start_nginx(connections)?,
-            };
             let mut runs = Vec::new();
             for repeat in 0..self.plan.repeats {
-                runs.push(self.generator_run_at(server, connections, Some(rate))?);
+                runs.push(self.with_fresh_server(server, connections, |suite, _| {
+                    suite.generator_run_at(server, connections, Some(rate))
+                })?);
                 self.progress.step(&format!(
                     "{} c={connections} open loop at {rate:.0} req/s, run {}/{}: p99 {:.0} us",
                     server.name(),
@@ -799,14 +820,6 @@ impl Suite {
                 connections,
                 runs,
             });
-            stop(
-                process,
-                if server == Server::Xgate {
-                    libc::SIGINT
-                } else {
-                    libc::SIGTERM
-                },
-            );
         }
         Ok(())
     }

@@ -156,6 +156,8 @@ pub struct HttpReport {
     pub connections: usize,
     pub established: usize,
     pub connect_seconds: f64,
+    /// Connection attempts refused during the connect phase and retried.
+    pub connect_retries: u64,
     pub duration_seconds: f64,
     /// Responses completed inside the measurement window.
     pub requests: u64,
@@ -286,6 +288,8 @@ struct Generator {
     epoch: Instant,
     scratch: Box<[u8]>,
     errors: Errors,
+    /// Connection attempts the server refused (RST to our SYN); retried while time allows.
+    refused: u64,
     response_bytes: usize,
 }
 
@@ -420,7 +424,7 @@ impl Generator {
                     tcp::State::Established => conn.state = ConnState::Idle,
                     tcp::State::Closed | tcp::State::TimeWait | tcp::State::CloseWait => {
                         conn.state = ConnState::Failed;
-                        self.errors.connect += 1;
+                        self.refused += 1;
                     }
                     _ => {}
                 }
@@ -637,6 +641,7 @@ fn measure(args: &HttpArgs) -> anyhow::Result<HttpReport> {
         epoch,
         scratch: vec![0; HEAD_WINDOW].into_boxed_slice(),
         errors: Errors::default(),
+        refused: 0,
         response_bytes: 0,
     };
 
@@ -648,20 +653,33 @@ fn measure(args: &HttpArgs) -> anyhow::Result<HttpReport> {
     let connect_deadline = Duration::from_secs_f64(args.connect_timeout);
     let connect_start = Instant::now();
     let mut connecting = args.connections;
+    // A refused attempt (the server had no free listener yet, e.g. still tearing down the
+    // previous run's connections) is retried from a fresh port every 50 ms until the deadline,
+    // as a client ramping up would; the retries are reported.
+    let mut last_retry = Instant::now();
     while connecting > 0 && connect_start.elapsed() < connect_deadline {
         generator.receive();
         connecting = 0;
+        let retry = last_retry.elapsed() >= Duration::from_millis(50);
         for index in 0..args.connections {
             generator.read_response(index);
+            if retry && generator.conns[index].state == ConnState::Failed {
+                let port = generator.spare_port();
+                generator.connect(index, port);
+            }
             if generator.conns[index].state == ConnState::Connecting {
                 connecting += 1;
             }
         }
+        if retry {
+            last_retry = Instant::now();
+        }
         generator.transmit();
     }
     let connect_seconds = connect_start.elapsed().as_secs_f64();
+    let connect_retries = generator.refused;
     for conn in &mut generator.conns {
-        if conn.state == ConnState::Connecting {
+        if matches!(conn.state, ConnState::Connecting | ConnState::Failed) {
             conn.state = ConnState::Failed;
             generator.errors.connect += 1;
         }
@@ -778,19 +796,28 @@ fn measure(args: &HttpArgs) -> anyhow::Result<HttpReport> {
         work.clear();
         generator.transmit();
     }
-    // Reset every connection (RST) so the server frees its sockets now, not at its timeout.
-    for index in 0..generator.conns.len() {
-        let conn = &generator.conns[index];
-        generator.shards[conn.shard as usize]
-            .sockets
-            .get_mut::<tcp::Socket>(conn.handle)
-            .abort();
-        generator.shards[conn.shard as usize].dirty = true;
-    }
+    // Reset every connection (RST) so the server frees its sockets now, not at its timeouts.
+    // Paced, RST_PACE per 100 us, so that a slow server's receive ring does not overflow and
+    // drop them.
+    const RST_PACE: usize = 16;
     let drain_start = Instant::now();
-    while drain_start.elapsed() < Duration::from_millis(500) {
+    let mut next_reset = 0;
+    while drain_start.elapsed() < Duration::from_millis(2000) {
+        let due = (drain_start.elapsed().as_micros() as usize / 100 + 1) * RST_PACE;
+        while next_reset < generator.conns.len().min(due) {
+            let conn = &generator.conns[next_reset];
+            generator.shards[conn.shard as usize]
+                .sockets
+                .get_mut::<tcp::Socket>(conn.handle)
+                .abort();
+            generator.shards[conn.shard as usize].dirty = true;
+            next_reset += 1;
+        }
         generator.receive();
         generator.transmit();
+        if next_reset < generator.conns.len() {
+            continue;
+        }
         // Done when no shard has work and the kernel has sent every frame handed to it (in copy
         // mode it sends a bounded batch per kick, so frames can still sit in the tx ring).
         let stats = generator.port.stats();
@@ -800,6 +827,7 @@ fn measure(args: &HttpArgs) -> anyhow::Result<HttpReport> {
             break;
         }
     }
+    generator.errors.connect += generator.refused - connect_retries;
     let (machine_busy_seconds, generator_cpu_seconds) = match window_cpu {
         Some((machine, own)) => (
             MachineCpu::sample().busy_since(&machine).as_secs_f64(),
@@ -817,6 +845,7 @@ fn measure(args: &HttpArgs) -> anyhow::Result<HttpReport> {
         connections: args.connections,
         established: live.len(),
         connect_seconds,
+        connect_retries,
         duration_seconds: args.duration,
         requests: requests_done,
         requests_per_second: requests_done as f64 / args.duration,
