@@ -454,15 +454,16 @@ pub fn markdown(results: &SuiteResults, plots: Option<(&str, &str)>) -> String {
     http_table(&mut out, &summaries, "wrk");
     let _ = writeln!(out, "\n## Packet path: AF_XDP receive vs XDP_DROP on one veth\n");
     packet_table(&mut out, &results.packet_path);
-    if !results.profile.is_empty() {
+    for section in &results.profile {
         let _ = writeln!(
             out,
-            "## Where xgate spends its CPU (perf, 100 connections, top symbols by self time)\n\n```"
+            "## Where xgate spends its CPU at {} connections (perf: xgate's threads, user and kernel, top symbols by self time)\n\n```",
+            thousands(section.connections as f64)
         );
-        for line in &results.profile {
+        for line in &section.top {
             let _ = writeln!(out, "{line}");
         }
-        let _ = writeln!(out, "```");
+        let _ = writeln!(out, "```\n");
     }
     out
 }

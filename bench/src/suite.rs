@@ -147,7 +147,15 @@ impl Plan {
 
     fn steps(&self) -> usize {
         let per_server = (self.connections.len() + self.wrk_connections.len() + 1) * self.repeats;
-        2 * per_server + 1 + usize::from(self.profile)
+        let profiles = if self.profile {
+            self.connections
+                .iter()
+                .filter(|c| PROFILED_CONNECTIONS.contains(c))
+                .count()
+        } else {
+            0
+        };
+        2 * per_server + 1 + profiles
     }
 }
 
@@ -185,6 +193,17 @@ pub struct HttpCase {
     pub runs: Vec<RunFigures>,
 }
 
+/// The top symbols of one perf profile of xgate.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProfileSection {
+    pub connections: usize,
+    /// `percent dso symbol`, by self time, largest first.
+    pub top: Vec<String>,
+}
+
+/// Connection counts at which `--profile` records xgate: the reference load and the largest.
+const PROFILED_CONNECTIONS: [usize; 2] = [100, 10_000];
+
 /// Where the suite ran.
 #[derive(Clone, Debug, Serialize)]
 pub struct Machine {
@@ -208,8 +227,8 @@ pub struct SuiteResults {
     pub pinning: &'static str,
     pub http: Vec<HttpCase>,
     pub packet_path: Value,
-    /// Top costs of xgate's CPU profile at 100 connections (perf), if recorded.
-    pub profile: Vec<String>,
+    /// Top costs of xgate's CPU profile (perf) per connection count, if recorded.
+    pub profile: Vec<ProfileSection>,
 }
 
 /// A child that is killed (and waited for) if it is still running when dropped.
@@ -663,9 +682,9 @@ impl Suite {
         Ok(figures)
     }
 
-    /// Records xgate's CPU profile during one generator run at 100 connections; returns the top
-    /// symbols.
-    fn profile_xgate(&self, server: &Guarded) -> anyhow::Result<Vec<String>> {
+    /// Records xgate's CPU profile (its own threads, user and kernel) during one generator run at
+    /// `connections`; returns the top symbols by self time.
+    fn profile_xgate(&self, server: &Guarded, connections: usize) -> anyhow::Result<Vec<String>> {
         let data = self.work.join("perf.data");
         let seconds = self.plan.duration_seconds.max(3.0);
         let mut perf = Command::new("perf")
@@ -677,7 +696,7 @@ impl Suite {
             .stderr(Stdio::null())
             .spawn()
             .context("starting perf (install linux-perf)")?;
-        let _ = self.generator_run(Server::Xgate, 100);
+        let _ = self.generator_run(Server::Xgate, connections);
         let _ = perf.wait();
         let report = Command::new("perf")
             .args([
@@ -697,7 +716,12 @@ impl Suite {
             .lines()
             .filter(|l| !l.starts_with('#') && l.contains('%'))
             .take(15)
-            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .map(|l| {
+                l.split_whitespace()
+                    .filter(|word| *word != "-")
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
             .collect())
     }
 
@@ -726,7 +750,7 @@ impl Suite {
         &mut self,
         server: Server,
         cases: &mut Vec<HttpCase>,
-        profile: &mut Vec<String>,
+        profile: &mut Vec<ProfileSection>,
     ) -> anyhow::Result<()> {
         for connections in self.plan.connections.clone() {
             let mut runs = Vec::new();
@@ -769,11 +793,15 @@ impl Suite {
                     runs,
                 });
             }
-            if server == Server::Xgate && self.plan.profile && connections == 100 {
-                *profile = self
-                    .with_fresh_server(server, connections, |suite, process| suite.profile_xgate(process))
+            if server == Server::Xgate && self.plan.profile && PROFILED_CONNECTIONS.contains(&connections) {
+                let top = self
+                    .with_fresh_server(server, connections, |suite, process| {
+                        suite.profile_xgate(process, connections)
+                    })
                     .unwrap_or_else(|e| vec![format!("profile failed: {e:#}")]);
-                self.progress.step("xgate profile recorded");
+                profile.push(ProfileSection { connections, top });
+                self.progress
+                    .step(&format!("xgate profile at {connections} connections recorded"));
             }
         }
         Ok(())
