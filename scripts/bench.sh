@@ -8,6 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
+bash scripts/bootstrap.sh
 if [[ "${1:-}" == "--micro" ]]; then
     exec cargo bench -p xgate-bench --bench micro
 fi

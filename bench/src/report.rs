@@ -644,7 +644,20 @@ pub fn write_all(results: &SuiteResults, stem: &Path) -> anyhow::Result<Vec<Path
     Ok(written)
 }
 
-/// Writes `bench/RESULTS.md`: the latest table, with plots linked from `results/`.
+/// The heading of the part of `RESULTS.md` that people write (the reading of the figures and
+/// profiles); everything from it on survives when the suite rewrites the file.
+pub const NOTES_HEADING: &str = "## Notes (written by people; kept when the suite rewrites this file)";
+
+/// Keeps the notes of an existing `RESULTS.md` behind freshly generated tables.
+fn with_kept_notes(generated: String, existing: Option<&str>) -> String {
+    match existing.and_then(|old| old.find(NOTES_HEADING).map(|at| &old[at..])) {
+        Some(notes) => format!("{generated}\n{notes}"),
+        None => generated,
+    }
+}
+
+/// Writes `bench/RESULTS.md`: the latest table, with plots linked from `results/`, followed by
+/// the notes already in the file.
 pub fn write_results_md(results: &SuiteResults, stem: &Path, path: &Path) -> anyhow::Result<()> {
     let relative = |suffix: &str| format!("results/{}{suffix}", file_name(stem));
     let mut text = markdown(
@@ -657,6 +670,8 @@ pub fn write_results_md(results: &SuiteResults, stem: &Path, path: &Path) -> any
         relative(".json"),
         relative(".json")
     );
+    let existing = std::fs::read_to_string(path).ok();
+    let text = with_kept_notes(text, existing.as_deref());
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
@@ -709,6 +724,17 @@ Transfer/sec:      8.96MB
         assert_eq!(thousands(-1000.0), "-1,000");
         assert_eq!(micros(1234.4), "1234");
         assert_eq!(micros(12.34), "12.3");
+    }
+
+    #[test]
+    fn notes_survive_a_rewrite_and_tables_do_not() {
+        let old = format!("# old tables\n| 1 |\n\n{NOTES_HEADING}\n\nThe loop and worker share a core.\n");
+        let new = with_kept_notes("# new tables\n".into(), Some(&old));
+        assert!(new.starts_with("# new tables\n"));
+        assert!(!new.contains("old tables"));
+        assert!(new.ends_with("The loop and worker share a core.\n"));
+        assert_eq!(with_kept_notes("# new\n".into(), Some("# no notes\n")), "# new\n");
+        assert_eq!(with_kept_notes("# new\n".into(), None), "# new\n");
     }
 
     #[test]
