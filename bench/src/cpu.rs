@@ -22,9 +22,10 @@ pub fn parse_proc_stat(text: &str, ticks_per_second: u64) -> Option<MachineCpu> 
     if fields.len() < 8 {
         return None;
     }
-    // user nice system idle iowait irq softirq steal [guest guest_nice: already in user/nice]
-    let busy = fields[0] + fields[1] + fields[2] + fields[5] + fields[6] + fields[7];
-    let total = busy + fields[3] + fields[4];
+    // user nice system idle iowait irq softirq steal [guest guest_nice: already in user/nice].
+    // Steal is time the hypervisor gave to someone else: neither busy nor ours.
+    let busy = fields[0] + fields[1] + fields[2] + fields[5] + fields[6];
+    let total = busy + fields[3] + fields[4] + fields[7];
     let to_duration = |ticks: u64| Duration::from_secs_f64(ticks as f64 / ticks_per_second as f64);
     Some(MachineCpu {
         busy: to_duration(busy),
@@ -75,10 +76,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn proc_stat_busy_counts_kernel_and_softirq_but_not_idle() {
+    fn proc_stat_busy_counts_kernel_and_softirq_but_not_idle_or_steal() {
         let text = "cpu  100 5 50 1000 20 3 7 1 0 0\ncpu0 50 2 25 500 10 1 3 0 0 0\nintr 1\n";
         let cpu = parse_proc_stat(text, 100).unwrap();
-        assert_eq!(cpu.busy, Duration::from_secs_f64(1.66));
+        assert_eq!(cpu.busy, Duration::from_secs_f64(1.65));
         assert_eq!(cpu.total, Duration::from_secs_f64(11.86));
         assert!(parse_proc_stat("cpu0 1 2 3\n", 100).is_none());
         assert!(parse_proc_stat("cpu  1 2 x 4 5 6 7 8\n", 100).is_none());

@@ -168,6 +168,12 @@ pub struct RunFigures {
     pub p99_us: f64,
     pub p999_us: f64,
     pub errors: u64,
+    /// Frames the client's AF_XDP socket lost (its rx ring was full) and times it had no free tx
+    /// frame: a client-side limit, if not zero (xgate-bench runs only).
+    #[serde(default)]
+    pub client_rx_dropped: u64,
+    #[serde(default)]
+    pub client_tx_starved: u64,
     /// Errors by kind and refused-then-retried connects (xgate-bench runs only).
     #[serde(skip_serializing_if = "Value::is_null")]
     pub error_kinds: Value,
@@ -626,9 +632,12 @@ impl Suite {
             p99_us: number(&["latency_us", "p99"]),
             p999_us: number(&["latency_us", "p999"]),
             errors,
+            client_rx_dropped: number(&["kernel_rx_dropped"]) as u64,
+            client_tx_starved: number(&["tx_starved"]) as u64,
             error_kinds: serde_json::json!({
                 "by_kind": report.get("errors").cloned().unwrap_or(Value::Null),
                 "connect_retries": report.get("connect_retries").cloned().unwrap_or(Value::Null),
+                "open_loop_unfinished": report.get("open_loop_unfinished").cloned().unwrap_or(Value::Null),
             }),
             cpu_us_per_request: if requests > 0.0 {
                 server_cpu * 1e6 / requests
@@ -672,9 +681,9 @@ impl Suite {
             );
         }
         let text = String::from_utf8_lossy(&output.stdout);
-        let mut figures =
+        let (mut figures, completed) =
             report::parse_wrk(&text).with_context(|| format!("could not read wrk's output:\n{text}"))?;
-        let requests = figures.requests_per_second * seconds as f64;
+        let requests = completed as f64;
         if requests > 0.0 {
             figures.cpu_us_per_request = machine_busy.saturating_sub(wrk_cpu).as_secs_f64() * 1e6 / requests;
             figures.machine_cpu_us_per_request = machine_busy.as_secs_f64() * 1e6 / requests;
@@ -733,6 +742,9 @@ impl Suite {
         connections: usize,
         measure: impl FnOnce(&Self, &Guarded) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
+        if stop_requested() {
+            bail!("interrupted");
+        }
         let process = match server {
             Server::Xgate => self.start_xgate(connections)?,
             Server::Nginx => self.start_nginx(connections)?,
@@ -863,30 +875,110 @@ trait OutputWithTimeout {
 
 impl OutputWithTimeout for Command {
     fn output_with_timeout(&mut self, limit: Duration) -> anyhow::Result<std::process::Output> {
-        let child = self.stdout(Stdio::piped()).spawn()?;
-        let pid = child.id();
-        let (done_tx, done_rx) = mpsc::channel();
-        let waiter = std::thread::spawn(move || {
-            let output = child.wait_with_output();
-            let _ = done_tx.send(());
-            output
-        });
-        if done_rx.recv_timeout(limit).is_err() {
-            // SAFETY: kill has no memory-safety preconditions; the pid is our unreaped child's.
-            unsafe {
-                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+        use std::io::Read;
+        let mut child = self.stdout(Stdio::piped()).spawn()?;
+        // Readers drain the pipes so the child never blocks on a full one.
+        let drain = |pipe: Option<Box<dyn Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                if let Some(mut pipe) = pipe {
+                    let _ = pipe.read_to_end(&mut bytes);
+                }
+                bytes
+            })
+        };
+        let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+        let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
             }
-            let _ = waiter.join();
-            bail!("a benchmark child ran over its {limit:?} deadline and was killed");
-        }
-        Ok(waiter.join().expect("waiter thread does not panic")?)
+            if start.elapsed() > limit || stop_requested() {
+                // The child is not reaped yet, so its pid cannot have been reused.
+                let _ = child.kill();
+                let _ = child.wait();
+                if stop_requested() {
+                    bail!("interrupted");
+                }
+                bail!("a benchmark child ran over its {limit:?} deadline and was killed");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        Ok(std::process::Output {
+            status,
+            stdout: stdout.join().unwrap_or_default(),
+            stderr: stderr.join().unwrap_or_default(),
+        })
     }
+}
+
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_signal: libc::c_int) {
+    STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+fn stop_requested() -> bool {
+    STOP.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Ctrl-C or SIGTERM ends the suite between steps (the running child is killed), and the lab
+/// and work directory are still removed by their guards.
+fn install_stop_handlers() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: installs an async-signal-safe handler (one atomic store) with an otherwise
+        // zeroed sigaction that lives across the call.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_stop_signal as *const () as usize;
+            libc::sigaction(signal, &action, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Removes the suite's scratch directory when the suite ends.
+struct WorkDir(PathBuf);
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The open-file limit must cover the largest connection count (nginx and wrk hold one file per
+/// connection; this process's limit is what they inherit).
+fn check_file_limit(plan: &Plan) -> anyhow::Result<()> {
+    let most = plan.connections.iter().copied().max().unwrap_or(0) as u64 + 256;
+    // SAFETY: an all-zero rlimit is a valid value of the plain-data struct.
+    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: getrlimit writes one rlimit into the live, correctly typed struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Ok(());
+    }
+    if (limit.rlim_cur as u64) < most {
+        let raised = libc::rlimit {
+            rlim_cur: (most as libc::rlim_t).min(limit.rlim_max),
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit reads one rlimit from the live struct it is given.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) };
+        if (raised.rlim_cur as u64) < most {
+            bail!(
+                "open-file limit {} is below the {most} the largest connection count needs: raise it (ulimit -n) or pass smaller --connections",
+                limit.rlim_max
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Runs the suite and writes its results.
 pub fn run(args: &SuiteArgs) -> anyhow::Result<()> {
     let plan = Plan::from_args(args)?;
     require_tools()?;
+    check_file_limit(&plan)?;
+    install_stop_handlers();
     let bench = std::env::current_exe().context("locating xgate-bench")?;
     let xgate = bench.with_file_name("xgate");
     if !xgate.exists() {
@@ -898,6 +990,7 @@ pub fn run(args: &SuiteArgs) -> anyhow::Result<()> {
     let (date, git) = date_and_revision();
     let work = std::env::temp_dir().join(format!("xgate-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
+    let _work_guard = WorkDir(work.clone());
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     eprintln!(
         "xgate-bench suite ({} mode): {} steps, connections {:?}, {} repeats of {} s",
@@ -990,6 +1083,5 @@ pub fn run(args: &SuiteArgs) -> anyhow::Result<()> {
     for path in written {
         eprintln!("wrote {}", path.display());
     }
-    let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }

@@ -2,7 +2,11 @@
 //! both answer the userspace load generator and wrk, the packet path runs, and every output file
 //! is written and readable. It checks that the harness works, never how fast anything is.
 
-use std::{path::PathBuf, process::Command};
+use std::{
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
 
 fn namespaces() -> String {
     let output = Command::new("ip")
@@ -24,13 +28,35 @@ fn smoke_suite_writes_every_output_with_figures_from_both_servers() {
     let out = std::env::temp_dir().join(format!("xgate-bench-smoke-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let results_md = out.join("RESULTS.md");
-    let output = Command::new(&bench)
+    let mut child = Command::new(&bench)
         .args(["suite", "--smoke", "--out"])
         .arg(&out)
         .arg("--results-md")
         .arg(&results_md)
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("xgate-bench runs");
+    // The suite bounds every step; this bounds the test even if that were broken.
+    let stderr_pipe = child.stderr.take().unwrap();
+    let stderr_reader = std::thread::spawn(move || std::io::read_to_string(stderr_pipe).unwrap_or_default());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the smoke suite ran over 10 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let output = std::process::Output {
+        status,
+        stdout: Vec::new(),
+        stderr: stderr_reader.join().unwrap().into_bytes(),
+    };
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "suite failed:\n{stderr}");
     let last_step = stderr

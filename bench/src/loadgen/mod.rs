@@ -15,8 +15,10 @@
 //! - Closed loop: each connection sends its next request as soon as the previous response has
 //!   been read; latency runs from send to last response byte. Open loop: see `schedule`; latency
 //!   runs from the time the request was due (coordinated-omission corrected).
-//! - Latencies go into an HdrHistogram (nanoseconds, 3 significant digits); only responses that
-//!   complete inside the measurement window count.
+//! - Latencies go into an HdrHistogram (nanoseconds, 3 significant digits). Throughput counts the
+//!   responses completed inside the measurement window; which latencies are recorded is said
+//!   where the window is set up (closed loop: completions in the window; open loop: requests due
+//!   in it).
 //!
 //! Invariants:
 //! - Every wait is bounded by a deadline: connect, warm-up, measurement, and drain.
@@ -30,6 +32,7 @@ mod response;
 mod schedule;
 
 use std::{
+    collections::VecDeque,
     net::{Ipv4Addr, SocketAddrV4},
     time::{Duration, Instant},
 };
@@ -65,6 +68,8 @@ const RX_BUFFER: usize = 8192;
 const TX_BUFFER: usize = 2048;
 /// Received frames handled before the loop turns to timers and egress.
 const RX_BURST: usize = 64;
+/// How long an open-loop run goes on after its window for the requests due inside it.
+const OPEN_LOOP_GRACE: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -158,6 +163,9 @@ pub struct HttpReport {
     pub connect_seconds: f64,
     /// Connection attempts refused during the connect phase and retried.
     pub connect_retries: u64,
+    /// Open loop: requests due in the window still unanswered when the grace period ended
+    /// (recorded with their latency so far, a lower bound).
+    pub open_loop_unfinished: u64,
     pub duration_seconds: f64,
     /// Responses completed inside the measurement window.
     pub requests: u64,
@@ -191,6 +199,7 @@ enum ConnState {
 struct Conn {
     handle: SocketHandle,
     shard: u32,
+    local_port: u16,
     state: ConnState,
     /// When the outstanding request was sent (closed loop) or due (open loop), ns since start.
     started_ns: u64,
@@ -282,7 +291,14 @@ struct Generator {
     /// Local port → connection index (`u32::MAX`: none).
     port_owner: Vec<u32>,
     base_port: u16,
-    next_spare_port: u32,
+    /// Ports no connection holds, oldest released first (reconnects take from the front).
+    free_ports: VecDeque<u16>,
+    /// Connections a received frame was for, this turn (indices; may repeat).
+    woken: Vec<u32>,
+    /// An ARP frame arrived: every connection may have work.
+    wake_all: bool,
+    /// Connections to reopen after this turn's transmit (their reset goes out first).
+    reconnects: Vec<u32>,
     requests: Vec<Vec<u8>>,
     target: SocketAddrV4,
     epoch: Instant,
@@ -311,10 +327,11 @@ impl Generator {
         socket
     }
 
-    /// Starts (or restarts) connection `index` from a fresh local port.
+    /// Starts connection `index` from `local_port` (which no connection holds).
     fn connect(&mut self, index: usize, local_port: u16) {
         let conn = &mut self.conns[index];
         self.port_owner[usize::from(local_port)] = index as u32;
+        conn.local_port = local_port;
         let shard = &mut self.shards[conn.shard as usize];
         let socket = shard.sockets.get_mut::<tcp::Socket>(conn.handle);
         socket.abort();
@@ -332,14 +349,29 @@ impl Generator {
         }
     }
 
-    fn spare_port(&mut self) -> u16 {
-        let lowest = u32::from(self.base_port) + self.conns.len() as u32;
-        if self.next_spare_port >= u32::from(TOP_PORT) || self.next_spare_port < lowest {
-            self.next_spare_port = lowest;
+    /// Resets connection `index` (an RST goes out with the next transmit); its port stays held
+    /// until [`Generator::reconnect`] so that stray segments still reach its shard.
+    fn abort(&mut self, index: usize) {
+        let conn = &self.conns[index];
+        let shard = &mut self.shards[conn.shard as usize];
+        shard.sockets.get_mut::<tcp::Socket>(conn.handle).abort();
+        shard.dirty = true;
+    }
+
+    /// Reopens connection `index` from the longest-free port, releasing its old one.
+    fn reconnect(&mut self, index: usize) {
+        let old = self.conns[index].local_port;
+        if self.port_owner[usize::from(old)] == index as u32 {
+            self.port_owner[usize::from(old)] = u32::MAX;
+            self.free_ports.push_back(old);
         }
-        let port = self.next_spare_port as u16;
-        self.next_spare_port += 1;
-        port
+        match self.free_ports.pop_front() {
+            Some(port) => self.connect(index, port),
+            None => {
+                self.conns[index].state = ConnState::Failed;
+                self.errors.connect += 1;
+            }
+        }
     }
 
     /// Hands received frames to their shards, one frame at a time.
@@ -348,10 +380,18 @@ impl Generator {
         while handled < RX_BURST {
             let Some(frame) = self.port.peek_rx() else { break };
             let arp = is_arp(frame);
-            let shard = tcp_destination_port(frame)
+            let owner = tcp_destination_port(frame)
                 .map(|port| self.port_owner[usize::from(port)])
-                .filter(|&owner| owner != u32::MAX)
-                .map_or(0, |owner| self.conns[owner as usize].shard as usize);
+                .filter(|&owner| owner != u32::MAX);
+            let shard = owner.map_or(0, |owner| self.conns[owner as usize].shard as usize);
+            if let Some(owner) = owner {
+                // Capacity is RX_BURST, and at most RX_BURST frames are handled per call.
+                if self.woken.len() < self.woken.capacity() {
+                    self.woken.push(owner);
+                } else {
+                    self.wake_all = true;
+                }
+            }
             let now = self.stack_now();
             self.iface
                 .poll_ingress_single(now, &mut self.port, &mut self.shards[shard].sockets);
@@ -361,6 +401,7 @@ impl Generator {
                 for shard in &mut self.shards {
                     shard.dirty = true;
                 }
+                self.wake_all = true;
             }
             handled += 1;
         }
@@ -496,8 +537,13 @@ impl Generator {
                 }
             }
         }
-        if done.is_none() && !socket.may_recv() && conn.state != ConnState::Failed {
-            // The server closed or reset the connection.
+        // The server is done sending (FIN or RST) and no response completed: whatever is left
+        // can never become one.
+        let peer_done = !matches!(
+            socket.state(),
+            tcp::State::Established | tcp::State::FinWait1 | tcp::State::FinWait2
+        );
+        if done.is_none() && peer_done && conn.state != ConnState::Failed {
             self.errors.closed_by_server += 1;
             conn.state = ConnState::Failed;
         }
@@ -546,11 +592,20 @@ fn measure(args: &HttpArgs) -> anyhow::Result<HttpReport> {
     if args.connections == 0 || args.connections > most_connections {
         bail!("--connections must be between 1 and {most_connections}");
     }
-    if !(args.duration > 0.0 && args.warmup >= 0.0 && args.connect_timeout > 0.0) {
-        bail!("--duration and --connect-timeout must be positive, --warmup not negative");
+    let finite = [args.duration, args.warmup, args.connect_timeout]
+        .iter()
+        .all(|v| v.is_finite());
+    if !(finite && args.duration > 0.0 && args.warmup >= 0.0 && args.connect_timeout > 0.0) {
+        bail!("--duration and --connect-timeout must be positive seconds, --warmup not negative");
+    }
+    if args.duration + args.warmup > 3600.0 || args.connect_timeout > 3600.0 {
+        bail!("runs are limited to an hour: shorten --duration, --warmup or --connect-timeout");
+    }
+    if args.prefix_len == 0 || args.prefix_len > 32 {
+        bail!("--prefix-len must be between 1 and 32");
     }
     let open_rate = match (args.mode, args.rate) {
-        (LoopMode::Open, Some(rate)) if rate > 0.0 => Some(rate),
+        (LoopMode::Open, Some(rate)) if rate > 0.0 && rate.is_finite() => Some(rate),
         (LoopMode::Open, _) => bail!("open loop needs --rate (requests per second, > 0)"),
         (LoopMode::Closed, Some(_)) => bail!("--rate is for --mode open only"),
         (LoopMode::Closed, None) => None,
@@ -572,6 +627,12 @@ fn measure(args: &HttpArgs) -> anyhow::Result<HttpReport> {
             format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: xgate-bench\r\n\r\n").into_bytes()
         })
         .collect();
+    if let Some(long) = requests.iter().find(|r| r.len() > TX_BUFFER) {
+        bail!(
+            "a request of {} bytes does not fit the {TX_BUFFER}-byte send buffer: shorten --path or --host",
+            long.len()
+        );
+    }
 
     let mut steering = Steering::attach(&args.interface, args.local_ip)
         .with_context(|| format!("steering {} on {}", args.local_ip, args.interface))?;
@@ -602,6 +663,12 @@ fn measure(args: &HttpArgs) -> anyhow::Result<HttpReport> {
             .expect("one address fits");
     });
 
+    // The initial ports start at a random place in the lower half of the range, so consecutive
+    // runs seldom reuse a 4-tuple; the rest of the range is for reconnects.
+    let base_port = {
+        let span = u64::from(TOP_PORT - BASE_PORT) - 2 * args.connections as u64 + 1;
+        BASE_PORT + (iface_seed % span) as u16
+    };
     let shard_count = args.connections.div_ceil(SHARD_SIZE);
     let mut shards: Vec<Shard> = (0..shard_count)
         .map(|_| Shard {
@@ -617,6 +684,7 @@ fn measure(args: &HttpArgs) -> anyhow::Result<HttpReport> {
         conns.push(Conn {
             handle,
             shard: shard as u32,
+            local_port: 0,
             state: ConnState::Failed,
             started_ns: 0,
             next_request: 0,
@@ -630,12 +698,13 @@ fn measure(args: &HttpArgs) -> anyhow::Result<HttpReport> {
         shards,
         conns,
         port_owner: vec![u32::MAX; 65_536],
-        base_port: {
-            // Half the range is free for the initial ports' start; the rest is for reconnects.
-            let span = u64::from(TOP_PORT - BASE_PORT) - 2 * args.connections as u64 + 1;
-            BASE_PORT + (iface_seed % span) as u16
-        },
-        next_spare_port: 0,
+        base_port,
+        free_ports: (base_port + args.connections as u16..TOP_PORT)
+            .chain(BASE_PORT..base_port)
+            .collect::<VecDeque<u16>>(),
+        woken: Vec::with_capacity(RX_BURST),
+        wake_all: false,
+        reconnects: Vec::with_capacity(args.connections),
         requests,
         target: args.target,
         epoch,
@@ -645,45 +714,48 @@ fn measure(args: &HttpArgs) -> anyhow::Result<HttpReport> {
         response_bytes: 0,
     };
 
-    // Connect everything, then wait (bounded) for ESTABLISHED.
+    // Connect everything, then wait (bounded) for ESTABLISHED. A refused attempt (the server
+    // had no free listener yet) is retried from a fresh port every 50 ms until the deadline, as
+    // a client ramping up would; the retries are reported.
     for index in 0..args.connections {
         let port = generator.base_port + index as u16;
         generator.connect(index, port);
     }
     let connect_deadline = Duration::from_secs_f64(args.connect_timeout);
     let connect_start = Instant::now();
-    let mut connecting = args.connections;
-    // A refused attempt (the server had no free listener yet, e.g. still tearing down the
-    // previous run's connections) is retried from a fresh port every 50 ms until the deadline,
-    // as a client ramping up would; the retries are reported.
     let mut last_retry = Instant::now();
-    while connecting > 0 && connect_start.elapsed() < connect_deadline {
+    loop {
         generator.receive();
-        connecting = 0;
         let retry = last_retry.elapsed() >= Duration::from_millis(50);
+        let mut pending = 0;
         for index in 0..args.connections {
             generator.read_response(index);
-            if retry && generator.conns[index].state == ConnState::Failed {
-                let port = generator.spare_port();
-                generator.connect(index, port);
+            match generator.conns[index].state {
+                ConnState::Failed if retry => generator.reconnect(index),
+                ConnState::Idle => continue,
+                _ => {}
             }
-            if generator.conns[index].state == ConnState::Connecting {
-                connecting += 1;
-            }
+            pending += 1;
         }
         if retry {
             last_retry = Instant::now();
         }
         generator.transmit();
+        if pending == 0 || connect_start.elapsed() >= connect_deadline {
+            break;
+        }
     }
     let connect_seconds = connect_start.elapsed().as_secs_f64();
     let connect_retries = generator.refused;
-    for conn in &mut generator.conns {
-        if matches!(conn.state, ConnState::Connecting | ConnState::Failed) {
-            conn.state = ConnState::Failed;
+    for index in 0..args.connections {
+        if generator.conns[index].state != ConnState::Idle {
+            // Not established in time: reset it so it cannot connect later and hold a server slot.
+            generator.abort(index);
+            generator.conns[index].state = ConnState::Failed;
             generator.errors.connect += 1;
         }
     }
+    generator.transmit();
     let live: Vec<usize> = (0..args.connections)
         .filter(|&i| generator.conns[i].state == ConnState::Idle)
         .collect();
@@ -694,64 +766,95 @@ fn measure(args: &HttpArgs) -> anyhow::Result<HttpReport> {
             args.connect_timeout
         );
     }
+    let mut position_of = vec![u32::MAX; args.connections];
+    for (position, &index) in live.iter().enumerate() {
+        position_of[index] = position as u32;
+    }
 
-    // Load: warm-up then measurement, in one loop; only the window's responses count.
+    // Load: warm-up, then the measurement window [window_start, window_end).
+    // - Throughput: responses completed inside the window.
+    // - Latency, closed loop: the responses completed inside the window, from their send.
+    // - Latency, open loop: the requests *due* inside the window, from their due time, wherever
+    //   they complete: the loop runs on for a grace period after the window (sending nothing due
+    //   after it) so that the slowest of them are not left out; one still open when the grace
+    //   period ends is recorded with its latency so far (a lower bound) and counted.
     let load_start = generator.now_ns();
     let window_start = load_start + (args.warmup * 1e9) as u64;
     let window_end = window_start + (args.duration * 1e9) as u64;
+    let grace_end = window_end + OPEN_LOOP_GRACE.as_nanos() as u64;
     let plan = open_rate.map(|rate| OpenLoop::new(load_start, rate, live.len()));
+    // Requests 0..due_in_window fall due before the window ends.
+    let due_in_window = plan.map_or(0, |p| p.due_count(window_end - 1));
     for (position, &index) in live.iter().enumerate() {
         generator.conns[index].next_request = plan.map_or(0, |p| p.first_request(position));
     }
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 120_000_000_000, 3).expect("valid bounds");
     let mut requests_done = 0u64;
+    let mut unfinished = 0u64;
     let mut due_seen = 0u64;
-    // Connections with something to do this turn (a shard received frames, or a request fell
+    // Connections with something to do this turn (a frame for them arrived, or a request fell
     // due), as positions in `live`.
     let mut work: Vec<usize> = Vec::with_capacity(live.len());
     let mut in_work = vec![false; live.len()];
-    let shard_positions: Vec<Vec<usize>> = {
-        let mut by_shard = vec![Vec::new(); generator.shards.len()];
-        for (position, &index) in live.iter().enumerate() {
-            by_shard[generator.conns[index].shard as usize].push(position);
-        }
-        by_shard
-    };
-    // Closed loop: every connection starts with a request.
-    for &index in &live {
-        if plan.is_none() {
+    if plan.is_none() {
+        // Closed loop: every connection starts with a request.
+        for &index in &live {
             let now = generator.now_ns();
             generator.send_request(index, now);
         }
     }
-    let mut touched = vec![false; generator.shards.len()];
     let mut window_cpu: Option<(MachineCpu, Duration)> = None;
+    let mut window_cpu_spent: Option<(f64, f64)> = None;
     loop {
         let now_ns = generator.now_ns();
-        if now_ns >= window_end {
-            break;
-        }
         if window_cpu.is_none() && now_ns >= window_start {
             window_cpu = Some((MachineCpu::sample(), own_cpu_time()));
         }
-        // Which shards receive something this turn: those not already dirty that become so.
-        for (flag, shard) in touched.iter_mut().zip(&generator.shards) {
-            *flag = shard.dirty;
+        if now_ns >= window_end && window_cpu_spent.is_none() {
+            if let Some((machine, own)) = window_cpu {
+                window_cpu_spent = Some((
+                    MachineCpu::sample().busy_since(&machine).as_secs_f64(),
+                    own_cpu_time().saturating_sub(own).as_secs_f64(),
+                ));
+            }
+        }
+        let in_grace = now_ns >= window_end;
+        if in_grace {
+            let owed = plan.is_some()
+                && live.iter().any(|&index| {
+                    let conn = &generator.conns[index];
+                    conn.state == ConnState::Waiting && conn.started_ns < window_end
+                        || conn.state == ConnState::Idle && conn.next_request < due_in_window
+                });
+            if !owed || now_ns >= grace_end {
+                break;
+            }
         }
         generator.receive();
-        for (shard_index, flag) in touched.iter().enumerate() {
-            if !*flag && generator.shards[shard_index].dirty {
-                for &position in &shard_positions[shard_index] {
-                    if !in_work[position] {
-                        in_work[position] = true;
-                        work.push(position);
-                    }
+        if std::mem::take(&mut generator.wake_all) {
+            generator.woken.clear();
+            for (position, flag) in in_work.iter_mut().enumerate() {
+                if !*flag {
+                    *flag = true;
+                    work.push(position);
                 }
             }
         }
+        for index in generator.woken.drain(..) {
+            let position = position_of[index as usize];
+            if position != u32::MAX && !in_work[position as usize] {
+                in_work[position as usize] = true;
+                work.push(position as usize);
+            }
+        }
         if let Some(plan) = plan {
-            let due = plan.due_count(now_ns);
-            let newly = (due - due_seen).min(live.len() as u64);
+            // In the grace period nothing due after the window is sent.
+            let due = if in_grace {
+                plan.due_count(now_ns).min(due_in_window)
+            } else {
+                plan.due_count(now_ns)
+            };
+            let newly = due.saturating_sub(due_seen).min(live.len() as u64);
             for k in due - newly..due {
                 let position = plan.owner(k);
                 if !in_work[position] {
@@ -759,43 +862,70 @@ fn measure(args: &HttpArgs) -> anyhow::Result<HttpReport> {
                     work.push(position);
                 }
             }
-            due_seen = due;
+            due_seen = due_seen.max(due);
         }
         for &position in &work {
             in_work[position] = false;
             let index = live[position];
             if let Some((origin, status)) = generator.read_response(index) {
                 let now = generator.now_ns();
-                if origin >= window_start && now < window_end {
+                let counted = now >= window_start && now < window_end;
+                let timed = match plan {
+                    None => counted,
+                    Some(_) => origin >= window_start && origin < window_end,
+                };
+                if counted {
                     requests_done += 1;
-                    let _ = histogram.record(now.saturating_sub(origin).max(1));
-                    if !(200..300).contains(&status) {
-                        generator.errors.non_2xx += 1;
-                    }
+                }
+                if timed {
+                    histogram.saturating_record(now.saturating_sub(origin).max(1));
+                }
+                if (counted || timed) && !(200..300).contains(&status) {
+                    generator.errors.non_2xx += 1;
                 }
             }
             match plan {
-                None => {
+                None if !in_grace => {
                     let now = generator.now_ns();
                     generator.send_request(index, now);
                 }
+                None => {}
                 Some(plan) => {
                     let k = generator.conns[index].next_request;
-                    if k < plan.due_count(generator.now_ns()) && generator.send_request(index, plan.due_at(k))
-                    {
+                    let sendable = k < plan.due_count(generator.now_ns()) && (!in_grace || k < due_in_window);
+                    if sendable && generator.send_request(index, plan.due_at(k)) {
                         generator.conns[index].next_request = plan.next_request(k);
                     }
                 }
             }
             if generator.conns[index].state == ConnState::Failed {
-                // Keep the offered load: reopen from a fresh port (counted as an error already).
-                let port = generator.spare_port();
-                generator.connect(index, port);
+                // Keep the offered load: reset it and reopen from a fresh port once the reset
+                // has gone out (after this turn's transmit).
+                generator.abort(index);
+                generator.reconnects.push(index as u32);
             }
         }
         work.clear();
         generator.transmit();
+        while let Some(index) = generator.reconnects.pop() {
+            generator.reconnect(index as usize);
+        }
     }
+    if plan.is_some() {
+        let now = generator.now_ns();
+        for &index in &live {
+            let conn = &generator.conns[index];
+            if conn.state == ConnState::Waiting
+                && conn.started_ns >= window_start
+                && conn.started_ns < window_end
+            {
+                histogram.saturating_record(now.saturating_sub(conn.started_ns).max(1));
+                unfinished += 1;
+            }
+        }
+    }
+    let (machine_busy_seconds, generator_cpu_seconds) = window_cpu_spent.unwrap_or((0.0, 0.0));
+
     // Reset every connection (RST) so the server frees its sockets now, not at its timeouts.
     // Paced, RST_PACE per 100 us, so that a slow server's receive ring does not overflow and
     // drop them.
@@ -805,12 +935,7 @@ fn measure(args: &HttpArgs) -> anyhow::Result<HttpReport> {
     while drain_start.elapsed() < Duration::from_millis(2000) {
         let due = (drain_start.elapsed().as_micros() as usize / 100 + 1) * RST_PACE;
         while next_reset < generator.conns.len().min(due) {
-            let conn = &generator.conns[next_reset];
-            generator.shards[conn.shard as usize]
-                .sockets
-                .get_mut::<tcp::Socket>(conn.handle)
-                .abort();
-            generator.shards[conn.shard as usize].dirty = true;
+            generator.abort(next_reset);
             next_reset += 1;
         }
         generator.receive();
@@ -828,13 +953,6 @@ fn measure(args: &HttpArgs) -> anyhow::Result<HttpReport> {
         }
     }
     generator.errors.connect += generator.refused - connect_retries;
-    let (machine_busy_seconds, generator_cpu_seconds) = match window_cpu {
-        Some((machine, own)) => (
-            MachineCpu::sample().busy_since(&machine).as_secs_f64(),
-            own_cpu_time().saturating_sub(own).as_secs_f64(),
-        ),
-        None => (0.0, 0.0),
-    };
     let stats = generator.port.stats();
     let kernel = generator.port.kernel_stats().unwrap_or_default();
     Ok(HttpReport {
@@ -846,6 +964,7 @@ fn measure(args: &HttpArgs) -> anyhow::Result<HttpReport> {
         established: live.len(),
         connect_seconds,
         connect_retries,
+        open_loop_unfinished: unfinished,
         duration_seconds: args.duration,
         requests: requests_done,
         requests_per_second: requests_done as f64 / args.duration,

@@ -47,8 +47,9 @@ pub struct ResponseReader {
 }
 
 impl ResponseReader {
-    /// Feeds the received bytes that are not yet consumed. `window` is everything available (the
-    /// head must fit in it); `total_available` may be larger when only part was copied out.
+    /// Feeds received bytes that are not yet consumed (`window`; a head must fit within
+    /// `head_limit` bytes). An interim 1xx response (other than 101) is skipped: its head is
+    /// consumed and the final response is awaited.
     pub fn feed(&mut self, window: &[u8], head_limit: usize) -> Result<Progress, FramingError> {
         let mut consumed = 0;
         if self.body.is_none() {
@@ -72,7 +73,11 @@ impl ResponseReader {
                             close = header.value.eq_ignore_ascii_case(b"close");
                         }
                     }
-                    // 1xx, 204 and 304 carry no body.
+                    if (100..200).contains(&status) && status != 101 {
+                        self.taken += head_len;
+                        return Ok(Progress::NeedMore { consumed: head_len });
+                    }
+                    // 101, 204 and 304 carry no body.
                     let bodiless = (100..200).contains(&status) || status == 204 || status == 304;
                     let length = match (bodiless, length) {
                         (true, _) => 0,
@@ -204,6 +209,28 @@ mod tests {
             reader.feed(http10, 4096),
             Ok(Progress::Done { close: true, .. })
         ));
+    }
+
+    #[test]
+    fn interim_responses_are_skipped() {
+        let mut reader = ResponseReader::default();
+        let interim = b"HTTP/1.1 100 Continue\r\n\r\n";
+        let mut bytes = interim.to_vec();
+        bytes.extend_from_slice(OK);
+        assert_eq!(
+            reader.feed(&bytes, 4096),
+            Ok(Progress::NeedMore {
+                consumed: interim.len()
+            })
+        );
+        assert_eq!(
+            reader.feed(&bytes[interim.len()..], 4096),
+            Ok(Progress::Done {
+                consumed: OK.len(),
+                status: 200,
+                close: false
+            })
+        );
     }
 
     #[test]
