@@ -758,6 +758,33 @@ impl Suite {
         result
     }
 
+    /// `plan.repeats` runs of `measure`, each against a freshly started server, with a progress
+    /// step per run.
+    fn repeated(
+        &mut self,
+        server: Server,
+        connections: usize,
+        label: &str,
+        measure: impl Fn(&Self) -> anyhow::Result<RunFigures>,
+    ) -> anyhow::Result<Vec<RunFigures>> {
+        let mut runs: Vec<RunFigures> = Vec::new();
+        for repeat in 0..self.plan.repeats {
+            let run = self.with_fresh_server(server, connections, |suite, _| measure(suite))?;
+            let figure = match run.offered_rate {
+                Some(_) => format!("p99 {:.0} us", run.p99_us),
+                None => format!("{:.0} req/s", run.requests_per_second),
+            };
+            runs.push(run);
+            self.progress.step(&format!(
+                "{} c={connections} {label} run {}/{}: {figure}",
+                server.name(),
+                repeat + 1,
+                self.plan.repeats,
+            ));
+        }
+        Ok(runs)
+    }
+
     fn run_server(
         &mut self,
         server: Server,
@@ -765,19 +792,9 @@ impl Suite {
         profile: &mut Vec<ProfileSection>,
     ) -> anyhow::Result<()> {
         for connections in self.plan.connections.clone() {
-            let mut runs = Vec::new();
-            for repeat in 0..self.plan.repeats {
-                runs.push(self.with_fresh_server(server, connections, |suite, _| {
-                    suite.generator_run(server, connections)
-                })?);
-                self.progress.step(&format!(
-                    "{} c={connections} xgate-bench run {}/{}: {:.0} req/s",
-                    server.name(),
-                    repeat + 1,
-                    self.plan.repeats,
-                    runs.last().map_or(0.0, |r| r.requests_per_second)
-                ));
-            }
+            let runs = self.repeated(server, connections, "xgate-bench", |suite| {
+                suite.generator_run(server, connections)
+            })?;
             cases.push(HttpCase {
                 server: server.name(),
                 client: "xgate-bench",
@@ -785,19 +802,9 @@ impl Suite {
                 runs,
             });
             if self.plan.wrk_connections.contains(&connections) {
-                let mut runs = Vec::new();
-                for repeat in 0..self.plan.repeats {
-                    runs.push(self.with_fresh_server(server, connections, |suite, _| {
-                        suite.wrk_run(server, connections)
-                    })?);
-                    self.progress.step(&format!(
-                        "{} c={connections} wrk run {}/{}: {:.0} req/s",
-                        server.name(),
-                        repeat + 1,
-                        self.plan.repeats,
-                        runs.last().map_or(0.0, |r| r.requests_per_second)
-                    ));
-                }
+                let runs = self.repeated(server, connections, "wrk", |suite| {
+                    suite.wrk_run(server, connections)
+                })?;
                 cases.push(HttpCase {
                     server: server.name(),
                     client: "wrk",
@@ -841,19 +848,10 @@ impl Suite {
         };
         let rate = (median_rps("xgate").min(median_rps("nginx")) * 0.5).max(100.0);
         for server in [Server::Xgate, Server::Nginx] {
-            let mut runs = Vec::new();
-            for repeat in 0..self.plan.repeats {
-                runs.push(self.with_fresh_server(server, connections, |suite, _| {
-                    suite.generator_run_at(server, connections, Some(rate))
-                })?);
-                self.progress.step(&format!(
-                    "{} c={connections} open loop at {rate:.0} req/s, run {}/{}: p99 {:.0} us",
-                    server.name(),
-                    repeat + 1,
-                    self.plan.repeats,
-                    runs.last().map_or(0.0, |r| r.p99_us)
-                ));
-            }
+            let label = format!("open loop at {rate:.0} req/s");
+            let runs = self.repeated(server, connections, &label, |suite| {
+                suite.generator_run_at(server, connections, Some(rate))
+            })?;
             cases.push(HttpCase {
                 server: server.name(),
                 client: OPEN_LOOP_CLIENT,
