@@ -381,8 +381,15 @@ pub fn markdown(results: &SuiteResults, plots: Option<(&str, &str)>) -> String {
     let _ = writeln!(out, "Command: `{}`\n", results.command);
     let _ = writeln!(
         out,
-        "Machine: {} ({} CPUs), Linux {}, {} GiB; {}; {}. Pinning: {}.\n",
-        m.cpu_model, m.cpus, m.kernel, m.memory_gib, m.nginx, m.wrk, results.pinning
+        "Machine: {} ({} CPUs), Linux {}, {} GiB; {}; {}. Pinning: {}. xgate's UMEM: {}.\n",
+        m.cpu_model,
+        m.cpus,
+        m.kernel,
+        m.memory_gib,
+        m.nginx,
+        m.wrk,
+        results.pinning,
+        results.xgate_umem_backing
     );
     let _ = writeln!(
         out,

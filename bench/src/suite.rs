@@ -231,6 +231,8 @@ pub struct SuiteResults {
     pub plan: Plan,
     pub machine: Machine,
     pub pinning: &'static str,
+    /// What xgate's UMEM sat on (`HugePages2M` or `NormalPages`).
+    pub xgate_umem_backing: String,
     pub http: Vec<HttpCase>,
     pub packet_path: Value,
     /// Top costs of xgate's CPU profile (perf) per connection count, if recorded.
@@ -486,6 +488,8 @@ impl Server {
 }
 
 struct Suite {
+    /// What xgate's UMEM sat on, from its ready event (`HugePages2M` or `NormalPages`).
+    xgate_umem_backing: std::cell::RefCell<String>,
     xgate: PathBuf,
     bench: PathBuf,
     work: PathBuf,
@@ -527,13 +531,19 @@ impl Suite {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if line.contains("\"event\":\"ready\"") {
-                    let _ = ready_tx.send(());
+                    let _ = ready_tx.send(line);
                 }
             }
         });
-        if ready_rx.recv_timeout(Duration::from_secs(20)).is_err() {
+        let Ok(ready) = ready_rx.recv_timeout(Duration::from_secs(20)) else {
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
             bail!("xgate did not report ready (it said: {})", log.trim());
+        };
+        if let Some(backing) = serde_json::from_str::<Value>(&ready)
+            .ok()
+            .and_then(|event| Some(event.get("umem_backing")?.as_str()?.to_string()))
+        {
+            *self.xgate_umem_backing.borrow_mut() = backing;
         }
         wait_for_http(&format!("http://{XGATE_TARGET}/healthz"), Duration::from_secs(10))?;
         Ok(server)
@@ -935,6 +945,25 @@ fn install_stop_handlers() {
     }
 }
 
+/// Where one suite run at a time holds a lock (the suite's lab names are fixed).
+const SUITE_LOCK: &str = "/run/xgate-bench-suite.lock";
+
+/// Takes the suite lock, or says who has it. The lock goes with the returned file.
+fn hold_suite_lock() -> anyhow::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(SUITE_LOCK)
+        .with_context(|| format!("opening {SUITE_LOCK}"))?;
+    // SAFETY: flock on a descriptor this function owns; no memory is involved.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        bail!("another benchmark suite is running (it holds {SUITE_LOCK}); wait for it to finish");
+    }
+    Ok(file)
+}
+
 /// Removes the suite's scratch directory when the suite ends.
 struct WorkDir(PathBuf);
 
@@ -976,6 +1005,7 @@ pub fn run(args: &SuiteArgs) -> anyhow::Result<()> {
     let plan = Plan::from_args(args)?;
     require_tools()?;
     check_file_limit(&plan)?;
+    let _lock = hold_suite_lock()?;
     install_stop_handlers();
     let bench = std::env::current_exe().context("locating xgate-bench")?;
     let xgate = bench.with_file_name("xgate");
@@ -1019,6 +1049,7 @@ pub fn run(args: &SuiteArgs) -> anyhow::Result<()> {
     sysctl(CLIENT_NS, &["net.ipv4.ip_local_port_range=1024 65000"])?;
 
     let mut suite = Suite {
+        xgate_umem_backing: std::cell::RefCell::new("unknown".into()),
         xgate,
         bench: bench.clone(),
         work: work.clone(),
@@ -1062,6 +1093,7 @@ pub fn run(args: &SuiteArgs) -> anyhow::Result<()> {
         machine: machine(),
         pinning:
             "servers on CPU 0, clients on CPU 1 (taskset); kernel delivery on veth runs on the sender's CPU",
+        xgate_umem_backing: suite.xgate_umem_backing.borrow().clone(),
         http,
         packet_path,
         profile,
