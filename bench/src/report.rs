@@ -79,6 +79,7 @@ pub fn parse_wrk(text: &str) -> Option<(RunFigures, u64)> {
         errors: 0,
         client_rx_dropped: 0,
         client_tx_starved: 0,
+        client_idle_fraction: None,
         error_kinds: Value::Null,
         cpu_us_per_request: 0.0,
         machine_cpu_us_per_request: 0.0,
@@ -118,6 +119,8 @@ struct CaseSummary<'a> {
     p999: Spread,
     cpu: Spread,
     machine_cpu: Spread,
+    /// Median share of idle loop turns of the load generator, if it was xgate-bench.
+    client_idle: Option<f64>,
     errors: u64,
 }
 
@@ -132,6 +135,14 @@ fn summarise(case: &HttpCase) -> Option<CaseSummary<'_>> {
         p999: field(|r| r.p999_us)?,
         cpu: field(|r| r.cpu_us_per_request)?,
         machine_cpu: field(|r| r.machine_cpu_us_per_request)?,
+        client_idle: Spread::of(
+            &case
+                .runs
+                .iter()
+                .filter_map(|r| r.client_idle_fraction)
+                .collect::<Vec<_>>(),
+        )
+        .map(|s| s.median),
         errors: case.runs.iter().map(|r| r.errors).sum(),
     })
 }
@@ -177,9 +188,9 @@ fn micros(value: f64) -> String {
 fn http_table(out: &mut String, summaries: &[CaseSummary], client: &str) {
     let _ = writeln!(
         out,
-        "| connections | server | req/s median (min–max) | p50 µs | p90 µs | p99 µs (min–max) | p99.9 µs | server CPU µs/req | machine CPU µs/req | errors | noisy |"
+        "| connections | server | req/s median (min–max) | p50 µs | p90 µs | p99 µs (min–max) | p99.9 µs | server CPU µs/req | machine CPU µs/req | client idle | errors | noisy |"
     );
-    let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for s in summaries.iter().filter(|s| s.case.client == client) {
         let mut noisy = Vec::new();
         if s.rps.noisy() {
@@ -190,7 +201,7 @@ fn http_table(out: &mut String, summaries: &[CaseSummary], client: &str) {
         }
         let _ = writeln!(
             out,
-            "| {} | {} | {} ({}–{}) | {} | {} | {} ({}–{}) | {} | {:.2} | {:.2} | {} | {} |",
+            "| {} | {} | {} ({}–{}) | {} | {} | {} ({}–{}) | {} | {:.2} | {:.2} | {} | {} | {} |",
             thousands(s.case.connections as f64),
             s.case.server,
             thousands(s.rps.median),
@@ -204,6 +215,8 @@ fn http_table(out: &mut String, summaries: &[CaseSummary], client: &str) {
             micros(s.p999.median),
             s.cpu.median,
             s.machine_cpu.median,
+            s.client_idle
+                .map_or("–".to_string(), |idle| format!("{:.0}%", idle * 100.0)),
             s.errors,
             if noisy.is_empty() {
                 "".to_string()
@@ -395,7 +408,8 @@ pub fn markdown(results: &SuiteResults, plots: Option<(&str, &str)>) -> String {
         out,
         "Every figure is the median of the repeats with min–max beside it; a figure whose spread exceeds {:.0}% of its median is marked noisy. \
          Machine CPU per request = whole-machine busy time from /proc/stat over the measurement (all processes, the client included, kernel and softirq) divided by requests; \
-         server CPU per request = the same minus the client process's own CPU time (the userspace client busy-polls its core, so its time is mostly spinning).\n",
+         server CPU per request = the same minus the client process's own CPU time (the userspace client busy-polls its core, so its time is mostly spinning). \
+         Client idle = the share of the load generator's loop turns that found no frame and no work: the room the client had left (wrk: not known).\n",
         NOISY_SPREAD * 100.0
     );
     let _ = writeln!(out, "## Goals\n");

@@ -174,6 +174,10 @@ pub struct RunFigures {
     pub client_rx_dropped: u64,
     #[serde(default)]
     pub client_tx_starved: u64,
+    /// Share of the load generator's loop turns that found nothing to do (xgate-bench runs only;
+    /// `None` for wrk).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_idle_fraction: Option<f64>,
     /// Errors by kind and refused-then-retried connects (xgate-bench runs only).
     #[serde(skip_serializing_if = "Value::is_null")]
     pub error_kinds: Value,
@@ -644,6 +648,7 @@ impl Suite {
             errors,
             client_rx_dropped: number(&["kernel_rx_dropped"]) as u64,
             client_tx_starved: number(&["tx_starved"]) as u64,
+            client_idle_fraction: Some(number(&["generator_idle_fraction"])),
             error_kinds: serde_json::json!({
                 "by_kind": report.get("errors").cloned().unwrap_or(Value::Null),
                 "connect_retries": report.get("connect_retries").cloned().unwrap_or(Value::Null),

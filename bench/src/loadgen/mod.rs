@@ -185,6 +185,9 @@ pub struct HttpReport {
     pub machine_busy_seconds: f64,
     /// This generator's own CPU time during the window (it busy-polls its core).
     pub generator_cpu_seconds: f64,
+    /// Share of the generator's loop turns in the window that found no frame and no work: how
+    /// much room the client had left (near 0 would mean the client may be the limit).
+    pub generator_idle_fraction: f64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -803,6 +806,10 @@ fn measure(args: &HttpArgs) -> anyhow::Result<HttpReport> {
             generator.send_request(index, now);
         }
     }
+    // Turns of the loop inside the window, and those that found nothing to do: a generator
+    // that is often idle is not what limits the rate.
+    let mut window_turns = 0u64;
+    let mut idle_turns = 0u64;
     let mut window_cpu: Option<(MachineCpu, Duration)> = None;
     let mut window_cpu_spent: Option<(f64, f64)> = None;
     loop {
@@ -830,7 +837,7 @@ fn measure(args: &HttpArgs) -> anyhow::Result<HttpReport> {
                 break;
             }
         }
-        generator.receive();
+        let received = generator.receive();
         if std::mem::take(&mut generator.wake_all) {
             generator.woken.clear();
             for (position, flag) in in_work.iter_mut().enumerate() {
@@ -903,6 +910,12 @@ fn measure(args: &HttpArgs) -> anyhow::Result<HttpReport> {
                 // has gone out (after this turn's transmit).
                 generator.abort(index);
                 generator.reconnects.push(index as u32);
+            }
+        }
+        if now_ns >= window_start && now_ns < window_end {
+            window_turns += 1;
+            if received == 0 && work.is_empty() {
+                idle_turns += 1;
             }
         }
         work.clear();
@@ -979,6 +992,11 @@ fn measure(args: &HttpArgs) -> anyhow::Result<HttpReport> {
         kernel_rx_dropped: kernel.rx_dropped,
         machine_busy_seconds,
         generator_cpu_seconds,
+        generator_idle_fraction: if window_turns > 0 {
+            idle_turns as f64 / window_turns as f64
+        } else {
+            0.0
+        },
     })
 }
 
