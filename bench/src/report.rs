@@ -710,7 +710,7 @@ pub fn write_results_md(results: &SuiteResults, stem: &Path, path: &Path) -> any
     );
     let _ = writeln!(
         text,
-        "\nFull data: [`{}`]({}). Regenerate with `scripts/bench.sh --quick` (about 3 minutes) or `scripts/bench.sh --full`.",
+        "\nFull data: [`{}`]({}). Regenerate with `scripts/bench.sh` (quick, about 2 minutes) or `scripts/bench.sh --full`.",
         relative(".json"),
         relative(".json")
     );
