@@ -6,6 +6,7 @@
 //! - `packets`: the packet path, AF_XDP receive vs XDP_DROP on the same veth (see `packets`).
 //! - `suite`: the whole comparison, xgate vs nginx in the lab, written to `bench/results/` (see
 //!   `suite`).
+//! - `report`: the markdown and plots of a finished suite run, written again from its JSON.
 
 mod cpu;
 mod loadgen;
@@ -32,6 +33,8 @@ enum Command {
     Packets(packets::PacketArgs),
     /// The whole suite: xgate vs nginx in the lab, then the packet path (needs root).
     Suite(suite::SuiteArgs),
+    /// Write the markdown and plots of a finished suite run again from its JSON.
+    Report(suite::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         Command::Http(args) => loadgen::run(&args),
         Command::Packets(args) => packets::run(&args),
         Command::Suite(args) => suite::run(&args),
+        Command::Report(args) => suite::rerender(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

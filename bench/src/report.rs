@@ -604,21 +604,28 @@ fn plot_cdf(results: &SuiteResults, path: &Path) -> anyhow::Result<bool> {
     } else {
         results.plan.connections[0]
     };
-    // The run whose requests/s is the median of its case.
-    let median_run = |server: &str| -> Option<&RunFigures> {
+    // The run whose p99 is the median of its case (closed loop, and open loop at equal load).
+    let median_run = |server: &str, client: &str| -> Option<&RunFigures> {
         let case = results
             .http
             .iter()
-            .find(|c| c.server == server && c.client == "xgate-bench" && c.connections == reference)?;
+            .find(|c| c.server == server && c.client == client && c.connections == reference)?;
         let mut runs: Vec<&RunFigures> = case.runs.iter().collect();
-        runs.sort_by(|a, b| a.requests_per_second.total_cmp(&b.requests_per_second));
+        runs.sort_by(|a, b| a.p99_us.total_cmp(&b.p99_us));
         runs.get(runs.len() / 2).copied()
     };
-    let curves: Vec<(&str, RGBColor, &RunFigures)> = SERIES
-        .iter()
-        .filter_map(|(server, color)| Some((*server, *color, median_run(server)?)))
-        .filter(|(_, _, run)| !run.cdf.is_empty())
-        .collect();
+    let mut curves: Vec<(String, RGBColor, &RunFigures)> = Vec::new();
+    for (server, color) in SERIES {
+        if let Some(run) = median_run(server, "xgate-bench") {
+            curves.push((format!("{server}, closed loop"), color, run));
+        }
+        if let Some(run) = median_run(server, OPEN_LOOP_CLIENT) {
+            // The same hue, lighter: the open-loop run at equal offered load.
+            let light = RGBColor(color.0 / 2 + 127, color.1 / 2 + 127, color.2 / 2 + 127);
+            curves.push((format!("{server}, same offered load (open loop)"), light, run));
+        }
+    }
+    curves.retain(|(_, _, run)| !run.cdf.is_empty());
     if curves.is_empty() {
         return Ok(false);
     }
@@ -627,17 +634,23 @@ fn plot_cdf(results: &SuiteResults, path: &Path) -> anyhow::Result<bool> {
         .flat_map(|(_, _, run)| run.cdf.iter().map(|p| p.1))
         .fold(1.0, f64::max)
         * 1.5;
+    let bottom = curves
+        .iter()
+        .flat_map(|(_, _, run)| run.cdf.iter().map(|p| p.1))
+        .fold(f64::MAX, f64::min)
+        .clamp(1.0, top)
+        * 0.7;
     let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            format!("latency by percentile, {reference} connections (median run)"),
+            format!("latency by percentile, {reference} connections (run with the median p99)"),
             ("sans-serif", 20),
         )
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d(0.0..nines(99.999), (1.0..top).log_scale())?;
+        .build_cartesian_2d(0.0..nines(99.999), (bottom..top).log_scale())?;
     chart
         .configure_mesh()
         .x_desc("percentile")
@@ -645,17 +658,18 @@ fn plot_cdf(results: &SuiteResults, path: &Path) -> anyhow::Result<bool> {
         .x_labels(6)
         .x_label_formatter(&|t| format!("{}%", 100.0 * (1.0 - 10f64.powf(-*t))))
         .draw()?;
-    for (server, color, run) in curves {
+    for (label, color, run) in curves {
         chart
             .draw_series(LineSeries::new(
-                run.cdf.iter().map(|(p, us)| (nines(*p), us.max(1.0))),
+                run.cdf.iter().map(|(p, us)| (nines(*p), us.max(bottom))),
                 color.stroke_width(2),
             ))?
-            .label(server)
+            .label(label)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
     }
     chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
         .border_style(BLACK)
         .background_style(WHITE)
         .draw()?;
@@ -671,17 +685,24 @@ fn file_name(path: &Path) -> String {
 
 /// Writes `<stem>.json`, `<stem>.md`, `<stem>-rps.svg` and `<stem>-latency-cdf.svg`.
 pub fn write_all(results: &SuiteResults, stem: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let with_suffix = |suffix: &str| PathBuf::from(format!("{}{suffix}", stem.display()));
-    let json = with_suffix(".json");
+    let json = PathBuf::from(format!("{}.json", stem.display()));
     std::fs::write(&json, serde_json::to_string_pretty(results)?)
         .with_context(|| format!("writing {}", json.display()))?;
+    let mut written = vec![json];
+    written.extend(write_views(results, stem)?);
+    Ok(written)
+}
+
+/// Writes `<stem>.md`, `<stem>-rps.svg` and `<stem>-latency-cdf.svg` from `results`.
+pub fn write_views(results: &SuiteResults, stem: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let with_suffix = |suffix: &str| PathBuf::from(format!("{}{suffix}", stem.display()));
     let rps = with_suffix("-rps.svg");
     plot_rps(results, &rps).context("plotting requests/s")?;
     let cdf = with_suffix("-latency-cdf.svg");
     let have_cdf = plot_cdf(results, &cdf).context("plotting the latency CDF")?;
     let md = with_suffix(".md");
     std::fs::write(&md, markdown(results, Some((&file_name(&rps), &file_name(&cdf)))))?;
-    let mut written = vec![json, md, rps];
+    let mut written = vec![md, rps];
     if have_cdf {
         written.push(cdf);
     }

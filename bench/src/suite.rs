@@ -31,7 +31,7 @@ use std::{
 
 use anyhow::{bail, Context};
 use clap::Args;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{
@@ -79,9 +79,9 @@ pub struct SuiteArgs {
 }
 
 /// Durations and counts of one suite mode.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Plan {
-    pub mode: &'static str,
+    pub mode: String,
     pub connections: Vec<usize>,
     pub repeats: usize,
     pub warmup_seconds: f64,
@@ -96,7 +96,7 @@ impl Plan {
     fn from_args(args: &SuiteArgs) -> anyhow::Result<Plan> {
         let mut plan = if args.full {
             Plan {
-                mode: "full",
+                mode: "full".into(),
                 connections: vec![10, 100, 1000, 10_000],
                 repeats: 3,
                 warmup_seconds: 2.0,
@@ -107,7 +107,7 @@ impl Plan {
             }
         } else if args.smoke {
             Plan {
-                mode: "smoke",
+                mode: "smoke".into(),
                 connections: vec![10, 100],
                 repeats: 3,
                 warmup_seconds: 0.1,
@@ -118,7 +118,7 @@ impl Plan {
             }
         } else {
             Plan {
-                mode: "quick",
+                mode: "quick".into(),
                 connections: vec![10, 100, 1000, 10_000],
                 repeats: 3,
                 warmup_seconds: 0.5,
@@ -160,12 +160,14 @@ impl Plan {
 }
 
 /// One measured run of one client against one server.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunFigures {
     pub requests_per_second: f64,
     pub p50_us: f64,
     pub p90_us: f64,
     pub p99_us: f64,
+    /// Not measured (NaN, written as `null`) for wrk, which reports up to p99.
+    #[serde(deserialize_with = "nan_if_null")]
     pub p999_us: f64,
     pub errors: u64,
     /// Frames the client's AF_XDP socket lost (its rx ring was full) and times it had no free tx
@@ -179,7 +181,7 @@ pub struct RunFigures {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_idle_fraction: Option<f64>,
     /// Errors by kind and refused-then-retried connects (xgate-bench runs only).
-    #[serde(skip_serializing_if = "Value::is_null")]
+    #[serde(default, skip_serializing_if = "Value::is_null")]
     pub error_kinds: Value,
     /// Server-side CPU per request: machine busy time minus the client's own, over requests.
     pub cpu_us_per_request: f64,
@@ -190,21 +192,26 @@ pub struct RunFigures {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub offered_rate: Option<f64>,
     /// (percentile, microseconds), from xgate-bench runs only.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cdf: Vec<(f64, f64)>,
 }
 
+/// Reads `null` (how JSON writes NaN) back as NaN.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::NAN))
+}
+
 /// All runs of one (server, client, connections) case.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct HttpCase {
-    pub server: &'static str,
-    pub client: &'static str,
+    pub server: String,
+    pub client: String,
     pub connections: usize,
     pub runs: Vec<RunFigures>,
 }
 
 /// The top symbols of one perf profile of xgate.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ProfileSection {
     pub connections: usize,
     /// `percent dso symbol`, by self time, largest first.
@@ -215,7 +222,7 @@ pub struct ProfileSection {
 const PROFILED_CONNECTIONS: [usize; 2] = [100, 10_000];
 
 /// Where the suite ran.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Machine {
     pub cpu_model: String,
     pub cpus: usize,
@@ -226,7 +233,7 @@ pub struct Machine {
 }
 
 /// Everything one suite run produced.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SuiteResults {
     pub schema: u32,
     pub date: String,
@@ -234,7 +241,7 @@ pub struct SuiteResults {
     pub command: String,
     pub plan: Plan,
     pub machine: Machine,
-    pub pinning: &'static str,
+    pub pinning: String,
     /// What xgate's UMEM sat on (`HugePages2M` or `NormalPages`).
     pub xgate_umem_backing: String,
     pub http: Vec<HttpCase>,
@@ -811,8 +818,8 @@ impl Suite {
                 suite.generator_run(server, connections)
             })?;
             cases.push(HttpCase {
-                server: server.name(),
-                client: "xgate-bench",
+                server: server.name().into(),
+                client: "xgate-bench".into(),
                 connections,
                 runs,
             });
@@ -821,8 +828,8 @@ impl Suite {
                     suite.wrk_run(server, connections)
                 })?;
                 cases.push(HttpCase {
-                    server: server.name(),
-                    client: "wrk",
+                    server: server.name().into(),
+                    client: "wrk".into(),
                     connections,
                     runs,
                 });
@@ -868,8 +875,8 @@ impl Suite {
                 suite.generator_run_at(server, connections, Some(rate))
             })?;
             cases.push(HttpCase {
-                server: server.name(),
-                client: OPEN_LOOP_CLIENT,
+                server: server.name().into(),
+                client: OPEN_LOOP_CLIENT.into(),
                 connections,
                 runs,
             });
@@ -1097,7 +1104,8 @@ pub fn run(args: &SuiteArgs) -> anyhow::Result<()> {
         plan: suite.plan.clone(),
         machine: machine(),
         pinning:
-            "servers on CPU 0, clients on CPU 1 (taskset); kernel delivery on veth runs on the sender's CPU",
+            "servers on CPU 0, clients on CPU 1 (taskset); kernel delivery on veth runs on the sender's CPU"
+                .into(),
         xgate_umem_backing: suite.xgate_umem_backing.borrow().clone(),
         http,
         packet_path,
@@ -1106,7 +1114,7 @@ pub fn run(args: &SuiteArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let stem = args.out.join(format!("{date}-{git}"));
     let written = report::write_all(&results, &stem)?;
-    let results_md = match (&args.results_md, results.plan.mode) {
+    let results_md = match (&args.results_md, results.plan.mode.as_str()) {
         (Some(path), _) => Some(path.clone()),
         (None, "smoke") => None,
         (None, _) => Some(PathBuf::from("bench/RESULTS.md")),
@@ -1116,6 +1124,33 @@ pub fn run(args: &SuiteArgs) -> anyhow::Result<()> {
         eprintln!("wrote {}", path.display());
     }
     for path in written {
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct ReportArgs {
+    /// A results file written by the suite (`bench/results/<date>-<sha>.json`).
+    pub json: PathBuf,
+    /// Also rewrite this RESULTS.md from it (its notes section is kept).
+    #[arg(long)]
+    pub results_md: Option<PathBuf>,
+}
+
+/// `xgate-bench report`: writes the markdown table and the plots of a finished run again from
+/// its JSON (after the report's layout changed, say), without measuring anything.
+pub fn rerender(args: &ReportArgs) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(&args.json).with_context(|| format!("reading {}", args.json.display()))?;
+    let results: SuiteResults = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a results file of this suite", args.json.display()))?;
+    let stem = args.json.with_extension("");
+    for path in report::write_views(&results, &stem)? {
+        eprintln!("wrote {}", path.display());
+    }
+    if let Some(path) = &args.results_md {
+        report::write_results_md(&results, &stem, path)?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())

@@ -164,6 +164,21 @@ fn smoke_suite_writes_every_output_with_figures_from_both_servers() {
             "{svg} lacks a series"
         );
     }
+    // `xgate-bench report` writes the same views again from the JSON alone.
+    let md_path = find(".md");
+    std::fs::remove_file(&md_path).unwrap();
+    let rerender = Command::new(&bench)
+        .arg("report")
+        .arg(find(".json"))
+        .output()
+        .unwrap();
+    assert!(
+        rerender.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rerender.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&md_path).unwrap(), markdown);
+
     let results = std::fs::read_to_string(&results_md).unwrap();
     assert!(results.contains("results/") && results.contains("## Goals"));
     assert!(
