@@ -27,7 +27,9 @@ fn smoke_suite_writes_every_output_with_figures_from_both_servers() {
     );
     let out = std::env::temp_dir().join(format!("xgate-bench-smoke-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let results_md = out.join("RESULTS.md");
+    // Outside `out`, so that `out` holds only the run's own files.
+    let results_md =
+        std::env::temp_dir().join(format!("xgate-bench-smoke-{}-RESULTS.md", std::process::id()));
     let mut child = Command::new(&bench)
         .args(["suite", "--smoke", "--out"])
         .arg(&out)
@@ -187,4 +189,5 @@ fn smoke_suite_writes_every_output_with_figures_from_both_servers() {
         namespaces()
     );
     let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_file(&results_md);
 }
