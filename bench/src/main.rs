@@ -11,6 +11,7 @@
 mod cpu;
 mod loadgen;
 mod packets;
+mod process;
 mod report;
 mod suite;
 

@@ -106,6 +106,10 @@ use xgate_xdp::{
     Steering, Verdict,
 };
 
+use crate::process::{
+    check_interrupted, install_interrupt_handlers, interrupted, require_root, set_signal_handler,
+};
+
 /// Namespace of the generator's end of the veth.
 const TX_NAMESPACE: &str = "xgpkt-tx";
 /// Namespace of the receiver's end of the veth.
@@ -290,53 +294,17 @@ struct RunOutcome {
     umem_backing: Option<String>,
 }
 
-/// Set by SIGINT/SIGTERM: every loop stops and the run unwinds (and cleans up).
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn note_interrupt(_signal: libc::c_int) {
-    // Only an atomic store: async-signal-safe.
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
 /// The handler of [`GENERATOR_STOP_SIGNAL`]: its only job is to make the generator's system call
 /// return (EINTR); the generator then sees its stop flag.
 extern "C" fn ignore_signal(_signal: libc::c_int) {}
 
-fn install_signal_handlers() {
-    let handlers: [(libc::c_int, extern "C" fn(libc::c_int)); 3] = [
-        (libc::SIGINT, note_interrupt),
-        (libc::SIGTERM, note_interrupt),
-        (GENERATOR_STOP_SIGNAL, ignore_signal),
-    ];
-    for (signal, handler) in handlers {
-        // SAFETY: an all-zero sigaction is a valid value; both handlers are async-signal-safe (an
-        // atomic store, or nothing), and sigaction only reads the struct it is given. No
-        // SA_RESTART: the generator's bpf() call must return EINTR.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = handler as *const () as libc::sighandler_t;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(signal, &action, std::ptr::null_mut());
-        }
-    }
-}
-
-fn check_interrupted() -> anyhow::Result<()> {
-    if INTERRUPTED.load(Ordering::Relaxed) {
-        bail!("interrupted");
-    }
-    Ok(())
-}
-
 /// Runs the packet-path benchmark described in the module doc.
 pub fn run(args: &PacketArgs) -> anyhow::Result<()> {
     let sizes = validate(args)?;
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("`xgate-bench packets` needs root: it creates network namespaces and loads XDP programs");
-    }
+    require_root("`xgate-bench packets` needs root: it creates network namespaces and loads XDP programs")?;
     check_cpus(args)?;
-    install_signal_handlers();
+    install_interrupt_handlers();
+    set_signal_handler(GENERATOR_STOP_SIGNAL, ignore_signal);
     let _lock = RunLock::acquire()?;
     let topology = Topology::create()?;
     let result = run_cases(args, &sizes, &topology);
@@ -925,7 +893,7 @@ fn generate(
     enter_namespace(TX_NAMESPACE)?;
     pin_current_thread(settings.generator_cpu)?;
     let ifindex = interface_index(TX_INTERFACE)?;
-    while !stop.load(Ordering::Acquire) && !INTERRUPTED.load(Ordering::Relaxed) {
+    while !stop.load(Ordering::Acquire) && !interrupted() {
         // Completed (all u32::MAX frames, hours from now) or interrupted: check the flags again.
         let _: SendEnd = generator.send(ifindex, frame, u32::MAX, settings.batch)?;
     }

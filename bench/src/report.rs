@@ -235,6 +235,18 @@ struct Goal {
     met: Option<bool>,
 }
 
+impl Goal {
+    /// A goal whose figures this run did not produce.
+    fn not_measured(name: &str, target: &str) -> Goal {
+        Goal {
+            name: name.into(),
+            target: target.into(),
+            measured: "not measured".into(),
+            met: None,
+        }
+    }
+}
+
 fn goals(results: &SuiteResults, summaries: &[CaseSummary]) -> Vec<Goal> {
     let mut goals = Vec::new();
     let reference = if results.plan.connections.contains(&100) {
@@ -262,12 +274,7 @@ fn goals(results: &SuiteResults, summaries: &[CaseSummary]) -> Vec<Goal> {
             measured: with_errors(format!("{:.2}×", x.rps.median / n.rps.median), x, n),
             met: Some(clean(x, n) && x.rps.median >= 2.0 * n.rps.median),
         },
-        _ => Goal {
-            name: "terminating HTTP: requests/s".into(),
-            target: "xgate ≥ 2.0× nginx".into(),
-            measured: "not measured".into(),
-            met: None,
-        },
+        _ => Goal::not_measured("terminating HTTP: requests/s", "xgate ≥ 2.0× nginx"),
     });
     // p99 is compared at the same offered load (open loop): in a closed loop latency is about
     // connections / throughput, which would only restate the requests/s goal.
@@ -284,12 +291,7 @@ fn goals(results: &SuiteResults, summaries: &[CaseSummary]) -> Vec<Goal> {
             ),
             met: Some(clean(x, n) && x.p99.median <= n.p99.median),
         },
-        _ => Goal {
-            name: "terminating HTTP, same offered load: p99".into(),
-            target: "xgate ≤ nginx".into(),
-            measured: "not measured".into(),
-            met: None,
-        },
+        _ => Goal::not_measured("terminating HTTP, same offered load: p99", "xgate ≤ nginx"),
     });
     let at_100 = find(summaries, "xgate", "xgate-bench", 100);
     let at_10k = find(summaries, "xgate", "xgate-bench", 10_000);
@@ -300,12 +302,7 @@ fn goals(results: &SuiteResults, summaries: &[CaseSummary]) -> Vec<Goal> {
             measured: format!("{:.0}%", 100.0 * b.rps.median / a.rps.median),
             met: Some(b.rps.median >= 0.8 * a.rps.median),
         },
-        _ => Goal {
-            name: "connection scaling: xgate at 10,000 vs 100 connections".into(),
-            target: "≥ 80%".into(),
-            measured: "not measured".into(),
-            met: None,
-        },
+        _ => Goal::not_measured("connection scaling: xgate at 10,000 vs 100 connections", "≥ 80%"),
     });
     let ratios = results
         .packet_path
@@ -314,12 +311,7 @@ fn goals(results: &SuiteResults, summaries: &[CaseSummary]) -> Vec<Goal> {
         .cloned()
         .unwrap_or_default();
     if ratios.is_empty() {
-        goals.push(Goal {
-            name: "packet path: AF_XDP rx vs XDP_DROP".into(),
-            target: "≥ 50%".into(),
-            measured: "not measured".into(),
-            met: None,
-        });
+        goals.push(Goal::not_measured("packet path: AF_XDP rx vs XDP_DROP", "≥ 50%"));
     }
     for ratio in ratios {
         let bytes = ratio.get("frame_bytes").and_then(Value::as_u64).unwrap_or(0);

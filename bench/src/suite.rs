@@ -36,6 +36,7 @@ use serde_json::Value;
 
 use crate::{
     cpu::{children_cpu_time, MachineCpu},
+    process::{check_interrupted, install_interrupt_handlers, interrupted, require_root},
     report,
 };
 
@@ -318,10 +319,9 @@ fn output_of(program: &str, args: &[&str]) -> Option<String> {
 }
 
 fn require_tools() -> anyhow::Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("the suite needs root (it builds network namespaces, attaches XDP and opens AF_XDP sockets)");
-    }
+    require_root(
+        "the suite needs root (it builds network namespaces, attaches XDP and opens AF_XDP sockets)",
+    )?;
     for (tool, package) in [
         ("ip", "iproute2"),
         ("taskset", "util-linux"),
@@ -764,9 +764,7 @@ impl Suite {
         connections: usize,
         measure: impl FnOnce(&Self, &Guarded) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
-        if stop_requested() {
-            bail!("interrupted");
-        }
+        check_interrupted()?;
         let process = match server {
             Server::Xgate => self.start_xgate(connections)?,
             Server::Nginx => self.start_nginx(connections)?,
@@ -914,13 +912,11 @@ impl OutputWithTimeout for Command {
             if let Some(status) = child.try_wait()? {
                 break status;
             }
-            if start.elapsed() > limit || stop_requested() {
+            if start.elapsed() > limit || interrupted() {
                 // The child is not reaped yet, so its pid cannot have been reused.
                 let _ = child.kill();
                 let _ = child.wait();
-                if stop_requested() {
-                    bail!("interrupted");
-                }
+                check_interrupted()?;
                 bail!("a benchmark child ran over its {limit:?} deadline and was killed");
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -930,30 +926,6 @@ impl OutputWithTimeout for Command {
             stdout: stdout.join().unwrap_or_default(),
             stderr: stderr.join().unwrap_or_default(),
         })
-    }
-}
-
-static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-extern "C" fn on_stop_signal(_signal: libc::c_int) {
-    STOP.store(true, std::sync::atomic::Ordering::SeqCst);
-}
-
-fn stop_requested() -> bool {
-    STOP.load(std::sync::atomic::Ordering::SeqCst)
-}
-
-/// Ctrl-C or SIGTERM ends the suite between steps (the running child is killed), and the lab
-/// and work directory are still removed by their guards.
-fn install_stop_handlers() {
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: installs an async-signal-safe handler (one atomic store) with an otherwise
-        // zeroed sigaction that lives across the call.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_stop_signal as *const () as usize;
-            libc::sigaction(signal, &action, std::ptr::null_mut());
-        }
     }
 }
 
@@ -1018,7 +990,9 @@ pub fn run(args: &SuiteArgs) -> anyhow::Result<()> {
     require_tools()?;
     check_file_limit(&plan)?;
     let _lock = hold_suite_lock()?;
-    install_stop_handlers();
+    // Ctrl-C or SIGTERM ends the suite between steps (the running child is killed), and the
+    // lab and work directory are still removed by their guards.
+    install_interrupt_handlers();
     let bench = std::env::current_exe().context("locating xgate-bench")?;
     let xgate = bench.with_file_name("xgate");
     if !xgate.exists() {

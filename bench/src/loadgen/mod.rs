@@ -484,10 +484,7 @@ impl Generator {
                 let mut result = Ok(Progress::NeedMore { consumed: 0 });
                 let _ = socket.recv(|bytes| {
                     result = conn.reader.feed(bytes, HEAD_WINDOW);
-                    let consumed = match result {
-                        Ok(Progress::NeedMore { consumed } | Progress::Done { consumed, .. }) => consumed,
-                        Err(_) => 0,
-                    };
+                    let consumed = consumed_by(&result);
                     (consumed, ())
                 });
                 result
@@ -499,10 +496,7 @@ impl Generator {
                 let result = conn
                     .reader
                     .feed(&self.scratch[..copied], HEAD_WINDOW.min(RX_BUFFER));
-                let consumed = match result {
-                    Ok(Progress::NeedMore { consumed } | Progress::Done { consumed, .. }) => consumed,
-                    Err(_) => 0,
-                };
+                let consumed = consumed_by(&result);
                 discard(socket, consumed);
                 result
             };
@@ -551,6 +545,14 @@ impl Generator {
             conn.state = ConnState::Failed;
         }
         done
+    }
+}
+
+/// Bytes a framing step took from what it was offered (none on an error).
+fn consumed_by(result: &Result<Progress, response::FramingError>) -> usize {
+    match result {
+        Ok(Progress::NeedMore { consumed } | Progress::Done { consumed, .. }) => *consumed,
+        Err(_) => 0,
     }
 }
 
