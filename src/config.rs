@@ -18,6 +18,19 @@ pub struct Config {
     pub http: HttpConfig,
     #[serde(default)]
     pub tcp: TcpConfig,
+    #[serde(default)]
+    pub fault: FaultConfig,
+}
+
+/// Faults xgate injects into its own data path, for tests. All off by default.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FaultConfig {
+    /// Every Nth TCP segment (not a SYN) a lane receives for a connection it owns is delivered to
+    /// the next lane instead, as if the NIC had steered it to the wrong queue (0: never). The
+    /// frames then travel the lanes' hand-off rings back to their owner.
+    #[serde(default)]
+    pub misroute_every: u64,
 }
 
 /// TCP behaviour of the gateway's sockets.
@@ -55,9 +68,17 @@ fn default_timeout_ms() -> u64 {
 pub struct GatewayConfig {
     /// Network interface (in xgate's network namespace) the XDP program attaches to.
     pub interface: String,
-    /// Rx/tx queue of that interface the AF_XDP socket binds to.
+    /// The first rx/tx queue of that interface xgate takes: lane `i` binds queue `queue + i`.
     #[serde(default)]
     pub queue: u32,
+    /// Lanes (threads, each with its own queue, AF_XDP socket, UMEM and TCP stack). Default:
+    /// one per queue the interface has from `queue` on, capped by the cores xgate may run on.
+    #[serde(default)]
+    pub lanes: Option<usize>,
+    /// CPU cores the lanes are pinned to, lane `i` on `cores[i]`. Default: the cores this
+    /// process may run on (its affinity mask, e.g. from `taskset`), in order.
+    #[serde(default)]
+    pub cores: Option<Vec<usize>>,
     /// The gateway's IPv4 address, owned by xgate's userspace stack (the kernel must not hold it).
     pub ipv4: Ipv4Addr,
     /// Prefix length of the gateway's subnet.
@@ -89,9 +110,14 @@ pub struct UmemConfig {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
-    /// TCP sockets kept (each listens until a client connects): the most concurrent connections.
+    /// TCP sockets kept per lane (each free one ready to accept): the most concurrent
+    /// connections a lane holds, and the largest burst of connects it takes at once.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Slots in each lane's ring toward its HTTP stage. A full ring is backpressure: waiting
+    /// connections read nothing more until there is room.
+    #[serde(default = "default_ring_size")]
+    pub ring_size: usize,
     /// Bytes of a request head (request line and headers) before 431.
     #[serde(default = "default_max_header_bytes")]
     pub max_header_bytes: usize,
@@ -115,6 +141,9 @@ fn default_true() -> bool {
 fn default_max_connections() -> usize {
     256
 }
+fn default_ring_size() -> usize {
+    1024
+}
 fn default_max_header_bytes() -> usize {
     8192
 }
@@ -133,6 +162,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             max_connections: default_max_connections(),
+            ring_size: default_ring_size(),
             max_header_bytes: default_max_header_bytes(),
         }
     }
@@ -295,6 +325,32 @@ impl Config {
                 format!("expected 1..=65536, got {}", h.max_connections),
             ));
         }
+        if !(1..=65_536).contains(&h.ring_size) {
+            return Err(err(
+                "http.ring_size",
+                format!("expected 1..=65536, got {}", h.ring_size),
+            ));
+        }
+        if g.lanes.is_some_and(|n| !(1..=64).contains(&n)) {
+            return Err(err(
+                "gateway.lanes",
+                format!("expected 1..=64, got {}", g.lanes.unwrap_or(0)),
+            ));
+        }
+        if let Some(cores) = &g.cores {
+            if cores.is_empty() {
+                return Err(err("gateway.cores", "expected at least one core".into()));
+            }
+            if let Some(lanes) = g.lanes.filter(|&lanes| cores.len() < lanes) {
+                return Err(err(
+                    "gateway.cores",
+                    format!(
+                        "lists {} cores for {lanes} lanes: give one core per lane",
+                        cores.len()
+                    ),
+                ));
+            }
+        }
         if !(256..=65_536).contains(&h.max_header_bytes) {
             return Err(err(
                 "http.max_header_bytes",
@@ -328,6 +384,8 @@ impl Config {
             gateway: GatewayConfig {
                 interface: crate::lab::GATEWAY_IFACE.to_string(),
                 queue: 0,
+                lanes: None,
+                cores: None,
                 ipv4: crate::lab::GATEWAY_IP,
                 prefix_len: 24,
                 mac: MacAddr(crate::lab::GATEWAY_MAC),
@@ -336,15 +394,16 @@ impl Config {
             umem: UmemConfig::default(),
             http: HttpConfig::default(),
             tcp: TcpConfig::default(),
+            fault: FaultConfig::default(),
         }
     }
 
     /// This configuration as TOML text (what `xgate lab up` writes, and what tests start with).
     pub fn to_toml(&self) -> String {
-        format!(
+        let mut text = format!(
             "[gateway]\ninterface = \"{}\"\nqueue = {}\nipv4 = \"{}\"\nprefix_len = {}\nmac = \"{}\"\nlisten_port = {}\n\n\
              [umem]\nframes = {}\nframe_size = {}\nallow_normal_pages = {}\n\n\
-             [http]\nmax_connections = {}\nmax_header_bytes = {}\n\n\
+             [http]\nmax_connections = {}\nring_size = {}\nmax_header_bytes = {}\n\n\
              [tcp]\nkeepalive_ms = {}\ntimeout_ms = {}\n",
             self.gateway.interface,
             self.gateway.queue,
@@ -356,10 +415,25 @@ impl Config {
             self.umem.frame_size,
             self.umem.allow_normal_pages,
             self.http.max_connections,
+            self.http.ring_size,
             self.http.max_header_bytes,
             self.tcp.keepalive_ms,
             self.tcp.timeout_ms,
-        )
+        );
+        // Optional gateway keys go right after the [gateway] table's last line.
+        let mut extra = String::new();
+        if let Some(lanes) = self.gateway.lanes {
+            extra.push_str(&format!("lanes = {lanes}\n"));
+        }
+        if let Some(cores) = &self.gateway.cores {
+            extra.push_str(&format!("cores = {cores:?}\n"));
+        }
+        let at = text
+            .find("\n\n[umem]")
+            .expect("the umem table follows the gateway table")
+            + 1;
+        text.insert_str(at, &extra);
+        text
     }
 }
 
@@ -431,8 +505,26 @@ mac = "02:77:00:00:00:02"
 
     #[test]
     fn lab_config_round_trips_through_toml() {
-        let c = Config::for_lab();
+        let mut c = Config::for_lab();
         assert_eq!(Config::parse(&c.to_toml(), "lab.toml").unwrap(), c);
+        c.gateway.lanes = Some(2);
+        c.gateway.cores = Some(vec![0, 1]);
+        assert_eq!(Config::parse(&c.to_toml(), "lab.toml").unwrap(), c);
+    }
+
+    #[test]
+    fn lanes_and_cores_are_checked() {
+        let e = error_of(&format!("{GOOD}lanes = 0\n"));
+        assert!(e.contains("`gateway.lanes`"), "{e}");
+        let e = error_of(&format!("{GOOD}lanes = 2\ncores = [0]\n"));
+        assert!(
+            e.contains("`gateway.cores`") && e.contains("one core per lane"),
+            "{e}"
+        );
+        let e = error_of(&format!("{GOOD}cores = []\n"));
+        assert!(e.contains("`gateway.cores`"), "{e}");
+        let e = error_of(&format!("{GOOD}\n[http]\nring_size = 0\n"));
+        assert!(e.contains("`http.ring_size`"), "{e}");
     }
 
     fn error_of(text: &str) -> String {

@@ -36,6 +36,8 @@ pub const DEFAULT_NAME: &str = "xgate";
 #[derive(Clone, Debug)]
 pub struct Lab {
     pub name: String,
+    /// Rx/tx queues of every veth of the lab (2 or more lets xgate run that many lanes).
+    pub queues: u32,
 }
 
 /// The roles of the lab's namespaces.
@@ -92,6 +94,7 @@ impl Lab {
         }
         Ok(Lab {
             name: name.to_string(),
+            queues: 1,
         })
     }
 
@@ -134,15 +137,47 @@ impl Lab {
         ])?;
         run(&["ip", "-n", &sw, "link", "set", "br0", "up"])?;
         let mtu = MTU.to_string();
+        let queues = self.queues.to_string();
         for (host, iface, port) in [
             (Host::Client, CLIENT_IFACE, "p-cli"),
             (Host::Gateway, GATEWAY_IFACE, "p-gw"),
             (Host::Backend, BACKEND_IFACE, "p-be"),
         ] {
             let ns = self.netns(host);
+            // Only the gateway's link has several queues: the switch spreads flows over them by
+            // their hash (as a NIC's RSS would), and the client keeps one rx queue so that a
+            // load generator on one AF_XDP socket sees every reply.
+            let queues = if matches!(host, Host::Gateway) {
+                queues.as_str()
+            } else {
+                "1"
+            };
             run(&[
-                "ip", "link", "add", iface, "netns", &ns, "mtu", &mtu, "type", "veth", "peer", "name", port,
-                "netns", &sw, "mtu", &mtu,
+                "ip",
+                "link",
+                "add",
+                iface,
+                "netns",
+                &ns,
+                "mtu",
+                &mtu,
+                "numrxqueues",
+                queues,
+                "numtxqueues",
+                queues,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                port,
+                "netns",
+                &sw,
+                "mtu",
+                &mtu,
+                "numrxqueues",
+                queues,
+                "numtxqueues",
+                queues,
             ])?;
             run(&["ip", "-n", &sw, "link", "set", port, "master", "br0"])?;
             run(&["ip", "-n", &sw, "link", "set", port, "up"])?;

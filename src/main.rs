@@ -3,11 +3,17 @@
 //! Subcommands: `run` (the gateway), `lab up|down` (the network-namespace lab), `demo` (lab,
 //! gateway and real client in one go).
 
+mod alloc_count;
 mod config;
 mod demo;
 mod exchange;
+mod handoff;
 mod lab;
 mod lane;
+mod lanes;
+
+#[global_allocator]
+static ALLOCATOR: alloc_count::CountingAllocator = alloc_count::CountingAllocator;
 
 use std::{
     path::PathBuf,
@@ -62,6 +68,9 @@ enum LabAction {
         /// Where to write the gateway config for this lab.
         #[arg(long)]
         config_out: Option<PathBuf>,
+        /// Rx/tx queues per veth (xgate runs one lane per queue, up to the cores it has).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+        queues: u32,
     },
     /// Remove every namespace and link of the lab (also after a crash).
     Down {
@@ -71,13 +80,19 @@ enum LabAction {
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
+static REPORT: AtomicBool = AtomicBool::new(false);
 
-extern "C" fn on_stop_signal(_signal: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
+extern "C" fn on_stop_signal(signal: libc::c_int) {
+    if signal == libc::SIGUSR1 {
+        REPORT.store(true, Ordering::SeqCst);
+    } else {
+        STOP.store(true, Ordering::SeqCst);
+    }
 }
 
+/// SIGINT and SIGTERM stop the gateway; SIGUSR1 asks for a `stats` event.
 fn install_stop_handlers() {
-    for signal in [libc::SIGINT, libc::SIGTERM] {
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGUSR1] {
         // SAFETY: installs an async-signal-safe handler (a single atomic store) with an
         // otherwise zeroed sigaction; the struct lives across the call.
         unsafe {
@@ -104,8 +119,13 @@ fn main() -> ExitCode {
     let result: Result<(), String> = match cli.command {
         Command::Run { config } => run(&config),
         Command::Lab {
-            action: LabAction::Up { name, config_out },
-        } => lab_up(&name, config_out),
+            action:
+                LabAction::Up {
+                    name,
+                    config_out,
+                    queues,
+                },
+        } => lab_up(&name, config_out, queues),
         Command::Lab {
             action: LabAction::Down { name },
         } => require_root("xgate lab down").and_then(|_| lab::Lab::new(&name)?.down()),
@@ -128,13 +148,14 @@ fn run(path: &std::path::Path) -> Result<(), String> {
     install_stop_handlers();
     let stdout = std::io::stdout();
     let mut events = stdout.lock();
-    lane::run(&config, &STOP, &mut events).map_err(|e| format!("{e:#}"))?;
+    lanes::run(&config, &STOP, &REPORT, &mut events).map_err(|e| format!("{e:#}"))?;
     Ok(())
 }
 
-fn lab_up(name: &str, config_out: Option<PathBuf>) -> Result<(), String> {
+fn lab_up(name: &str, config_out: Option<PathBuf>, queues: u32) -> Result<(), String> {
     require_root("xgate lab up")?;
-    let lab = lab::Lab::new(name)?;
+    let mut lab = lab::Lab::new(name)?;
+    lab.queues = queues;
     lab.up()?;
     let config = config::Config::for_lab().to_toml();
     if let Some(path) = &config_out {

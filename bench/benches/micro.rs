@@ -32,10 +32,19 @@
 //!   same 64-entry header array, to show what xgate's own checks and response writing add.
 //!   Excludes: TCP, copying the bytes into the slot, sending the response, and buffer management
 //!   between pipelined requests (the input is sliced, never moved).
+//! - `lane_counters`: why each lane's counters sit on their own cache lines. Two threads, one per
+//!   lane, each publish their own counters (relaxed stores, as a lane does every loop turn) N
+//!   times: `packed` puts both lanes' counter blocks next to each other (they share a 64-byte
+//!   line), `padded` aligns each block to 64 bytes, like xgate's `LaneCounters`. The time is per
+//!   publish of one lane's block while the other lane publishes too.
+//!   Excludes: the readers (the main thread reads the counters only on request).
 
 use std::{
     hint::black_box,
-    sync::Barrier,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Barrier,
+    },
     time::{Duration, Instant},
 };
 
@@ -446,12 +455,79 @@ fn http(c: &mut Criterion) {
     group.finish();
 }
 
+/// One lane's hot counters as the lane publishes them (four words: a block of 32 bytes).
+#[derive(Default)]
+struct CounterBlock {
+    rx_frames: AtomicU64,
+    requests: AtomicU64,
+    handed_out: AtomicU64,
+    handed_in: AtomicU64,
+}
+
+impl CounterBlock {
+    fn publish(&self, n: u64) {
+        self.rx_frames.store(n, Ordering::Relaxed);
+        self.requests.store(n, Ordering::Relaxed);
+        self.handed_out.store(n, Ordering::Relaxed);
+        self.handed_in.store(n, Ordering::Relaxed);
+    }
+}
+
+/// Two lanes' blocks side by side: they share a cache line.
+#[derive(Default)]
+#[repr(C)]
+struct PackedLanes([CounterBlock; 2]);
+
+/// A block alone on its cache line, like `LaneCounters`.
+#[derive(Default)]
+#[repr(C, align(64))]
+struct PaddedBlock(CounterBlock);
+
+#[derive(Default)]
+#[repr(C)]
+struct PaddedLanes([PaddedBlock; 2]);
+
+/// Both lanes publish `count` times at once; returns the time per publish of one lane.
+fn publish_from_two_threads(first: &CounterBlock, second: &CounterBlock, count: u64) -> Duration {
+    let barrier = Barrier::new(2);
+    std::thread::scope(|scope| {
+        let other = scope.spawn(|| {
+            barrier.wait();
+            for n in 0..count {
+                second.publish(black_box(n));
+            }
+        });
+        barrier.wait();
+        let start = Instant::now();
+        for n in 0..count {
+            first.publish(black_box(n));
+        }
+        let elapsed = start.elapsed();
+        other.join().unwrap();
+        elapsed
+    })
+}
+
+fn lane_counters(c: &mut Criterion) {
+    let mut group = c.benchmark_group("lane_counters");
+    group.throughput(Throughput::Elements(1));
+    let packed = PackedLanes::default();
+    let padded = PaddedLanes::default();
+    group.bench_function("packed", |b| {
+        b.iter_custom(|iters| publish_from_two_threads(&packed.0[0], &packed.0[1], iters))
+    });
+    group.bench_function("padded", |b| {
+        b.iter_custom(|iters| publish_from_two_threads(&padded.0[0].0, &padded.0[1].0, iters))
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = micro;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_millis(1500))
         .sample_size(30);
-    targets = frame_pool, ring_handoff, http
+    targets = frame_pool, ring_handoff, http, lane_counters
 }
 criterion_main!(micro);

@@ -67,14 +67,31 @@ impl TestLab {
         Self::with_lock(tag, hugepage_lock(libc::LOCK_EX))
     }
 
+    /// A lab whose veths have `queues` rx/tx queues each (for more than one lane).
+    pub fn with_queues(tag: &str, queues: u32) -> TestLab {
+        Self::build(tag, hugepage_lock(libc::LOCK_SH), queues)
+    }
+
     fn with_lock(tag: &str, lock: std::fs::File) -> TestLab {
+        Self::build(tag, lock, 1)
+    }
+
+    fn build(tag: &str, lock: std::fs::File, queues: u32) -> TestLab {
         require_root();
         let name = unique_name(tag);
         let config_path = std::env::temp_dir().join(format!("{name}.toml"));
         let stderr_path = std::env::temp_dir().join(format!("{name}.stderr"));
         let out = output(
             Command::new(XGATE)
-                .args(["lab", "up", "--name", &name, "--config-out"])
+                .args([
+                    "lab",
+                    "up",
+                    "--name",
+                    &name,
+                    "--queues",
+                    &queues.to_string(),
+                    "--config-out",
+                ])
                 .arg(&config_path),
         );
         let lab = TestLab {
@@ -139,6 +156,23 @@ impl TestLab {
         let ready: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(ready["event"], "ready", "{line}");
         ready
+    }
+
+    /// Asks the running xgate for its per-lane counters (SIGUSR1) and returns its `stats` event.
+    pub fn stats(&mut self) -> serde_json::Value {
+        let pid = self.gateway.as_ref().expect("gateway running").id();
+        // SAFETY: kill(2) on our own unreaped child.
+        unsafe { libc::kill(pid as i32, libc::SIGUSR1) };
+        let rx = self.stdout.as_ref().expect("gateway running");
+        loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(5))
+                .expect("xgate printed no stats event within 5 s of SIGUSR1");
+            let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if value["event"] == "stats" {
+                return value;
+            }
+        }
     }
 
     pub fn gateway_stderr(&self) -> String {

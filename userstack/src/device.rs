@@ -18,7 +18,7 @@ use xdpilone::xdp::XdpDesc;
 
 use crate::{
     frames::{FrameLedger, FrameState},
-    xsk::XskPort,
+    xsk::{TxFrames, XskPort},
 };
 
 /// Bytes of Ethernet header in front of the IP packet.
@@ -53,10 +53,23 @@ pub struct XskTxToken<'a> {
     base: std::ptr::NonNull<u8>,
     frame_size: u32,
     ledger: &'a FrameLedger,
-    tx_free: &'a mut Vec<u64>,
-    tx_pending: &'a mut Vec<XdpDesc>,
-    scratch: &'a mut [u8],
-    tx_refused: &'a mut u64,
+    frames: &'a mut TxFrames,
+}
+
+impl<'a> XskTxToken<'a> {
+    pub(crate) fn new(
+        base: std::ptr::NonNull<u8>,
+        frame_size: u32,
+        ledger: &'a FrameLedger,
+        frames: &'a mut TxFrames,
+    ) -> XskTxToken<'a> {
+        XskTxToken {
+            base,
+            frame_size,
+            ledger,
+            frames,
+        }
+    }
 }
 
 impl phy::TxToken for XskTxToken<'_> {
@@ -67,7 +80,7 @@ impl phy::TxToken for XskTxToken<'_> {
         let len = len.min(self.frame_size as usize);
         // A frame the ledger refuses is left alone (dropped from the free list, not written);
         // if no frame is left, the stack writes into the scratch frame and nothing is sent.
-        while let Some(addr) = self.tx_free.pop() {
+        while let Some(addr) = self.frames.free.pop() {
             if !self
                 .ledger
                 .transition(addr, FrameState::TxFree, FrameState::TxPending)
@@ -81,15 +94,15 @@ impl phy::TxToken for XskTxToken<'_> {
             let buffer =
                 unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().add(addr as usize), len) };
             let result = f(buffer);
-            self.tx_pending.push(XdpDesc {
+            self.frames.pending.push(XdpDesc {
                 addr,
                 len: len as u32,
                 options: 0,
             });
             return result;
         }
-        *self.tx_refused += 1;
-        f(&mut self.scratch[..len])
+        self.frames.refused += 1;
+        f(&mut self.frames.scratch[..len])
     }
 }
 
@@ -104,9 +117,9 @@ impl Device for XskPort {
                 return None;
             }
         }
-        if self.tx_free.is_empty() {
+        if self.tx.free.is_empty() {
             self.reclaim_tx();
-            if self.tx_free.is_empty() {
+            if self.tx.free.is_empty() {
                 // Leave the frame in the rx batch: it is received once a tx frame comes back.
                 self.stats.tx_starved += 1;
                 return None;
@@ -127,12 +140,9 @@ impl Device for XskPort {
         let XskPort {
             ledger,
             rx_recycle,
-            tx_free,
-            tx_pending,
+            tx,
             base,
             frame_size,
-            tx_scratch,
-            stats,
             ..
         } = self;
         Some((
@@ -141,45 +151,12 @@ impl Device for XskPort {
                 addr: chunk_base,
                 recycle: rx_recycle,
             },
-            XskTxToken {
-                base: *base,
-                frame_size: *frame_size,
-                ledger,
-                tx_free,
-                tx_pending,
-                scratch: tx_scratch,
-                tx_refused: &mut stats.tx_refused,
-            },
+            XskTxToken::new(*base, *frame_size, ledger, tx),
         ))
     }
 
     fn transmit(&mut self, _timestamp: Instant) -> Option<Self::TxToken<'_>> {
-        if self.tx_free.is_empty() {
-            self.reclaim_tx();
-            if self.tx_free.is_empty() {
-                self.stats.tx_starved += 1;
-                return None;
-            }
-        }
-        let XskPort {
-            ledger,
-            tx_free,
-            tx_pending,
-            base,
-            frame_size,
-            tx_scratch,
-            stats,
-            ..
-        } = self;
-        Some(XskTxToken {
-            base: *base,
-            frame_size: *frame_size,
-            ledger,
-            tx_free,
-            tx_pending,
-            scratch: tx_scratch,
-            tx_refused: &mut stats.tx_refused,
-        })
+        self.tx_token()
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
@@ -193,5 +170,64 @@ impl Device for XskPort {
             caps.checksum.udp = phy::Checksum::Tx;
         }
         caps
+    }
+}
+
+/// Lends one frame that another lane received to the stack: a [`crate::xsk::LentFrame`]'s
+/// bytes, read in place in the other lane's UMEM. Replies go out through this lane's own port.
+pub struct HandedFrameDevice<'a> {
+    frame: Option<&'a [u8]>,
+    port: &'a mut XskPort,
+}
+
+impl<'a> HandedFrameDevice<'a> {
+    pub fn new(frame: &'a [u8], port: &'a mut XskPort) -> HandedFrameDevice<'a> {
+        HandedFrameDevice {
+            frame: Some(frame),
+            port,
+        }
+    }
+
+    /// Whether the stack took the frame (it does not when no tx frame is free: try again later).
+    pub fn consumed(&self) -> bool {
+        self.frame.is_none()
+    }
+}
+
+/// Lends a byte slice to the stack.
+pub struct SliceRxToken<'a>(&'a [u8]);
+
+impl phy::RxToken for SliceRxToken<'_> {
+    fn consume<R, F>(self, f: F) -> R
+    where
+        F: FnOnce(&[u8]) -> R,
+    {
+        f(self.0)
+    }
+}
+
+impl Device for HandedFrameDevice<'_> {
+    type RxToken<'b>
+        = SliceRxToken<'b>
+    where
+        Self: 'b;
+    type TxToken<'b>
+        = XskTxToken<'b>
+    where
+        Self: 'b;
+
+    fn receive(&mut self, _timestamp: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        self.frame?;
+        let tx = self.port.tx_token()?;
+        let frame = self.frame.take()?;
+        Some((SliceRxToken(frame), tx))
+    }
+
+    fn transmit(&mut self, _timestamp: Instant) -> Option<Self::TxToken<'_>> {
+        self.port.tx_token()
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        self.port.capabilities()
     }
 }

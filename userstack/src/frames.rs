@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! rx frames:  Fill (fill ring → kernel → rx ring) ──read──▶ InStack ──recycle──▶ Fill
+//!                                                 InStack ──lend──▶ Lent ──take back──▶ InStack
 //! tx frames:  TxFree ──write──▶ TxPending ──submit──▶ TxRing ──completion──▶ TxFree
 //! ```
 //!
@@ -37,11 +38,13 @@ pub enum FrameState {
     TxPending = 3,
     /// On the tx ring or in flight in the kernel, until the completion ring returns it.
     TxRing = 4,
+    /// A received frame handed to another lane (the flow's owner), until that lane gives it back.
+    Lent = 5,
 }
 
 impl FrameState {
     /// Number of states.
-    pub const COUNT: usize = 5;
+    pub const COUNT: usize = 6;
     /// All states in discriminant order.
     pub const ALL: [FrameState; Self::COUNT] = [
         FrameState::Fill,
@@ -49,6 +52,7 @@ impl FrameState {
         FrameState::TxFree,
         FrameState::TxPending,
         FrameState::TxRing,
+        FrameState::Lent,
     ];
 }
 
@@ -107,6 +111,12 @@ impl FrameLedger {
         ok
     }
 
+    /// Counts a refused move that did not go through [`FrameLedger::transition`] (a frame handed
+    /// back to a port that does not own it).
+    pub fn count_violation(&self) {
+        self.violations.set(self.violations.get() + 1);
+    }
+
     /// Number of refused transitions since start (always 0 in a correct program).
     pub fn violations(&self) -> u64 {
         self.violations.get()
@@ -147,9 +157,9 @@ mod tests {
         let ledger = FrameLedger::new(4, 2048, FrameState::TxFree);
         assert!(ledger.transition(2048, FrameState::TxFree, FrameState::TxPending));
         assert!(ledger.transition(2048, FrameState::TxPending, FrameState::TxRing));
-        assert_eq!(ledger.census(), [0, 0, 3, 0, 1]);
+        assert_eq!(ledger.census(), [0, 0, 3, 0, 1, 0]);
         assert!(ledger.transition(2048, FrameState::TxRing, FrameState::TxFree));
-        assert_eq!(ledger.census(), [0, 0, 4, 0, 0]);
+        assert_eq!(ledger.census(), [0, 0, 4, 0, 0, 0]);
         assert_eq!(ledger.violations(), 0);
     }
 
@@ -160,6 +170,6 @@ mod tests {
         assert!(!ledger.transition(0, FrameState::TxFree, FrameState::TxRing));
         assert!(!ledger.transition(1 << 20, FrameState::TxFree, FrameState::TxRing));
         assert_eq!(ledger.violations(), 2);
-        assert_eq!(ledger.census(), [0, 0, 3, 0, 1]);
+        assert_eq!(ledger.census(), [0, 0, 3, 0, 1, 0]);
     }
 }

@@ -7,7 +7,14 @@
 //! - [`xsk`]: one AF_XDP socket bound to one rx/tx queue, with its fill, rx, tx and completion
 //!   rings, over a hugepage UMEM.
 //! - [`device`]: the `smoltcp::phy::Device` over an [`xsk::XskPort`]: rx tokens read the received
-//!   frame in place, tx tokens let the stack write straight into a free frame.
+//!   frame in place, tx tokens let the stack write straight into a free frame; and the device
+//!   over a frame another lane received.
+//! - [`wire`]: the little parsing steering needs (a frame's TCP flow and flags, ARP).
+//! - [`flows`]: a lane's flow table, connection key → socket in O(1).
+//! - [`tcp_server`]: a lane's accepting TCP over smoltcp: sockets in small shards found through
+//!   the flow table, listeners kept ready for bursts, egress only where there is work.
+//! - `rss`: how a NIC's receive-side scaling assigns flows to queues, for picking the local
+//!   ports of connections a lane opens.
 //!
 //! Why xdpilone: it registers memory the caller owns as the UMEM, so xgate maps the UMEM itself
 //! (2 MiB hugepages through `xgate-hugepages`, and later per NUMA node) instead of letting the
@@ -15,7 +22,10 @@
 //! an XDP program of its own: xgate's aya program owns the XSKMAP.
 
 pub mod device;
+pub mod flows;
 pub mod frames;
+pub mod tcp_server;
+pub mod wire;
 pub mod xsk;
 
 pub use device::{XskRxToken, XskTxToken, ETHERNET_HEADER};

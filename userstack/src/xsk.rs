@@ -119,7 +119,7 @@ pub struct KernelStats {
 /// An AF_XDP socket with its four rings and the UMEM frames they carry.
 pub struct XskPort {
     rx: RingRx,
-    tx: RingTx,
+    tx_ring: RingTx,
     fill_completion: DeviceQueue,
     user: User,
     _umem: Umem,
@@ -134,17 +134,65 @@ pub struct XskPort {
     pub(crate) rx_next: usize,
     /// Rx frames the stack is done with, waiting to go back on the fill ring.
     pub(crate) rx_recycle: Vec<u64>,
-    /// Where a tx token writes if its frame is refused by the ledger (never sent).
-    pub(crate) tx_scratch: Box<[u8]>,
-    /// Tx frames free to write into (frame base addresses).
-    pub(crate) tx_free: Vec<u64>,
-    /// Tx frames written by the stack, waiting for the tx ring.
-    pub(crate) tx_pending: Vec<XdpDesc>,
+    /// The tx frames userspace holds: free, or written and waiting for the tx ring.
+    pub(crate) tx: TxFrames,
     mode: BindMode,
     pub(crate) stats: PortStats,
     /// Whether the stack checks TCP/UDP checksums of received frames (see
     /// [`XskPort::trust_rx_checksums`]).
     pub(crate) verify_rx_checksums: bool,
+}
+
+// SAFETY: the port is the only owner of its UMEM mapping and rings (the raw pointers inside are
+// into memory it maps and unmaps itself), and nothing in it is shared with another thread
+// except through `LentFrame`, whose rules are stated there; so moving the whole port to
+// another thread (a lane taking it by `&mut`) moves exclusive use of all of it.
+unsafe impl Send for XskPort {}
+
+/// The tx frames held by userspace, apart from the rest of the port so that a tx token can
+/// borrow them while an rx token borrows the rx side.
+pub(crate) struct TxFrames {
+    /// Tx frames free to write into (frame base addresses).
+    pub(crate) free: Vec<u64>,
+    /// Tx frames written by the stack, waiting for the tx ring.
+    pub(crate) pending: Vec<XdpDesc>,
+    /// Where a tx token writes if its frame is refused by the ledger (never sent).
+    pub(crate) scratch: Box<[u8]>,
+    /// Frames written to `scratch` (not sent).
+    pub(crate) refused: u64,
+}
+
+/// A received frame handed to another lane: the lane that owns its flow reads it in place, in
+/// the UMEM of the port that received it, and gives it back with [`XskPort::take_back`].
+///
+/// It is a handle (an address and a length), never a copy of the bytes. While it is out, the
+/// frame is `Lent` in its port's ledger: the kernel cannot write it (it is not on the fill ring)
+/// and its own port does not touch it.
+#[derive(Debug)]
+pub struct LentFrame {
+    base: NonNull<u8>,
+    addr: u64,
+    len: u32,
+}
+
+// SAFETY: a `LentFrame` is the only reference to its frame while the frame is `Lent` (the ledger
+// refuses any other move of it), so moving the handle to another thread moves exclusive read
+// access to those bytes; the UMEM pointer itself is never written through.
+unsafe impl Send for LentFrame {}
+
+impl LentFrame {
+    /// The frame's bytes, in the lending port's UMEM.
+    ///
+    /// # Safety
+    ///
+    /// The port that lent the frame must still be alive (its UMEM mapped). xgate guarantees it by
+    /// running lanes as scoped threads that borrow ports created before the scope and dropped
+    /// after it.
+    pub unsafe fn bytes(&self) -> &[u8] {
+        // SAFETY: the caller guarantees the UMEM is mapped; [addr, addr + len) lies inside one
+        // frame (clamped when lent) and the frame stays `Lent`, so nothing writes it meanwhile.
+        unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(self.addr as usize), self.len as usize) }
+    }
 }
 
 /// Bytes the kernel keeps in front of every received frame (XDP_PACKET_HEADROOM).
@@ -288,7 +336,7 @@ impl XskPort {
         let base = region.as_non_null_slice().cast::<u8>();
         let mut port = XskPort {
             rx,
-            tx,
+            tx_ring: tx,
             fill_completion,
             user,
             _umem: umem,
@@ -300,9 +348,12 @@ impl XskPort {
             rx_ready: Vec::with_capacity(BATCH),
             rx_next: 0,
             rx_recycle,
-            tx_scratch: vec![0; config.frame_size as usize].into_boxed_slice(),
-            tx_free,
-            tx_pending: Vec::with_capacity((frames - rx_frames) as usize),
+            tx: TxFrames {
+                free: tx_free,
+                pending: Vec::with_capacity((frames - rx_frames) as usize),
+                scratch: vec![0; config.frame_size as usize].into_boxed_slice(),
+                refused: 0,
+            },
             mode,
             stats: PortStats::default(),
             verify_rx_checksums: true,
@@ -404,7 +455,10 @@ impl XskPort {
     }
 
     pub fn stats(&self) -> PortStats {
-        self.stats
+        PortStats {
+            tx_refused: self.tx.refused,
+            ..self.stats
+        }
     }
 
     /// The kernel's own counters for this socket: frames it dropped because the rx ring was full
@@ -479,6 +533,67 @@ impl XskPort {
         count
     }
 
+    /// Takes the next received frame (the one [`XskPort::peek_rx`] shows) out of this port's
+    /// hands, to be handed to the lane that owns its flow. `None` when nothing is waiting.
+    pub fn lend_rx(&mut self) -> Option<LentFrame> {
+        if self.rx_next == self.rx_ready.len() {
+            self.fetch_rx();
+        }
+        let desc = *self.rx_ready.get(self.rx_next)?;
+        self.rx_next += 1;
+        let chunk = self.ledger.frame_base(self.ledger.frame_of(desc.addr)?);
+        if !self
+            .ledger
+            .transition(chunk, FrameState::InStack, FrameState::Lent)
+        {
+            return None;
+        }
+        let offset = desc.addr as usize % self.frame_size as usize;
+        Some(LentFrame {
+            base: self.base,
+            addr: desc.addr,
+            len: desc.len.min(self.frame_size - offset as u32),
+        })
+    }
+
+    /// Takes back a frame this port lent; it goes back to the fill ring with the next flush.
+    /// A frame of another port, or one not lent, is refused and counted as a ledger violation.
+    pub fn take_back(&mut self, frame: LentFrame) {
+        if frame.base != self.base {
+            self.ledger.count_violation();
+            return;
+        }
+        let Some(index) = self.ledger.frame_of(frame.addr) else {
+            self.ledger.count_violation();
+            return;
+        };
+        let chunk = self.ledger.frame_base(index);
+        if self
+            .ledger
+            .transition(chunk, FrameState::Lent, FrameState::InStack)
+        {
+            // Capacity is the number of rx frames, so this never allocates.
+            self.rx_recycle.push(chunk);
+        }
+    }
+
+    /// A tx token, if a tx frame is free (completions are reclaimed first when none is).
+    pub fn tx_token(&mut self) -> Option<crate::device::XskTxToken<'_>> {
+        if self.tx.free.is_empty() {
+            self.reclaim_tx();
+            if self.tx.free.is_empty() {
+                self.stats.tx_starved += 1;
+                return None;
+            }
+        }
+        Some(crate::device::XskTxToken::new(
+            self.base,
+            self.frame_size,
+            &self.ledger,
+            &mut self.tx,
+        ))
+    }
+
     pub(crate) fn fetch_rx(&mut self) {
         debug_assert_eq!(self.rx_next, self.rx_ready.len());
         self.rx_ready.clear();
@@ -521,12 +636,12 @@ impl XskPort {
     }
 
     fn submit_tx(&mut self) {
-        if !self.tx_pending.is_empty() {
-            let mut writer = self.tx.transmit(self.tx_pending.len() as u32);
-            let count = (writer.capacity() as usize).min(self.tx_pending.len());
+        if !self.tx.pending.is_empty() {
+            let mut writer = self.tx_ring.transmit(self.tx.pending.len() as u32);
+            let count = (writer.capacity() as usize).min(self.tx.pending.len());
             let ledger = &self.ledger;
             let inserted = writer.insert(
-                self.tx_pending[..count]
+                self.tx.pending[..count]
                     .iter()
                     .copied()
                     .filter(|desc| ledger.transition(desc.addr, FrameState::TxPending, FrameState::TxRing)),
@@ -534,10 +649,10 @@ impl XskPort {
             writer.commit();
             drop(writer);
             self.stats.tx_frames += u64::from(inserted);
-            self.tx_pending.drain(..count);
+            self.tx.pending.drain(..count);
         }
-        if self.tx.pending() > 0 && self.tx.needs_wakeup() {
-            self.tx.wake();
+        if self.tx_ring.pending() > 0 && self.tx_ring.needs_wakeup() {
+            self.tx_ring.wake();
             self.stats.tx_wakeups += 1;
         }
     }
@@ -549,7 +664,7 @@ impl XskPort {
                 .ledger
                 .transition(addr, FrameState::TxRing, FrameState::TxFree)
             {
-                self.tx_free.push(addr);
+                self.tx.free.push(addr);
                 self.stats.tx_completed += 1;
             }
         }

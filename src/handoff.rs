@@ -1,0 +1,202 @@
+//! The rings between lanes, and the per-lane state other threads may read.
+//!
+//! Lanes share no mutable state on the data path. What crosses between them goes through
+//! wait-free single-producer single-consumer rtrb rings, one per ordered pair of lanes:
+//! - **frames**: a received frame of a flow this lane does not know, as a [`Handed`] frame handle
+//!   (an address in the receiving lane's UMEM and a length; never a copy of the bytes). The
+//!   lane that took a connection's SYN owns the connection; a NIC's RSS (or the lab switch's flow
+//!   hash) sends every later frame of the flow to the same queue, so frames only need handing
+//!   over when the steering changes under a flow (a peer that rehashes after a timeout, a NIC
+//!   reconfigured). A lane that does not know the flow passes the frame to the next lane; the
+//!   last lane asked answers it as a stray (RST);
+//! - **returns**: the same handle going back once the owner's stack has read the frame, so the
+//!   lane that received it can put the frame back on its fill ring;
+//! - **neighbours**: a 42-byte copy of an ARP frame, so that every lane's stack learns the
+//!   addresses of its peers (control path, rare; the one copy this module makes).
+//!
+//! Invariants:
+//! - A returns ring holds as many handles as the lending lane has rx frames, and a frame is lent
+//!   at most once at a time, so a return never finds its ring full.
+//! - A full frames ring is a drop of that one frame, counted (`handoff_dropped`): the frame
+//!   carries no data xgate has acknowledged, so the peer's TCP sends it again. Nothing else
+//!   waits on a full frames ring.
+//! - [`LaneCounters`] are written by their lane only and read by others; each sits on its own
+//!   cache lines (64-byte aligned) so one lane's updates never invalidate another lane's line.
+
+use std::{
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
+};
+
+use rtrb::{Consumer, Producer, RingBuffer};
+use xgate_userstack::{wire::ARP_FRAME_LEN, xsk::LentFrame};
+
+/// Frames one lane may have in flight toward another.
+pub const FRAME_RING: usize = 1024;
+/// ARP copies in flight toward one lane.
+pub const NEIGHBOUR_RING: usize = 64;
+
+/// A frame on its way between lanes.
+pub struct Handed {
+    pub frame: LentFrame,
+    /// The lane whose UMEM holds the frame (it gets the frame back).
+    pub origin: u8,
+    /// Lanes that have already looked for the frame's flow.
+    pub hops: u8,
+}
+
+/// One lane's ends of every ring it shares with the other lanes (indexed by the other lane).
+pub struct LaneLinks {
+    /// Frames this lane passes to lane `i`.
+    pub frames_out: Vec<Option<Producer<Handed>>>,
+    /// Frames lane `i` passes to this lane.
+    pub frames_in: Vec<Option<Consumer<Handed>>>,
+    /// Lane `i`'s frames, read, going back to lane `i`.
+    pub returns_out: Vec<Option<Producer<LentFrame>>>,
+    /// This lane's frames coming back from lane `i`.
+    pub returns_in: Vec<Option<Consumer<LentFrame>>>,
+    pub neighbours_out: Vec<Option<Producer<[u8; ARP_FRAME_LEN]>>>,
+    pub neighbours_in: Vec<Option<Consumer<[u8; ARP_FRAME_LEN]>>>,
+}
+
+impl LaneLinks {
+    /// Whether another lane left work for this one.
+    pub fn has_input(&self) -> bool {
+        self.frames_in.iter().flatten().any(|c| !c.is_empty())
+            || self.returns_in.iter().flatten().any(|c| !c.is_empty())
+            || self.neighbours_in.iter().flatten().any(|c| !c.is_empty())
+    }
+}
+
+/// Builds the rings for `lanes` lanes; `rx_frames[i]` is lane `i`'s number of rx frames (the
+/// size of the returns rings toward it).
+pub fn link_lanes(lanes: usize, rx_frames: &[usize]) -> Vec<LaneLinks> {
+    let mut links: Vec<LaneLinks> = (0..lanes)
+        .map(|_| LaneLinks {
+            frames_out: (0..lanes).map(|_| None).collect(),
+            frames_in: (0..lanes).map(|_| None).collect(),
+            returns_out: (0..lanes).map(|_| None).collect(),
+            returns_in: (0..lanes).map(|_| None).collect(),
+            neighbours_out: (0..lanes).map(|_| None).collect(),
+            neighbours_in: (0..lanes).map(|_| None).collect(),
+        })
+        .collect();
+    for from in 0..lanes {
+        for to in 0..lanes {
+            if from == to {
+                continue;
+            }
+            let (producer, consumer) = RingBuffer::new(FRAME_RING);
+            links[from].frames_out[to] = Some(producer);
+            links[to].frames_in[from] = Some(consumer);
+            // Lane `to` returns lane `from`'s frames.
+            let (producer, consumer) = RingBuffer::new(rx_frames[from]);
+            links[to].returns_out[from] = Some(producer);
+            links[from].returns_in[to] = Some(consumer);
+            let (producer, consumer) = RingBuffer::new(NEIGHBOUR_RING);
+            links[from].neighbours_out[to] = Some(producer);
+            links[to].neighbours_in[from] = Some(consumer);
+        }
+    }
+    links
+}
+
+/// A lane's counters, published by the lane at the end of each loop turn and read by the
+/// main thread (stats and the final report). One cache line group per lane.
+#[repr(align(64))]
+#[derive(Default)]
+pub struct LaneCounters {
+    pub rx_frames: AtomicU64,
+    pub requests: AtomicU64,
+    pub accepted: AtomicU64,
+    pub refused: AtomicU64,
+    pub handed_out: AtomicU64,
+    pub handed_in: AtomicU64,
+    pub handoff_dropped: AtomicU64,
+    pub heap_allocations: AtomicU64,
+}
+
+/// A lane's counters as plain numbers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CounterValues {
+    pub rx_frames: u64,
+    pub requests: u64,
+    pub accepted: u64,
+    pub refused: u64,
+    pub handed_out: u64,
+    pub handed_in: u64,
+    pub handoff_dropped: u64,
+    pub heap_allocations: u64,
+}
+
+impl LaneCounters {
+    /// Publishes the lane's current values (only the lane calls this).
+    pub fn publish(&self, values: &CounterValues) {
+        let store = |field: &AtomicU64, value: u64| field.store(value, Ordering::Relaxed);
+        store(&self.rx_frames, values.rx_frames);
+        store(&self.requests, values.requests);
+        store(&self.accepted, values.accepted);
+        store(&self.refused, values.refused);
+        store(&self.handed_out, values.handed_out);
+        store(&self.handed_in, values.handed_in);
+        store(&self.handoff_dropped, values.handoff_dropped);
+        store(&self.heap_allocations, values.heap_allocations);
+    }
+
+    pub fn read(&self) -> CounterValues {
+        let load = |field: &AtomicU64| field.load(Ordering::Relaxed);
+        CounterValues {
+            rx_frames: load(&self.rx_frames),
+            requests: load(&self.requests),
+            accepted: load(&self.accepted),
+            refused: load(&self.refused),
+            handed_out: load(&self.handed_out),
+            handed_in: load(&self.handed_in),
+            handoff_dropped: load(&self.handoff_dropped),
+            heap_allocations: load(&self.heap_allocations),
+        }
+    }
+}
+
+/// Lets other lanes wake a lane that sleeps in `poll(2)`: a flag the lane sets before sleeping
+/// and an eventfd it polls beside its AF_XDP socket.
+pub struct LaneWake {
+    pub sleeping: AtomicBool,
+    event: OwnedFd,
+}
+
+impl LaneWake {
+    pub fn new() -> std::io::Result<LaneWake> {
+        // SAFETY: plain eventfd(2) call; the returned fd is checked and then owned.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(LaneWake {
+            sleeping: AtomicBool::new(false),
+            // SAFETY: fd was just returned by eventfd and is owned by nobody else.
+            event: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    pub fn event_fd(&self) -> i32 {
+        self.event.as_raw_fd()
+    }
+
+    /// Wakes the lane if it sleeps. Call after publishing work to its rings.
+    pub fn wake_if_sleeping(&self) {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.sleeping.load(Ordering::SeqCst) {
+            let one: u64 = 1;
+            // SAFETY: writes 8 bytes from a live u64 to the eventfd this struct owns.
+            unsafe { libc::write(self.event.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        }
+    }
+
+    /// Empties the eventfd after waking.
+    pub fn drain(&self) {
+        let mut value: u64 = 0;
+        // SAFETY: reads at most 8 bytes into a live u64 from the owned, non-blocking eventfd.
+        unsafe { libc::read(self.event.as_raw_fd(), (&mut value as *mut u64).cast(), 8) };
+    }
+}

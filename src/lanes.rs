@@ -1,0 +1,313 @@
+//! Starting and stopping the lanes: one XDP program for the interface, then per lane a queue,
+//! an AF_XDP port on its own UMEM and a pinned thread; the rings between lanes; the JSON events
+//! (`ready`, `stats` on SIGUSR1, `stopped`).
+//!
+//! Invariants:
+//! - Every port is opened before the lanes start and dropped after every lane has stopped (the
+//!   lanes are scoped threads borrowing the ports), so a frame handle one lane lends another
+//!   always points into mapped memory.
+//! - Errors found before the lanes start (a busy queue, no such interface, missing hugepages)
+//!   stop xgate with a message before anything is served.
+
+use std::{
+    io::Write,
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
+
+use anyhow::Context;
+use xgate_userstack::{FrameState, PortConfig, XskPort};
+use xgate_xdp::{Steering, Verdict as XdpVerdict};
+
+use crate::{
+    config::Config,
+    handoff::{link_lanes, CounterValues, LaneCounters, LaneWake},
+    lane::{self, LaneReport, LaneSetup, COUNTED_STATUSES},
+};
+
+/// Rx queues `interface` has in this network namespace (from sysfs; 1 if it cannot be read).
+fn rx_queues(interface: &str) -> usize {
+    std::fs::read_dir(format!("/sys/class/net/{interface}/queues"))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+                .count()
+        })
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// The cores this process may run on, in order.
+fn allowed_cores() -> Vec<core_affinity::CoreId> {
+    core_affinity::get_core_ids().unwrap_or_default()
+}
+
+/// How many lanes, and the core of each (`None`: not pinned).
+fn plan(config: &Config) -> anyhow::Result<Vec<Option<core_affinity::CoreId>>> {
+    let gw = &config.gateway;
+    let queues = rx_queues(&gw.interface).saturating_sub(gw.queue as usize).max(1);
+    let cores: Vec<core_affinity::CoreId> = match &gw.cores {
+        Some(ids) => ids.iter().map(|&id| core_affinity::CoreId { id }).collect(),
+        None => allowed_cores(),
+    };
+    let lanes = match gw.lanes {
+        Some(lanes) => {
+            if lanes > queues {
+                anyhow::bail!(
+                    "config: key `gateway.lanes`: {lanes} lanes need {lanes} rx queues of `{}` from queue {}, \
+                     but it has {queues} (more: ethtool -L {} combined {lanes}, or numrxqueues for veth)",
+                    gw.interface,
+                    gw.queue,
+                    gw.interface
+                );
+            }
+            lanes
+        }
+        None => queues.min(cores.len().max(1)),
+    };
+    Ok((0..lanes).map(|i| cores.get(i).copied()).collect())
+}
+
+/// 64 random bits from the kernel (getrandom(2)).
+fn random_seed() -> anyhow::Result<u64> {
+    let mut seed = [0u8; 8];
+    // SAFETY: getrandom writes at most `seed.len()` bytes into the live buffer it is given.
+    let n = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), 0) };
+    if n != seed.len() as isize {
+        return Err(std::io::Error::last_os_error()).context("getrandom");
+    }
+    Ok(u64::from_ne_bytes(seed))
+}
+
+fn counters_json(lane: usize, values: &CounterValues) -> String {
+    format!(
+        "{{\"lane\":{lane},\"rx_frames\":{},\"requests\":{},\"accepted\":{},\"refused\":{},\"handed_out\":{},\"handed_in\":{},\"handoff_dropped\":{},\"heap_allocations\":{}}}",
+        values.rx_frames,
+        values.requests,
+        values.accepted,
+        values.refused,
+        values.handed_out,
+        values.handed_in,
+        values.handoff_dropped,
+        values.heap_allocations
+    )
+}
+
+/// Runs the gateway until `stop` is set; prints a `stats` event whenever `report` is set.
+pub fn run(
+    config: &Config,
+    stop: &AtomicBool,
+    report: &AtomicBool,
+    events: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let gw = &config.gateway;
+    let cores = plan(config)?;
+    let lanes = cores.len();
+    let mut steering = Steering::attach(&gw.interface, gw.ipv4)?;
+    let mut ports = Vec::with_capacity(lanes);
+    for lane in 0..lanes {
+        let queue = gw.queue + lane as u32;
+        let port = XskPort::open(&PortConfig {
+            interface: gw.interface.clone(),
+            queue,
+            frame_size: config.umem.frame_size,
+            frames: config.umem.frames,
+            allow_normal_pages: config.umem.allow_normal_pages,
+        })?;
+        steering.register_socket(queue, port.fd())?;
+        ports.push(port);
+    }
+    if let Some(hint) = ports.iter().find_map(XskPort::hugepage_hint) {
+        eprintln!(
+            "xgate: warning: no free 2 MiB hugepages; the UMEM runs on normal pages. To reserve them: {hint}"
+        );
+    }
+    let core_names: Vec<String> = cores
+        .iter()
+        .map(|c| c.map_or("-".to_string(), |c| c.id.to_string()))
+        .collect();
+    eprintln!(
+        "xgate: XDP attached to {} ({} mode); {lanes} lane(s) on queues {}..{} (cores {}), AF_XDP in {} mode; \
+         UMEM per lane {} frames x {} B on {:?}",
+        gw.interface,
+        steering.mode_name(),
+        gw.queue,
+        gw.queue as usize + lanes - 1,
+        core_names.join(","),
+        ports[0].mode().name(),
+        config.umem.frames,
+        config.umem.frame_size,
+        ports[0].backing()
+    );
+
+    let rx_frames: Vec<usize> = vec![config.umem.frames as usize / 2; lanes];
+    let links = link_lanes(lanes, &rx_frames);
+    let wakes: Vec<LaneWake> = (0..lanes)
+        .map(|_| LaneWake::new().context("eventfd"))
+        .collect::<anyhow::Result<_>>()?;
+    let counters: Vec<LaneCounters> = (0..lanes).map(|_| LaneCounters::default()).collect();
+    let seeds: Vec<u64> = (0..lanes).map(|_| random_seed()).collect::<anyhow::Result<_>>()?;
+
+    writeln!(
+        events,
+        "{{\"event\":\"ready\",\"interface\":\"{}\",\"ipv4\":\"{}\",\"port\":{},\"lanes\":{lanes},\"xdp_mode\":\"{}\",\"bind_mode\":\"{}\",\"umem_backing\":\"{:?}\"}}",
+        gw.interface,
+        gw.ipv4,
+        gw.listen_port,
+        steering.mode_name(),
+        ports[0].mode().name(),
+        ports[0].backing()
+    )?;
+    events.flush()?;
+
+    let lane_stop = AtomicBool::new(false);
+    let reports: Vec<anyhow::Result<LaneReport>> = std::thread::scope(|scope| {
+        let mut threads = Vec::with_capacity(lanes);
+        for ((index, (port, links)), core) in
+            ports.iter_mut().zip(links).enumerate().zip(cores.iter().copied())
+        {
+            let setup = LaneSetup {
+                index,
+                port,
+                links,
+                wakes: &wakes,
+                counters: &counters[index],
+                seed: seeds[index],
+                core,
+            };
+            let lane_stop = &lane_stop;
+            let spawned = std::thread::Builder::new()
+                .name(format!("xgate-lane{index}"))
+                .spawn_scoped(scope, move || lane::run(config, setup, lane_stop));
+            match spawned {
+                Ok(thread) => threads.push(thread),
+                Err(e) => {
+                    lane_stop.store(true, Ordering::SeqCst);
+                    eprintln!("xgate: error: cannot start lane {index}: {e}");
+                    break;
+                }
+            }
+        }
+        while !stop.load(Ordering::Relaxed) && threads.iter().all(|t| !t.is_finished()) {
+            if report.swap(false, Ordering::SeqCst) {
+                let lanes_json: Vec<String> = counters
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| counters_json(i, &c.read()))
+                    .collect();
+                let _ = writeln!(
+                    events,
+                    "{{\"event\":\"stats\",\"lanes\":[{}]}}",
+                    lanes_json.join(",")
+                );
+                let _ = events.flush();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        lane_stop.store(true, Ordering::SeqCst);
+        for wake in &wakes {
+            wake.sleeping.store(true, Ordering::SeqCst);
+            wake.wake_if_sleeping();
+        }
+        threads
+            .into_iter()
+            .map(|t| {
+                t.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a lane panicked")))
+            })
+            .collect()
+    });
+    let mut reports: Vec<LaneReport> = reports.into_iter().collect::<anyhow::Result<_>>()?;
+    // Every lane has stopped: frames still in the rings go home to the ports that lent them.
+    for (lane, report) in reports.iter_mut().enumerate() {
+        for frames in report.links.frames_in.iter_mut().flatten() {
+            while let Ok(handed) = frames.pop() {
+                ports[usize::from(handed.origin)].take_back(handed.frame);
+            }
+        }
+        for returns in report.links.returns_in.iter_mut().flatten() {
+            while let Ok(frame) = returns.pop() {
+                ports[lane].take_back(frame);
+            }
+        }
+    }
+
+    // Let the kernel complete what is on the tx rings, so the census below shows every frame home.
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    for port in ports.iter_mut() {
+        loop {
+            port.flush();
+            let census = port.ledger().census();
+            let in_flight = census[FrameState::TxRing as usize] + census[FrameState::TxPending as usize];
+            if in_flight == 0 || std::time::Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    write_stopped(events, &steering, &ports, &reports)
+}
+
+fn write_stopped(
+    events: &mut dyn Write,
+    steering: &Steering,
+    ports: &[XskPort],
+    reports: &[LaneReport],
+) -> anyhow::Result<()> {
+    let xdp = steering.verdict_stats()?;
+    let mut statuses = [0u64; COUNTED_STATUSES.len()];
+    let mut census = [0usize; FrameState::COUNT];
+    let (mut rx, mut tx, mut completed, mut refused, mut violations) = (0, 0, 0, 0, 0);
+    let (mut dropped, mut ring_full, mut fill_empty, mut invalid) = (0, 0, 0, 0);
+    for (report, port) in reports.iter().zip(ports) {
+        for (total, n) in statuses.iter_mut().zip(report.statuses) {
+            *total += n;
+        }
+        for (total, n) in census.iter_mut().zip(port.ledger().census()) {
+            *total += n;
+        }
+        let stats = port.stats();
+        rx += stats.rx_frames;
+        tx += stats.tx_frames;
+        completed += stats.tx_completed;
+        refused += stats.tx_refused;
+        violations += port.ledger().violations();
+        // The counters are reported even if the kernel will not give its own (zeros then).
+        let kernel = port.kernel_stats().unwrap_or_default();
+        dropped += kernel.rx_dropped;
+        ring_full += kernel.rx_ring_full;
+        fill_empty += kernel.rx_fill_ring_empty;
+        invalid += kernel.rx_invalid_descs + kernel.tx_invalid_descs;
+    }
+    let accepted: u64 = reports.iter().map(|r| r.counters.accepted).sum();
+    let xdp_json: Vec<String> = XdpVerdict::ALL
+        .iter()
+        .map(|v| format!("\"{}\":{}", v.name(), xdp[*v as usize].packets))
+        .collect();
+    let census_json: Vec<String> = FrameState::ALL
+        .iter()
+        .map(|s| format!("\"{s:?}\":{}", census[*s as usize]))
+        .collect();
+    let status_json: Vec<String> = COUNTED_STATUSES
+        .iter()
+        .zip(statuses)
+        .filter(|(_, n)| *n > 0)
+        .map(|(s, n)| format!("\"{s}\":{n}"))
+        .collect();
+    let lanes_json: Vec<String> = reports
+        .iter()
+        .enumerate()
+        .map(|(i, r)| counters_json(i, &r.counters))
+        .collect();
+    writeln!(
+        events,
+        "{{\"event\":\"stopped\",\"connections_accepted\":{accepted},\"responses\":{{{}}},\"xdp_packets\":{{{}}},\"rx_frames\":{rx},\"tx_frames\":{tx},\"tx_completed\":{completed},\"frames\":{{{}}},\"ledger_violations\":{violations},\"tx_refused\":{refused},\"kernel_rx_dropped\":{dropped},\"kernel_rx_ring_full\":{ring_full},\"kernel_fill_ring_empty\":{fill_empty},\"kernel_invalid_descs\":{invalid},\"lanes\":[{}]}}",
+        status_json.join(","),
+        xdp_json.join(","),
+        census_json.join(","),
+        lanes_json.join(",")
+    )?;
+    events.flush()?;
+    Ok(())
+}

@@ -1,0 +1,443 @@
+//! The accepting side of TCP for one lane: smoltcp sockets in small shards, found per frame in
+//! O(1), with listeners kept ready for bursts of connects.
+//!
+//! smoltcp's `Interface` hands an incoming segment to the first socket of a `SocketSet` that
+//! accepts it, scanning the set, and its egress poll visits every socket of the set. With one set
+//! of 10,000 sockets that is 10,000 checks per packet. [`TcpServer`] keeps smoltcp unchanged and
+//! works around it:
+//! - Sockets live in shards of [`SHARD_SIZE`] (one `SocketSet` each). A [`FlowTable`] maps each
+//!   connection (remote address, remote port, local port) to its socket, so a frame goes to its
+//!   one shard with `poll_ingress_single`: the stack scans at most `SHARD_SIZE` sockets.
+//! - Egress is polled only for shards that have work (a frame came in, the application wrote) or
+//!   whose earliest timer (retransmission, keep-alive, time-out) is due.
+//! - Each shard with a free socket keeps exactly one of them listening (its *designated
+//!   listener*). A SYN of an unknown flow goes to a shard that has one; right after the stack has
+//!   taken the SYN, the flow is entered in the table and another free socket of that shard
+//!   listens. So every free socket of the lane can take a connect, however many arrive at once:
+//!   the limit of a burst is the number of free sockets. A SYN that finds none is answered with a
+//!   RST by the stack (the client sees "connection refused"), and counted.
+//! - Segments of unknown flows that are not SYNs, ARP and ICMP go to an empty socket set: the
+//!   stack answers what needs answering (RST, ARP reply, echo reply) and keeps nothing.
+//!
+//! Invariants:
+//! - A socket is in exactly one role: free (closed, in its shard's free list), the designated
+//!   listener of its shard, or connected (its flow in the table). At most one listener per shard,
+//!   so the stack can only give a SYN to the socket the table is about to name.
+//! - A connected socket goes back to free only through [`TcpServer::settle`], which the
+//!   application calls when it holds no state that could leak into the socket's next connection.
+//! - Nothing allocates after [`TcpServer::new`]: shards, table, queues and buffers are sized there.
+
+use std::collections::VecDeque;
+
+use smoltcp::{
+    iface::{Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet, SocketStorage},
+    phy::Device,
+    socket::tcp,
+    time::{Duration, Instant},
+    wire::IpEndpoint,
+};
+
+use crate::{
+    flows::FlowTable,
+    wire::{FrameKind, TcpSegmentInfo},
+};
+
+/// Sockets per shard: the most sockets smoltcp looks at for one frame.
+pub const SHARD_SIZE: usize = 64;
+
+/// Index of a connection (and its socket) in a [`TcpServer`].
+pub type ConnId = u32;
+
+/// How a [`TcpServer`] is sized and how its sockets behave.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// The TCP port every socket listens on.
+    pub listen_port: u16,
+    /// Sockets: the most concurrent connections (and the largest burst of connects).
+    pub sockets: usize,
+    /// Bytes of each socket's receive buffer (the most the peer may send ahead).
+    pub rx_buffer: usize,
+    /// Bytes of each socket's transmit buffer.
+    pub tx_buffer: usize,
+    /// Keep-alive probe interval on idle connections.
+    pub keep_alive: Option<Duration>,
+    /// Silence after which a connection with something outstanding is aborted.
+    pub timeout: Option<Duration>,
+}
+
+/// What [`TcpServer::settle`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settled {
+    /// The connection is still open: the socket keeps serving it.
+    Open,
+    /// The connection is over; its socket is free again (or listening) for a new one.
+    Closed,
+}
+
+/// Counters of one server.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ServerStats {
+    /// Connections whose SYN a listener took.
+    pub accepted: u64,
+    /// SYNs of new flows that found no free socket (answered with RST).
+    pub refused: u64,
+    /// Frames handed to the stack.
+    pub frames: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Free,
+    Listening,
+    Connected { key: u64 },
+}
+
+struct Conn {
+    handle: SocketHandle,
+    shard: u32,
+    role: Role,
+    /// Already in the woken queue.
+    woken: bool,
+}
+
+struct Shard {
+    sockets: SocketSet<'static>,
+    listener: Option<ConnId>,
+    free: Vec<ConnId>,
+    /// Connected sockets (for a sweep after a timer fired).
+    members: Vec<ConnId>,
+    /// Frames came in or the application wrote: poll egress.
+    dirty: bool,
+    /// Already in the dirty list.
+    listed: bool,
+    /// The stack's next deadline for this shard.
+    poll_at: Option<Instant>,
+}
+
+/// One lane's accepting TCP: the interface, the socket shards and the flow table.
+pub struct TcpServer {
+    iface: Interface,
+    shards: Vec<Shard>,
+    conns: Vec<Conn>,
+    flows: FlowTable,
+    /// Shards with a designated listener.
+    listening: VecDeque<u32>,
+    /// Sockets for nothing: unknown non-SYN segments, ARP, ICMP.
+    stray: SocketSet<'static>,
+    /// Shards to poll for egress.
+    dirty: Vec<u32>,
+    /// Connections the application should look at.
+    woken: VecDeque<ConnId>,
+    /// The earliest timer of any shard (a sweep of shard deadlines runs only once it is due).
+    next_timer: Option<Instant>,
+    listen_port: u16,
+    stats: ServerStats,
+}
+
+impl TcpServer {
+    /// A server over `iface` with `config.sockets` sockets, all free sockets listening in their
+    /// shards.
+    pub fn new(iface: Interface, config: &ServerConfig) -> TcpServer {
+        let shard_count = config.sockets.div_ceil(SHARD_SIZE).max(1);
+        let mut shards: Vec<Shard> = (0..shard_count)
+            .map(|_| Shard {
+                sockets: SocketSet::new(Vec::<SocketStorage<'static>>::with_capacity(SHARD_SIZE)),
+                listener: None,
+                free: Vec::with_capacity(SHARD_SIZE),
+                members: Vec::with_capacity(SHARD_SIZE),
+                dirty: false,
+                listed: false,
+                poll_at: None,
+            })
+            .collect();
+        let mut conns = Vec::with_capacity(config.sockets);
+        for id in 0..config.sockets {
+            let mut socket = tcp::Socket::new(
+                tcp::SocketBuffer::new(vec![0; config.rx_buffer]),
+                tcp::SocketBuffer::new(vec![0; config.tx_buffer]),
+            );
+            socket.set_nagle_enabled(false);
+            socket.set_keep_alive(config.keep_alive);
+            socket.set_timeout(config.timeout);
+            let shard = id / SHARD_SIZE;
+            conns.push(Conn {
+                handle: shards[shard].sockets.add(socket),
+                shard: shard as u32,
+                role: Role::Free,
+                woken: false,
+            });
+        }
+        let mut server = TcpServer {
+            iface,
+            shards,
+            conns,
+            flows: FlowTable::with_entries(config.sockets),
+            listening: VecDeque::with_capacity(shard_count),
+            stray: SocketSet::new(Vec::<SocketStorage<'static>>::new()),
+            dirty: Vec::with_capacity(shard_count),
+            woken: VecDeque::with_capacity(config.sockets),
+            next_timer: None,
+            listen_port: config.listen_port,
+            stats: ServerStats::default(),
+        };
+        for id in (0..config.sockets as ConnId).rev() {
+            server.make_free(id);
+        }
+        server
+    }
+
+    /// The interface (for its address, neighbours and timers).
+    pub fn iface(&mut self) -> &mut Interface {
+        &mut self.iface
+    }
+
+    pub fn stats(&self) -> ServerStats {
+        self.stats
+    }
+
+    /// Sockets with a connection (handshake begun and not yet settled closed).
+    pub fn connected(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Whether `segment` belongs to a connection of this server.
+    pub fn knows(&self, segment: &TcpSegmentInfo) -> bool {
+        self.flows.get(segment.flow.connection_key()).is_some()
+    }
+
+    /// The socket of connection `id`.
+    pub fn socket(&mut self, id: ConnId) -> &mut tcp::Socket<'static> {
+        let conn = &self.conns[id as usize];
+        self.shards[conn.shard as usize]
+            .sockets
+            .get_mut::<tcp::Socket>(conn.handle)
+    }
+
+    /// Notes that the application wrote to or read from `id`'s socket: its shard polls egress.
+    pub fn touch(&mut self, id: ConnId) {
+        let shard = self.conns[id as usize].shard;
+        self.mark_dirty(shard);
+    }
+
+    /// The next connection the stack did something for (a frame, a timer, an accept).
+    pub fn next_woken(&mut self) -> Option<ConnId> {
+        let id = self.woken.pop_front()?;
+        self.conns[id as usize].woken = false;
+        Some(id)
+    }
+
+    /// Asks the application to look at `id` again (it had to leave work for later).
+    pub fn wake(&mut self, id: ConnId) {
+        let conn = &mut self.conns[id as usize];
+        if !conn.woken && matches!(conn.role, Role::Connected { .. }) {
+            conn.woken = true;
+            self.woken.push_back(id);
+        }
+    }
+
+    /// Hands one frame of `device` to the stack, to the shard its flow (`kind`, classified from
+    /// the same frame) belongs to. Returns whether the device gave the stack a frame.
+    pub fn ingress<D: Device + ?Sized>(&mut self, now: Instant, device: &mut D, kind: &FrameKind) -> bool {
+        self.stats.frames += 1;
+        match kind {
+            FrameKind::Tcp(segment) => self.ingress_tcp(now, device, segment),
+            FrameKind::Arp => {
+                let result = self.iface.poll_ingress_single(now, device, &mut self.stray);
+                // A neighbour may have been learned: sockets waiting for it can send now.
+                for shard in 0..self.shards.len() as u32 {
+                    self.mark_dirty(shard);
+                }
+                result != PollIngressSingleResult::None
+            }
+            _ => {
+                self.iface.poll_ingress_single(now, device, &mut self.stray) != PollIngressSingleResult::None
+            }
+        }
+    }
+
+    fn ingress_tcp<D: Device + ?Sized>(
+        &mut self,
+        now: Instant,
+        device: &mut D,
+        segment: &TcpSegmentInfo,
+    ) -> bool {
+        let key = segment.flow.connection_key();
+        if let Some(id) = self.flows.get(key) {
+            let shard = self.conns[id as usize].shard;
+            let result =
+                self.iface
+                    .poll_ingress_single(now, device, &mut self.shards[shard as usize].sockets);
+            self.mark_dirty(shard);
+            self.wake(id);
+            return result != PollIngressSingleResult::None;
+        }
+        let new_connection =
+            segment.syn && !segment.ack && !segment.rst && segment.flow.dst_port == self.listen_port;
+        let Some(&shard) = self.listening.front().filter(|_| new_connection) else {
+            if new_connection {
+                self.stats.refused += 1;
+            }
+            return self.iface.poll_ingress_single(now, device, &mut self.stray)
+                != PollIngressSingleResult::None;
+        };
+        let result = self
+            .iface
+            .poll_ingress_single(now, device, &mut self.shards[shard as usize].sockets);
+        self.mark_dirty(shard);
+        let listener = self.shards[shard as usize]
+            .listener
+            .expect("a listening shard has a listener");
+        let remote = IpEndpoint::new(
+            smoltcp::wire::IpAddress::Ipv4(segment.flow.src_ip.into()),
+            segment.flow.src_port,
+        );
+        let socket = self.socket(listener);
+        if socket.state() == tcp::State::SynReceived && socket.remote_endpoint() == Some(remote) {
+            self.accept(listener, key);
+        }
+        result != PollIngressSingleResult::None
+    }
+
+    /// The designated listener `id` took a SYN: enter its flow, and let another free socket of
+    /// the shard listen.
+    fn accept(&mut self, id: ConnId, key: u64) {
+        if self.flows.insert(key, id).is_err() {
+            // Cannot happen: the table holds as many entries as there are sockets.
+            self.socket(id).abort();
+            return;
+        }
+        self.stats.accepted += 1;
+        let shard_index = self.conns[id as usize].shard;
+        self.conns[id as usize].role = Role::Connected { key };
+        let shard = &mut self.shards[shard_index as usize];
+        shard.listener = None;
+        shard.members.push(id);
+        self.wake(id);
+        if let Some(next) = self.shards[shard_index as usize].free.pop() {
+            self.listen(next);
+        } else if let Some(at) = self.listening.iter().position(|&s| s == shard_index) {
+            self.listening.remove(at);
+        }
+    }
+
+    fn listen(&mut self, id: ConnId) {
+        let port = self.listen_port;
+        let shard_index = self.conns[id as usize].shard;
+        let socket = self.socket(id);
+        socket.abort();
+        socket.listen(port).expect("the listen port is not zero");
+        self.conns[id as usize].role = Role::Listening;
+        self.shards[shard_index as usize].listener = Some(id);
+    }
+
+    /// A free socket listens if its shard has no listener; otherwise it waits in the free list.
+    fn make_free(&mut self, id: ConnId) {
+        let shard_index = self.conns[id as usize].shard;
+        self.socket(id).abort();
+        if self.shards[shard_index as usize].listener.is_none() {
+            self.listen(id);
+            // A shard is in `listening` exactly when it has a listener, so it is not there yet.
+            self.listening.push_back(shard_index);
+        } else {
+            self.conns[id as usize].role = Role::Free;
+            self.shards[shard_index as usize].free.push(id);
+        }
+    }
+
+    /// Checks `id` after the application has served it: a connection whose socket is closed (or
+    /// fell back to listening after a reset handshake) leaves the table and its socket is free
+    /// again. TIME-WAIT counts as closed: a pool of sockets held 10 s in TIME-WAIT would refuse
+    /// new clients, and a late duplicate would have to match the old 4-tuple and window.
+    pub fn settle(&mut self, id: ConnId) -> Settled {
+        let Role::Connected { key } = self.conns[id as usize].role else {
+            return Settled::Closed;
+        };
+        let state = self.socket(id).state();
+        if matches!(
+            state,
+            tcp::State::Closed | tcp::State::TimeWait | tcp::State::Listen
+        ) {
+            self.flows.remove(key);
+            let shard = &mut self.shards[self.conns[id as usize].shard as usize];
+            if let Some(at) = shard.members.iter().position(|&m| m == id) {
+                shard.members.swap_remove(at);
+            }
+            self.make_free(id);
+            return Settled::Closed;
+        }
+        Settled::Open
+    }
+
+    fn mark_dirty(&mut self, shard: u32) {
+        let entry = &mut self.shards[shard as usize];
+        entry.dirty = true;
+        if !entry.listed {
+            entry.listed = true;
+            self.dirty.push(shard);
+        }
+    }
+
+    /// Polls egress for shards with work, and for shards whose timer is due (whose connected
+    /// sockets are then woken, so the application sees time-outs). Returns whether anything was
+    /// sent.
+    pub fn egress<D: Device + ?Sized>(&mut self, now: Instant, device: &mut D) -> bool {
+        if self.next_timer.is_some_and(|at| at <= now) {
+            self.next_timer = None;
+            for index in 0..self.shards.len() {
+                let shard = &self.shards[index];
+                match shard.poll_at {
+                    Some(at) if at <= now => {
+                        self.mark_dirty(index as u32);
+                        for member in 0..self.shards[index].members.len() {
+                            let id = self.shards[index].members[member];
+                            self.wake(id);
+                        }
+                    }
+                    Some(at) => self.next_timer = Some(self.next_timer.map_or(at, |t| t.min(at))),
+                    None => {}
+                }
+            }
+        }
+        let mut sent = false;
+        while let Some(index) = self.dirty.pop() {
+            let shard = &mut self.shards[index as usize];
+            shard.listed = false;
+            if !shard.dirty {
+                continue;
+            }
+            shard.dirty = false;
+            // Bounded: each round sends what the sockets have; a few rounds cover sockets that
+            // had more than one segment ready.
+            for _ in 0..4 {
+                if self.iface.poll_egress(now, device, &mut shard.sockets) == PollResult::None {
+                    break;
+                }
+                sent = true;
+            }
+            shard.poll_at = self.iface.poll_at(now, &shard.sockets);
+            if let Some(at) = shard.poll_at {
+                self.next_timer = Some(self.next_timer.map_or(at, |t| t.min(at)));
+            }
+        }
+        sent
+    }
+
+    /// How long the lane may sleep before the stack needs it (None: until a frame arrives).
+    pub fn poll_delay(&self, now: Instant) -> Option<Duration> {
+        if !self.dirty.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        self.next_timer
+            .map(|at| if at > now { at - now } else { Duration::ZERO })
+    }
+
+    /// Aborts every connection (peers get a RST with the next egress).
+    pub fn abort_all(&mut self) {
+        for id in 0..self.conns.len() as ConnId {
+            self.socket(id).abort();
+        }
+        for shard in 0..self.shards.len() as u32 {
+            self.mark_dirty(shard);
+        }
+    }
+}
