@@ -79,6 +79,11 @@ pub struct GatewayConfig {
     /// process may run on (its affinity mask, e.g. from `taskset`), in order.
     #[serde(default)]
     pub cores: Option<Vec<usize>>,
+    /// Start even if some rx queues of the interface have no lane (their frames for the
+    /// gateway would be dropped): only for NICs whose flow rules keep the gateway's traffic off
+    /// those queues.
+    #[serde(default)]
+    pub allow_uncovered_queues: bool,
     /// The gateway's IPv4 address, owned by xgate's userspace stack (the kernel must not hold it).
     pub ipv4: Ipv4Addr,
     /// Prefix length of the gateway's subnet.
@@ -386,6 +391,7 @@ impl Config {
                 queue: 0,
                 lanes: None,
                 cores: None,
+                allow_uncovered_queues: false,
                 ipv4: crate::lab::GATEWAY_IP,
                 prefix_len: 24,
                 mac: MacAddr(crate::lab::GATEWAY_MAC),

@@ -46,7 +46,8 @@ fn allowed_cores() -> Vec<core_affinity::CoreId> {
 /// How many lanes, and the core of each (`None`: not pinned).
 fn plan(config: &Config) -> anyhow::Result<Vec<Option<core_affinity::CoreId>>> {
     let gw = &config.gateway;
-    let queues = rx_queues(&gw.interface).saturating_sub(gw.queue as usize).max(1);
+    let all_queues = rx_queues(&gw.interface);
+    let queues = all_queues.saturating_sub(gw.queue as usize).max(1);
     let cores: Vec<core_affinity::CoreId> = match &gw.cores {
         Some(ids) => ids.iter().map(|&id| core_affinity::CoreId { id }).collect(),
         None => allowed_cores(),
@@ -66,6 +67,24 @@ fn plan(config: &Config) -> anyhow::Result<Vec<Option<core_affinity::CoreId>>> {
         }
         None => queues.min(cores.len().max(1)),
     };
+    let covered = gw.queue as usize..gw.queue as usize + lanes;
+    if (covered.start > 0 || covered.end < all_queues) && !gw.allow_uncovered_queues {
+        let uncovered: Vec<String> = (0..all_queues)
+            .filter(|q| !covered.contains(q))
+            .map(|q| q.to_string())
+            .collect();
+        anyhow::bail!(
+            "`{iface}` has {all_queues} rx queues but the lanes cover only queues {}..{}: frames for {} that land on \
+             queue {} would be dropped. Give every queue a lane (gateway.lanes, with a core each), or shrink the \
+             interface to the lanes (ethtool -L {iface} combined {lanes}; veth: ethtool -L {iface} rx {lanes} tx {lanes}), \
+             or set gateway.allow_uncovered_queues = true if the NIC's flow rules keep the gateway's traffic off them",
+            covered.start,
+            covered.end - 1,
+            gw.ipv4,
+            uncovered.join(", "),
+            iface = gw.interface,
+        );
+    }
     Ok((0..lanes).map(|i| cores.get(i).copied()).collect())
 }
 

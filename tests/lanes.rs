@@ -108,6 +108,23 @@ fn misrouted_frames_reach_their_owner_over_the_rings() {
     assert_eq!(stopped["responses"]["200"], 2000, "{stopped}");
 }
 
+/// A lane count that leaves a queue without a lane is refused with the way out, not run with
+/// half the connects lost.
+#[test]
+fn queues_without_a_lane_are_refused_with_a_clear_error() {
+    let lab = TestLab::with_queues("uncovered", 2);
+    lab.edit_config(|t| t.replace("listen_port = 80\n", "listen_port = 80\nlanes = 1\n"));
+    let out = lab.run_gateway_to_completion();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("has 2 rx queues but the lanes cover only queues 0..0")
+            && stderr.contains("ethtool -L xg-gw"),
+        "{stderr}"
+    );
+    assert!(!lab.xdp_attached(), "a refused start left XDP attached");
+}
+
 /// A burst of 1,000 simultaneous connects: all complete, and each then gets its answer.
 #[test]
 fn a_burst_of_a_thousand_connects_all_complete() {

@@ -18,7 +18,7 @@ use anyhow::Context;
 use plotters::prelude::*;
 use serde_json::Value;
 
-use crate::suite::{HttpCase, RunFigures, SuiteResults, OPEN_LOOP_CLIENT};
+use crate::suite::{HttpCase, RunFigures, SuiteResults, OPEN_LOOP_CLIENT, TWO_LANES_SERVER};
 
 /// Spread (max − min) above this share of the median marks a figure as noisy.
 pub const NOISY_SPREAD: f64 = 0.10;
@@ -367,6 +367,49 @@ fn packet_table(out: &mut String, packet_path: &Value) {
     );
 }
 
+/// xgate with one lane vs two lanes, where both were measured.
+fn lanes_section(out: &mut String, results: &SuiteResults, summaries: &[CaseSummary]) {
+    let rows: Vec<(usize, &CaseSummary, &CaseSummary)> = results
+        .plan
+        .connections
+        .iter()
+        .filter_map(|&c| {
+            Some((
+                c,
+                find(summaries, "xgate", "xgate-bench", c)?,
+                find(summaries, TWO_LANES_SERVER, "xgate-bench", c)?,
+            ))
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\n### Lanes: one lane (CPU 0) vs two lanes (CPUs 0 and 1)\n");
+    let _ = writeln!(
+        out,
+        "This machine has two CPUs in all and the load generator is pinned to CPU 1, so the second lane shares its CPU with the client: \
+         the figure shows what a second lane gives when no core is free for it, not how lanes scale on a machine with cores to spare.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| connections | lanes=1 req/s | lanes=2 req/s | lanes=2 / lanes=1 | lanes=1 p99 µs | lanes=2 p99 µs | lanes=2 machine CPU µs/req |"
+    );
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|");
+    for (connections, one, two) in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.2}× | {} | {} | {:.2} |",
+            thousands(connections as f64),
+            thousands(one.rps.median),
+            thousands(two.rps.median),
+            two.rps.median / one.rps.median.max(1.0),
+            micros(one.p99.median),
+            micros(two.p99.median),
+            two.machine_cpu.median
+        );
+    }
+}
+
 /// The markdown report of one run.
 pub fn markdown(results: &SuiteResults, plots: Option<(&str, &str)>) -> String {
     let summaries: Vec<CaseSummary> = results.http.iter().filter_map(summarise).collect();
@@ -460,6 +503,7 @@ pub fn markdown(results: &SuiteResults, plots: Option<(&str, &str)>) -> String {
             );
         }
     }
+    lanes_section(&mut out, results, &summaries);
     if let Some((rps_svg, cdf_svg)) = plots {
         let _ = writeln!(
             out,
@@ -518,9 +562,10 @@ fn xgate_bench_series(results: &SuiteResults, server: &str) -> Vec<(usize, Sprea
         .collect()
 }
 
-const SERIES: [(&str, RGBColor); 2] = [
+const SERIES: [(&str, RGBColor); 3] = [
     ("xgate", RGBColor(0x1f, 0x77, 0xb4)),
     ("nginx", RGBColor(0xd6, 0x27, 0x28)),
+    (TWO_LANES_SERVER, RGBColor(0x2c, 0xa0, 0x2c)),
 ];
 
 fn plot_rps(results: &SuiteResults, path: &Path) -> anyhow::Result<()> {

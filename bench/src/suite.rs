@@ -156,7 +156,21 @@ impl Plan {
         } else {
             0
         };
-        2 * per_server + 1 + profiles
+        let two_lanes = self.lanes_connections().len() * self.repeats;
+        2 * per_server + 1 + profiles + two_lanes
+    }
+
+    /// Connection counts at which xgate also runs with two lanes (the reference load and the
+    /// largest count of the plan).
+    fn lanes_connections(&self) -> Vec<usize> {
+        let mut counts: Vec<usize> = self
+            .connections
+            .iter()
+            .copied()
+            .filter(|c| *c == 100 || Some(c) == self.connections.iter().max())
+            .collect();
+        counts.dedup();
+        counts
     }
 }
 
@@ -406,6 +420,21 @@ fn date_and_revision() -> (String, String) {
     (date, revision)
 }
 
+/// Gives the gateway's link `queues` rx/tx queues (the lab creates it with two).
+fn set_gateway_queues(queues: usize) -> anyhow::Result<()> {
+    let count = queues.to_string();
+    let status = Command::new("ip")
+        .args([
+            "netns", "exec", GATEWAY_NS, "ethtool", "-L", "xg-gw", "rx", &count, "tx", &count,
+        ])
+        .status()
+        .context("running ethtool")?;
+    if !status.success() {
+        bail!("ethtool -L xg-gw rx {queues} tx {queues} failed in {GATEWAY_NS}");
+    }
+    Ok(())
+}
+
 /// A command run inside a lab namespace, pinned to `cpu`.
 fn in_namespace(ns: &str, cpu: &str, program: &Path) -> Command {
     let mut command = Command::new("ip");
@@ -478,7 +507,10 @@ fn stop(mut server: Guarded, with: libc::c_int) {
 /// The servers under test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Server {
+    /// xgate with one lane, on the server CPU.
     Xgate,
+    /// xgate with two lanes, one on each CPU (the client shares the second).
+    XgateTwoLanes,
     Nginx,
 }
 
@@ -486,13 +518,14 @@ impl Server {
     fn name(self) -> &'static str {
         match self {
             Server::Xgate => "xgate",
+            Server::XgateTwoLanes => TWO_LANES_SERVER,
             Server::Nginx => "nginx",
         }
     }
 
     fn target(self) -> &'static str {
         match self {
-            Server::Xgate => XGATE_TARGET,
+            Server::Xgate | Server::XgateTwoLanes => XGATE_TARGET,
             Server::Nginx => NGINX_TARGET,
         }
     }
@@ -510,14 +543,23 @@ struct Suite {
 }
 
 impl Suite {
-    fn start_xgate(&self, connections: usize) -> anyhow::Result<Guarded> {
+    /// Starts xgate with `lanes` lanes: one lane on the server CPU, or two lanes on CPUs 0 and 1
+    /// (the lab's gateway link has two queues).
+    fn start_xgate(&self, connections: usize, lanes: usize) -> anyhow::Result<Guarded> {
         let pool = connections + POOL_MARGIN;
+        let cpus = if lanes == 1 {
+            SERVER_CPU.to_string()
+        } else {
+            format!("{SERVER_CPU},{CLIENT_CPU}")
+        };
         let config = self
             .lab_config
             .lines()
             .map(|line| {
                 if line.trim_start().starts_with("max_connections") {
                     format!("max_connections = {pool}")
+                } else if line.trim_start().starts_with("listen_port") {
+                    format!("{line}\nlanes = {lanes}\ncores = [{cpus}]")
                 } else {
                     line.to_string()
                 }
@@ -526,9 +568,11 @@ impl Suite {
             .join("\n");
         let path = self.work.join("xgate.toml");
         std::fs::write(&path, config)?;
+        // One queue per lane: a queue without a lane would lose the flows hashed to it.
+        set_gateway_queues(lanes)?;
         let log_path = self.work.join("xgate.err");
         let log = std::fs::File::create(&log_path)?;
-        let mut child = in_namespace(GATEWAY_NS, SERVER_CPU, &self.xgate)
+        let mut child = in_namespace(GATEWAY_NS, &cpus, &self.xgate)
             .arg("run")
             .arg("--config")
             .arg(&path)
@@ -561,6 +605,8 @@ impl Suite {
     }
 
     fn start_nginx(&self, connections: usize) -> anyhow::Result<Guarded> {
+        // The same link as xgate with one lane: one queue.
+        set_gateway_queues(1)?;
         let conf = self.work.join("nginx.conf");
         let worker_connections = (connections + 1024).max(4096);
         std::fs::write(
@@ -766,12 +812,13 @@ impl Suite {
     ) -> anyhow::Result<T> {
         check_interrupted()?;
         let process = match server {
-            Server::Xgate => self.start_xgate(connections)?,
+            Server::Xgate => self.start_xgate(connections, 1)?,
+            Server::XgateTwoLanes => self.start_xgate(connections, 2)?,
             Server::Nginx => self.start_nginx(connections)?,
         };
         let result = measure(self, &process);
         let stop_signal = match server {
-            Server::Xgate => libc::SIGINT,
+            Server::Xgate | Server::XgateTwoLanes => libc::SIGINT,
             Server::Nginx => libc::SIGTERM,
         };
         stop(process, stop_signal);
@@ -882,6 +929,29 @@ impl Suite {
         Ok(())
     }
 }
+
+impl Suite {
+    /// xgate with two lanes, closed loop, at the reference load and the largest count. This
+    /// machine has two CPUs in all, so the second lane shares its CPU with the load generator:
+    /// the figure shows what a second lane costs and gives when no core is free for it.
+    fn run_two_lanes(&mut self, cases: &mut Vec<HttpCase>) -> anyhow::Result<()> {
+        for connections in self.plan.lanes_connections() {
+            let runs = self.repeated(Server::XgateTwoLanes, connections, "xgate-bench", |suite| {
+                suite.generator_run(Server::XgateTwoLanes, connections)
+            })?;
+            cases.push(HttpCase {
+                server: TWO_LANES_SERVER.into(),
+                client: "xgate-bench".into(),
+                connections,
+                runs,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The server label of xgate with two lanes.
+pub const TWO_LANES_SERVER: &str = "xgate lanes=2";
 
 /// The client label of open-loop cases.
 pub const OPEN_LOOP_CLIENT: &str = "xgate-bench open loop";
@@ -1018,7 +1088,7 @@ pub fn run(args: &SuiteArgs) -> anyhow::Result<()> {
     let lab_config_path = work.join("lab.toml");
     let _ = Command::new(&xgate).args(["lab", "down", "--name", LAB]).output();
     let up = Command::new(&xgate)
-        .args(["lab", "up", "--name", LAB, "--config-out"])
+        .args(["lab", "up", "--name", LAB, "--queues", "2", "--config-out"])
         .arg(&lab_config_path)
         .output()?;
     if !up.status.success() {
@@ -1052,6 +1122,7 @@ pub fn run(args: &SuiteArgs) -> anyhow::Result<()> {
     suite.run_server(Server::Xgate, &mut http, &mut profile)?;
     suite.run_server(Server::Nginx, &mut http, &mut profile)?;
     suite.run_open_loop(&mut http)?;
+    suite.run_two_lanes(&mut http)?;
 
     let packets = Command::new(&bench)
         .args([
