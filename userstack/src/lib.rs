@@ -13,7 +13,7 @@
 //! - [`flows`]: a lane's flow table, connection key → socket in O(1).
 //! - [`tcp_server`]: a lane's accepting TCP over smoltcp: sockets in small shards found through
 //!   the flow table, listeners kept ready for bursts, egress only where there is work.
-//! - `rss`: how a NIC's receive-side scaling assigns flows to queues, for picking the local
+//! - [`rss`]: how a NIC's receive-side scaling assigns flows to queues, for picking the local
 //!   ports of connections a lane opens.
 //!
 //! Why xdpilone: it registers memory the caller owns as the UMEM, so xgate maps the UMEM itself
@@ -24,6 +24,7 @@
 pub mod device;
 pub mod flows;
 pub mod frames;
+pub mod rss;
 pub mod tcp_server;
 pub mod wire;
 pub mod xsk;

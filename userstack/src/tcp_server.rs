@@ -42,8 +42,12 @@ use crate::{
     wire::{FrameKind, TcpSegmentInfo},
 };
 
-/// Sockets per shard: the most sockets smoltcp looks at for one frame.
-pub const SHARD_SIZE: usize = 64;
+/// Sockets per shard: the most sockets smoltcp looks at for one frame (ingress) and for one
+/// egress poll.
+pub const SHARD_SIZE: usize = 16;
+
+/// How often shards' timer deadlines are brought up to date.
+pub const TIMER_GRANULARITY: Duration = Duration::from_millis(1);
 
 /// Index of a connection (and its socket) in a [`TcpServer`].
 pub type ConnId = u32;
@@ -112,6 +116,8 @@ struct Shard {
     listed: bool,
     /// The stack's next deadline for this shard.
     poll_at: Option<Instant>,
+    /// Egress ran since `poll_at` was computed (it is in the stale list).
+    timer_stale: bool,
 }
 
 /// One lane's accepting TCP: the interface, the socket shards and the flow table.
@@ -130,6 +136,12 @@ pub struct TcpServer {
     woken: VecDeque<ConnId>,
     /// The earliest timer of any shard (a sweep of shard deadlines runs only once it is due).
     next_timer: Option<Instant>,
+    /// Shards whose deadline came: their connections are checked after egress.
+    fired: Vec<u32>,
+    /// Shards whose deadline must be computed again at the next tick.
+    stale_timers: Vec<u32>,
+    /// When deadlines were last computed.
+    timer_tick: Instant,
     listen_port: u16,
     stats: ServerStats,
 }
@@ -148,6 +160,7 @@ impl TcpServer {
                 dirty: false,
                 listed: false,
                 poll_at: None,
+                timer_stale: false,
             })
             .collect();
         let mut conns = Vec::with_capacity(config.sockets);
@@ -177,6 +190,9 @@ impl TcpServer {
             dirty: Vec::with_capacity(shard_count),
             woken: VecDeque::with_capacity(config.sockets),
             next_timer: None,
+            stale_timers: Vec::with_capacity(shard_count),
+            fired: Vec::with_capacity(shard_count),
+            timer_tick: Instant::ZERO,
             listen_port: config.listen_port,
             stats: ServerStats::default(),
         };
@@ -377,26 +393,15 @@ impl TcpServer {
         }
     }
 
-    /// Polls egress for shards with work, and for shards whose timer is due (whose connected
-    /// sockets are then woken, so the application sees time-outs). Returns whether anything was
-    /// sent.
+    /// Polls egress for shards with work and for shards whose timer is due, and keeps the
+    /// shards' deadlines. Returns whether anything was sent.
+    ///
+    /// Timers run with [`TIMER_GRANULARITY`]: a shard's next deadline is recomputed at most once
+    /// per tick however many segments it sends (the stack's own timers are 10 ms and longer),
+    /// because computing it visits every socket of the shard.
     pub fn egress<D: Device + ?Sized>(&mut self, now: Instant, device: &mut D) -> bool {
         if self.next_timer.is_some_and(|at| at <= now) {
-            self.next_timer = None;
-            for index in 0..self.shards.len() {
-                let shard = &self.shards[index];
-                match shard.poll_at {
-                    Some(at) if at <= now => {
-                        self.mark_dirty(index as u32);
-                        for member in 0..self.shards[index].members.len() {
-                            let id = self.shards[index].members[member];
-                            self.wake(id);
-                        }
-                    }
-                    Some(at) => self.next_timer = Some(self.next_timer.map_or(at, |t| t.min(at))),
-                    None => {}
-                }
-            }
+            self.fire_timers(now);
         }
         let mut sent = false;
         while let Some(index) = self.dirty.pop() {
@@ -414,12 +419,56 @@ impl TcpServer {
                 }
                 sent = true;
             }
-            shard.poll_at = self.iface.poll_at(now, &shard.sockets);
-            if let Some(at) = shard.poll_at {
-                self.next_timer = Some(self.next_timer.map_or(at, |t| t.min(at)));
+            if !shard.timer_stale {
+                shard.timer_stale = true;
+                self.stale_timers.push(index);
+            }
+        }
+        self.wake_timed_out();
+        if now >= self.timer_tick + TIMER_GRANULARITY {
+            self.timer_tick = now;
+            while let Some(index) = self.stale_timers.pop() {
+                let shard = &mut self.shards[index as usize];
+                shard.timer_stale = false;
+                shard.poll_at = self.iface.poll_at(now, &shard.sockets);
+                if let Some(at) = shard.poll_at {
+                    self.next_timer = Some(self.next_timer.map_or(at, |t| t.min(at)));
+                }
             }
         }
         sent
+    }
+
+    /// Marks every shard whose deadline has come for egress. The stack handles its timers
+    /// itself (retransmission, keep-alive, delayed ACK); the application only needs to hear of
+    /// connections the timers ended, so after the shard's egress its sockets' states are
+    /// checked, not served.
+    fn fire_timers(&mut self, now: Instant) {
+        self.next_timer = None;
+        for index in 0..self.shards.len() {
+            match self.shards[index].poll_at {
+                Some(at) if at <= now => {
+                    self.shards[index].poll_at = None;
+                    self.fired.push(index as u32);
+                    self.mark_dirty(index as u32);
+                }
+                Some(at) => self.next_timer = Some(self.next_timer.map_or(at, |t| t.min(at))),
+                None => {}
+            }
+        }
+    }
+
+    /// Wakes the connections of shards whose timers fired that the timers closed.
+    fn wake_timed_out(&mut self) {
+        while let Some(index) = self.fired.pop() {
+            let index = index as usize;
+            for member in 0..self.shards[index].members.len() {
+                let id = self.shards[index].members[member];
+                if !self.socket(id).is_open() || self.socket(id).state() == tcp::State::Listen {
+                    self.wake(id);
+                }
+            }
+        }
     }
 
     /// How long the lane may sleep before the stack needs it (None: until a frame arrives).
