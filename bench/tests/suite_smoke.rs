@@ -137,6 +137,17 @@ fn smoke_suite_writes_every_output_with_figures_from_both_servers() {
             assert!(achieved > 0.5 * offered, "open loop kept up: {run}");
         }
     }
+    // xgate with two lanes ran at 100 connections, every request answered.
+    let two_lanes = json["http"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["server"] == "xgate lanes=2" && c["connections"] == 100)
+        .expect("a two-lane case at 100 connections");
+    for run in two_lanes["runs"].as_array().unwrap() {
+        assert!(run["requests_per_second"].as_f64().unwrap() > 0.0, "{run}");
+        assert_eq!(run["errors"], 0, "two lanes: {run}");
+    }
     let packet_rows = json["packet_path"]["packet_path"]
         .as_array()
         .unwrap_or_else(|| panic!("packet path missing: {}", json["packet_path"]));
@@ -148,6 +159,8 @@ fn smoke_suite_writes_every_output_with_figures_from_both_servers() {
         "| 100 | xgate |",
         "| 100 | nginx |",
         "### Ratios",
+        "### Lanes: one lane (CPU 0) vs two lanes (CPUs 0 and 1)",
+        "| 100 | xgate lanes=2 |",
         "## Packet path",
     ] {
         assert!(
