@@ -19,6 +19,7 @@ status=0
 # in test mode: each benchmark runs once, as a check that it works, never as a timing.
 cargo test --no-fail-fast --lib --bins --tests --examples -- --test-threads=2 2>&1 | tee "$log" || status=$?
 cargo test --no-fail-fast -p xgate-bench --bench micro 2>&1 | tee -a "$log" || status=$?
+cargo test --no-fail-fast -p xgate-bench --bench demux 2>&1 | tee -a "$log" || status=$?
 # One closing line over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "total: %d passed, %d failed\n", p, f }' "$log"

@@ -46,6 +46,9 @@ use crate::{
 /// egress poll.
 pub const SHARD_SIZE: usize = 16;
 
+/// Egress passes per shard and call (smoltcp sends at most one segment per socket per pass).
+const EGRESS_ROUNDS: u32 = 4;
+
 /// How often shards' timer deadlines are brought up to date.
 pub const TIMER_GRANULARITY: Duration = Duration::from_millis(1);
 
@@ -132,6 +135,8 @@ pub struct TcpServer {
     stray: SocketSet<'static>,
     /// Shards to poll for egress.
     dirty: Vec<u32>,
+    /// Shards whose egress ran out of rounds this turn (kept to reuse its capacity).
+    dirty_again: Vec<u32>,
     /// Connections the application should look at.
     woken: VecDeque<ConnId>,
     /// The earliest timer of any shard (a sweep of shard deadlines runs only once it is due).
@@ -188,6 +193,7 @@ impl TcpServer {
             listening: VecDeque::with_capacity(shard_count),
             stray: SocketSet::new(Vec::<SocketStorage<'static>>::new()),
             dirty: Vec::with_capacity(shard_count),
+            dirty_again: Vec::with_capacity(shard_count),
             woken: VecDeque::with_capacity(config.sockets),
             next_timer: None,
             stale_timers: Vec::with_capacity(shard_count),
@@ -349,7 +355,11 @@ impl TcpServer {
     /// A free socket listens if its shard has no listener; otherwise it waits in the free list.
     fn make_free(&mut self, id: ConnId) {
         let shard_index = self.conns[id as usize].shard;
-        self.socket(id).abort();
+        // A closed or TIME-WAIT socket is left as it is: aborting it would send its old peer a
+        // RST. An open one (a listener that fell back, at shutdown) is closed.
+        if self.socket(id).is_open() {
+            self.socket(id).abort();
+        }
         if self.shards[shard_index as usize].listener.is_none() {
             self.listen(id);
             // A shard is in `listening` exactly when it has a listener, so it is not there yet.
@@ -404,6 +414,7 @@ impl TcpServer {
             self.fire_timers(now);
         }
         let mut sent = false;
+        let mut again = std::mem::take(&mut self.dirty_again);
         while let Some(index) = self.dirty.pop() {
             let shard = &mut self.shards[index as usize];
             shard.listed = false;
@@ -413,17 +424,30 @@ impl TcpServer {
             shard.dirty = false;
             // Bounded: each round sends what the sockets have; a few rounds cover sockets that
             // had more than one segment ready.
-            for _ in 0..4 {
+            let mut rounds_left = EGRESS_ROUNDS;
+            while rounds_left > 0 {
                 if self.iface.poll_egress(now, device, &mut shard.sockets) == PollResult::None {
                     break;
                 }
                 sent = true;
+                rounds_left -= 1;
+            }
+            if rounds_left == 0 {
+                // Every round sent something: more may be waiting. Poll again next turn rather
+                // than at the next timer tick.
+                shard.dirty = true;
+                again.push(index);
             }
             if !shard.timer_stale {
                 shard.timer_stale = true;
                 self.stale_timers.push(index);
             }
         }
+        for index in again.drain(..) {
+            self.shards[index as usize].listed = false;
+            self.mark_dirty(index);
+        }
+        self.dirty_again = again;
         self.wake_timed_out();
         if now >= self.timer_tick + TIMER_GRANULARITY {
             self.timer_tick = now;
