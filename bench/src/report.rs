@@ -623,6 +623,7 @@ fn plot_rps(results: &SuiteResults, path: &Path) -> anyhow::Result<()> {
     }
     chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::LowerLeft)
         .border_style(BLACK)
         .background_style(WHITE)
         .draw()?;
