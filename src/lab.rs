@@ -152,32 +152,12 @@ impl Lab {
             } else {
                 "1"
             };
+            #[rustfmt::skip]
             run(&[
-                "ip",
-                "link",
-                "add",
-                iface,
-                "netns",
-                &ns,
-                "mtu",
-                &mtu,
-                "numrxqueues",
-                queues,
-                "numtxqueues",
-                queues,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                port,
-                "netns",
-                &sw,
-                "mtu",
-                &mtu,
-                "numrxqueues",
-                queues,
-                "numtxqueues",
-                queues,
+                "ip", "link", "add", iface, "netns", &ns, "mtu", &mtu,
+                "numrxqueues", queues, "numtxqueues", queues,
+                "type", "veth", "peer", "name", port, "netns", &sw, "mtu", &mtu,
+                "numrxqueues", queues, "numtxqueues", queues,
             ])?;
             run(&["ip", "-n", &sw, "link", "set", port, "master", "br0"])?;
             run(&["ip", "-n", &sw, "link", "set", port, "up"])?;

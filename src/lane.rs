@@ -408,20 +408,9 @@ impl Lane<'_> {
             }
             taken += 1;
             self.values.rx_frames += 1;
-            if self.misroutes(&kind) {
-                // As if the NIC had put the frame on the next lane's queue: that lane sees a
-                // flow it does not know and passes the frame on, back to this lane.
-                let Some(frame) = self.port.lend_rx() else {
-                    continue;
-                };
-                self.pass_on(Handed {
-                    frame,
-                    origin: self.index as u8,
-                    hops: 0,
-                });
-                continue;
-            }
-            if !self.passes_on(&kind, 0) {
+            // `misroutes`: fault injection, as if the NIC had put the frame on the next lane's
+            // queue; that lane sees a flow it does not know and passes the frame back here.
+            if !self.misroutes(&kind) && !self.passes_on(&kind, 0) {
                 if !self.server.ingress(timestamp, self.port, &kind) {
                     // The stack took nothing: no tx frame was free; try again next turn.
                     self.values.rx_frames -= 1;

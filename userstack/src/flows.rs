@@ -165,17 +165,7 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    /// xorshift64: deterministic operations without a dependency.
-    struct Xorshift(u64);
-
-    impl Xorshift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-    }
+    use crate::test_rng::Xorshift;
 
     /// Checks the module's invariants: no holes in probe runs, and `len` counts the entries.
     fn assert_invariants(table: &FlowTable) {

@@ -26,6 +26,8 @@ pub mod flows;
 pub mod frames;
 pub mod rss;
 pub mod tcp_server;
+#[cfg(test)]
+mod test_rng;
 pub mod wire;
 pub mod xsk;
 

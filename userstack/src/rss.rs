@@ -180,26 +180,17 @@ impl FlowSteering {
 mod tests {
     use super::*;
 
-    /// xorshift64: deterministic flows without a dependency.
-    struct Xorshift(u64);
+    use crate::test_rng::Xorshift;
 
-    impl Xorshift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn flow(&mut self) -> TcpFlowKey {
-            let bits = self.next();
-            let ports = self.next();
-            TcpFlowKey {
-                src_ip: (bits as u32).to_be_bytes(),
-                dst_ip: ((bits >> 32) as u32).to_be_bytes(),
-                src_port: ports as u16,
-                dst_port: (ports >> 16) as u16,
-            }
+    /// A random flow.
+    fn random_flow(rng: &mut Xorshift) -> TcpFlowKey {
+        let bits = rng.next();
+        let ports = rng.next();
+        TcpFlowKey {
+            src_ip: (bits as u32).to_be_bytes(),
+            dst_ip: ((bits >> 32) as u32).to_be_bytes(),
+            src_port: ports as u16,
+            dst_port: (ports >> 16) as u16,
         }
     }
 
@@ -252,8 +243,8 @@ mod tests {
         let mut rng = Xorshift(0x1234_5678_9abc_def1);
         assert_eq!(toeplitz_hash(&DEFAULT_RSS_KEY, &[0; 12]), 0);
         for _ in 0..1000 {
-            let a = tcp_ipv4_input(&rng.flow());
-            let b = tcp_ipv4_input(&rng.flow());
+            let a = tcp_ipv4_input(&random_flow(&mut rng));
+            let b = tcp_ipv4_input(&random_flow(&mut rng));
             let mut both = [0u8; 12];
             for (out, (x, y)) in both.iter_mut().zip(a.iter().zip(&b)) {
                 *out = x ^ y;
@@ -300,7 +291,7 @@ mod tests {
         let steering = FlowSteering::new(DEFAULT_RSS_KEY, table).unwrap();
         let mut rng = Xorshift(77);
         for _ in 0..1000 {
-            let received = rng.flow();
+            let received = random_flow(&mut rng);
             assert_eq!(
                 u32::from(steering.lane_of(&received)),
                 steering.flow_hash(&received) % 7
@@ -314,7 +305,7 @@ mod tests {
         let mut rng = Xorshift(0x9e37_79b9_7f4a_7c15);
         let mut per_lane = [0u32; 2];
         for _ in 0..10_000 {
-            per_lane[usize::from(steering.lane_of(&rng.flow()))] += 1;
+            per_lane[usize::from(steering.lane_of(&random_flow(&mut rng)))] += 1;
         }
         for count in per_lane {
             assert!((4_500..=5_500).contains(&count), "{per_lane:?}");

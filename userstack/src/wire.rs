@@ -403,13 +403,8 @@ mod tests {
 
     #[test]
     fn random_bytes_never_panic_or_pass_as_broken_tcp() {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = crate::test_rng::Xorshift(0x2545_f491_4f6c_dd1d);
+        let mut next = move || rng.next();
         let mut bytes = [0u8; 128];
         let (mut taken_for_tcp, mut arp_copies) = (0, 0);
         for round in 0..50_000 {
