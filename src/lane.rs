@@ -131,6 +131,8 @@ struct Lane<'a> {
     start: std::time::Instant,
     /// Lanes that were handed work this turn (to wake).
     to_wake: Vec<bool>,
+    /// The gateway's IPv4 address.
+    own_ip: [u8; 4],
     /// Fault injection: deliver every Nth owned segment to the next lane (0: never).
     misroute_every: u64,
     owned_segments: u64,
@@ -210,6 +212,7 @@ pub fn run(config: &Config, setup: LaneSetup<'_>, stop: &AtomicBool) -> anyhow::
         statuses: [0; COUNTED_STATUSES.len()],
         start,
         to_wake: vec![false; lanes],
+        own_ip: gw.ipv4.octets(),
         misroute_every: if lanes > 1 { config.fault.misroute_every } else { 0 },
         owned_segments: 0,
     };
@@ -383,6 +386,8 @@ impl Lane<'_> {
             while let Ok(arp) = neighbours.pop() {
                 let mut device = HandedFrameDevice::new(&arp, self.port);
                 self.server.ingress(timestamp, &mut device, &FrameKind::Arp);
+                // Copies are only made of ARP aimed at the gateway's address.
+                self.server.neighbours_changed();
                 any = true;
             }
         }
@@ -395,7 +400,10 @@ impl Lane<'_> {
         while taken < RX_BURST {
             let Some(frame) = self.port.peek_rx() else { break };
             let kind = wire::classify(frame);
-            if self.lanes > 1 && kind == FrameKind::Arp {
+            // ARP aimed at the gateway's address teaches the stack a neighbour; other ARP on the
+            // link (broadcasts about other hosts) teaches it nothing.
+            let arp_for_us = kind == FrameKind::Arp && wire::arp_target_ip(frame) == Some(self.own_ip);
+            if self.lanes > 1 && arp_for_us {
                 if let Some(copy) = wire::arp_request_as_reply(frame) {
                     for (lane, ring) in self.links.neighbours_out.iter_mut().enumerate() {
                         if let Some(ring) = ring {
@@ -415,6 +423,9 @@ impl Lane<'_> {
                     // The stack took nothing: no tx frame was free; try again next turn.
                     self.values.rx_frames -= 1;
                     break;
+                }
+                if arp_for_us {
+                    self.server.neighbours_changed();
                 }
                 continue;
             }

@@ -268,17 +268,19 @@ impl TcpServer {
         self.stats.frames += 1;
         match kind {
             FrameKind::Tcp(segment) => self.ingress_tcp(now, device, segment),
-            FrameKind::Arp => {
-                let result = self.iface.poll_ingress_single(now, device, &mut self.stray);
-                // A neighbour may have been learned: sockets waiting for it can send now.
-                for shard in 0..self.shards.len() as u32 {
-                    self.mark_dirty(shard);
-                }
-                result != PollIngressSingleResult::None
-            }
             _ => {
                 self.iface.poll_ingress_single(now, device, &mut self.stray) != PollIngressSingleResult::None
             }
+        }
+    }
+
+    /// A neighbour may have been learned (an ARP frame for this lane's address went in): every
+    /// shard polls egress once, so sockets waiting for that neighbour can send. O(shards): call
+    /// it only for ARP aimed at this lane's address, which the stack learns from, not for every
+    /// ARP broadcast on the link.
+    pub fn neighbours_changed(&mut self) {
+        for shard in 0..self.shards.len() as u32 {
+            self.mark_dirty(shard);
         }
     }
 

@@ -143,6 +143,15 @@ fn classify_ipv4(packet: &[u8]) -> Option<TcpSegmentInfo> {
     })
 }
 
+/// The target protocol (IPv4) address of an ARP frame for IPv4 over Ethernet, if the frame is
+/// long enough to hold one: the address the sender asks about or answers to.
+pub fn arp_target_ip(frame: &[u8]) -> Option<[u8; 4]> {
+    if frame.get(12..14)? != ETHERTYPE_ARP {
+        return None;
+    }
+    frame.get(ARP_FRAME_LEN - 4..ARP_FRAME_LEN)?.try_into().ok()
+}
+
 /// A copy of an ARP request or reply for IPv4 over Ethernet, turned into a reply; `None` for any
 /// other frame (not ARP, another hardware or protocol type, another operation, shorter than
 /// [`ARP_FRAME_LEN`]).
@@ -350,6 +359,15 @@ mod tests {
         let mut padded = arp(1);
         padded.extend_from_slice(&[0xee; 18]);
         assert_eq!(arp_request_as_reply(&padded), Some(from_request));
+    }
+
+    #[test]
+    fn arp_target_addresses_are_read_from_whole_frames_only() {
+        let mut request = arp(1);
+        request[ARP_FRAME_LEN - 4..].copy_from_slice(&[10, 77, 0, 2]);
+        assert_eq!(arp_target_ip(&request), Some([10, 77, 0, 2]));
+        assert_eq!(arp_target_ip(&request[..ARP_FRAME_LEN - 1]), None);
+        assert_eq!(arp_target_ip(&ipv4_tcp(5, TCP_SYN, 0, 0)), None);
     }
 
     #[test]
