@@ -68,9 +68,9 @@ impl LaneLinks {
     }
 }
 
-/// Builds the rings for `lanes` lanes; `rx_frames[i]` is lane `i`'s number of rx frames (the
-/// size of the returns rings toward it).
-pub fn link_lanes(lanes: usize, rx_frames: &[usize]) -> Vec<LaneLinks> {
+/// Builds the rings for `lanes` lanes, each with `rx_frames` rx frames (the size of the returns
+/// rings toward it).
+pub fn link_lanes(lanes: usize, rx_frames: usize) -> Vec<LaneLinks> {
     let mut links: Vec<LaneLinks> = (0..lanes)
         .map(|_| LaneLinks {
             frames_out: (0..lanes).map(|_| None).collect(),
@@ -90,7 +90,7 @@ pub fn link_lanes(lanes: usize, rx_frames: &[usize]) -> Vec<LaneLinks> {
             links[from].frames_out[to] = Some(producer);
             links[to].frames_in[from] = Some(consumer);
             // Lane `to` returns lane `from`'s frames.
-            let (producer, consumer) = RingBuffer::new(rx_frames[from]);
+            let (producer, consumer) = RingBuffer::new(rx_frames);
             links[to].returns_out[from] = Some(producer);
             links[from].returns_in[to] = Some(consumer);
             let (producer, consumer) = RingBuffer::new(NEIGHBOUR_RING);

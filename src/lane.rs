@@ -415,15 +415,14 @@ impl Lane<'_> {
                 }
             }
             taken += 1;
-            self.values.rx_frames += 1;
             // `misroutes`: fault injection, as if the NIC had put the frame on the next lane's
             // queue; that lane sees a flow it does not know and passes the frame back here.
             if !self.misroutes(&kind) && !self.passes_on(&kind, 0) {
                 if !self.server.ingress(timestamp, self.port, &kind) {
                     // The stack took nothing: no tx frame was free; try again next turn.
-                    self.values.rx_frames -= 1;
                     break;
                 }
+                self.values.rx_frames += 1;
                 if arp_for_us {
                     self.server.neighbours_changed();
                 }
@@ -432,6 +431,7 @@ impl Lane<'_> {
             let Some(frame) = self.port.lend_rx() else {
                 continue;
             };
+            self.values.rx_frames += 1;
             self.pass_on(Handed {
                 frame,
                 origin: self.index as u8,

@@ -160,8 +160,8 @@ pub fn run(
         ports[0].backing()
     );
 
-    let rx_frames: Vec<usize> = vec![config.umem.frames as usize / 2; lanes];
-    let links = link_lanes(lanes, &rx_frames);
+    // Every lane's port has the same UMEM: half of its frames are rx frames.
+    let links = link_lanes(lanes, config.umem.frames as usize / 2);
     let wakes: Vec<LaneWake> = (0..lanes)
         .map(|_| LaneWake::new().context("eventfd"))
         .collect::<anyhow::Result<_>>()?;

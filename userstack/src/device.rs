@@ -128,15 +128,14 @@ impl Device for XskPort {
         let desc = self.rx_ready[self.rx_next];
         self.rx_next += 1;
         let offset = desc.addr as usize;
-        let len = (desc.len as usize).min(self.frame_size as usize - (offset % self.frame_size as usize));
+        let len = self.rx_len(desc);
         // SAFETY: the kernel handed `desc` back on the rx ring and the ledger moved its frame from
         // Fill to InStack, so only this token refers to it; [offset, offset + len) lies within
         // that frame (len is clamped to the frame's end) and thus within the UMEM, which outlives
         // the token since the token borrows the port.
         let frame = unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(offset), len) };
-        let chunk_base = self
-            .ledger
-            .frame_base(self.ledger.frame_of(desc.addr).unwrap_or(0));
+        // fetch_rx took only addresses the ledger knows, so the frame exists.
+        let chunk_base = self.ledger.frame_start(desc.addr).unwrap_or(0);
         let XskPort {
             ledger,
             rx_recycle,

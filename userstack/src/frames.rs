@@ -90,6 +90,11 @@ impl FrameLedger {
         (index as u64) << self.frame_shift
     }
 
+    /// The UMEM address where the frame holding `addr` starts.
+    pub fn frame_start(&self, addr: u64) -> Option<u64> {
+        self.frame_of(addr).map(|index| self.frame_base(index))
+    }
+
     /// Current state of the frame holding `addr`.
     pub fn state_of(&self, addr: u64) -> Option<FrameState> {
         self.frame_of(addr).map(|i| self.states[i].get())

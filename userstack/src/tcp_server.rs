@@ -93,8 +93,6 @@ pub struct ServerStats {
     pub accepted: u64,
     /// SYNs of new flows that found no free socket (answered with RST).
     pub refused: u64,
-    /// Frames handed to the stack.
-    pub frames: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -265,7 +263,6 @@ impl TcpServer {
     /// Hands one frame of `device` to the stack, to the shard its flow (`kind`, classified from
     /// the same frame) belongs to. Returns whether the device gave the stack a frame.
     pub fn ingress<D: Device + ?Sized>(&mut self, now: Instant, device: &mut D, kind: &FrameKind) -> bool {
-        self.stats.frames += 1;
         match kind {
             FrameKind::Tcp(segment) => self.ingress_tcp(now, device, segment),
             _ => {

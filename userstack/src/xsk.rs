@@ -506,7 +506,7 @@ impl XskPort {
         }
         let desc = *self.rx_ready.get(self.rx_next)?;
         let offset = desc.addr as usize;
-        let len = (desc.len as usize).min(self.frame_size as usize - (offset % self.frame_size as usize));
+        let len = self.rx_len(desc);
         // SAFETY: as in `receive`: the frame is InStack and held in `rx_ready`, so the kernel
         // cannot write it; the slice lies within that frame and borrows `self`, so the frame
         // cannot be lent or recycled while the slice lives.
@@ -524,7 +524,8 @@ impl XskPort {
         while self.rx_next < self.rx_ready.len() {
             let addr = self.rx_ready[self.rx_next].addr;
             self.rx_next += 1;
-            let chunk = self.ledger.frame_base(self.ledger.frame_of(addr).unwrap_or(0));
+            // fetch_rx took only addresses the ledger knows, so the frame exists.
+            let chunk = self.ledger.frame_start(addr).unwrap_or(0);
             // Capacity is the number of rx frames, so this never allocates.
             self.rx_recycle.push(chunk);
             count += 1;
@@ -541,18 +542,17 @@ impl XskPort {
         }
         let desc = *self.rx_ready.get(self.rx_next)?;
         self.rx_next += 1;
-        let chunk = self.ledger.frame_base(self.ledger.frame_of(desc.addr)?);
+        let chunk = self.ledger.frame_start(desc.addr)?;
         if !self
             .ledger
             .transition(chunk, FrameState::InStack, FrameState::Lent)
         {
             return None;
         }
-        let offset = desc.addr as usize % self.frame_size as usize;
         Some(LentFrame {
             base: self.base,
             addr: desc.addr,
-            len: desc.len.min(self.frame_size - offset as u32),
+            len: self.rx_len(desc) as u32,
         })
     }
 
@@ -563,11 +563,10 @@ impl XskPort {
             self.ledger.count_violation();
             return;
         }
-        let Some(index) = self.ledger.frame_of(frame.addr) else {
+        let Some(chunk) = self.ledger.frame_start(frame.addr) else {
             self.ledger.count_violation();
             return;
         };
-        let chunk = self.ledger.frame_base(index);
         if self
             .ledger
             .transition(chunk, FrameState::Lent, FrameState::InStack)
@@ -592,6 +591,13 @@ impl XskPort {
             &self.ledger,
             &mut self.tx,
         ))
+    }
+
+    /// The bytes of a received frame that lie inside its UMEM frame (the kernel's length, cut at
+    /// the frame's end so that no slice can reach into the next frame).
+    pub(crate) fn rx_len(&self, desc: XdpDesc) -> usize {
+        let offset_in_frame = desc.addr as usize % self.frame_size as usize;
+        (desc.len as usize).min(self.frame_size as usize - offset_in_frame)
     }
 
     pub(crate) fn fetch_rx(&mut self) {
