@@ -7,6 +7,8 @@ use std::{fmt, net::Ipv4Addr, path::Path};
 
 use serde::Deserialize;
 
+use crate::routing::{RouteConfig, Routing, TimeoutsConfig, UpstreamConfig};
+
 /// The whole configuration.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -20,6 +22,15 @@ pub struct Config {
     pub tcp: TcpConfig,
     #[serde(default)]
     pub fault: FaultConfig,
+    /// Time limits on clients and upstreams.
+    #[serde(default)]
+    pub timeouts: TimeoutsConfig,
+    /// Upstream pools (`[[upstream]]`), in file order.
+    #[serde(default)]
+    pub upstream: Vec<UpstreamConfig>,
+    /// Routes (`[[route]]`), in file order: the first that matches a request takes it.
+    #[serde(default)]
+    pub route: Vec<RouteConfig>,
 }
 
 /// Faults xgate injects into its own data path, for tests. All off by default.
@@ -126,6 +137,34 @@ pub struct HttpConfig {
     /// Bytes of a request head (request line and headers) before 431.
     #[serde(default = "default_max_header_bytes")]
     pub max_header_bytes: usize,
+    /// Bytes of a request line before 414.
+    #[serde(default = "default_max_request_line")]
+    pub max_request_line: usize,
+    /// Header fields of a request before 431 (at most 64).
+    #[serde(default = "default_max_headers")]
+    pub max_headers: usize,
+    /// Bytes of a request body before 413 (bodies stream to the upstream; this bounds them).
+    #[serde(default = "default_max_body")]
+    pub max_body: u64,
+    /// Sockets per lane for connections to upstream members (proxied requests and health
+    /// checks in flight, and idle pooled connections).
+    #[serde(default = "default_upstream_connections")]
+    pub upstream_connections: usize,
+    /// One JSON line per request on stdout (off by default: it costs a write per turn).
+    #[serde(default)]
+    pub access_log: bool,
+}
+
+impl HttpConfig {
+    /// The request limits the HTTP stage enforces.
+    pub fn limits(&self) -> xgate_proxy::Limits {
+        xgate_proxy::Limits {
+            max_request_line: self.max_request_line,
+            max_header_bytes: self.max_header_bytes,
+            max_headers: self.max_headers,
+            max_body: usize::try_from(self.max_body).unwrap_or(usize::MAX),
+        }
+    }
 }
 
 fn default_prefix_len() -> u8 {
@@ -152,6 +191,18 @@ fn default_ring_size() -> usize {
 fn default_max_header_bytes() -> usize {
     8192
 }
+fn default_max_request_line() -> usize {
+    4096
+}
+fn default_max_headers() -> usize {
+    xgate_proxy::MAX_HEADERS
+}
+fn default_max_body() -> u64 {
+    16 * 1024 * 1024
+}
+fn default_upstream_connections() -> usize {
+    256
+}
 
 impl Default for UmemConfig {
     fn default() -> Self {
@@ -169,6 +220,11 @@ impl Default for HttpConfig {
             max_connections: default_max_connections(),
             ring_size: default_ring_size(),
             max_header_bytes: default_max_header_bytes(),
+            max_request_line: default_max_request_line(),
+            max_headers: default_max_headers(),
+            max_body: default_max_body(),
+            upstream_connections: default_upstream_connections(),
+            access_log: false,
         }
     }
 }
@@ -362,6 +418,50 @@ impl Config {
                 format!("expected 256..=65536, got {}", h.max_header_bytes),
             ));
         }
+        if !(64..=h.max_header_bytes).contains(&h.max_request_line) {
+            return Err(err(
+                "http.max_request_line",
+                format!("expected 64..=http.max_header_bytes ({}), got {}", h.max_header_bytes, h.max_request_line),
+            ));
+        }
+        if !(1..=xgate_proxy::MAX_HEADERS).contains(&h.max_headers) {
+            return Err(err(
+                "http.max_headers",
+                format!("expected 1..={}, got {}", xgate_proxy::MAX_HEADERS, h.max_headers),
+            ));
+        }
+        if h.max_body > 1 << 40 {
+            return Err(err(
+                "http.max_body",
+                format!("expected at most 1 TiB ({}), got {}", 1u64 << 40, h.max_body),
+            ));
+        }
+        if h.upstream_connections > 65_536 {
+            return Err(err(
+                "http.upstream_connections",
+                format!("expected 0..=65536, got {}", h.upstream_connections),
+            ));
+        }
+        let timeouts = &self.timeouts;
+        for (name, value) in [
+            ("timeouts.header_read_ms", timeouts.header_read_ms),
+            ("timeouts.body_idle_ms", timeouts.body_idle_ms),
+            ("timeouts.keepalive_idle_ms", timeouts.keepalive_idle_ms),
+            ("timeouts.upstream_connect_ms", timeouts.upstream_connect_ms),
+            ("timeouts.upstream_response_ms", timeouts.upstream_response_ms),
+            ("timeouts.drain_ms", timeouts.drain_ms),
+        ] {
+            if !(1..=3_600_000).contains(&value) {
+                return Err(err(name, format!("expected 1..=3600000 ms, got {value}")));
+            }
+        }
+        Routing::build(&self.upstream, &self.route).map_err(|(key, message)| err(&key, message))?;
+        if !self.upstream.is_empty() && h.upstream_connections == 0 {
+            return Err(err(
+                "http.upstream_connections",
+                "is 0, but [[upstream]] pools are configured: give the lanes sockets to reach them".into(),
+            ));
+        }
         let t = &self.tcp;
         if !(100..=1_800_000).contains(&t.keepalive_ms) {
             return Err(err(
@@ -401,7 +501,15 @@ impl Config {
             http: HttpConfig::default(),
             tcp: TcpConfig::default(),
             fault: FaultConfig::default(),
+            timeouts: TimeoutsConfig::default(),
+            upstream: Vec::new(),
+            route: Vec::new(),
         }
+    }
+
+    /// The routing this configuration describes (valid: [`Config::load`] checked it).
+    pub fn routing(&self) -> Routing {
+        Routing::build(&self.upstream, &self.route).expect("validated when loaded")
     }
 
     /// This configuration as TOML text (what `xgate lab up` writes, and what tests start with).

@@ -27,7 +27,7 @@
 //!   slot, waits in the lane's ready queue, and reads nothing more from its socket until its
 //!   handle is back, so TCP's receive window closes toward the client.
 
-use xgate_proxy::{Outcome, Responder};
+use xgate_proxy::gateway::{Gateway, Verdict};
 
 use std::{
     cell::UnsafeCell,
@@ -40,16 +40,17 @@ static NEXT_TABLE_ID: AtomicU32 = AtomicU32::new(0);
 /// Most handles moved through a ring in one chunk.
 pub const BATCH: usize = 32;
 
-/// Bytes of a slot's response buffer; every response of the built-in responder fits.
-pub const RESPONSE_CAPACITY: usize = 1024;
-
 /// One connection's request and response bytes.
 pub struct Slot {
     pub request: Box<[u8]>,
     pub request_len: usize,
+    /// The response the worker wrote (a direct answer, or the head to send upstream), later the
+    /// client head of a proxied response.
     pub response: Box<[u8]>,
     /// What the worker decided for the bytes in the slot; `None` until it has looked.
-    pub verdict: Option<Outcome>,
+    pub verdict: Option<Verdict>,
+    /// The client's address (for `X-Forwarded-For` and hashing), set by the lane.
+    pub client_ip: std::net::Ipv4Addr,
 }
 
 impl Slot {
@@ -93,15 +94,17 @@ pub struct SlotTable {
 unsafe impl Sync for SlotTable {}
 
 impl SlotTable {
-    /// `count` slots of `request_capacity` request bytes, and their handles.
-    pub fn new(count: usize, request_capacity: usize) -> (SlotTable, Vec<SlotHandle>) {
+    /// `count` slots of `request_capacity` request bytes and `response_capacity` response
+    /// bytes, and their handles.
+    pub fn new(count: usize, request_capacity: usize, response_capacity: usize) -> (SlotTable, Vec<SlotHandle>) {
         let slots = (0..count)
             .map(|_| {
                 UnsafeCell::new(Slot {
                     request: vec![0; request_capacity].into_boxed_slice(),
                     request_len: 0,
-                    response: vec![0; RESPONSE_CAPACITY].into_boxed_slice(),
+                    response: vec![0; response_capacity].into_boxed_slice(),
                     verdict: None,
+                    client_ip: std::net::Ipv4Addr::UNSPECIFIED,
                 })
             })
             .collect();
@@ -136,7 +139,7 @@ pub struct HttpStage {
     table: std::sync::Arc<SlotTable>,
     requests: rtrb::Consumer<SlotHandle>,
     responses: rtrb::Producer<SlotHandle>,
-    responder: Responder,
+    gateway: Gateway,
 }
 
 impl HttpStage {
@@ -144,14 +147,19 @@ impl HttpStage {
         table: std::sync::Arc<SlotTable>,
         requests: rtrb::Consumer<SlotHandle>,
         responses: rtrb::Producer<SlotHandle>,
-        responder: Responder,
+        gateway: Gateway,
     ) -> HttpStage {
         HttpStage {
             table,
             requests,
             responses,
-            responder,
+            gateway,
         }
+    }
+
+    /// Routes with `gateway` from the next request on (a reload).
+    pub fn set_gateway(&mut self, gateway: Gateway) {
+        self.gateway = gateway;
     }
 
     /// Answers up to [`BATCH`] waiting requests; returns how many.
@@ -166,10 +174,14 @@ impl HttpStage {
             .write_chunk_uninit(count)
             .expect("room counted above");
         let table = &self.table;
-        let responder = &self.responder;
+        let gateway = &self.gateway;
         out.fill_from_iter(chunk.into_iter().map(|mut handle| {
             let slot = table.slot(&mut handle);
-            slot.verdict = Some(responder.handle(&slot.request[..slot.request_len], &mut slot.response));
+            slot.verdict = Some(gateway.decide(
+                &slot.request[..slot.request_len],
+                slot.client_ip,
+                &mut slot.response,
+            ));
             handle
         }));
         count

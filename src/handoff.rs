@@ -101,61 +101,75 @@ pub fn link_lanes(lanes: usize, rx_frames: usize) -> Vec<LaneLinks> {
     links
 }
 
-/// A lane's counters, published by the lane at the end of each loop turn and read by the
-/// main thread (stats and the final report). One cache line group per lane.
-#[repr(align(64))]
-#[derive(Default)]
-pub struct LaneCounters {
-    pub rx_frames: AtomicU64,
-    pub requests: AtomicU64,
-    pub accepted: AtomicU64,
-    pub refused: AtomicU64,
-    pub handed_out: AtomicU64,
-    pub handed_in: AtomicU64,
-    pub handoff_dropped: AtomicU64,
-    pub heap_allocations: AtomicU64,
-}
-
-/// A lane's counters as plain numbers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CounterValues {
-    pub rx_frames: u64,
-    pub requests: u64,
-    pub accepted: u64,
-    pub refused: u64,
-    pub handed_out: u64,
-    pub handed_in: u64,
-    pub handoff_dropped: u64,
-    pub heap_allocations: u64,
-}
-
-impl LaneCounters {
-    /// Publishes the lane's current values (only the lane calls this).
-    pub fn publish(&self, values: &CounterValues) {
-        let store = |field: &AtomicU64, value: u64| field.store(value, Ordering::Relaxed);
-        store(&self.rx_frames, values.rx_frames);
-        store(&self.requests, values.requests);
-        store(&self.accepted, values.accepted);
-        store(&self.refused, values.refused);
-        store(&self.handed_out, values.handed_out);
-        store(&self.handed_in, values.handed_in);
-        store(&self.handoff_dropped, values.handoff_dropped);
-        store(&self.heap_allocations, values.heap_allocations);
-    }
-
-    pub fn read(&self) -> CounterValues {
-        let load = |field: &AtomicU64| field.load(Ordering::Relaxed);
-        CounterValues {
-            rx_frames: load(&self.rx_frames),
-            requests: load(&self.requests),
-            accepted: load(&self.accepted),
-            refused: load(&self.refused),
-            handed_out: load(&self.handed_out),
-            handed_in: load(&self.handed_in),
-            handoff_dropped: load(&self.handoff_dropped),
-            heap_allocations: load(&self.heap_allocations),
+/// Defines the lane counters once: the atomics a lane publishes, their plain values, and their
+/// names (the keys of the JSON events).
+macro_rules! lane_counters {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        /// A lane's counters, published by the lane at the end of each loop turn and read by the
+        /// main thread (stats and the final report). One cache line group per lane.
+        #[repr(align(64))]
+        #[derive(Default)]
+        pub struct LaneCounters {
+            $(pub $name: AtomicU64,)*
         }
-    }
+
+        /// A lane's counters as plain numbers.
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct CounterValues {
+            $($(#[$doc])* pub $name: u64,)*
+        }
+
+        impl LaneCounters {
+            /// Publishes the lane's current values (only the lane calls this).
+            pub fn publish(&self, values: &CounterValues) {
+                $(self.$name.store(values.$name, Ordering::Relaxed);)*
+            }
+
+            pub fn read(&self) -> CounterValues {
+                CounterValues {
+                    $($name: self.$name.load(Ordering::Relaxed),)*
+                }
+            }
+        }
+
+        impl CounterValues {
+            /// Every counter with its name, in declaration order.
+            pub fn named(&self) -> [(&'static str, u64); [$(stringify!($name)),*].len()] {
+                [$((stringify!($name), self.$name)),*]
+            }
+        }
+    };
+}
+
+lane_counters! {
+    /// Frames the lane's stack or rings took.
+    rx_frames,
+    /// Requests answered (direct answers and proxied responses that completed).
+    requests,
+    accepted,
+    refused,
+    handed_out,
+    handed_in,
+    handoff_dropped,
+    heap_allocations,
+    /// Upstream connects that failed (refused, unreachable, timed out, no socket or port).
+    upstream_connect_failures,
+    /// Requests moved once to another member after a failed connect.
+    upstream_retries,
+    /// Upstream responses that could not be framed (then 502, or a reset once begun).
+    bad_upstream_responses,
+    /// Request bodies with invalid chunked framing or over the size limit.
+    bad_bodies,
+    /// Client connections reset because their response could not be finished.
+    client_resets,
+    /// Time limits that fired (header read, body, upstream connect or response).
+    timeouts,
+    /// Idle keep-alive client connections closed.
+    idle_closed,
+    /// Exchanges in flight (proxied requests not finished), at the last publish.
+    in_flight,
+    /// Client connections open, at the last publish.
+    open_connections,
 }
 
 /// Lets other lanes wake a lane that sleeps in `poll(2)`: a flag the lane sets before sleeping

@@ -37,7 +37,7 @@ use smoltcp::{
     time::Instant as SmolInstant,
     wire::{EthernetAddress, HardwareAddress, IpCidr},
 };
-use xgate_proxy::{Limits, Outcome, Responder};
+use xgate_proxy::gateway::{Gateway, Verdict};
 use xgate_userstack::{
     device::HandedFrameDevice,
     tcp_server::{ConnId, ServerConfig, Settled, TcpServer},
@@ -46,16 +46,27 @@ use xgate_userstack::{
 };
 
 use crate::{
+    access_log::AccessLog,
     alloc_count,
     config::Config,
     exchange::{HttpStage, SlotHandle, SlotTable, BATCH},
     handoff::{CounterValues, Handed, LaneCounters, LaneLinks, LaneWake},
+    routing::{Routing, TimeoutsConfig},
 };
+
+mod proxy;
+
+use proxy::{ProxyExchange, Upstreams};
 
 /// Bytes of each TCP socket's receive and transmit buffers.
 const SOCKET_BUFFER: usize = 16 * 1024;
-/// Largest request body the gateway accepts (it serves no bodies yet).
-pub const MAX_BODY: usize = 8 * 1024;
+/// Request body bytes a connection's slot holds beyond its head: a direct answer's request body
+/// must fit (proxied bodies stream through and are limited by `http.max_body` instead).
+pub const SLOT_BODY: usize = 8 * 1024;
+/// Bytes of the largest upstream response head the gateway forwards (then 502).
+const MAX_RESPONSE_HEAD: usize = 16 * 1024;
+/// How often time limits and health checks are looked at (ms).
+const SWEEP_INTERVAL_MS: u64 = 50;
 /// Received frames (local and handed) taken per loop turn before other work.
 const RX_BURST: usize = 64;
 /// Idle loop turns before the lane sleeps.
@@ -63,7 +74,12 @@ const SPIN_BEFORE_SLEEP: u32 = 200;
 /// Longest sleep, so a stop request is seen promptly.
 const MAX_SLEEP_MS: i64 = 100;
 /// Statuses counted by the lane (the last entry counts any other).
-pub const COUNTED_STATUSES: [u16; 12] = [200, 204, 400, 404, 405, 408, 411, 413, 414, 431, 501, 0];
+pub const COUNTED_STATUSES: [u16; 22] = [
+    200, 201, 204, 206, 301, 302, 304, 400, 401, 403, 404, 405, 408, 413, 414, 417, 431, 500, 502, 503, 504, 0,
+];
+
+/// `Connection::last_active_ms` of a socket whose connection the lane has not served yet.
+const NOT_SEEN: u64 = u64::MAX;
 
 /// Per-connection state the lane keeps beside the socket.
 struct Connection {
@@ -77,13 +93,34 @@ struct Connection {
     response_sent: usize,
     /// A response with `close` was sent: further bytes from the peer are read and discarded.
     closing: bool,
+    /// The proxied request in flight, if any.
+    proxy: Option<ProxyExchange>,
+    /// When the connection last finished a request or was accepted (keep-alive idle limit).
+    last_active_ms: u64,
+    /// When the first byte of the request head now in the slot arrived (header read limit).
+    head_started_ms: u64,
 }
 
 impl Connection {
+    fn new(slot: SlotHandle) -> Connection {
+        Connection {
+            slot: Some(slot),
+            unseen_bytes: false,
+            queued: false,
+            response_sent: 0,
+            closing: false,
+            proxy: None,
+            last_active_ms: NOT_SEEN,
+            head_started_ms: 0,
+        }
+    }
+
     fn reset(&mut self) {
         self.unseen_bytes = false;
         self.response_sent = 0;
         self.closing = false;
+        self.proxy = None;
+        self.last_active_ms = NOT_SEEN;
     }
 }
 
@@ -97,6 +134,10 @@ pub struct LaneSetup<'a> {
     pub counters: &'a LaneCounters,
     pub seed: u64,
     pub core: Option<core_affinity::CoreId>,
+    /// New routing from a reload, sent by the main thread.
+    pub reloads: rtrb::Consumer<Arc<Routing>>,
+    /// Set by the main thread on SIGTERM: stop accepting, finish what is in flight.
+    pub drain: &'a AtomicBool,
 }
 
 /// What a lane did, reported when it stops, with its ring ends (frames still in them go back
@@ -136,6 +177,27 @@ struct Lane<'a> {
     /// Fault injection: deliver every Nth owned segment to the next lane (0: never).
     misroute_every: u64,
     owned_segments: u64,
+    /// Upstream pools and connections.
+    upstreams: Upstreams,
+    /// Bytes on their way between two sockets (see `proxy`).
+    scratch: Box<[u8]>,
+    timeouts: TimeoutsConfig,
+    /// Largest request body streamed to an upstream (413 beyond).
+    max_body: u64,
+    max_response_head: usize,
+    /// Milliseconds since the lane started, read once per turn.
+    now_ms: u64,
+    next_sweep_ms: u64,
+    reloads: rtrb::Consumer<Arc<Routing>>,
+    drain: &'a AtomicBool,
+    /// Draining: no new connections, every connection closes after its request.
+    draining: bool,
+    access_log: Option<AccessLog>,
+    /// Limits and routing the HTTP stage uses (kept to rebuild it on reload).
+    gateway_limits: xgate_proxy::Limits,
+    gateway_authority: Box<str>,
+    /// Bytes of a slot's request buffer.
+    slot_request: usize,
 }
 
 /// Runs one lane until `stop` is set.
@@ -162,6 +224,7 @@ pub fn run(config: &Config, setup: LaneSetup<'_>, stop: &AtomicBool) -> anyhow::
             .expect("one address fits");
     });
     let sockets = config.http.max_connections;
+    let outbound = config.http.upstream_connections;
     let server = TcpServer::new(
         iface,
         &ServerConfig {
@@ -171,29 +234,34 @@ pub fn run(config: &Config, setup: LaneSetup<'_>, stop: &AtomicBool) -> anyhow::
             tx_buffer: SOCKET_BUFFER,
             keep_alive: Some(smoltcp::time::Duration::from_millis(config.tcp.keepalive_ms)),
             timeout: Some(smoltcp::time::Duration::from_millis(config.tcp.timeout_ms)),
+            outbound_sockets: outbound,
         },
     );
-    let (table, handles) = SlotTable::new(sockets, config.http.max_header_bytes + MAX_BODY);
+    let response_capacity = (config.http.max_header_bytes + 1024).max(MAX_RESPONSE_HEAD + 1024);
+    let slot_request = config.http.max_header_bytes + SLOT_BODY;
+    let (table, handles) = SlotTable::new(sockets, slot_request, response_capacity);
     let table = Arc::new(table);
-    let connections = handles
-        .into_iter()
-        .map(|handle| Connection {
-            slot: Some(handle),
-            unseen_bytes: false,
-            queued: false,
-            response_sent: 0,
-            closing: false,
-        })
-        .collect();
+    let connections = handles.into_iter().map(Connection::new).collect();
     let ring = config.http.ring_size.min(sockets).max(1);
     let (to_http, stage_in) = rtrb::RingBuffer::<SlotHandle>::new(ring);
     let (stage_out, from_http) = rtrb::RingBuffer::<SlotHandle>::new(ring);
-    let limits = Limits {
-        max_header_bytes: config.http.max_header_bytes,
-        max_body: MAX_BODY,
-        ..Limits::default()
-    };
+    let limits = config.http.limits();
+    let routing = config.routing();
+    let authority: Box<str> = format!("{}:{}", gw.ipv4, gw.listen_port).into();
     let lanes = setup.wakes.len();
+    // Local ports for upstream connections: each lane its own share of 20000..60000.
+    let share = (40_000 / lanes.max(1)) as u16;
+    let first_port = 20_000 + share * setup.index as u16;
+    let steering = (lanes > 1).then(|| {
+        xgate_userstack::rss::FlowSteering::round_robin(xgate_userstack::rss::DEFAULT_RSS_KEY, lanes as u16)
+    });
+    let upstreams = Upstreams::new(
+        &routing,
+        sockets as ConnId,
+        outbound,
+        first_port..first_port + share,
+        steering,
+    );
     let mut lane = Lane {
         index: setup.index,
         lanes,
@@ -202,7 +270,12 @@ pub fn run(config: &Config, setup: LaneSetup<'_>, stop: &AtomicBool) -> anyhow::
         wakes: setup.wakes,
         counters: setup.counters,
         server,
-        http: HttpStage::new(Arc::clone(&table), stage_in, stage_out, Responder::new(limits)),
+        http: HttpStage::new(
+            Arc::clone(&table),
+            stage_in,
+            stage_out,
+            Gateway::new(&routing.routes, &routing.pools, limits, &authority, slot_request),
+        ),
         table,
         connections,
         ready: VecDeque::with_capacity(sockets),
@@ -215,6 +288,23 @@ pub fn run(config: &Config, setup: LaneSetup<'_>, stop: &AtomicBool) -> anyhow::
         own_ip: gw.ipv4.octets(),
         misroute_every: if lanes > 1 { config.fault.misroute_every } else { 0 },
         owned_segments: 0,
+        upstreams,
+        scratch: vec![0; SOCKET_BUFFER.max(MAX_RESPONSE_HEAD)].into_boxed_slice(),
+        timeouts: config.timeouts.clone(),
+        max_body: config.http.max_body,
+        max_response_head: MAX_RESPONSE_HEAD,
+        now_ms: 0,
+        next_sweep_ms: SWEEP_INTERVAL_MS,
+        reloads: setup.reloads,
+        drain: setup.drain,
+        draining: false,
+        access_log: config
+            .http
+            .access_log
+            .then(|| AccessLog::new(setup.index, routing.route_names())),
+        gateway_limits: limits,
+        gateway_authority: authority,
+        slot_request,
     };
     let allocations_at_start = alloc_count::thread_allocations();
     let mut idle_turns = 0u32;
@@ -224,6 +314,7 @@ pub fn run(config: &Config, setup: LaneSetup<'_>, stop: &AtomicBool) -> anyhow::
         lane.values.accepted = stats.accepted;
         lane.values.refused = stats.refused;
         lane.values.heap_allocations = alloc_count::thread_allocations() - allocations_at_start;
+        lane.values.open_connections = lane.server.inbound_connected() as u64;
         lane.counters.publish(&lane.values);
         if busy {
             idle_turns = 0;
@@ -249,7 +340,13 @@ impl Lane<'_> {
     /// One loop turn. Returns whether anything happened.
     fn turn(&mut self) -> bool {
         let timestamp = now(self.start);
+        self.now_ms = (timestamp.total_millis()).max(0) as u64;
         let mut busy = self.take_returns();
+        if self.now_ms >= self.next_sweep_ms {
+            self.next_sweep_ms = self.now_ms + SWEEP_INTERVAL_MS;
+            busy |= self.control();
+            self.sweep();
+        }
         busy |= self.receive_handed(timestamp);
         busy |= self.receive_local(timestamp);
         busy |= self.collect_responses();
@@ -265,12 +362,66 @@ impl Lane<'_> {
         }
         busy |= self.server.egress(timestamp, self.port);
         self.port.flush();
+        if let Some(log) = self.access_log.as_mut() {
+            log.flush();
+        }
         for (lane, wake) in self.to_wake.iter_mut().enumerate() {
             if std::mem::take(wake) {
                 self.wakes[lane].wake_if_sleeping();
             }
         }
         busy
+    }
+
+    /// Messages from the main thread: a new routing (reload), the start of a drain.
+    fn control(&mut self) -> bool {
+        let mut any = false;
+        while let Ok(routing) = self.reloads.pop() {
+            self.apply_routing(&routing);
+            self.http.set_gateway(Gateway::new(
+                &routing.routes,
+                &routing.pools,
+                self.gateway_limits,
+                &self.gateway_authority,
+                self.slot_request,
+            ));
+            if let Some(log) = self.access_log.as_mut() {
+                log.set_routes(routing.route_names());
+            }
+            any = true;
+        }
+        if !self.draining && self.drain.load(Ordering::Relaxed) {
+            self.draining = true;
+            self.server.stop_listening();
+            any = true;
+        }
+        any
+    }
+
+    fn count_status(&mut self, status: u16) {
+        let at = COUNTED_STATUSES
+            .iter()
+            .position(|s| *s == status)
+            .unwrap_or(COUNTED_STATUSES.len() - 1);
+        self.statuses[at] += 1;
+    }
+
+    /// One access-log line for the exchange of connection `index` (when the log is on).
+    fn log_access(&mut self, index: usize, x: &ProxyExchange, status: u16) {
+        let Some(log) = self.access_log.as_mut() else {
+            return;
+        };
+        let client = self.server.socket(index as ConnId).remote_endpoint();
+        let upstream = x.upstream.map(|id| self.upstreams.conns[(id - self.upstreams.first) as usize].addr);
+        log.write(
+            self.now_ms,
+            client,
+            x.forward.route,
+            upstream,
+            status,
+            x.response_bytes,
+            self.now_ms.saturating_sub(x.started_ms),
+        );
     }
 
     /// Frames this lane lent that their owners have read: back to the fill ring.
@@ -447,17 +598,25 @@ impl Lane<'_> {
         while let Ok(mut handle) = self.from_http.pop() {
             any = true;
             let index = handle.index();
-            if let Some(Outcome::Respond { status, .. }) = self.table.slot(&mut handle).verdict {
-                let at = COUNTED_STATUSES
-                    .iter()
-                    .position(|s| *s == status)
-                    .unwrap_or(COUNTED_STATUSES.len() - 1);
-                self.statuses[at] += 1;
-                self.values.requests += 1;
+            let slot = self.table.slot(&mut handle);
+            let verdict = slot.verdict;
+            match verdict {
+                Some(Verdict::Respond { status, .. }) => {
+                    self.count_status(status);
+                    self.values.requests += 1;
+                }
+                // More bytes are needed: the connection reads on.
+                Some(Verdict::Incomplete) | None => slot.verdict = None,
+                Some(Verdict::Forward(_)) => slot.verdict = None,
             }
             let conn = &mut self.connections[index];
             conn.response_sent = 0;
             conn.slot = Some(handle);
+            if let Some(Verdict::Forward(forward)) = verdict {
+                self.values.in_flight += 1;
+                self.start_forward(index, forward);
+                continue;
+            }
             self.service(index as ConnId);
         }
         any
@@ -489,6 +648,15 @@ impl Lane<'_> {
     /// Serves connection `id`: finishes its response, reads what arrived, closes and settles.
     fn service(&mut self, id: ConnId) {
         let index = id as usize;
+        if index >= self.connections.len() {
+            self.service_upstream(id);
+            return;
+        }
+        if self.connections[index].proxy.is_some() {
+            self.pump(index);
+            return;
+        }
+        let now_ms = self.now_ms;
         let conn = &mut self.connections[index];
         if conn.queued {
             return;
@@ -499,9 +667,20 @@ impl Lane<'_> {
         };
         let slot = self.table.slot(handle);
         let socket = self.server.socket(id);
+        if conn.last_active_ms == NOT_SEEN {
+            // A new connection: its keep-alive idle time starts now.
+            conn.last_active_ms = now_ms;
+            if let Some(smoltcp::wire::IpEndpoint {
+                addr: smoltcp::wire::IpAddress::Ipv4(ip),
+                ..
+            }) = socket.remote_endpoint()
+            {
+                slot.client_ip = ip;
+            }
+        }
         let mut touched = false;
         // 1. Finish writing the current response.
-        if let Some(Outcome::Respond {
+        if let Some(Verdict::Respond {
             consumed,
             written,
             close,
@@ -518,7 +697,12 @@ impl Lane<'_> {
                 slot.consume_request(consumed);
                 slot.verdict = None;
                 conn.response_sent = 0;
-                if close {
+                conn.last_active_ms = now_ms;
+                if slot.request_len > 0 {
+                    // A pipelined request's head began before this response ended.
+                    conn.head_started_ms = now_ms;
+                }
+                if close || self.draining {
                     socket.close();
                     touched = true;
                     conn.closing = true;
@@ -542,6 +726,9 @@ impl Lane<'_> {
             } else if socket.can_recv() && slot.request_len < slot.request.len() {
                 let start_len = slot.request_len;
                 if let Ok(n) = socket.recv_slice(&mut slot.request[start_len..]) {
+                    if start_len == 0 && n > 0 {
+                        conn.head_started_ms = now_ms;
+                    }
                     slot.request_len += n;
                     conn.unseen_bytes |= n > 0;
                     touched |= n > 0;

@@ -11,7 +11,10 @@
 
 use std::{
     io::Write,
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     time::Duration,
 };
 
@@ -23,7 +26,68 @@ use crate::{
     config::Config,
     handoff::{link_lanes, CounterValues, LaneCounters, LaneWake},
     lane::{self, LaneReport, LaneSetup, COUNTED_STATUSES},
+    routing::Routing,
 };
+
+/// Reloads waiting per lane (a lane takes them within one sweep interval).
+const RELOAD_RING: usize = 4;
+
+/// SIGHUP: loads `path` again; a valid file's routing goes to every lane, an invalid one is
+/// refused (the running routing stays) with an event that says why. Keys other than routes,
+/// upstreams need a restart; a change to them is reported, not applied.
+fn reload(
+    running: &Config,
+    path: &std::path::Path,
+    rings: &mut [rtrb::Producer<Arc<Routing>>],
+    wakes: &[LaneWake],
+    events: &mut dyn Write,
+) {
+    let loaded = match Config::load(path) {
+        Ok(config) => config,
+        Err(error) => {
+            let _ = writeln!(
+                events,
+                "{{\"event\":\"reload\",\"ok\":false,\"error\":{}}}",
+                json_string(&error.to_string())
+            );
+            let _ = events.flush();
+            return;
+        }
+    };
+    let routing = Arc::new(loaded.routing());
+    let mut delivered = true;
+    for (ring, wake) in rings.iter_mut().zip(wakes) {
+        delivered &= ring.push(Arc::clone(&routing)).is_ok();
+        wake.wake_if_sleeping();
+    }
+    let mut unchanged = loaded.clone();
+    unchanged.upstream = running.upstream.clone();
+    unchanged.route = running.route.clone();
+    let restart_needed = unchanged != *running;
+    let _ = writeln!(
+        events,
+        "{{\"event\":\"reload\",\"ok\":{delivered},\"routes\":{},\"upstreams\":{},\"restart_needed_for_other_keys\":{restart_needed}}}",
+        routing.routes.routes().len(),
+        routing.pools.len()
+    );
+    let _ = events.flush();
+}
+
+/// `text` as a JSON string literal.
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
 
 /// Rx queues `interface` has in this network namespace (from sysfs; 1 if it cannot be read).
 fn rx_queues(interface: &str) -> usize {
@@ -100,26 +164,35 @@ fn random_seed() -> anyhow::Result<u64> {
 }
 
 fn counters_json(lane: usize, values: &CounterValues) -> String {
-    format!(
-        "{{\"lane\":{lane},\"rx_frames\":{},\"requests\":{},\"accepted\":{},\"refused\":{},\"handed_out\":{},\"handed_in\":{},\"handoff_dropped\":{},\"heap_allocations\":{}}}",
-        values.rx_frames,
-        values.requests,
-        values.accepted,
-        values.refused,
-        values.handed_out,
-        values.handed_in,
-        values.handoff_dropped,
-        values.heap_allocations
-    )
+    let fields: Vec<String> = values
+        .named()
+        .iter()
+        .map(|(name, value)| format!("\"{name}\":{value}"))
+        .collect();
+    format!("{{\"lane\":{lane},{}}}", fields.join(","))
 }
 
-/// Runs the gateway until `stop` is set; prints a `stats` event whenever `report` is set.
+/// What the signal handlers ask of a running gateway.
+pub struct Signals {
+    /// Stop now (SIGINT, or a second SIGTERM).
+    pub stop: &'static AtomicBool,
+    /// Print a `stats` event (SIGUSR1).
+    pub report: &'static AtomicBool,
+    /// Drain (SIGTERM): stop accepting, finish in-flight requests up to `timeouts.drain_ms`.
+    pub drain: &'static AtomicBool,
+    /// Load the configuration file again (SIGHUP).
+    pub reload: &'static AtomicBool,
+}
+
+/// Runs the gateway until stopped or drained; prints a `stats` event whenever asked, and
+/// reloads the routing from `config_path` on SIGHUP.
 pub fn run(
     config: &Config,
-    stop: &AtomicBool,
-    report: &AtomicBool,
+    config_path: &std::path::Path,
+    signals: &Signals,
     events: &mut dyn Write,
 ) -> anyhow::Result<()> {
+    let stop = signals.stop;
     let gw = &config.gateway;
     let cores = plan(config)?;
     let lanes = cores.len();
@@ -181,12 +254,19 @@ pub fn run(
     events.flush()?;
 
     let lane_stop = AtomicBool::new(false);
+    let (mut reload_rings, reload_ends): (Vec<_>, Vec<_>) = (0..lanes)
+        .map(|_| rtrb::RingBuffer::<Arc<Routing>>::new(RELOAD_RING))
+        .unzip();
+    let mut reload_ends = reload_ends.into_iter();
+    let mut drain_deadline: Option<std::time::Instant> = None;
     let reports: Vec<anyhow::Result<LaneReport>> = std::thread::scope(|scope| {
         let mut threads = Vec::with_capacity(lanes);
         for ((index, (port, links)), core) in
             ports.iter_mut().zip(links).enumerate().zip(cores.iter().copied())
         {
             let setup = LaneSetup {
+                reloads: reload_ends.next().expect("one ring per lane"),
+                drain: signals.drain,
                 index,
                 port,
                 links,
@@ -209,7 +289,28 @@ pub fn run(
             }
         }
         while !stop.load(Ordering::Relaxed) && threads.iter().all(|t| !t.is_finished()) {
-            if report.swap(false, Ordering::SeqCst) {
+            if signals.reload.swap(false, Ordering::SeqCst) {
+                reload(config, config_path, &mut reload_rings, &wakes, events);
+            }
+            if signals.drain.load(Ordering::SeqCst) {
+                let deadline = *drain_deadline.get_or_insert_with(|| {
+                    let _ = writeln!(events, "{{\"event\":\"draining\",\"deadline_ms\":{}}}", config.timeouts.drain_ms);
+                    let _ = events.flush();
+                    for wake in &wakes {
+                        wake.wake_if_sleeping();
+                    }
+                    std::time::Instant::now() + Duration::from_millis(config.timeouts.drain_ms)
+                });
+                let values: Vec<CounterValues> = counters.iter().map(LaneCounters::read).collect();
+                let idle = values.iter().all(|v| v.in_flight == 0 && v.open_connections == 0);
+                if idle || std::time::Instant::now() >= deadline {
+                    let left: u64 = values.iter().map(|v| v.in_flight).sum();
+                    let _ = writeln!(events, "{{\"event\":\"drained\",\"in_flight_left\":{left}}}");
+                    let _ = events.flush();
+                    break;
+                }
+            }
+            if signals.report.swap(false, Ordering::SeqCst) {
                 let lanes_json: Vec<String> = counters
                     .iter()
                     .enumerate()

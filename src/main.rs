@@ -3,6 +3,7 @@
 //! Subcommands: `run` (the gateway), `lab up|down` (the network-namespace lab), `demo` (lab,
 //! gateway and real client in one go).
 
+mod access_log;
 mod alloc_count;
 mod config;
 mod demo;
@@ -11,6 +12,7 @@ mod handoff;
 mod lab;
 mod lane;
 mod lanes;
+mod routing;
 
 #[global_allocator]
 static ALLOCATOR: alloc_count::CountingAllocator = alloc_count::CountingAllocator;
@@ -41,6 +43,16 @@ enum Command {
         /// TOML configuration file.
         #[arg(long)]
         config: PathBuf,
+    },
+    /// Check a config file and ask a running gateway to load it (SIGHUP): routes and upstream
+    /// pools change without dropping connections; an invalid file is refused.
+    Reload {
+        /// TOML configuration file (the one the gateway was started with).
+        #[arg(long)]
+        config: PathBuf,
+        /// Process id of the running gateway.
+        #[arg(long)]
+        pid: i32,
     },
     /// Create or remove the network-namespace lab.
     Lab {
@@ -81,23 +93,28 @@ enum LabAction {
 
 static STOP: AtomicBool = AtomicBool::new(false);
 static REPORT: AtomicBool = AtomicBool::new(false);
+static DRAIN: AtomicBool = AtomicBool::new(false);
+static RELOAD: AtomicBool = AtomicBool::new(false);
 
-extern "C" fn on_stop_signal(signal: libc::c_int) {
-    if signal == libc::SIGUSR1 {
-        REPORT.store(true, Ordering::SeqCst);
-    } else {
-        STOP.store(true, Ordering::SeqCst);
+extern "C" fn on_signal(signal: libc::c_int) {
+    match signal {
+        libc::SIGUSR1 => REPORT.store(true, Ordering::SeqCst),
+        libc::SIGHUP => RELOAD.store(true, Ordering::SeqCst),
+        // The first SIGTERM drains; a second one stops at once.
+        libc::SIGTERM if !DRAIN.swap(true, Ordering::SeqCst) => {}
+        _ => STOP.store(true, Ordering::SeqCst),
     }
 }
 
-/// SIGINT and SIGTERM stop the gateway; SIGUSR1 asks for a `stats` event.
-fn install_stop_handlers() {
-    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGUSR1] {
+/// SIGTERM drains the gateway (a second SIGTERM or SIGINT stops it at once); SIGHUP reloads the
+/// configuration; SIGUSR1 asks for a `stats` event.
+fn install_signal_handlers() {
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGUSR1, libc::SIGHUP] {
         // SAFETY: installs an async-signal-safe handler (a single atomic store) with an
         // otherwise zeroed sigaction; the struct lives across the call.
         unsafe {
             let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_stop_signal as *const () as usize;
+            action.sa_sigaction = on_signal as *const () as usize;
             libc::sigemptyset(&mut action.sa_mask);
             libc::sigaction(signal, &action, std::ptr::null_mut());
         }
@@ -118,6 +135,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: Result<(), String> = match cli.command {
         Command::Run { config } => run(&config),
+        Command::Reload { config, pid } => reload(&config, pid),
         Command::Lab {
             action:
                 LabAction::Up {
@@ -145,10 +163,34 @@ fn main() -> ExitCode {
 fn run(path: &std::path::Path) -> Result<(), String> {
     let config = config::Config::load(path).map_err(|e| e.to_string())?;
     require_root("xgate run")?;
-    install_stop_handlers();
+    install_signal_handlers();
     let stdout = std::io::stdout();
     let mut events = stdout.lock();
-    lanes::run(&config, &STOP, &REPORT, &mut events).map_err(|e| format!("{e:#}"))?;
+    let signals = lanes::Signals {
+        stop: &STOP,
+        report: &REPORT,
+        drain: &DRAIN,
+        reload: &RELOAD,
+    };
+    lanes::run(&config, path, &signals, &mut events).map_err(|e| format!("{e:#}"))?;
+    Ok(())
+}
+
+/// `xgate reload`: checks the file first (so its errors reach the operator here), then asks
+/// the running gateway to load it with SIGHUP.
+fn reload(config: &std::path::Path, pid: i32) -> Result<(), String> {
+    config::Config::load(config).map_err(|e| e.to_string())?;
+    if pid <= 0 {
+        return Err(format!("--pid {pid}: expected the gateway's process id"));
+    }
+    // SAFETY: kill(2) with a positive pid and a valid signal number has no memory effects.
+    if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
+        return Err(format!(
+            "cannot signal process {pid}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    println!("config {} is valid; asked process {pid} to reload it", config.display());
     Ok(())
 }
 

@@ -426,6 +426,7 @@ impl Harness {
                 tx_buffer: SOCKET_BUFFER,
                 keep_alive: None,
                 timeout: None,
+                outbound_sockets: 0,
             },
         );
         let mut harness = Harness {

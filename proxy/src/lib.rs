@@ -18,9 +18,27 @@
 
 #![forbid(unsafe_code)]
 
+pub mod chunked;
+pub mod direct;
+mod fields;
+pub mod forward;
+pub mod gateway;
+#[doc(hidden)]
+pub mod fuzz_checks;
 pub mod limits;
+pub mod request;
 pub mod responder;
+pub mod response;
+pub mod routes;
+pub mod upstream;
 mod writer;
 
+pub use chunked::{ChunkError, ChunkedDecoder, Feed};
+pub use direct::{write_direct, write_error};
+pub use forward::{write_upstream_head, ForwardOptions};
 pub use limits::{Limits, MAX_HEADERS};
+pub use request::{frame_request, BodyFraming, Refusal, RequestHead};
 pub use responder::{Outcome, Responder, MIN_RESPONSE_BUFFER};
+pub use response::{
+    frame_response, write_client_head, ClientHeadOptions, ResponseBody, ResponseError, ResponseHead,
+};

@@ -1,4 +1,4 @@
-//! Size limits on what a client may send, enforced by the responder.
+//! Size limits on what a client may send, enforced by request framing ([`crate::request`]).
 //!
 //! Invariants:
 //! - `max_headers` never exceeds [`MAX_HEADERS`], the length of the fixed header array the

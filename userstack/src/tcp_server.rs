@@ -18,10 +18,15 @@
 //!   RST by the stack (the client sees "connection refused"), and counted.
 //! - Segments of unknown flows that are not SYNs, ARP and ICMP go to an empty socket set: the
 //!   stack answers what needs answering (RST, ARP reply, echo reply) and keeps nothing.
+//! - Connections the lane opens itself (to upstream servers) use a second group of sockets, in
+//!   shards of their own that never listen: [`TcpServer::connect`] takes a free one, enters its
+//!   flow (remote address and port, the chosen local port) in the same flow table, and from then
+//!   on its segments are found and polled exactly like an accepted connection's.
 //!
 //! Invariants:
-//! - A socket is in exactly one role: free (closed, in its shard's free list), the designated
-//!   listener of its shard, or connected (its flow in the table). At most one listener per shard,
+//! - A socket is in exactly one role: free (closed, in its shard's free list or, for outbound
+//!   sockets, the outbound free list), the designated listener of its shard, or connected (its
+//!   flow in the table). Outbound sockets are never listeners. At most one listener per shard,
 //!   so the stack can only give a SYN to the socket the table is about to name.
 //! - A connected socket goes back to free only through [`TcpServer::settle`], which the
 //!   application calls when it holds no state that could leak into the socket's next connection.
@@ -57,6 +62,12 @@ const EGRESS_ROUNDS: u32 = 4;
 /// timers (delayed ACK, minimum retransmission timeout) are 10 ms.
 pub const TIMER_GRANULARITY: Duration = Duration::from_millis(5);
 
+/// The flow-table key of a connection to `remote` from `local_port`: the key its segments carry
+/// (see [`crate::wire::TcpFlowKey::connection_key`]), remote end first.
+fn outbound_key(remote: std::net::SocketAddrV4, local_port: u16) -> u64 {
+    (u64::from(u32::from(*remote.ip())) << 32) | (u64::from(remote.port()) << 16) | u64::from(local_port)
+}
+
 /// Index of a connection (and its socket) in a [`TcpServer`].
 pub type ConnId = u32;
 
@@ -75,6 +86,19 @@ pub struct ServerConfig {
     pub keep_alive: Option<Duration>,
     /// Silence after which a connection with something outstanding is aborted.
     pub timeout: Option<Duration>,
+    /// Sockets for connections this server opens ([`TcpServer::connect`]); they never listen.
+    pub outbound_sockets: usize,
+}
+
+/// Why [`TcpServer::connect`] opened nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectError {
+    /// Every outbound socket is in use.
+    NoFreeSocket,
+    /// The local port is zero, the listen port, or already used toward that remote end.
+    PortInUse,
+    /// The stack refused the endpoints (for example an unspecified remote address).
+    Refused,
 }
 
 /// What [`TcpServer::settle`] found.
@@ -93,6 +117,8 @@ pub struct ServerStats {
     pub accepted: u64,
     /// SYNs of new flows that found no free socket (answered with RST).
     pub refused: u64,
+    /// Connections opened with [`TcpServer::connect`].
+    pub connects: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,6 +134,8 @@ struct Conn {
     role: Role,
     /// Already in the woken queue.
     woken: bool,
+    /// An outbound socket (opened by `connect`, never listening).
+    outbound: bool,
 }
 
 struct Shard {
@@ -151,6 +179,12 @@ pub struct TcpServer {
     /// When deadlines were last computed.
     timer_tick: Instant,
     listen_port: u16,
+    /// Free outbound sockets.
+    outbound_free: Vec<ConnId>,
+    /// [`TcpServer::stop_listening`] was called: free sockets no longer listen.
+    listen_port_closed: bool,
+    /// Outbound sockets with a connection.
+    outbound_connected: usize,
     stats: ServerStats,
 }
 
@@ -158,7 +192,9 @@ impl TcpServer {
     /// A server over `iface` with `config.sockets` sockets, all free sockets listening in their
     /// shards.
     pub fn new(iface: Interface, config: &ServerConfig) -> TcpServer {
-        let shard_count = config.sockets.div_ceil(SHARD_SIZE).max(1);
+        let inbound_shards = config.sockets.div_ceil(SHARD_SIZE).max(1);
+        let shard_count = inbound_shards + config.outbound_sockets.div_ceil(SHARD_SIZE);
+        let total_sockets = config.sockets + config.outbound_sockets;
         let mut shards: Vec<Shard> = (0..shard_count)
             .map(|_| Shard {
                 sockets: SocketSet::new(Vec::<SocketStorage<'static>>::with_capacity(SHARD_SIZE)),
@@ -171,8 +207,8 @@ impl TcpServer {
                 timer_stale: false,
             })
             .collect();
-        let mut conns = Vec::with_capacity(config.sockets);
-        for id in 0..config.sockets {
+        let mut conns = Vec::with_capacity(total_sockets);
+        for id in 0..total_sockets {
             let mut socket = tcp::Socket::new(
                 tcp::SocketBuffer::new(vec![0; config.rx_buffer]),
                 tcp::SocketBuffer::new(vec![0; config.tx_buffer]),
@@ -180,32 +216,41 @@ impl TcpServer {
             socket.set_nagle_enabled(false);
             socket.set_keep_alive(config.keep_alive);
             socket.set_timeout(config.timeout);
-            let shard = id / SHARD_SIZE;
+            let outbound = id >= config.sockets;
+            let shard = if outbound {
+                inbound_shards + (id - config.sockets) / SHARD_SIZE
+            } else {
+                id / SHARD_SIZE
+            };
             conns.push(Conn {
                 handle: shards[shard].sockets.add(socket),
                 shard: shard as u32,
                 role: Role::Free,
                 woken: false,
+                outbound,
             });
         }
         let mut server = TcpServer {
             iface,
             shards,
             conns,
-            flows: FlowTable::with_entries(config.sockets),
+            flows: FlowTable::with_entries(total_sockets),
             listening: VecDeque::with_capacity(shard_count),
             stray: SocketSet::new(Vec::<SocketStorage<'static>>::new()),
             dirty: Vec::with_capacity(shard_count),
             dirty_again: Vec::with_capacity(shard_count),
-            woken: VecDeque::with_capacity(config.sockets),
+            woken: VecDeque::with_capacity(total_sockets),
             next_timer: None,
             stale_timers: Vec::with_capacity(shard_count),
             fired: Vec::with_capacity(shard_count),
             timer_tick: Instant::ZERO,
             listen_port: config.listen_port,
+            outbound_free: Vec::with_capacity(config.outbound_sockets),
+            listen_port_closed: false,
+            outbound_connected: 0,
             stats: ServerStats::default(),
         };
-        for id in (0..config.sockets as ConnId).rev() {
+        for id in (0..total_sockets as ConnId).rev() {
             server.make_free(id);
         }
         server
@@ -223,6 +268,16 @@ impl TcpServer {
     /// Sockets with a connection (handshake begun and not yet settled closed).
     pub fn connected(&self) -> usize {
         self.flows.len()
+    }
+
+    /// Accepted connections (handshake begun and not yet settled closed).
+    pub fn inbound_connected(&self) -> usize {
+        self.flows.len() - self.outbound_connected
+    }
+
+    /// Whether `id` has a connection (accepted or opened, not yet settled closed).
+    pub fn is_connected(&self, id: ConnId) -> bool {
+        matches!(self.conns[id as usize].role, Role::Connected { .. })
     }
 
     /// Whether `segment` belongs to a connection of this server.
@@ -357,6 +412,7 @@ impl TcpServer {
     }
 
     /// A free socket listens if its shard has no listener; otherwise it waits in the free list.
+    /// A free outbound socket waits in the outbound free list.
     fn make_free(&mut self, id: ConnId) {
         let shard_index = self.conns[id as usize].shard;
         // A closed or TIME-WAIT socket is left as it is: aborting it would send its old peer a
@@ -364,7 +420,12 @@ impl TcpServer {
         if self.socket(id).is_open() {
             self.socket(id).abort();
         }
-        if self.shards[shard_index as usize].listener.is_none() {
+        if self.conns[id as usize].outbound {
+            self.conns[id as usize].role = Role::Free;
+            self.outbound_free.push(id);
+            return;
+        }
+        if self.shards[shard_index as usize].listener.is_none() && !self.listen_port_closed {
             self.listen(id);
             // A shard is in `listening` exactly when it has a listener, so it is not there yet.
             self.listening.push_back(shard_index);
@@ -372,6 +433,56 @@ impl TcpServer {
             self.conns[id as usize].role = Role::Free;
             self.shards[shard_index as usize].free.push(id);
         }
+    }
+
+    /// Whether a connection from local port `local_port` to `remote` would collide with one this
+    /// server holds (or with the listen port).
+    pub fn port_in_use(&self, remote: std::net::SocketAddrV4, local_port: u16) -> bool {
+        local_port == 0
+            || local_port == self.listen_port
+            || self.flows.get(outbound_key(remote, local_port)).is_some()
+    }
+
+    /// Opens a connection from `local_port` to `remote` on a free outbound socket: the SYN goes
+    /// out with the next egress, and the connection is woken when the handshake ends (or
+    /// fails). The caller chooses the port (see [`crate::rss::FlowSteering::pick_local_port`]).
+    pub fn connect(
+        &mut self,
+        remote: std::net::SocketAddrV4,
+        local_port: u16,
+    ) -> Result<ConnId, ConnectError> {
+        if self.port_in_use(remote, local_port) {
+            return Err(ConnectError::PortInUse);
+        }
+        let id = self.outbound_free.pop().ok_or(ConnectError::NoFreeSocket)?;
+        let conn = &self.conns[id as usize];
+        let shard_index = conn.shard;
+        let socket = self.shards[shard_index as usize]
+            .sockets
+            .get_mut::<tcp::Socket>(conn.handle);
+        let endpoint = IpEndpoint::new(smoltcp::wire::IpAddress::Ipv4((*remote.ip()).into()), remote.port());
+        if socket.connect(self.iface.context(), endpoint, local_port).is_err() {
+            self.outbound_free.push(id);
+            return Err(ConnectError::Refused);
+        }
+        let key = outbound_key(remote, local_port);
+        if self.flows.insert(key, id).is_err() {
+            // Cannot happen: the table holds as many entries as there are sockets.
+            self.socket(id).abort();
+            self.outbound_free.push(id);
+            return Err(ConnectError::NoFreeSocket);
+        }
+        self.stats.connects += 1;
+        self.outbound_connected += 1;
+        self.conns[id as usize].role = Role::Connected { key };
+        self.shards[shard_index as usize].members.push(id);
+        self.mark_dirty(shard_index);
+        Ok(id)
+    }
+
+    /// Free outbound sockets.
+    pub fn outbound_free(&self) -> usize {
+        self.outbound_free.len()
     }
 
     /// Checks `id` after the application has served it: a connection whose socket is closed (or
@@ -388,6 +499,9 @@ impl TcpServer {
             tcp::State::Closed | tcp::State::TimeWait | tcp::State::Listen
         ) {
             self.flows.remove(key);
+            if self.conns[id as usize].outbound {
+                self.outbound_connected -= 1;
+            }
             let shard = &mut self.shards[self.conns[id as usize].shard as usize];
             if let Some(at) = shard.members.iter().position(|&m| m == id) {
                 shard.members.swap_remove(at);
@@ -506,6 +620,19 @@ impl TcpServer {
         }
         self.next_timer
             .map(|at| if at > now { at - now } else { Duration::ZERO })
+    }
+
+    /// Stops taking new connections: every listener is closed (a SYN is then answered with a
+    /// RST), and free sockets no longer listen. Connections already open are not touched.
+    pub fn stop_listening(&mut self) {
+        while let Some(shard) = self.listening.pop_front() {
+            if let Some(listener) = self.shards[shard as usize].listener.take() {
+                self.socket(listener).abort();
+                self.conns[listener as usize].role = Role::Free;
+                self.shards[shard as usize].free.push(listener);
+            }
+        }
+        self.listen_port_closed = true;
     }
 
     /// Aborts every connection (peers get a RST with the next egress).

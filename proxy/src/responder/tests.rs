@@ -1,3 +1,5 @@
+use httparse::{Request, EMPTY_HEADER};
+
 use super::*;
 
 fn responder() -> Responder {
@@ -327,12 +329,73 @@ fn content_length_rules() {
 fn transfer_encoding_rules() {
     let both = b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
     assert_eq!(status(answer(both).0), 400);
-    let chunked = b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
-    let (outcome, _) = answer(chunked);
-    assert_eq!(status(outcome), 501);
+    for bad in [
+        &b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"[..],
+        b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+        b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n",
+        b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"POST /x HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    ] {
+        let (outcome, _) = answer(bad);
+        assert_eq!(status(outcome), 400, "{}", String::from_utf8_lossy(bad));
+        assert!(closes(outcome));
+    }
+}
+
+/// Chunked bodies are read whole (trailers included) and consumed with their request; they used
+/// to be refused with 501.
+#[test]
+fn chunked_bodies_are_consumed_whole() {
+    let chunked: &[u8] =
+        b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3;e=1\r\nabc\r\n0\r\nT: v\r\n\r\n";
+    let input = [chunked, HEALTHZ].concat();
+    let (outcome, _) = answer(&input);
+    assert!(
+        matches!(outcome, Outcome::Respond { consumed, status: 404, close: false, .. } if consumed == chunked.len()),
+        "{outcome:?}"
+    );
+    for end in 0..chunked.len() {
+        assert_eq!(answer(&chunked[..end]).0, Outcome::Incomplete, "{end}");
+    }
+    for (bad, expected) in [
+        (
+            &b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0x3\r\nabc\r\n0\r\n\r\n"[..],
+            400,
+        ),
+        (
+            b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n",
+            400,
+        ),
+        (
+            b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n100001\r\n",
+            413,
+        ),
+    ] {
+        let (outcome, _) = answer(bad);
+        assert_eq!(status(outcome), expected, "{}", String::from_utf8_lossy(bad));
+        assert!(matches!(outcome, Outcome::Respond { consumed, close: true, .. } if consumed == bad.len()));
+    }
+    // Chunked framing may not take more than `max_body` bytes either.
+    let r = Responder::new(Limits {
+        max_body: 10,
+        ..Limits::default()
+    });
+    let head = b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let framing = [&head[..], b"1;aaaaaaa\r\n"].concat();
+    assert_eq!(
+        answer_with(&r, &framing[..framing.len() - 1]).0,
+        Outcome::Incomplete
+    );
+    assert_eq!(status(answer_with(&r, &framing).0), 413);
+}
+
+#[test]
+fn unknown_expectations_are_417() {
+    let (outcome, _) = answer(b"GET /healthz HTTP/1.1\r\nHost: a\r\nExpect: gzip\r\n\r\n");
+    assert_eq!(status(outcome), 417);
     assert!(closes(outcome));
-    let gzip = b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n";
-    assert_eq!(status(answer(gzip).0), 400);
+    let ok = b"GET /healthz HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\n\r\n";
+    assert_eq!(status(answer(ok).0), 200);
 }
 
 #[test]

@@ -1,0 +1,305 @@
+//! The gateway's decision for one request head: refuse it, answer it directly, or forward it
+//! to an upstream pool with the head rewritten for the upstream.
+//!
+//! [`Gateway::decide`] is what a lane's HTTP stage runs for each request: it frames the head
+//! ([`frame_request`]), finds the route ([`RouteTable::find`]) and writes either the whole
+//! direct answer or the upstream's request head into the caller's buffer. Bodies are not its
+//! business: a forwarded request's body streams from the client's socket to the upstream's, and
+//! [`Forward::body`] says how its end is found.
+//!
+//! Invariants:
+//! - Deterministic and allocation-free: the same input, client address and table give the same
+//!   verdict; everything is written into the caller's buffer.
+//! - Every refusal closes the connection and consumes the whole input (the bytes after a refused
+//!   head cannot be trusted to start a request); routed answers keep it open unless the client's
+//!   keep-alive rules say not.
+//! - A route match that fails only on the method answers 405 with `Allow`; no match at all, 404.
+//! - A direct answer waits for its request's body when the body fits the buffered bytes
+//!   (`max_buffered`), and consumes it; a larger one is answered at once and the connection
+//!   closes, so the gateway never buffers more than it was sized for.
+
+use std::net::Ipv4Addr;
+
+use crate::{
+    direct::{write_direct, write_error},
+    forward::{write_upstream_head, ForwardOptions},
+    limits::Limits,
+    request::{frame_request, starts_with_head, BodyFraming, Refusal, RequestHead},
+    routes::{RouteAction, RouteTable},
+    upstream::{hash_key, HashKey, Policy, PoolSpec},
+};
+
+/// What to do with the bytes a connection has received.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The first request's head (or a direct route's body) is not complete; nothing consumed.
+    Incomplete,
+    /// The first `consumed` bytes are answered by `out[..written]`; close after it if `close`.
+    Respond {
+        consumed: usize,
+        written: usize,
+        close: bool,
+        status: u16,
+    },
+    /// Forward the request: `out[..written]` is the head to send upstream.
+    Forward(Forward),
+}
+
+/// A request to forward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Forward {
+    /// Bytes of the client's head (the body, if any, follows them).
+    pub head_len: usize,
+    /// Bytes of the upstream head written into `out`.
+    pub written: usize,
+    /// Index of the route (for logs and metrics).
+    pub route: usize,
+    /// Index of the upstream pool.
+    pub pool: usize,
+    /// How the request body is delimited.
+    pub body: BodyFraming,
+    /// The client connection closes after the response.
+    pub close: bool,
+    pub http10: bool,
+    pub is_head: bool,
+    /// The client waits for `100 Continue` before its body (the header is not forwarded; the
+    /// gateway answers it).
+    pub expect_continue: bool,
+    /// Safe to send again to another member.
+    pub idempotent: bool,
+    /// The consistent-hash key of the request, for pools that hash.
+    pub hash: Option<u64>,
+}
+
+/// Routing and framing for one lane's HTTP stage.
+#[derive(Clone, Debug)]
+pub struct Gateway {
+    routes: RouteTable,
+    /// What each pool hashes on (`None`: it does not hash).
+    hash_keys: Vec<Option<HashKey>>,
+    limits: Limits,
+    /// Sent as `Host` to the upstream for an HTTP/1.0 request without one.
+    authority: Box<str>,
+    /// The most bytes a connection buffers for one request (head and body).
+    max_buffered: usize,
+}
+
+impl Gateway {
+    /// A gateway routing with `routes` to `pools` under `limits`; `authority` is the gateway's
+    /// own `host:port`; `max_buffered` the bytes a connection's buffer holds.
+    pub fn new(routes: &RouteTable, pools: &[PoolSpec], limits: Limits, authority: &str, max_buffered: usize) -> Gateway {
+        Gateway {
+            routes: routes.clone(),
+            hash_keys: pools
+                .iter()
+                .map(|p| match &p.policy {
+                    Policy::ConsistentHash { key } => Some(key.clone()),
+                    _ => None,
+                })
+                .collect(),
+            limits,
+            authority: authority.into(),
+            max_buffered,
+        }
+    }
+
+    /// Decides what to do with the first request in `input` from `client`; writes the answer or
+    /// the upstream head into `out` (at least [`MIN_RESPONSE_BUFFER`](crate::MIN_RESPONSE_BUFFER)
+    /// bytes, and as large as the largest head plus 1 KiB for a forward).
+    pub fn decide(&self, input: &[u8], client: Ipv4Addr, out: &mut [u8]) -> Verdict {
+        let head = match frame_request(input, &self.limits) {
+            Ok(None) => return Verdict::Incomplete,
+            Ok(Some(head)) => head,
+            Err(Refusal(status)) => return refuse(status, input, out),
+        };
+        let Some((index, route)) = self.routes.find(head.host, head.method, head.path) else {
+            return self.unrouted(&head, input, out);
+        };
+        match &route.action {
+            RouteAction::Direct(answer) => {
+                let Some(consumed) = self.direct_extent(&head, input) else {
+                    return Verdict::Incomplete;
+                };
+                let close = !head.keep_alive || consumed > input.len();
+                let written = write_direct(
+                    answer.status,
+                    &answer.headers,
+                    &answer.body,
+                    head.is_head,
+                    connection(&head, close),
+                    out,
+                )
+                .expect("direct answers are validated to fit");
+                Verdict::Respond {
+                    consumed: consumed.min(input.len()),
+                    written,
+                    close,
+                    status: answer.status,
+                }
+            }
+            RouteAction::Proxy { pool, host_rewrite } => {
+                let options = ForwardOptions {
+                    client_ip: client,
+                    host_rewrite: host_rewrite.as_deref(),
+                    upstream_authority: &self.authority,
+                    strip_expect: true,
+                };
+                let Some(written) = write_upstream_head(&head, input, &options, out) else {
+                    // The rewritten head does not fit: as if the client's head were too large.
+                    return refuse(431, input, out);
+                };
+                let hash = match self.hash_keys.get(*pool).and_then(Option::as_ref) {
+                    Some(HashKey::ClientIp) => Some(hash_key(&client.octets())),
+                    Some(HashKey::Header(name)) => header_value(&input[..head.head_len], name).map(hash_key),
+                    None => None,
+                };
+                Verdict::Forward(Forward {
+                    head_len: head.head_len,
+                    written,
+                    route: index,
+                    pool: *pool,
+                    body: head.body,
+                    close: !head.keep_alive,
+                    http10: head.http10,
+                    is_head: head.is_head,
+                    expect_continue: head.expect_continue,
+                    idempotent: head.idempotent,
+                    hash,
+                })
+            }
+        }
+    }
+
+    /// No route took the request: 405 if one would have without its method set, else 404.
+    fn unrouted(&self, head: &RequestHead<'_>, input: &[u8], out: &mut [u8]) -> Verdict {
+        let Some(consumed) = self.direct_extent(head, input) else {
+            return Verdict::Incomplete;
+        };
+        let close = !head.keep_alive || consumed > input.len();
+        let allowed = self
+            .routes
+            .routes()
+            .iter()
+            .find(|r| r.methods.is_some() && r.host.matches(head.host) && path_matches(&r.path_prefix, head.path));
+        let (status, allow) = match allowed.and_then(|r| r.methods) {
+            Some(methods) => (405, Some(methods)),
+            None => (404, None),
+        };
+        let mut allow_value = [0u8; 96];
+        let mut allow_len = 0;
+        if let Some(methods) = allow {
+            for (i, method) in methods.iter().enumerate() {
+                let sep: &[u8] = if i == 0 { b"" } else { b", " };
+                for part in [sep, method.as_bytes()] {
+                    let end = allow_len + part.len();
+                    if end <= allow_value.len() {
+                        allow_value[allow_len..end].copy_from_slice(part);
+                        allow_len = end;
+                    }
+                }
+            }
+        }
+        let allow_text = std::str::from_utf8(&allow_value[..allow_len]).unwrap_or("");
+        let with_allow = [("Content-Type", "text/plain"), ("Allow", allow_text)];
+        let headers = if allow.is_some() { &with_allow[..] } else { &with_allow[..1] };
+        let body: &[u8] = if status == 405 { b"method not allowed\n" } else { b"not found\n" };
+        let written = write_direct(status, headers, body, head.is_head, connection(head, close), out)
+            .expect("fits MIN_RESPONSE_BUFFER");
+        Verdict::Respond {
+            consumed: consumed.min(input.len()),
+            written,
+            close,
+            status,
+        }
+    }
+
+    /// The bytes a directly answered request spans (head and body), or `None` while a body
+    /// that fits the buffer is still arriving. A value beyond `input.len()` means the body does
+    /// not fit: answer now and close.
+    fn direct_extent(&self, head: &RequestHead<'_>, input: &[u8]) -> Option<usize> {
+        match head.body {
+            BodyFraming::None => Some(head.head_len),
+            BodyFraming::Length(n) => {
+                let end = head.head_len.saturating_add(usize::try_from(n).unwrap_or(usize::MAX));
+                if end <= input.len() {
+                    Some(end)
+                } else if end > self.max_buffered {
+                    Some(usize::MAX)
+                } else {
+                    None
+                }
+            }
+            BodyFraming::Chunked => {
+                let mut decoder = crate::chunked::ChunkedDecoder::new(self.limits.max_body as u64);
+                match decoder.feed(&input[head.head_len..]) {
+                    Ok(feed) if feed.done => Some(head.head_len + feed.consumed),
+                    Ok(_) if input.len() < self.max_buffered => None,
+                    // Too large to buffer, or invalid: answer and close.
+                    _ => Some(usize::MAX),
+                }
+            }
+        }
+    }
+}
+
+/// Writes the request of an active health check, `GET path` to `member` with
+/// `Connection: close`, into `out`; returns its length (0 if `out` is too small).
+pub fn health_request(path: &str, member: std::net::SocketAddrV4, out: &mut [u8]) -> usize {
+    let mut cursor = crate::writer::Cursor::new(out);
+    cursor.put(b"GET ").put(path.as_bytes()).put(b" HTTP/1.1\r\nHost: ");
+    for (i, octet) in member.ip().octets().iter().enumerate() {
+        if i > 0 {
+            cursor.put(b".");
+        }
+        cursor.put_decimal(usize::from(*octet));
+    }
+    cursor
+        .put(b":")
+        .put_decimal(usize::from(member.port()))
+        .put(b"\r\nUser-Agent: xgate-health\r\nConnection: close\r\n\r\n");
+    cursor.finish().unwrap_or(0)
+}
+
+/// A refusal: `status`, close, the whole input consumed.
+fn refuse(status: u16, input: &[u8], out: &mut [u8]) -> Verdict {
+    let written = write_error(status, starts_with_head(input), true, out);
+    Verdict::Respond {
+        consumed: input.len(),
+        written,
+        close: true,
+        status,
+    }
+}
+
+/// The `Connection` field of a direct answer.
+fn connection(head: &RequestHead<'_>, close: bool) -> Option<&'static str> {
+    match (close, head.http10) {
+        (true, _) => Some("close"),
+        (false, true) => Some("keep-alive"),
+        (false, false) => None,
+    }
+}
+
+/// Whether `path` is under `prefix` on whole segments (as routes match).
+fn path_matches(prefix: &str, path: &str) -> bool {
+    path.starts_with(prefix)
+        && (prefix.ends_with('/') || path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/')
+}
+
+/// The value of the first header field `name` (lowercase) in `head`, trimmed.
+fn header_value<'a>(head: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    head.split(|&b| b == b'\n').skip(1).find_map(|line| {
+        let colon = line.iter().position(|&b| b == b':')?;
+        if !line[..colon].eq_ignore_ascii_case(name.as_bytes()) {
+            return None;
+        }
+        let value = &line[colon + 1..];
+        let value = value.strip_suffix(b"\r").unwrap_or(value);
+        let start = value.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(value.len());
+        let end = value.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
+        Some(&value[start..end])
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,517 @@
+//! The gateway's routing configuration: `[[upstream]]` pools, `[[route]]`s and `[timeouts]`,
+//! as written in the TOML file, and their translation into the proxy's [`RouteTable`] and
+//! [`PoolSpec`]s (a [`Routing`]).
+//!
+//! Invariants:
+//! - A [`Routing`] that [`Routing::build`] returned is valid as a whole: every route names a pool
+//!   that exists, every pool validated, every direct answer fits a response slot. Errors name the
+//!   key (`route[2].upstream`, `upstream[0].members[1]`, ...).
+//! - Without any `[[route]]`, the routing is the built-in one: `GET`/`HEAD /healthz` answers
+//!   `200 ok`, anything else 404.
+
+use std::net::SocketAddrV4;
+
+use serde::Deserialize;
+use xgate_proxy::{
+    routes::{DirectAnswer, HostMatch, MethodSet, Route, RouteAction, RouteTable},
+    upstream::{HashKey, HealthCheck, Passive, Policy, PoolSpec},
+};
+
+/// Most bytes of a direct answer's body (it must fit a connection's response slot with its head).
+pub const MAX_DIRECT_BODY: usize = 4096;
+
+/// One `[[upstream]]` pool.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// The name routes refer to.
+    pub name: String,
+    /// Members: `"ip:port"` or `{ addr = "ip:port", weight = N }`.
+    pub members: Vec<MemberConfig>,
+    /// `round_robin` (smooth weighted), `least_outstanding`, `hash_client_ip`, `hash_header`.
+    #[serde(default = "default_policy")]
+    pub policy: String,
+    /// The header hashed by `hash_header`.
+    #[serde(default)]
+    pub hash_header: Option<String>,
+    /// Idle keep-alive connections kept per member and lane.
+    #[serde(default = "default_max_idle")]
+    pub max_idle: usize,
+    /// An idle pooled connection is closed after this long (ms).
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// Requests sent over one upstream connection before it is closed (0: no limit).
+    #[serde(default = "default_max_requests")]
+    pub max_requests_per_connection: u32,
+    /// Active health checks (off when absent).
+    #[serde(default)]
+    pub health: Option<HealthConfig>,
+    /// Passive ejection after consecutive failures.
+    #[serde(default)]
+    pub passive: PassiveConfig,
+}
+
+/// A pool member.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum MemberConfig {
+    /// `"ip:port"`, weight 1.
+    Addr(String),
+    /// `{ addr = "ip:port", weight = N }`.
+    Weighted {
+        addr: String,
+        #[serde(default = "default_weight")]
+        weight: u32,
+    },
+}
+
+/// `[upstream.health]`: active checks.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Path of the `GET` sent to each member; a 2xx or 3xx answer is a success.
+    #[serde(default = "default_health_path")]
+    pub path: String,
+    #[serde(default = "default_health_interval_ms")]
+    pub interval_ms: u64,
+    #[serde(default = "default_health_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Consecutive successes that make an unhealthy member healthy.
+    #[serde(default = "default_two")]
+    pub rise: u32,
+    /// Consecutive failures that make a healthy member unhealthy.
+    #[serde(default = "default_two")]
+    pub fall: u32,
+}
+
+/// `[upstream.passive]`: ejection after consecutive 5xx answers or connect failures.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PassiveConfig {
+    /// Consecutive failures that eject a member (0: never).
+    #[serde(default = "default_max_failures")]
+    pub max_failures: u32,
+    /// How long an ejected member is left out (ms).
+    #[serde(default = "default_eject_ms")]
+    pub eject_ms: u64,
+}
+
+impl Default for PassiveConfig {
+    fn default() -> Self {
+        PassiveConfig {
+            max_failures: default_max_failures(),
+            eject_ms: default_eject_ms(),
+        }
+    }
+}
+
+/// One `[[route]]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// A name for logs and metrics (default: `route<N>`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `example.com` (exact) or `*.example.com` (any subdomain); any host when absent.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Path prefix, matched on whole segments (`/api` matches `/api/x`, not `/apix`).
+    #[serde(default = "default_path_prefix")]
+    pub path_prefix: String,
+    /// Methods the route takes (any when absent).
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    /// The pool this route proxies to (exactly one of `upstream` and `answer`).
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// The `Host` sent upstream instead of the client's.
+    #[serde(default)]
+    pub host_rewrite: Option<String>,
+    /// A fixed answer (exactly one of `upstream` and `answer`).
+    #[serde(default)]
+    pub answer: Option<AnswerConfig>,
+}
+
+/// `answer = { status = 503, body = "maintenance\n", headers = { "Retry-After" = "60" } }`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerConfig {
+    pub status: u16,
+    #[serde(default)]
+    pub body: String,
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+/// `[timeouts]`, all in milliseconds.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsConfig {
+    /// From a request's first byte to the end of its head (then 408 and close).
+    #[serde(default = "default_header_read_ms")]
+    pub header_read_ms: u64,
+    /// Longest silence while a request body is being received.
+    #[serde(default = "default_body_idle_ms")]
+    pub body_idle_ms: u64,
+    /// An idle keep-alive client connection is closed after this long.
+    #[serde(default = "default_keepalive_idle_ms")]
+    pub keepalive_idle_ms: u64,
+    /// Connecting to an upstream member (then the one retry, or 504).
+    #[serde(default = "default_upstream_connect_ms")]
+    pub upstream_connect_ms: u64,
+    /// From the request sent to the upstream's response head, and the longest silence inside a
+    /// response body (then 504, or a reset once the response has begun).
+    #[serde(default = "default_upstream_response_ms")]
+    pub upstream_response_ms: u64,
+    /// On SIGTERM: how long in-flight requests may take to finish before xgate exits anyway.
+    #[serde(default = "default_drain_ms")]
+    pub drain_ms: u64,
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        TimeoutsConfig {
+            header_read_ms: default_header_read_ms(),
+            body_idle_ms: default_body_idle_ms(),
+            keepalive_idle_ms: default_keepalive_idle_ms(),
+            upstream_connect_ms: default_upstream_connect_ms(),
+            upstream_response_ms: default_upstream_response_ms(),
+            drain_ms: default_drain_ms(),
+        }
+    }
+}
+
+fn default_policy() -> String {
+    "round_robin".into()
+}
+fn default_max_idle() -> usize {
+    64
+}
+fn default_idle_timeout_ms() -> u64 {
+    30_000
+}
+fn default_max_requests() -> u32 {
+    10_000
+}
+fn default_weight() -> u32 {
+    1
+}
+fn default_health_path() -> String {
+    "/".into()
+}
+fn default_health_interval_ms() -> u64 {
+    2_000
+}
+fn default_health_timeout_ms() -> u64 {
+    1_000
+}
+fn default_two() -> u32 {
+    2
+}
+fn default_max_failures() -> u32 {
+    5
+}
+fn default_eject_ms() -> u64 {
+    10_000
+}
+fn default_path_prefix() -> String {
+    "/".into()
+}
+fn default_header_read_ms() -> u64 {
+    10_000
+}
+fn default_body_idle_ms() -> u64 {
+    30_000
+}
+fn default_keepalive_idle_ms() -> u64 {
+    60_000
+}
+fn default_upstream_connect_ms() -> u64 {
+    2_000
+}
+fn default_upstream_response_ms() -> u64 {
+    30_000
+}
+fn default_drain_ms() -> u64 {
+    10_000
+}
+
+/// Pool settings the lane applies itself (connection pooling), beside the proxy's [`PoolSpec`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct PoolLimits {
+    pub max_idle: usize,
+    pub idle_timeout_ms: u64,
+    pub max_requests_per_connection: u32,
+}
+
+/// Everything routing needs, validated: the route table and the pools it refers to.
+#[derive(Clone, Debug)]
+pub struct Routing {
+    pub routes: RouteTable,
+    pub pools: Vec<PoolSpec>,
+    pub pool_limits: Vec<PoolLimits>,
+}
+
+impl Routing {
+    /// The routes' names, by route index.
+    pub fn route_names(&self) -> Vec<Box<str>> {
+        self.routes.routes().iter().map(|r| r.name.clone()).collect()
+    }
+}
+
+/// The key of entry `index` of array `table`, for errors.
+fn key(table: &str, index: usize, field: &str) -> String {
+    if field.is_empty() {
+        format!("{table}[{index}]")
+    } else {
+        format!("{table}[{index}].{field}")
+    }
+}
+
+impl Routing {
+    /// Validates `upstreams` and `routes` and builds the routing; errors are `(key, message)`.
+    pub fn build(upstreams: &[UpstreamConfig], routes: &[RouteConfig]) -> Result<Routing, (String, String)> {
+        let mut pools = Vec::with_capacity(upstreams.len());
+        let mut pool_limits = Vec::with_capacity(upstreams.len());
+        for (i, u) in upstreams.iter().enumerate() {
+            if u.name.is_empty() {
+                return Err((key("upstream", i, "name"), "expected a non-empty name".into()));
+            }
+            if upstreams[..i].iter().any(|other| other.name == u.name) {
+                return Err((key("upstream", i, "name"), format!("`{}` is defined twice", u.name)));
+            }
+            let mut members = Vec::with_capacity(u.members.len());
+            for (m, member) in u.members.iter().enumerate() {
+                let (addr, weight) = match member {
+                    MemberConfig::Addr(addr) => (addr, 1),
+                    MemberConfig::Weighted { addr, weight } => (addr, *weight),
+                };
+                let parsed: SocketAddrV4 = addr.parse().map_err(|_| {
+                    (
+                        key("upstream", i, &format!("members[{m}]")),
+                        format!("expected an IPv4 address and port like 10.0.0.1:8080, got `{addr}`"),
+                    )
+                })?;
+                if parsed.port() == 0 || parsed.ip().is_unspecified() || parsed.ip().is_broadcast() {
+                    return Err((
+                        key("upstream", i, &format!("members[{m}]")),
+                        format!("expected a unicast address and a port above 0, got `{addr}`"),
+                    ));
+                }
+                members.push((parsed, weight));
+            }
+            let policy = match u.policy.as_str() {
+                "round_robin" => Policy::RoundRobin,
+                "least_outstanding" => Policy::LeastOutstanding,
+                "hash_client_ip" => Policy::ConsistentHash {
+                    key: HashKey::ClientIp,
+                },
+                "hash_header" => {
+                    let Some(header) = u.hash_header.as_deref().filter(|h| is_token(h)) else {
+                        return Err((
+                            key("upstream", i, "hash_header"),
+                            "policy `hash_header` needs `hash_header`, a header name".into(),
+                        ));
+                    };
+                    Policy::ConsistentHash {
+                        key: HashKey::Header(header.to_ascii_lowercase().into()),
+                    }
+                }
+                other => {
+                    return Err((
+                        key("upstream", i, "policy"),
+                        format!(
+                            "expected round_robin, least_outstanding, hash_client_ip or hash_header, got `{other}`"
+                        ),
+                    ))
+                }
+            };
+            if u.hash_header.is_some() && u.policy != "hash_header" {
+                return Err((
+                    key("upstream", i, "hash_header"),
+                    "only used with policy = \"hash_header\"".into(),
+                ));
+            }
+            if !(1..=100_000).contains(&u.idle_timeout_ms) {
+                return Err((
+                    key("upstream", i, "idle_timeout_ms"),
+                    format!("expected 1..=100000, got {}", u.idle_timeout_ms),
+                ));
+            }
+            if u.max_idle > 4096 {
+                return Err((
+                    key("upstream", i, "max_idle"),
+                    format!("expected 0..=4096, got {}", u.max_idle),
+                ));
+            }
+            let health = u.health.as_ref().map(|h| HealthCheck {
+                path: h.path.as_str().into(),
+                interval_ms: h.interval_ms,
+                timeout_ms: h.timeout_ms,
+                rise: h.rise,
+                fall: h.fall,
+            });
+            if let Some(h) = &u.health {
+                if !h.path.starts_with('/') || !h.path.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err((
+                        key("upstream", i, "health.path"),
+                        format!("expected an absolute path without spaces, got `{}`", h.path),
+                    ));
+                }
+            }
+            let spec = PoolSpec {
+                name: u.name.as_str().into(),
+                members,
+                policy,
+                health,
+                passive: Passive {
+                    max_failures: u.passive.max_failures,
+                    eject_ms: u.passive.eject_ms,
+                },
+            };
+            // Validated here so that errors name the key.
+            xgate_proxy::upstream::Pool::new(spec.clone()).map_err(|message| {
+                let field = message.split(':').next().unwrap_or("").trim().to_string();
+                let field = if field.contains(' ') { String::new() } else { field };
+                (key("upstream", i, &field), message)
+            })?;
+            pools.push(spec);
+            pool_limits.push(PoolLimits {
+                max_idle: u.max_idle,
+                idle_timeout_ms: u.idle_timeout_ms,
+                max_requests_per_connection: u.max_requests_per_connection,
+            });
+        }
+        if routes.is_empty() {
+            return Ok(Routing {
+                routes: builtin_routes(),
+                pools,
+                pool_limits,
+            });
+        }
+        let mut table = Vec::with_capacity(routes.len());
+        for (i, r) in routes.iter().enumerate() {
+            let host = match &r.host {
+                None => HostMatch::Any,
+                Some(h) => HostMatch::parse(h).map_err(|m| (key("route", i, "host"), m))?,
+            };
+            if !r.path_prefix.starts_with('/') || !r.path_prefix.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err((
+                    key("route", i, "path_prefix"),
+                    format!("expected a path starting with / and without spaces, got `{}`", r.path_prefix),
+                ));
+            }
+            let methods = match &r.methods {
+                None => None,
+                Some(names) => Some(MethodSet::parse(names).map_err(|m| (key("route", i, "methods"), m))?),
+            };
+            let action = match (&r.upstream, &r.answer) {
+                (Some(name), None) => {
+                    let pool = upstreams.iter().position(|u| &u.name == name).ok_or_else(|| {
+                        (
+                            key("route", i, "upstream"),
+                            format!("no [[upstream]] is named `{name}`"),
+                        )
+                    })?;
+                    if let Some(host) = &r.host_rewrite {
+                        if host.is_empty() || !host.bytes().all(|b| b.is_ascii_graphic()) {
+                            return Err((
+                                key("route", i, "host_rewrite"),
+                                format!("expected a host name, got `{host}`"),
+                            ));
+                        }
+                    }
+                    RouteAction::Proxy {
+                        pool,
+                        host_rewrite: r.host_rewrite.as_deref().map(Into::into),
+                    }
+                }
+                (None, Some(answer)) => {
+                    if r.host_rewrite.is_some() {
+                        return Err((
+                            key("route", i, "host_rewrite"),
+                            "only used with `upstream`".into(),
+                        ));
+                    }
+                    if answer.body.len() > MAX_DIRECT_BODY {
+                        return Err((
+                            key("route", i, "answer.body"),
+                            format!("expected at most {MAX_DIRECT_BODY} bytes, got {}", answer.body.len()),
+                        ));
+                    }
+                    for (name, value) in &answer.headers {
+                        if !is_token(name) || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                            return Err((
+                                key("route", i, &format!("answer.headers.{name}")),
+                                "expected a header name token and a value without CR, LF or NUL".into(),
+                            ));
+                        }
+                        if ["content-length", "transfer-encoding", "connection"]
+                            .iter()
+                            .any(|h| name.eq_ignore_ascii_case(h))
+                        {
+                            return Err((
+                                key("route", i, &format!("answer.headers.{name}")),
+                                "is set by xgate itself".into(),
+                            ));
+                        }
+                    }
+                    let direct = DirectAnswer {
+                        status: answer.status,
+                        headers: answer
+                            .headers
+                            .iter()
+                            .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
+                            .collect(),
+                        body: answer.body.as_bytes().into(),
+                    };
+                    direct
+                        .validate()
+                        .map_err(|m| (key("route", i, "answer.status"), m))?;
+                    RouteAction::Direct(direct)
+                }
+                _ => {
+                    return Err((
+                        key("route", i, ""),
+                        "expected exactly one of `upstream` and `answer`".into(),
+                    ))
+                }
+            };
+            table.push(Route {
+                name: r.name.clone().unwrap_or_else(|| format!("route{i}")).into(),
+                host,
+                path_prefix: r.path_prefix.as_str().into(),
+                methods,
+                action,
+            });
+        }
+        Ok(Routing {
+            routes: RouteTable::new(table),
+            pools,
+            pool_limits,
+        })
+    }
+}
+
+/// The routes used when the file has none: the health endpoint.
+fn builtin_routes() -> RouteTable {
+    RouteTable::new(vec![Route {
+        name: "healthz".into(),
+        host: HostMatch::Any,
+        path_prefix: "/healthz".into(),
+        methods: Some(MethodSet::parse(&["GET", "HEAD"]).expect("known methods")),
+        action: RouteAction::Direct(DirectAnswer {
+            status: 200,
+            headers: vec![("Content-Type".into(), "text/plain".into())],
+            body: b"ok\n".as_slice().into(),
+        }),
+    }])
+}
+
+/// Whether `name` is an HTTP token (a valid header name).
+fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
