@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing xgate needs on a fresh Debian 12 machine, and says what it
 # does. Idempotent: each step checks first and skips what is already there.
-#   - Debian packages: iproute2 (ip netns, veth, nstat), ethtool, curl, iputils-ping, wrk,
+#   - Debian packages: iproute2 (ip netns, veth, nstat), ethtool, curl, iputils-ping, wrk, apache2-utils (ab),
 #     python3, nginx-light (the benchmark's and tests' kernel-stack server), linux-perf (the
 #     benchmark's profile) (no clang: the eBPF program is linked by bpf-linker)
 #   - the nightly toolchain's rust-src (the eBPF program is built with -Z build-std=core)
@@ -22,7 +22,7 @@ NIGHTLY="${XGATE_EBPF_TOOLCHAIN:-nightly}"
 # --- Debian packages -------------------------------------------------------------------------
 need_pkgs=()
 for pair in ip:iproute2 nstat:iproute2 ethtool:ethtool curl:curl ping:iputils-ping wrk:wrk python3:python3 \
-    nginx:nginx-light perf:linux-perf taskset:util-linux; do
+    nginx:nginx-light perf:linux-perf taskset:util-linux ab:apache2-utils; do
     cmd=${pair%%:*} pkg=${pair##*:}
     command -v "$cmd" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done

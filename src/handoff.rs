@@ -152,6 +152,8 @@ lane_counters! {
     handed_in,
     handoff_dropped,
     heap_allocations,
+    /// Connections opened to upstream members (proxying and health checks).
+    upstream_connects,
     /// Upstream connects that failed (refused, unreachable, timed out, no socket or port).
     upstream_connect_failures,
     /// Requests moved once to another member after a failed connect.
@@ -168,7 +170,8 @@ lane_counters! {
     idle_closed,
     /// Exchanges in flight (proxied requests not finished), at the last publish.
     in_flight,
-    /// Client connections open, at the last publish.
+    /// Client connections open, at the last publish; while draining, only those with a request
+    /// in progress or response bytes not yet acknowledged.
     open_connections,
 }
 

@@ -314,7 +314,10 @@ pub fn run(config: &Config, setup: LaneSetup<'_>, stop: &AtomicBool) -> anyhow::
         lane.values.accepted = stats.accepted;
         lane.values.refused = stats.refused;
         lane.values.heap_allocations = alloc_count::thread_allocations() - allocations_at_start;
-        lane.values.open_connections = lane.server.inbound_connected() as u64;
+        if !lane.draining {
+            lane.values.open_connections = lane.server.inbound_connected() as u64;
+        }
+        lane.values.upstream_connects = stats.connects;
         lane.counters.publish(&lane.values);
         if busy {
             idle_turns = 0;

@@ -342,13 +342,15 @@ impl Lane<'_> {
 
     /// Picks a member and gives the exchange a connection to it (idle or new). On failure the
     /// client gets 503 (no member eligible) or 502 (no socket or port to connect from).
-    fn assign_upstream(&mut self, index: usize, exclude: Option<usize>) -> bool {
+    /// `no_member` is the status when no member is eligible: 503 for a new request, the first
+    /// failure's status for a retry that finds no other member.
+    fn assign_upstream(&mut self, index: usize, exclude: Option<usize>, no_member: u16) -> bool {
         let now = self.now_ms;
         let x = self.connections[index].proxy.expect("an exchange");
         let pool_index = x.forward.pool;
         let pool = &mut self.upstreams.pools[pool_index];
         let Some(member) = pool.pick(x.forward.hash, exclude, now) else {
-            self.fail_exchange(index, UNAVAILABLE);
+            self.fail_exchange(index, no_member);
             return false;
         };
         let addr = pool.members()[member].addr;
@@ -415,6 +417,7 @@ impl Lane<'_> {
         let Some(x) = self.connections[index].proxy.take() else {
             return;
         };
+        self.values.in_flight -= 1;
         self.drop_upstream_of(&x, false);
         let client = index as ConnId;
         let response_begun = !matches!(x.phase, ResponsePhase::AwaitingHead);
@@ -524,12 +527,13 @@ impl Lane<'_> {
         let client_state = self.server.socket(client).state();
         if matches!(client_state, tcp::State::Closed | tcp::State::TimeWait) {
             self.connections[index].proxy = None;
+            self.values.in_flight -= 1;
             self.drop_upstream_of(&x, false);
             self.log_access(index, &x, 499);
             self.server.wake(client);
             return;
         }
-        if x.upstream.is_none() && !self.assign_upstream(index, None) {
+        if x.upstream.is_none() && !self.assign_upstream(index, None, UNAVAILABLE) {
             return;
         }
         x = self.connections[index].proxy.expect("an exchange");
@@ -739,6 +743,7 @@ impl Lane<'_> {
                 && self.server.socket(up).state() == tcp::State::Established
                 && !self.server.socket(up).can_recv();
             self.connections[index].proxy = None;
+            self.values.in_flight -= 1;
             self.drop_upstream_of(&x, reusable);
             self.values.requests += 1;
             self.log_access(index, &x, x.status);
@@ -788,7 +793,7 @@ impl Lane<'_> {
         retry.retried = true;
         retry.established = false;
         self.connections[index].proxy = Some(retry);
-        if self.assign_upstream(index, exclude) {
+        if self.assign_upstream(index, exclude, status) {
             self.pump(index);
         }
     }
@@ -796,7 +801,15 @@ impl Lane<'_> {
     /// Time limits of exchanges and idle connections, and health checks that are due.
     pub(super) fn sweep(&mut self) {
         let now = self.now_ms;
+        let mut busy = 0u64;
         for index in 0..self.connections.len() {
+            if self.draining && self.server.is_connected(index as ConnId) {
+                let conn = &self.connections[index];
+                let unsent = self.server.socket(index as ConnId).send_queue() > 0;
+                if !conn.closing || unsent || conn.proxy.is_some() {
+                    busy += 1;
+                }
+            }
             let id = index as ConnId;
             if let Some(x) = self.connections[index].proxy {
                 if now < x.deadline_ms {
@@ -805,7 +818,8 @@ impl Lane<'_> {
                 self.values.timeouts += 1;
                 if x.upstream.is_some() && !x.established {
                     self.values.upstream_connect_failures += 1;
-                    self.upstream_failed(index, x, GATEWAY_TIMEOUT);
+                    // No answer to the SYN: unreachable, like a refusal (502).
+                    self.upstream_failed(index, x, BAD_GATEWAY);
                 } else if !x.request_body.is_done() && x.phase == ResponsePhase::AwaitingHead {
                     self.fail_exchange(index, REQUEST_TIMEOUT);
                 } else {
@@ -875,7 +889,9 @@ impl Lane<'_> {
                 _ => {}
             }
         }
-        if !self.draining {
+        if self.draining {
+            self.values.open_connections = busy;
+        } else {
             self.start_probes();
         }
     }

@@ -15,6 +15,7 @@ use std::{
 
 pub const GATEWAY_IP: &str = "10.77.0.2";
 pub const GATEWAY_HOST_IP: &str = "10.77.0.3";
+pub const BACKEND_IP: &str = "10.77.0.4";
 pub const XGATE: &str = env!("CARGO_BIN_EXE_xgate");
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -187,14 +188,15 @@ impl TestLab {
         let mut child = self.gateway.take().expect("gateway running");
         // SAFETY: kill(2) on our own unreaped child.
         unsafe { libc::kill(child.id() as i32, signal) };
-        let deadline = Instant::now() + Duration::from_secs(10);
+        // SIGTERM drains first (connections with a request in progress finish).
+        let deadline = Instant::now() + Duration::from_secs(15);
         let status = loop {
             if let Some(status) = child.try_wait().unwrap() {
                 break status;
             }
             assert!(
                 Instant::now() < deadline,
-                "xgate did not exit within 10 s of signal {signal}"
+                "xgate did not exit within 15 s of signal {signal}"
             );
             std::thread::sleep(Duration::from_millis(20));
         };
@@ -295,6 +297,97 @@ impl TestLab {
             .collect()
     }
 
+    /// Appends `text` to the gateway config.
+    pub fn append_config(&self, text: &str) {
+        self.edit_config(|mut config| {
+            config.push('\n');
+            config.push_str(text);
+            config
+        });
+    }
+
+    /// Starts the project's fault backend (`tests/backend.py`) in the backend namespace on
+    /// `10.77.0.4:port`, answering `/hello` with `hello from <name>`; waits until it listens.
+    /// Any extra `args` go to the script. Killed when the lab goes down.
+    pub fn start_backend(&mut self, port: u16, name: &str) -> Child {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/backend.py");
+        let mut child = self
+            .exec("be", "python3")
+            .args([script, BACKEND_IP, &port.to_string(), name])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn the test backend");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready", "test backend did not start");
+        child
+    }
+
+    /// Starts nginx in the backend namespace on `10.77.0.4:port`, serving `root` (HTTP/1.1,
+    /// keep-alive). Stopped when the lab goes down.
+    pub fn start_nginx_backend(&self, port: u16, root: &std::path::Path) {
+        let dir = std::env::temp_dir().join(format!("{}-nginx", self.name));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("nginx.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "daemon on; worker_processes 1; pid {dir}/nginx.pid; error_log {dir}/error.log;\n\
+                 events {{ worker_connections 4096; }}\n\
+                 http {{ access_log off; keepalive_requests 100000; client_body_temp_path {dir}/body;\n\
+                 server {{ listen {BACKEND_IP}:{port}; root {root}; location = /empty {{ return 204; }} }} }}\n",
+                dir = dir.display(),
+                root = root.display(),
+            ),
+        )
+        .unwrap();
+        let out = output(self.exec("be", "nginx").args(["-c"]).arg(&conf));
+        assert!(
+            out.status.success(),
+            "nginx did not start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Sends `signal` to the running xgate.
+    pub fn signal_gateway(&self, signal: i32) {
+        let pid = self.gateway.as_ref().expect("gateway running").id();
+        // SAFETY: kill(2) on our own unreaped child.
+        unsafe { libc::kill(pid as i32, signal) };
+    }
+
+    /// The next event named `name` xgate prints within `timeout` (other lines are skipped).
+    pub fn wait_event(&self, name: &str, timeout: Duration) -> serde_json::Value {
+        let rx = self.stdout.as_ref().expect("gateway running");
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no `{name}` event within {timeout:?}; stderr: {}", self.gateway_stderr()));
+            let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if value["event"] == name {
+                return value;
+            }
+        }
+    }
+
+    /// Lines xgate printed so far that are events named `name` (waits `settle` for more).
+    pub fn drain_events(&self, name: &str, settle: Duration) -> Vec<serde_json::Value> {
+        let rx = self.stdout.as_ref().expect("gateway running");
+        let mut found = Vec::new();
+        while let Ok(line) = rx.recv_timeout(settle) {
+            let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if value["event"] == name {
+                found.push(value);
+            }
+        }
+        found
+    }
+
     /// Whether an XDP program is attached to the gateway interface.
     pub fn xdp_attached(&self) -> bool {
         let out = output(self.exec("gw", "ip").args(["link", "show", "xg-gw"]));
@@ -313,6 +406,7 @@ impl Drop for TestLab {
             .output();
         let _ = std::fs::remove_file(&self.config_path);
         let _ = std::fs::remove_file(&self.stderr_path);
+        let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("{}-nginx", self.name)));
     }
 }
 
