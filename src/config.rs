@@ -421,7 +421,10 @@ impl Config {
         if !(64..=h.max_header_bytes).contains(&h.max_request_line) {
             return Err(err(
                 "http.max_request_line",
-                format!("expected 64..=http.max_header_bytes ({}), got {}", h.max_header_bytes, h.max_request_line),
+                format!(
+                    "expected 64..=http.max_header_bytes ({}), got {}",
+                    h.max_header_bytes, h.max_request_line
+                ),
             ));
         }
         if !(1..=xgate_proxy::MAX_HEADERS).contains(&h.max_headers) {

@@ -96,7 +96,11 @@ unsafe impl Sync for SlotTable {}
 impl SlotTable {
     /// `count` slots of `request_capacity` request bytes and `response_capacity` response
     /// bytes, and their handles.
-    pub fn new(count: usize, request_capacity: usize, response_capacity: usize) -> (SlotTable, Vec<SlotHandle>) {
+    pub fn new(
+        count: usize,
+        request_capacity: usize,
+        response_capacity: usize,
+    ) -> (SlotTable, Vec<SlotHandle>) {
         let slots = (0..count)
             .map(|_| {
                 UnsafeCell::new(Slot {
@@ -195,7 +199,7 @@ mod tests {
 
     #[test]
     fn consume_keeps_pipelined_remainder() {
-        let (table, mut handles) = SlotTable::new(1, 64);
+        let (table, mut handles) = SlotTable::new(1, 64, 16);
         let slot = table.slot(&mut handles[0]);
         slot.request[..10].copy_from_slice(b"abcdefghij");
         slot.request_len = 10;
@@ -208,8 +212,8 @@ mod tests {
     #[test]
     #[should_panic(expected = "did not make it")]
     fn a_handle_of_another_table_is_refused() {
-        let (first, _first_handles) = SlotTable::new(1, 8);
-        let (_second, mut second_handles) = SlotTable::new(1, 8);
+        let (first, _first_handles) = SlotTable::new(1, 8, 8);
+        let (_second, mut second_handles) = SlotTable::new(1, 8, 8);
         first.slot(&mut second_handles[0]);
     }
 
@@ -219,7 +223,7 @@ mod tests {
     fn handles_round_trip_between_threads_without_loss() {
         const SLOTS: usize = 8;
         const ROUNDS: u32 = 20_000;
-        let (table, handles) = SlotTable::new(SLOTS, 16);
+        let (table, handles) = SlotTable::new(SLOTS, 16, 16);
         let table = Arc::new(table);
         let (mut to_worker, mut worker_in) = rtrb::RingBuffer::<SlotHandle>::new(SLOTS);
         let (mut worker_out, mut from_worker) = rtrb::RingBuffer::<SlotHandle>::new(SLOTS);
@@ -316,7 +320,7 @@ mod tests {
     #[test]
     fn http_stage_serves_in_order_and_respects_the_response_ring() {
         const SLOTS: usize = 40;
-        let (table, handles) = SlotTable::new(SLOTS, 256);
+        let (table, handles) = SlotTable::new(SLOTS, 256, 512);
         let table = Arc::new(table);
         let (mut to_stage, stage_in) = rtrb::RingBuffer::<SlotHandle>::new(SLOTS);
         let (stage_out, mut from_stage) = rtrb::RingBuffer::<SlotHandle>::new(8);
@@ -324,7 +328,13 @@ mod tests {
             Arc::clone(&table),
             stage_in,
             stage_out,
-            Responder::new(xgate_proxy::Limits::default()),
+            Gateway::new(
+                &crate::routing::Routing::build(&[], &[]).unwrap().routes,
+                &[],
+                xgate_proxy::Limits::default(),
+                "10.0.0.1:80",
+                256,
+            ),
         );
         for (i, mut handle) in handles.into_iter().enumerate() {
             let slot = table.slot(&mut handle);
@@ -341,7 +351,7 @@ mod tests {
             while let Ok(mut handle) = from_stage.pop() {
                 let index = handle.index();
                 let status = match table.slot(&mut handle).verdict {
-                    Some(Outcome::Respond { status, .. }) => status,
+                    Some(Verdict::Respond { status, .. }) => status,
                     other => panic!("slot {index}: {other:?}"),
                 };
                 assert_eq!(status, if index % 2 == 0 { 200 } else { 404 });

@@ -75,7 +75,8 @@ const SPIN_BEFORE_SLEEP: u32 = 200;
 const MAX_SLEEP_MS: i64 = 100;
 /// Statuses counted by the lane (the last entry counts any other).
 pub const COUNTED_STATUSES: [u16; 22] = [
-    200, 201, 204, 206, 301, 302, 304, 400, 401, 403, 404, 405, 408, 413, 414, 417, 431, 500, 502, 503, 504, 0,
+    200, 201, 204, 206, 301, 302, 304, 400, 401, 403, 404, 405, 408, 413, 414, 417, 431, 500, 502, 503, 504,
+    0,
 ];
 
 /// `Connection::last_active_ms` of a socket whose connection the lane has not served yet.
@@ -415,7 +416,9 @@ impl Lane<'_> {
             return;
         };
         let client = self.server.socket(index as ConnId).remote_endpoint();
-        let upstream = x.upstream.map(|id| self.upstreams.conns[(id - self.upstreams.first) as usize].addr);
+        let upstream = x
+            .upstream
+            .map(|id| self.upstreams.conns[(id - self.upstreams.first) as usize].addr);
         log.write(
             self.now_ms,
             client,

@@ -294,7 +294,11 @@ pub fn run(
             }
             if signals.drain.load(Ordering::SeqCst) {
                 let deadline = *drain_deadline.get_or_insert_with(|| {
-                    let _ = writeln!(events, "{{\"event\":\"draining\",\"deadline_ms\":{}}}", config.timeouts.drain_ms);
+                    let _ = writeln!(
+                        events,
+                        "{{\"event\":\"draining\",\"deadline_ms\":{}}}",
+                        config.timeouts.drain_ms
+                    );
                     let _ = events.flush();
                     for wake in &wakes {
                         wake.wake_if_sleeping();

@@ -190,7 +190,10 @@ fn reload(config: &std::path::Path, pid: i32) -> Result<(), String> {
             std::io::Error::last_os_error()
         ));
     }
-    println!("config {} is valid; asked process {pid} to reload it", config.display());
+    println!(
+        "config {} is valid; asked process {pid} to reload it",
+        config.display()
+    );
     Ok(())
 }
 

@@ -278,7 +278,10 @@ impl Routing {
                 return Err((key("upstream", i, "name"), "expected a non-empty name".into()));
             }
             if upstreams[..i].iter().any(|other| other.name == u.name) {
-                return Err((key("upstream", i, "name"), format!("`{}` is defined twice", u.name)));
+                return Err((
+                    key("upstream", i, "name"),
+                    format!("`{}` is defined twice", u.name),
+                ));
             }
             let mut members = Vec::with_capacity(u.members.len());
             for (m, member) in u.members.iter().enumerate() {
@@ -398,7 +401,10 @@ impl Routing {
             if !r.path_prefix.starts_with('/') || !r.path_prefix.bytes().all(|b| b.is_ascii_graphic()) {
                 return Err((
                     key("route", i, "path_prefix"),
-                    format!("expected a path starting with / and without spaces, got `{}`", r.path_prefix),
+                    format!(
+                        "expected a path starting with / and without spaces, got `{}`",
+                        r.path_prefix
+                    ),
                 ));
             }
             let methods = match &r.methods {
@@ -436,7 +442,10 @@ impl Routing {
                     if answer.body.len() > MAX_DIRECT_BODY {
                         return Err((
                             key("route", i, "answer.body"),
-                            format!("expected at most {MAX_DIRECT_BODY} bytes, got {}", answer.body.len()),
+                            format!(
+                                "expected at most {MAX_DIRECT_BODY} bytes, got {}",
+                                answer.body.len()
+                            ),
                         ));
                     }
                     for (name, value) in &answer.headers {

@@ -58,7 +58,6 @@ sys.stdout.write(("CLOSED\n" if closed else "OPEN\n") + data.decode("latin-1"))
     (rest.to_string(), flag == "CLOSED")
 }
 
-
 /// A file of `size` pseudo-random bytes in the temp dir (removed by the caller).
 fn random_file(name: &str, size: usize) -> std::path::PathBuf {
     let path = std::env::temp_dir().join(name);
@@ -76,7 +75,10 @@ fn random_file(name: &str, size: usize) -> std::path::PathBuf {
 }
 
 fn sha256_of(path: &std::path::Path) -> String {
-    let out = std::process::Command::new("sha256sum").arg(path).output().unwrap();
+    let out = std::process::Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .next()
@@ -104,7 +106,7 @@ fn proxies_to_nginx_and_python_backends_with_pooled_keep_alive_connections() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::mem::forget(python);
+    lab.keep_backend(python);
     lab.edit_config(|c| c.replace("[http]\n", "[http]\naccess_log = true\n"));
     lab.append_config(&format!(
         r#"
@@ -141,23 +143,53 @@ upstream = "nginx"
     lab.start_gateway();
     // Wait for python to listen (nginx is ready when its start command returns).
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !lab.curl(&["-f", "-o", "/dev/null", &format!("http://{GATEWAY_IP}/py/index.html")]).0 {
-        assert!(Instant::now() < deadline, "python backend never answered through xgate");
+    while !lab
+        .curl(&[
+            "-f",
+            "-o",
+            "/dev/null",
+            &format!("http://{GATEWAY_IP}/py/index.html"),
+        ])
+        .0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "python backend never answered through xgate"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 
     let (ok, body) = lab.curl(&[&format!("http://{GATEWAY_IP}/index.html")]);
     assert!(ok && body == "hello from nginx\n", "{body}");
     let (ok, body) = lab.curl(&["-i", &format!("http://{GATEWAY_IP}/py/index.html")]);
-    assert!(ok && body.contains("Server: SimpleHTTP") && body.ends_with("\r\n\r\nhello from python\n"), "{body}");
-    let (ok, body) = lab.curl(&[&format!("http://{GATEWAY_IP}/index.html"), "-H", "Host: maint.example", "-i"]);
+    assert!(
+        ok && body.contains("Server: SimpleHTTP") && body.ends_with("\r\n\r\nhello from python\n"),
+        "{body}"
+    );
+    let (ok, body) = lab.curl(&[
+        &format!("http://{GATEWAY_IP}/index.html"),
+        "-H",
+        "Host: maint.example",
+        "-i",
+    ]);
     assert!(ok && status_line(&body).contains("503"), "{body}");
-    assert!(body.contains("Retry-After: 60") && body.ends_with("back soon\n"), "{body}");
+    assert!(
+        body.contains("Retry-After: 60") && body.ends_with("back soon\n"),
+        "{body}"
+    );
 
     // A 3 MB file, byte for byte, from both backends.
     let copy = std::env::temp_dir().join(format!("{}-copy.bin", lab.name));
-    for url in [format!("http://{GATEWAY_IP}/big.bin")] {
-        let (ok, code) = lab.curl(&["-o", copy.to_str().unwrap(), "-w", "%{http_code}", &url]);
+    for path in ["/big.bin", "/py/../big.bin"] {
+        let url = format!("http://{GATEWAY_IP}{path}");
+        let (ok, code) = lab.curl(&[
+            "--path-as-is",
+            "-o",
+            copy.to_str().unwrap(),
+            "-w",
+            "%{http_code}",
+            &url,
+        ]);
         assert!(ok && code == "200", "{url}: {code}");
         assert_eq!(sha256_of(&copy), sha256_of(&big), "{url}");
     }
@@ -218,7 +250,9 @@ print(r.status, len(body), r.getheader("Via"))
     // The access log has a line per request, with route and status.
     let lines = lab.drain_events("access", Duration::from_millis(500));
     assert!(lines.len() >= 4000, "{} access lines", lines.len());
-    assert!(lines.iter().any(|l| l["route"] == "site" && l["status"] == 200 && l["upstream"] == format!("{BACKEND_IP}:8080")));
+    assert!(lines.iter().any(|l| l["route"] == "site"
+        && l["status"] == 200
+        && l["upstream"] == format!("{BACKEND_IP}:8080")));
     let after = lab.stats();
     let connects = |v: &serde_json::Value| v["lanes"][0]["upstream_connects"].as_u64().unwrap();
     let new_connects = connects(&after) - connects(&before);
@@ -256,7 +290,11 @@ upstream = "app"
     let data = format!("@{}", upload.display());
     let (ok, out) = lab.curl(&["--data-binary", &data, "-w", " %{http_code}", &url("/sha")]);
     assert!(ok, "{out}");
-    assert_eq!(out.trim(), format!("{} {expected}\n 200", 10 * 1024 * 1024).trim(), "{out}");
+    assert_eq!(
+        out.trim(),
+        format!("{} {expected}\n 200", 10 * 1024 * 1024).trim(),
+        "{out}"
+    );
     // The same upload chunked.
     let (ok, out) = lab.curl(&[
         "--data-binary",
@@ -268,13 +306,26 @@ upstream = "app"
         &url("/sha"),
     ]);
     assert!(ok, "{out}");
-    assert_eq!(out.trim(), format!("{} {expected}\n 200", 10 * 1024 * 1024).trim(), "{out}");
+    assert_eq!(
+        out.trim(),
+        format!("{} {expected}\n 200", 10 * 1024 * 1024).trim(),
+        "{out}"
+    );
     let _ = std::fs::remove_file(&upload);
 
     // A chunked response, and a 20 MB one.
     let (ok, out) = lab.curl(&[&url("/chunked/50")]);
-    assert!(ok && out.lines().count() == 50 && out.ends_with("chunk 49\n"), "{out}");
-    let (ok, out) = lab.curl(&["-o", "/dev/null", "-w", "%{http_code} %{size_download}", &url("/big/20000000")]);
+    assert!(
+        ok && out.lines().count() == 50 && out.ends_with("chunk 49\n"),
+        "{out}"
+    );
+    let (ok, out) = lab.curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{size_download}",
+        &url("/big/20000000"),
+    ]);
     assert!(ok && out == "200 20000000", "{out}");
 
     // Forwarding headers: X-Forwarded-For appended, X-Forwarded-Proto, Via, Host kept,
@@ -298,7 +349,10 @@ upstream = "app"
     assert!(lower.contains("x-forwarded-proto: http"), "{out}");
     assert!(lower.contains("via: 1.1 xgate"), "{out}");
     assert!(lower.contains("host: shop.example"), "{out}");
-    assert!(!lower.contains("x-secret") && !lower.contains("keep-alive: timeout"), "{out}");
+    assert!(
+        !lower.contains("x-secret") && !lower.contains("keep-alive: timeout"),
+        "{out}"
+    );
 
     // Pipelining: three requests in one write, three answers in order.
     let (text, _) = raw_exchange(
@@ -306,7 +360,11 @@ upstream = "app"
         b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\nGET /status/404 HTTP/1.1\r\nHost: a\r\n\r\nGET /hello HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
     );
     let statuses: Vec<&str> = text.lines().filter(|l| l.starts_with("HTTP/1.1")).collect();
-    assert_eq!(statuses, ["HTTP/1.1 200 OK", "HTTP/1.1 404 Not Found", "HTTP/1.1 200 OK"], "{text}");
+    assert_eq!(
+        statuses,
+        ["HTTP/1.1 200 OK", "HTTP/1.1 404 Not Found", "HTTP/1.1 200 OK"],
+        "{text}"
+    );
 
     // A slow reader: 20 MB read at a crawl for a while, then fully; nothing lost, and the
     // gateway holds no more than its socket buffers meanwhile (the lane allocates nothing).
@@ -314,8 +372,11 @@ upstream = "app"
     let code = format!(
         r#"
 import socket, time
-s = socket.create_connection(("{GATEWAY_IP}", 80), timeout=10)
+s = socket.socket()
+# Set before connecting, so the advertised window never exceeds the buffer.
 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.settimeout(10)
+s.connect(("{GATEWAY_IP}", 80))
 s.sendall(b"GET /big/20000000 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
 got = 0
 for _ in range(20):
@@ -330,7 +391,10 @@ print(got)
     let got: usize = lab.python(&code).trim().parse().unwrap();
     assert!(got > 20_000_000 && got < 20_000_400, "{got}");
     let after = lab.stats();
-    assert_eq!(after["lanes"][0]["heap_allocations"], before["lanes"][0]["heap_allocations"]);
+    assert_eq!(
+        after["lanes"][0]["heap_allocations"],
+        before["lanes"][0]["heap_allocations"]
+    );
     lab.stop_gateway();
 }
 
@@ -390,7 +454,11 @@ upstream = "app"
     assert_eq!(code(&lab, "/refused", &[]), (true, "502".into()));
     let started = Instant::now();
     assert_eq!(code(&lab, "/unreachable", &[]), (true, "502".into()));
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(code(&lab, "/slow/3000", &[]), (true, "504".into()));
     assert_eq!(code(&lab, "/slow/100", &[]), (true, "200".into()));
     // Reset or cut mid-response: the client sees a failure, never a complete response.
@@ -403,15 +471,28 @@ upstream = "app"
     assert!(ok && body.len() == 1700, "{}", body.len());
     // Idempotent requests whose connect is refused move to the other member: all 200.
     for _ in 0..6 {
-        assert_eq!(code(&lab, "/hello", &["-H", "Host: retry.example"]), (true, "200".into()));
+        assert_eq!(
+            code(&lab, "/hello", &["-H", "Host: retry.example"]),
+            (true, "200".into())
+        );
     }
     // A POST is not retried: round robin puts one of two on the dead member.
     let posts: Vec<String> = (0..2)
-        .map(|_| code(&lab, "/hello", &["-H", "Host: retry.example", "-X", "POST", "-d", "x"]).1)
+        .map(|_| {
+            code(
+                &lab,
+                "/hello",
+                &["-H", "Host: retry.example", "-X", "POST", "-d", "x"],
+            )
+            .1
+        })
         .collect();
     assert!(posts.contains(&"502".to_string()), "{posts:?}");
     let stats = lab.stats();
-    assert!(stats["lanes"][0]["upstream_retries"].as_u64().unwrap() >= 3, "{stats}");
+    assert!(
+        stats["lanes"][0]["upstream_retries"].as_u64().unwrap() >= 3,
+        "{stats}"
+    );
     // The gateway still serves.
     assert_eq!(code(&lab, "/hello", &[]), (true, "200".into()));
     let stopped = lab.stop_gateway();
@@ -422,7 +503,7 @@ upstream = "app"
 fn health_checks_eject_and_restore_members_and_an_empty_pool_answers_503_at_once() {
     let mut lab = TestLab::new("ph");
     lab.start_backend(8081, "a");
-    let mut b = lab.start_backend(8082, "b");
+    let b = lab.start_backend(8082, "b");
     lab.append_config(&format!(
         r#"
 [[upstream]]
@@ -452,23 +533,35 @@ upstream = "app"
     };
     std::thread::sleep(Duration::from_millis(600));
     let both = who(&lab);
-    assert!(both.iter().any(|b| b == "hello from a\n") && both.iter().any(|b| b == "hello from b\n"), "{both:?}");
+    assert!(
+        both.iter().any(|b| b == "hello from a\n") && both.iter().any(|b| b == "hello from b\n"),
+        "{both:?}"
+    );
     // b dies: after two failed checks it gets no more requests.
-    let _ = b.kill();
-    let _ = b.wait();
+    lab.kill_backend(b);
     std::thread::sleep(Duration::from_millis(1200));
     let only_a = who(&lab);
     assert!(only_a.iter().all(|b| b == "hello from a\n"), "{only_a:?}");
     // b comes back: after two good checks it serves again.
-    let _b = lab.start_backend(8082, "b");
+    lab.start_backend(8082, "b");
     std::thread::sleep(Duration::from_millis(1200));
     let again = who(&lab);
     assert!(again.iter().any(|b| b == "hello from b\n"), "{again:?}");
     // A pool whose only member is down: 503 at once.
     let started = Instant::now();
-    let (ok, code) = lab.curl(&["-o", "/dev/null", "-w", "%{http_code}", &format!("http://{GATEWAY_IP}/nobody")]);
+    let (ok, code) = lab.curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &format!("http://{GATEWAY_IP}/nobody"),
+    ]);
     assert!(ok && code == "503", "{code}");
-    assert!(started.elapsed() < Duration::from_millis(500), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
     lab.stop_gateway();
 }
 
@@ -489,7 +582,16 @@ upstream = "app"
 "#
     ));
     lab.start_gateway();
-    let get = |path: &str| lab.curl(&["-o", "/dev/null", "-w", "%{http_code}", &format!("http://{GATEWAY_IP}{path}")]).1;
+    let get = |path: &str| {
+        lab.curl(&[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("http://{GATEWAY_IP}{path}"),
+        ])
+        .1
+    };
     // Every /status/500 fails on whichever member gets it: after two in a row each member is
     // ejected; with every member out, the pool answers 503 without asking anyone.
     let codes: Vec<String> = (0..6).map(|_| get("/status/500")).collect();
@@ -505,7 +607,12 @@ upstream = "app"
 fn smuggling_patterns_and_limits_are_refused_and_slow_clients_timed_out() {
     let mut lab = TestLab::new("ps");
     lab.start_backend(8081, "a");
-    lab.edit_config(|c| c.replace("[http]\n", "[http]\nmax_body = 100000\nmax_request_line = 1024\nmax_headers = 20\n"));
+    lab.edit_config(|c| {
+        c.replace(
+            "[http]\n",
+            "[http]\nmax_body = 100000\nmax_request_line = 1024\nmax_headers = 20\n",
+        )
+    });
     lab.append_config(&format!(
         r#"
 [timeouts]
@@ -548,19 +655,30 @@ upstream = "app"
             status_line(&text)
         );
         assert!(closed, "{name}: connection left open after a refusal");
-        assert_eq!(text.matches("HTTP/1.1").count(), 1, "{name}: more than one response: {text}");
+        assert_eq!(
+            text.matches("HTTP/1.1").count(),
+            1,
+            "{name}: more than one response: {text}"
+        );
     }
     // A well-formed chunked upload passes, trailers and extensions included.
     let (text, _) = raw_exchange(
         &lab,
         b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: t\r\n\r\n",
     );
-    assert!(status_line(&text).contains("200") && text.contains("X-Body-Length: 5"), "{text}");
+    assert!(
+        status_line(&text).contains("200") && text.contains("X-Body-Length: 5"),
+        "{text}"
+    );
     // A head that never ends: 408 after header_read_ms, then close.
     let started = Instant::now();
     let (text, closed) = raw_exchange(&lab, b"GET /hello HTTP/1.1\r\nHost: a\r\n");
     assert!(status_line(&text).contains("408") && closed, "{text}");
-    assert!(started.elapsed() < Duration::from_millis(2500), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        started.elapsed()
+    );
     // An idle keep-alive connection is closed after keepalive_idle_ms.
     let code = format!(
         r#"
@@ -601,7 +719,15 @@ upstream = "app"
     lab.start_gateway();
     let ab = lab
         .exec("cli", "ab")
-        .args(["-q", "-k", "-n", "6000", "-c", "10", &format!("http://{GATEWAY_IP}/hello")])
+        .args([
+            "-q",
+            "-k",
+            "-n",
+            "6000",
+            "-c",
+            "10",
+            &format!("http://{GATEWAY_IP}/hello"),
+        ])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -620,17 +746,30 @@ upstream = "app"
     let out = ab.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("Complete requests:      6000"), "{text}");
-    assert!(text.contains("Failed requests:        0") && !text.contains("Non-2xx"), "{text}");
+    assert!(
+        text.contains("Failed requests:        0") && !text.contains("Non-2xx"),
+        "{text}"
+    );
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(lab.curl(&[&format!("http://{GATEWAY_IP}/new")]).1, "new route\n");
     // A broken file is refused; the running routing stays.
-    std::fs::write(&lab.config_path, format!("{base}\n[[route]]\nupstream = \"missing\"\n")).unwrap();
+    std::fs::write(
+        &lab.config_path,
+        format!("{base}\n[[route]]\nupstream = \"missing\"\n"),
+    )
+    .unwrap();
     lab.signal_gateway(libc::SIGHUP);
     let event = lab.wait_event("reload", Duration::from_secs(5));
     assert_eq!(event["ok"], false, "{event}");
-    assert!(event["error"].as_str().unwrap().contains("route[0].upstream"), "{event}");
+    assert!(
+        event["error"].as_str().unwrap().contains("route[0].upstream"),
+        "{event}"
+    );
     assert_eq!(lab.curl(&[&format!("http://{GATEWAY_IP}/new")]).1, "new route\n");
-    assert_eq!(lab.curl(&[&format!("http://{GATEWAY_IP}/hello")]).1, "hello from a\n");
+    assert_eq!(
+        lab.curl(&[&format!("http://{GATEWAY_IP}/hello")]).1,
+        "hello from a\n"
+    );
     lab.stop_gateway();
 }
 
@@ -656,7 +795,14 @@ upstream = "app"
     let slow: Vec<_> = (0..3)
         .map(|_| {
             lab.exec("cli", "curl")
-                .args(["-sS", "-m", "10", "-w", " %{http_code}", &format!("http://{GATEWAY_IP}/slow/1500")])
+                .args([
+                    "-sS",
+                    "-m",
+                    "10",
+                    "-w",
+                    " %{http_code}",
+                    &format!("http://{GATEWAY_IP}/slow/1500"),
+                ])
                 .stdout(std::process::Stdio::piped())
                 .spawn()
                 .unwrap()

@@ -18,7 +18,10 @@ use anyhow::Context;
 use plotters::prelude::*;
 use serde_json::Value;
 
-use crate::suite::{HttpCase, RunFigures, SuiteResults, OPEN_LOOP_CLIENT, TWO_LANES_SERVER};
+use crate::suite::{
+    HttpCase, RunFigures, SuiteResults, DIRECT_SERVER, NGINX_PROXY_SERVER, OPEN_LOOP_CLIENT, PROXY_SERVERS,
+    TWO_LANES_SERVER, XGATE_PROXY_SERVER,
+};
 
 /// Spread (max − min) above this share of the median marks a figure as noisy.
 pub const NOISY_SPREAD: f64 = 0.10;
@@ -185,13 +188,17 @@ fn micros(value: f64) -> String {
     }
 }
 
+/// The table of one client's cases, the proxy section's left out (it has its own table).
 fn http_table(out: &mut String, summaries: &[CaseSummary], client: &str) {
     let _ = writeln!(
         out,
         "| connections | server | req/s median (min–max) | p50 µs | p90 µs | p99 µs (min–max) | p99.9 µs | server CPU µs/req | machine CPU µs/req | client idle | errors | noisy |"
     );
     let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
-    for s in summaries.iter().filter(|s| s.case.client == client) {
+    for s in summaries
+        .iter()
+        .filter(|s| s.case.client == client && !PROXY_SERVERS.contains(&s.case.server.as_str()))
+    {
         let mut noisy = Vec::new();
         if s.rps.noisy() {
             noisy.push("req/s");
@@ -233,6 +240,8 @@ struct Goal {
     target: String,
     measured: String,
     met: Option<bool>,
+    /// A figure reported beside the goals, with no target to meet.
+    report_only: bool,
 }
 
 impl Goal {
@@ -243,6 +252,7 @@ impl Goal {
             target: target.into(),
             measured: "not measured".into(),
             met: None,
+            report_only: false,
         }
     }
 }
@@ -273,6 +283,7 @@ fn goals(results: &SuiteResults, summaries: &[CaseSummary]) -> Vec<Goal> {
             target: "xgate ≥ 2.0× nginx".into(),
             measured: with_errors(format!("{:.2}×", x.rps.median / n.rps.median), x, n),
             met: Some(clean(x, n) && x.rps.median >= 2.0 * n.rps.median),
+            report_only: false,
         },
         _ => Goal::not_measured("terminating HTTP: requests/s", "xgate ≥ 2.0× nginx"),
     });
@@ -290,6 +301,7 @@ fn goals(results: &SuiteResults, summaries: &[CaseSummary]) -> Vec<Goal> {
                 n,
             ),
             met: Some(clean(x, n) && x.p99.median <= n.p99.median),
+            report_only: false,
         },
         _ => Goal::not_measured("terminating HTTP, same offered load: p99", "xgate ≤ nginx"),
     });
@@ -301,9 +313,11 @@ fn goals(results: &SuiteResults, summaries: &[CaseSummary]) -> Vec<Goal> {
             target: "≥ 80%".into(),
             measured: format!("{:.0}%", 100.0 * b.rps.median / a.rps.median),
             met: Some(b.rps.median >= 0.8 * a.rps.median),
+            report_only: false,
         },
         _ => Goal::not_measured("connection scaling: xgate at 10,000 vs 100 connections", "≥ 80%"),
     });
+    goals.extend(proxy_goals(results, summaries));
     let ratios = results
         .packet_path
         .get("ratios")
@@ -321,9 +335,187 @@ fn goals(results: &SuiteResults, summaries: &[CaseSummary]) -> Vec<Goal> {
             target: "≥ 50%".into(),
             measured: value.map_or("not measured".into(), |v| format!("{:.0}%", v * 100.0)),
             met: value.map(|v| v >= 0.5),
+            report_only: false,
         });
     }
     goals
+}
+
+/// The connection count the proxy goals are judged at: 100 if the proxy section ran there, else
+/// its first count; `None` when the run has no proxy section (results written before it existed).
+fn proxy_reference(results: &SuiteResults) -> Option<usize> {
+    let counts = &results.plan.proxy_connections;
+    if counts.contains(&100) {
+        Some(100)
+    } else {
+        counts.first().copied()
+    }
+}
+
+/// The proxy section's goals (requests/s and p99, xgate proxy vs nginx proxy, closed loop) and,
+/// reported beside them, the p50 each proxy's hop adds to the direct path.
+fn proxy_goals(results: &SuiteResults, summaries: &[CaseSummary]) -> Vec<Goal> {
+    const RPS_TARGET: &str = "xgate proxy ≥ 2.0× nginx proxy";
+    const P99_TARGET: &str = "xgate proxy < nginx proxy";
+    const HOP_TARGET: &str = "reported (no target)";
+    let hop_name =
+        |proxy: &str| format!("proxy mode: added p50 of the {proxy} hop (p50 through it − p50 direct)");
+    let Some(reference) = proxy_reference(results) else {
+        return vec![
+            Goal::not_measured("proxy mode: requests/s", RPS_TARGET),
+            Goal::not_measured("proxy mode: p99", P99_TARGET),
+            Goal::not_measured(&hop_name("xgate"), HOP_TARGET),
+            Goal::not_measured(&hop_name("nginx"), HOP_TARGET),
+        ];
+    };
+    let x = find(summaries, XGATE_PROXY_SERVER, "xgate-bench", reference);
+    let n = find(summaries, NGINX_PROXY_SERVER, "xgate-bench", reference);
+    let d = find(summaries, DIRECT_SERVER, "xgate-bench", reference);
+    let errors_note = |cases: &[&CaseSummary]| -> String {
+        let with_errors: Vec<String> = cases
+            .iter()
+            .filter(|c| c.errors > 0)
+            .map(|c| format!("{} {}", c.case.server, c.errors))
+            .collect();
+        if with_errors.is_empty() {
+            String::new()
+        } else {
+            format!(" (errors: {})", with_errors.join(", "))
+        }
+    };
+    // A comparison only counts when every side answered every request.
+    let clean = |cases: &[&CaseSummary]| cases.iter().all(|c| c.errors == 0 && c.rps.median > 0.0);
+    let mut goals = Vec::new();
+    goals.push(match (x, n) {
+        (Some(x), Some(n)) if n.rps.median > 0.0 => Goal {
+            name: format!("proxy mode, {reference} connections, closed loop: requests/s"),
+            target: RPS_TARGET.into(),
+            measured: format!("{:.2}×{}", x.rps.median / n.rps.median, errors_note(&[x, n])),
+            met: Some(clean(&[x, n]) && x.rps.median >= 2.0 * n.rps.median),
+            report_only: false,
+        },
+        _ => Goal::not_measured("proxy mode: requests/s", RPS_TARGET),
+    });
+    goals.push(match (x, n) {
+        (Some(x), Some(n)) => Goal {
+            name: format!("proxy mode, {reference} connections, closed loop: p99"),
+            target: P99_TARGET.into(),
+            measured: format!(
+                "{} µs vs {} µs{}",
+                micros(x.p99.median),
+                micros(n.p99.median),
+                errors_note(&[x, n])
+            ),
+            met: Some(clean(&[x, n]) && x.p99.median < n.p99.median),
+            report_only: false,
+        },
+        _ => Goal::not_measured("proxy mode: p99", P99_TARGET),
+    });
+    for (proxy, through) in [("xgate", x), ("nginx", n)] {
+        goals.push(match (through, d) {
+            (Some(p), Some(d)) => Goal {
+                name: format!("{}, {reference} connections, closed loop", hop_name(proxy)),
+                target: HOP_TARGET.into(),
+                measured: format!(
+                    "{} µs ({} − {}){}",
+                    micros(p.p50.median - d.p50.median),
+                    micros(p.p50.median),
+                    micros(d.p50.median),
+                    errors_note(&[p, d])
+                ),
+                met: None,
+                report_only: true,
+            },
+            _ => Goal::not_measured(&hop_name(proxy), HOP_TARGET),
+        });
+    }
+    goals
+}
+
+/// The proxy section: every proxy-mode case, and the p50 each hop adds at each count.
+fn proxy_section(out: &mut String, results: &SuiteResults, summaries: &[CaseSummary]) {
+    let cases: Vec<&CaseSummary> = results
+        .plan
+        .proxy_connections
+        .iter()
+        .flat_map(|&c| {
+            PROXY_SERVERS
+                .iter()
+                .filter_map(move |server| find(summaries, server, "xgate-bench", c))
+        })
+        .collect();
+    if cases.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n## Proxy mode: `GET /healthz` through one proxy to the same backend, client xgate-bench\n"
+    );
+    let _ = writeln!(
+        out,
+        "The backend is nginx in the lab's backend namespace (10.77.0.4:8080, `return 200 \"ok\\n\"`, one worker) on CPU 1 with the client, \
+         so that each proxy has CPU 0 to itself. `xgate proxy`: xgate (one lane, 10.77.0.2) with the backend as its one upstream pool; \
+         `nginx proxy`: nginx (10.77.0.3) with `proxy_pass` and upstream keepalive; `direct`: the client on the backend itself, no proxy. \
+         Closed loop; the added p50 of a hop is its p50 minus direct's at the same count.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| server | connections | req/s median (min–max) | p50 µs (min–max) | p99 µs (min–max) | machine CPU µs/req | errors | noisy |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---|");
+    for s in &cases {
+        let mut noisy = Vec::new();
+        if s.rps.noisy() {
+            noisy.push("req/s");
+        }
+        if s.p99.noisy() {
+            noisy.push("p99");
+        }
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} ({}–{}) | {} ({}–{}) | {} ({}–{}) | {:.2} | {} | {} |",
+            s.case.server,
+            thousands(s.case.connections as f64),
+            thousands(s.rps.median),
+            thousands(s.rps.min),
+            thousands(s.rps.max),
+            micros(s.p50.median),
+            micros(s.p50.min),
+            micros(s.p50.max),
+            micros(s.p99.median),
+            micros(s.p99.min),
+            micros(s.p99.max),
+            s.machine_cpu.median,
+            s.errors,
+            noisy.join(", ")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n| connections | xgate proxy / nginx proxy req/s | added p50 of the xgate hop µs | added p50 of the nginx hop µs |"
+    );
+    let _ = writeln!(out, "|---:|---:|---:|---:|");
+    for &c in &results.plan.proxy_connections {
+        let x = find(summaries, XGATE_PROXY_SERVER, "xgate-bench", c);
+        let n = find(summaries, NGINX_PROXY_SERVER, "xgate-bench", c);
+        let d = find(summaries, DIRECT_SERVER, "xgate-bench", c);
+        let added = |p: Option<&CaseSummary>| match (p, d) {
+            (Some(p), Some(d)) => micros(p.p50.median - d.p50.median),
+            _ => "–".into(),
+        };
+        let ratio = match (x, n) {
+            (Some(x), Some(n)) if n.rps.median > 0.0 => format!("{:.2}×", x.rps.median / n.rps.median),
+            _ => "–".into(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            thousands(c as f64),
+            ratio,
+            added(x),
+            added(n)
+        );
+    }
 }
 
 fn packet_table(out: &mut String, packet_path: &Value) {
@@ -451,10 +643,11 @@ pub fn markdown(results: &SuiteResults, plots: Option<(&str, &str)>) -> String {
     let _ = writeln!(out, "| goal | target | measured | met |");
     let _ = writeln!(out, "|---|---|---|---|");
     for goal in goals(results, &summaries) {
-        let met = match goal.met {
-            Some(true) => "yes",
-            Some(false) => "**no**",
-            None => "not measured",
+        let met = match (goal.report_only, goal.met) {
+            (true, _) => "–",
+            (false, Some(true)) => "yes",
+            (false, Some(false)) => "**no**",
+            (false, None) => "not measured",
         };
         let _ = writeln!(
             out,
@@ -527,6 +720,7 @@ pub fn markdown(results: &SuiteResults, plots: Option<(&str, &str)>) -> String {
         );
     }
     http_table(&mut out, &summaries, OPEN_LOOP_CLIENT);
+    proxy_section(&mut out, results, &summaries);
     let _ = writeln!(
         out,
         "\n## Cross-check: wrk (kernel-stack client, 1 thread)\n\nwrk reports p50/p90/p99 only. It runs on one core of the kernel stack, so it saturates well below the servers.\n"
@@ -839,6 +1033,148 @@ Transfer/sec:      8.96MB
         assert!(new.ends_with("The loop and worker share a core.\n"));
         assert_eq!(with_kept_notes("# new\n".into(), Some("# no notes\n")), "# new\n");
         assert_eq!(with_kept_notes("# new\n".into(), None), "# new\n");
+    }
+
+    /// A run with the given requests/s, p50 and p99 (µs), every request answered.
+    fn run(rps: f64, p50: f64, p99: f64) -> RunFigures {
+        let (mut figures, _) = parse_wrk(WRK).unwrap();
+        figures.requests_per_second = rps;
+        figures.p50_us = p50;
+        figures.p90_us = p50;
+        figures.p99_us = p99;
+        figures.p999_us = p99;
+        figures.errors = 0;
+        figures
+    }
+
+    fn case(server: &str, connections: usize, runs: Vec<RunFigures>) -> HttpCase {
+        HttpCase {
+            server: server.into(),
+            client: "xgate-bench".into(),
+            connections,
+            runs,
+        }
+    }
+
+    /// Results of a smoke-sized run: terminating cases at 100 connections and the proxy cases
+    /// given (none: as written before the proxy section existed).
+    fn results(proxy: Vec<HttpCase>) -> SuiteResults {
+        let mut plan = serde_json::json!({
+            "mode": "smoke", "connections": [100], "repeats": 3, "warmup_seconds": 0.1,
+            "duration_seconds": 0.3, "wrk_connections": [], "packet_seconds": 0.2, "profile": false,
+        });
+        if !proxy.is_empty() {
+            plan["proxy_connections"] = serde_json::json!([100]);
+        }
+        let mut http = vec![
+            case("xgate", 100, vec![run(200_000.0, 400.0, 900.0); 3]),
+            case("nginx", 100, vec![run(80_000.0, 1200.0, 2000.0); 3]),
+        ];
+        http.extend(proxy);
+        SuiteResults {
+            schema: 1,
+            date: "2025-01-01".into(),
+            git: "abc1234".into(),
+            command: "xgate-bench suite --smoke".into(),
+            plan: serde_json::from_value(plan).unwrap(),
+            machine: crate::suite::Machine {
+                cpu_model: "cpu".into(),
+                cpus: 2,
+                kernel: "6.1".into(),
+                memory_gib: 4.0,
+                nginx: "nginx/1.22.1".into(),
+                wrk: "wrk 4.1.0".into(),
+            },
+            pinning: "servers on CPU 0".into(),
+            xgate_umem_backing: "NormalPages".into(),
+            http,
+            packet_path: Value::Null,
+            profile: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn proxy_cases_get_their_own_table_and_goals() {
+        let results = results(vec![
+            case(XGATE_PROXY_SERVER, 100, vec![run(90_000.0, 500.0, 1000.0); 3]),
+            case(
+                NGINX_PROXY_SERVER,
+                100,
+                vec![
+                    run(40_000.0, 1500.0, 3000.0),
+                    run(41_000.0, 1600.0, 3100.0),
+                    run(39_000.0, 1400.0, 2900.0),
+                ],
+            ),
+            case(DIRECT_SERVER, 100, vec![run(100_000.0, 450.0, 800.0); 3]),
+        ]);
+        let text = markdown(&results, None);
+        for needle in [
+            "## Proxy mode",
+            "| xgate proxy | 100 | 90,000 (90,000–90,000) | 500 (500–500) | 1000 (1000–1000) |",
+            "| nginx proxy | 100 | 40,000 (39,000–41,000) | 1500 (1400–1600) | 3000 (2900–3100) |",
+            "| direct | 100 | 100,000 (100,000–100,000) |",
+            "| proxy mode, 100 connections, closed loop: requests/s | xgate proxy ≥ 2.0× nginx proxy | 2.25× | yes |",
+            "| proxy mode, 100 connections, closed loop: p99 | xgate proxy < nginx proxy | 1000 µs vs 3000 µs | yes |",
+            "added p50 of the xgate hop (p50 through it − p50 direct), 100 connections, closed loop | reported (no target) | 50.0 µs (500 − 450) | – |",
+            "added p50 of the nginx hop (p50 through it − p50 direct), 100 connections, closed loop | reported (no target) | 1050 µs (1500 − 450) | – |",
+            "| 100 | 2.25× | 50.0 | 1050 |",
+        ] {
+            assert!(text.contains(needle), "lacks {needle:?}:\n{text}");
+        }
+        // The terminating table keeps to the terminating servers.
+        let terminating =
+            &text[text.find("## HTTP, terminating").unwrap()..text.find("## Latency at").unwrap()];
+        assert!(
+            !terminating.contains("proxy") && !terminating.contains("| direct |"),
+            "{terminating}"
+        );
+    }
+
+    #[test]
+    fn a_slower_or_erring_xgate_proxy_does_not_meet_the_proxy_goals() {
+        let mut erring = run(90_000.0, 500.0, 1000.0);
+        erring.errors = 2;
+        let results = results(vec![
+            case(XGATE_PROXY_SERVER, 100, vec![erring; 3]),
+            case(NGINX_PROXY_SERVER, 100, vec![run(40_000.0, 1500.0, 3000.0); 3]),
+            case(DIRECT_SERVER, 100, vec![run(100_000.0, 450.0, 800.0); 3]),
+        ]);
+        let text = markdown(&results, None);
+        assert!(
+            text.contains("| 2.25× (errors: xgate proxy 6) | **no** |"),
+            "{text}"
+        );
+        let slow = results_with_xgate_proxy(run(60_000.0, 2000.0, 4000.0));
+        let text = markdown(&slow, None);
+        assert!(text.contains("| 1.50× | **no** |"), "{text}");
+        assert!(text.contains("| 4000 µs vs 3000 µs | **no** |"), "{text}");
+    }
+
+    fn results_with_xgate_proxy(xgate: RunFigures) -> SuiteResults {
+        results(vec![
+            case(XGATE_PROXY_SERVER, 100, vec![xgate; 3]),
+            case(NGINX_PROXY_SERVER, 100, vec![run(40_000.0, 1500.0, 3000.0); 3]),
+            case(DIRECT_SERVER, 100, vec![run(100_000.0, 450.0, 800.0); 3]),
+        ])
+    }
+
+    #[test]
+    fn results_without_a_proxy_section_still_render() {
+        let text = markdown(&results(Vec::new()), None);
+        assert!(!text.contains("## Proxy mode"), "{text}");
+        assert!(
+            text.contains(
+                "| proxy mode: requests/s | xgate proxy ≥ 2.0× nginx proxy | not measured | not measured |"
+            ),
+            "{text}"
+        );
+        // A results file written before the proxy section existed reads as it did.
+        let mut json = serde_json::to_value(results(Vec::new())).unwrap();
+        json["plan"].as_object_mut().unwrap().remove("proxy_connections");
+        let old: SuiteResults = serde_json::from_value(json).unwrap();
+        assert!(old.plan.proxy_connections.is_empty());
+        assert_eq!(markdown(&old, None), text);
     }
 
     #[test]

@@ -7,13 +7,17 @@
 //!    nginx (`return 200 "ok\n"`, kernel stack, the gateway namespace's own 10.77.0.3), at every
 //!    connection count, with `xgate-bench http` (userspace client over AF_XDP) and with wrk (the
 //!    kernel-stack client, as a cross-check).
-//! 2. The packet path: `xgate-bench packets` (AF_XDP receive vs XDP_DROP on one veth).
+//! 2. Proxy mode: `GET /healthz` through xgate (one upstream pool) and through nginx as a reverse
+//!    proxy (upstream keepalive on) to the same backend (nginx in the backend namespace,
+//!    10.77.0.4:8080), and from the client to that backend directly, for the hop's added latency.
+//! 3. The packet path: `xgate-bench packets` (AF_XDP receive vs XDP_DROP on one veth).
 //!
 //! Pinning: every server runs on CPU 0 and every client on CPU 1 (`taskset`). On veth the kernel
 //! delivers a packet on the *sender's* CPU, so part of each server's receive work lands on the
 //! client's CPU and part of the client's on the server's; both servers get the same treatment,
 //! which is why the CPU cost per request is taken over the whole machine (`/proc/stat`, softirq
-//! included) minus the client process's own time.
+//! included) minus the client process's own time. The proxy section's backend runs on the client's
+//! CPU, so that each proxy under test has CPU 0 to itself.
 //!
 //! Invariants:
 //! - Every child is bounded by a deadline and stopped (servers by signal, then SIGKILL); the lab
@@ -44,12 +48,21 @@ use crate::{
 const LAB: &str = "xgbench";
 const CLIENT_NS: &str = "xgbench-cli";
 const GATEWAY_NS: &str = "xgbench-gw";
+const BACKEND_NS: &str = "xgbench-be";
 const XGATE_TARGET: &str = "10.77.0.2:80";
 const NGINX_TARGET: &str = "10.77.0.3:80";
+/// The proxy section's backend: nginx in the backend namespace.
+const BACKEND_TARGET: &str = "10.77.0.4:8080";
 const SERVER_CPU: &str = "0";
 const CLIENT_CPU: &str = "1";
 /// Socket pool of xgate per run: the connection count plus this margin for reconnects.
 const POOL_MARGIN: usize = 64;
+/// Upstream sockets of xgate in proxy mode: the connection count plus this margin.
+const UPSTREAM_MARGIN: usize = 128;
+/// The largest connection count the proxy section runs at.
+const PROXY_MAX_CONNECTIONS: usize = 1000;
+/// A header only the backend adds: its presence shows that a proxy really passed the request on.
+const BACKEND_HEADER: &str = "X-Served-By";
 
 #[derive(Args, Clone, Debug)]
 pub struct SuiteArgs {
@@ -91,6 +104,9 @@ pub struct Plan {
     pub wrk_connections: Vec<usize>,
     pub packet_seconds: f64,
     pub profile: bool,
+    /// Connection counts of the proxy section (absent from results written before it existed).
+    #[serde(default)]
+    pub proxy_connections: Vec<usize>,
 }
 
 impl Plan {
@@ -105,6 +121,7 @@ impl Plan {
                 wrk_connections: vec![10, 100, 1000, 10_000],
                 packet_seconds: 3.0,
                 profile: true,
+                proxy_connections: Vec::new(),
             }
         } else if args.smoke {
             Plan {
@@ -116,6 +133,7 @@ impl Plan {
                 wrk_connections: vec![10],
                 packet_seconds: 0.2,
                 profile: false,
+                proxy_connections: Vec::new(),
             }
         } else {
             Plan {
@@ -127,6 +145,7 @@ impl Plan {
                 wrk_connections: vec![100],
                 packet_seconds: 1.0,
                 profile: false,
+                proxy_connections: Vec::new(),
             }
         };
         if let Some(repeats) = args.repeats {
@@ -143,6 +162,7 @@ impl Plan {
             plan.wrk_connections.retain(|c| connections.contains(c));
         }
         plan.profile |= args.profile;
+        plan.proxy_connections = proxy_connections(&plan.mode, &plan.connections);
         Ok(plan)
     }
 
@@ -157,7 +177,8 @@ impl Plan {
             0
         };
         let two_lanes = self.lanes_connections().len() * self.repeats;
-        2 * per_server + 1 + profiles + two_lanes
+        let proxy = PROXY_SERVERS.len() * self.proxy_connections.len() * self.repeats;
+        2 * per_server + 1 + profiles + two_lanes + proxy
     }
 
     /// Connection counts at which xgate also runs with two lanes (the reference load and the
@@ -171,6 +192,23 @@ impl Plan {
             .collect();
         counts.dedup();
         counts
+    }
+}
+
+/// Connection counts of the proxy section: in the full mode every count of the plan up to
+/// [`PROXY_MAX_CONNECTIONS`]; otherwise one of them, 100 if the plan has it.
+fn proxy_connections(mode: &str, connections: &[usize]) -> Vec<usize> {
+    let candidates: Vec<usize> = connections
+        .iter()
+        .copied()
+        .filter(|&c| c <= PROXY_MAX_CONNECTIONS)
+        .collect();
+    if mode == "full" {
+        candidates
+    } else if candidates.contains(&100) {
+        vec![100]
+    } else {
+        candidates.into_iter().take(1).collect()
     }
 }
 
@@ -484,6 +522,34 @@ fn wait_for_http(url: &str, limit: Duration) -> anyhow::Result<()> {
     bail!("{url} did not answer 200 within {limit:?}")
 }
 
+/// Fails unless the answer to `url` (from the client namespace) carries the backend's own
+/// header: a proxy that answered by itself would measure nothing of the proxy path.
+fn check_served_by_backend(url: &str) -> anyhow::Result<()> {
+    let output = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            CLIENT_NS,
+            "curl",
+            "-s",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+        ])
+        .args(["--max-time", "2", url])
+        .output()
+        .context("running curl")?;
+    let head = String::from_utf8_lossy(&output.stdout).to_ascii_lowercase();
+    if !head.contains(&format!("{}: backend", BACKEND_HEADER.to_ascii_lowercase())) {
+        bail!(
+            "{url} did not answer from the backend (no `{BACKEND_HEADER}: backend` header); its head was:\n{}",
+            String::from_utf8_lossy(&output.stdout).trim()
+        );
+    }
+    Ok(())
+}
+
 fn signal(child: &Child, signal: libc::c_int) {
     // SAFETY: kill has no memory-safety preconditions; the pid is our own live child's.
     unsafe {
@@ -512,6 +578,12 @@ enum Server {
     /// xgate with two lanes, one on each CPU (the client shares the second).
     XgateTwoLanes,
     Nginx,
+    /// xgate with one lane, proxying every request to the backend.
+    XgateProxy,
+    /// nginx as a reverse proxy to the backend (upstream keepalive on).
+    NginxProxy,
+    /// No proxy: the client talks to the backend itself.
+    Direct,
 }
 
 impl Server {
@@ -520,15 +592,119 @@ impl Server {
             Server::Xgate => "xgate",
             Server::XgateTwoLanes => TWO_LANES_SERVER,
             Server::Nginx => "nginx",
+            Server::XgateProxy => XGATE_PROXY_SERVER,
+            Server::NginxProxy => NGINX_PROXY_SERVER,
+            Server::Direct => DIRECT_SERVER,
         }
     }
 
     fn target(self) -> &'static str {
         match self {
-            Server::Xgate | Server::XgateTwoLanes => XGATE_TARGET,
-            Server::Nginx => NGINX_TARGET,
+            Server::Xgate | Server::XgateTwoLanes | Server::XgateProxy => XGATE_TARGET,
+            Server::Nginx | Server::NginxProxy => NGINX_TARGET,
+            Server::Direct => BACKEND_TARGET,
         }
     }
+}
+
+/// xgate's config for one run: the lab's, with the socket pool sized for `connections` and
+/// `lanes` lanes on `cpus`; with `proxy`, also the backend as its one upstream pool behind a
+/// route that takes every request, with as many upstream sockets as connections (plus a margin)
+/// and no limit on requests per upstream connection (as the nginx proxy is given).
+fn xgate_config(lab_config: &str, connections: usize, lanes: usize, cpus: &str, proxy: bool) -> String {
+    let pool = connections + POOL_MARGIN;
+    let mut config = lab_config
+        .lines()
+        .map(|line| {
+            if line.trim_start().starts_with("max_connections") {
+                if proxy {
+                    format!(
+                        "max_connections = {pool}\nupstream_connections = {}",
+                        connections + UPSTREAM_MARGIN
+                    )
+                } else {
+                    format!("max_connections = {pool}")
+                }
+            } else if line.trim_start().starts_with("listen_port") {
+                format!("{line}\nlanes = {lanes}\ncores = [{cpus}]")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    if proxy {
+        config.push_str(&format!(
+            "\n\n[[upstream]]\nname = \"backend\"\nmembers = [\"{BACKEND_TARGET}\"]\nmax_idle = {pool}\n\
+             max_requests_per_connection = 0\n\n[[route]]\nupstream = \"backend\"\n"
+        ));
+    }
+    config
+}
+
+/// What one nginx of the suite does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NginxRole {
+    /// Answers `/healthz` itself on the gateway namespace's kernel address.
+    Terminating,
+    /// Passes every request on to the backend, on the gateway namespace's kernel address.
+    Proxy,
+    /// The proxy section's backend, in the backend namespace.
+    Backend,
+}
+
+impl NginxRole {
+    /// The stem of its files in the work directory.
+    fn file_stem(self) -> &'static str {
+        match self {
+            NginxRole::Terminating | NginxRole::Proxy => "nginx",
+            NginxRole::Backend => "backend",
+        }
+    }
+
+    fn listen(self) -> &'static str {
+        match self {
+            NginxRole::Terminating | NginxRole::Proxy => NGINX_TARGET,
+            NginxRole::Backend => BACKEND_TARGET,
+        }
+    }
+}
+
+/// nginx's config for `role` at `connections` client connections: one worker, no access log,
+/// keep-alive without a practical request limit; its pid, log and temp files go to `work`.
+fn nginx_config(role: NginxRole, work: &Path, connections: usize) -> String {
+    let answer = "location = /healthz { default_type text/plain; return 200 \"ok\\n\"; }\n    location / { return 404; }";
+    // A proxy holds a connection to the backend for every client connection.
+    let (worker_connections, upstream, locations) = match role {
+        NginxRole::Terminating => ((connections + 1024).max(4096), String::new(), answer.to_string()),
+        NginxRole::Backend => (
+            (connections + 1024).max(4096),
+            String::new(),
+            format!("add_header {BACKEND_HEADER} backend always;\n    {answer}"),
+        ),
+        NginxRole::Proxy => (
+            (2 * connections + 1024).max(4096),
+            format!(
+                "  upstream backend {{ server {BACKEND_TARGET}; keepalive {}; keepalive_requests 100000000; }}\n",
+                connections + POOL_MARGIN
+            ),
+            "location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; }"
+                .to_string(),
+        ),
+    };
+    let stem = role.file_stem();
+    format!(
+        "worker_processes 1;\ndaemon off;\nmaster_process off;\npid {pid};\nerror_log {err} warn;\n\
+         events {{ worker_connections {worker_connections}; multi_accept on; }}\n\
+         http {{\n  access_log off;\n  server_tokens off;\n  keepalive_requests 100000000;\n  keepalive_timeout 300s;\n\
+         client_body_temp_path {tmp}; proxy_temp_path {tmp}; fastcgi_temp_path {tmp}; uwsgi_temp_path {tmp}; scgi_temp_path {tmp};\n\
+         {upstream}\
+         server {{\n    listen {listen} backlog=16384;\n    {locations}\n  }}\n}}\n",
+        pid = work.join(format!("{stem}.pid")).display(),
+        err = work.join(format!("{stem}.err")).display(),
+        tmp = work.display(),
+        listen = role.listen(),
+    )
 }
 
 struct Suite {
@@ -545,27 +721,14 @@ struct Suite {
 impl Suite {
     /// Starts xgate with `lanes` lanes: one lane on the server CPU, or two lanes on CPUs 0 and 1
     /// (the lab's gateway link has two queues).
-    fn start_xgate(&self, connections: usize, lanes: usize) -> anyhow::Result<Guarded> {
-        let pool = connections + POOL_MARGIN;
+    /// With `proxy`, xgate passes every request on to the backend (which must be running).
+    fn start_xgate(&self, connections: usize, lanes: usize, proxy: bool) -> anyhow::Result<Guarded> {
         let cpus = if lanes == 1 {
             SERVER_CPU.to_string()
         } else {
             format!("{SERVER_CPU},{CLIENT_CPU}")
         };
-        let config = self
-            .lab_config
-            .lines()
-            .map(|line| {
-                if line.trim_start().starts_with("max_connections") {
-                    format!("max_connections = {pool}")
-                } else if line.trim_start().starts_with("listen_port") {
-                    format!("{line}\nlanes = {lanes}\ncores = [{cpus}]")
-                } else {
-                    line.to_string()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
+        let config = xgate_config(&self.lab_config, connections, lanes, &cpus, proxy);
         let path = self.work.join("xgate.toml");
         std::fs::write(&path, config)?;
         // One queue per lane: a queue without a lane would lose the flows hashed to it.
@@ -600,40 +763,55 @@ impl Suite {
         {
             *self.xgate_umem_backing.borrow_mut() = backing;
         }
-        wait_for_http(&format!("http://{XGATE_TARGET}/healthz"), Duration::from_secs(10))?;
+        let url = format!("http://{XGATE_TARGET}/healthz");
+        let answered = wait_for_http(&url, Duration::from_secs(10)).and_then(|()| {
+            if proxy {
+                check_served_by_backend(&url)
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = answered {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            bail!("{e:#} (xgate said: {})", log.trim());
+        }
         Ok(server)
     }
 
-    fn start_nginx(&self, connections: usize) -> anyhow::Result<Guarded> {
-        // The same link as xgate with one lane: one queue.
-        set_gateway_queues(1)?;
-        let conf = self.work.join("nginx.conf");
-        let worker_connections = (connections + 1024).max(4096);
-        std::fs::write(
-            &conf,
-            format!(
-                "worker_processes 1;\ndaemon off;\nmaster_process off;\npid {pid};\nerror_log {err} warn;\n\
-                 events {{ worker_connections {worker_connections}; multi_accept on; }}\n\
-                 http {{\n  access_log off;\n  server_tokens off;\n  keepalive_requests 100000000;\n  keepalive_timeout 300s;\n\
-                 client_body_temp_path {tmp}; proxy_temp_path {tmp}; fastcgi_temp_path {tmp}; uwsgi_temp_path {tmp}; scgi_temp_path {tmp};\n\
-                 server {{\n    listen {NGINX_TARGET} backlog=16384;\n\
-                 location = /healthz {{ default_type text/plain; return 200 \"ok\\n\"; }}\n    location / {{ return 404; }}\n  }}\n}}\n",
-                pid = self.work.join("nginx.pid").display(),
-                err = self.work.join("nginx.err").display(),
-                tmp = self.work.display(),
-            ),
-        )?;
-        let child = in_namespace(GATEWAY_NS, SERVER_CPU, Path::new("nginx"))
+    /// Starts nginx as `role`: on the server CPU in the gateway namespace, or, as the backend, on
+    /// the client CPU in the backend namespace (so that the proxy under test has CPU 0 to itself).
+    fn start_nginx(&self, role: NginxRole, connections: usize) -> anyhow::Result<Guarded> {
+        let (namespace, cpu) = match role {
+            NginxRole::Backend => (BACKEND_NS, CLIENT_CPU),
+            NginxRole::Terminating | NginxRole::Proxy => {
+                // The same link as xgate with one lane: one queue.
+                set_gateway_queues(1)?;
+                (GATEWAY_NS, SERVER_CPU)
+            }
+        };
+        let stem = role.file_stem();
+        let conf = self.work.join(format!("{stem}.conf"));
+        let err = self.work.join(format!("{stem}.err"));
+        std::fs::write(&conf, nginx_config(role, &self.work, connections))?;
+        let child = in_namespace(namespace, cpu, Path::new("nginx"))
             .arg("-c")
             .arg(&conf)
             .arg("-e")
-            .arg(self.work.join("nginx.err"))
+            .arg(&err)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .context("starting nginx")?;
+            .with_context(|| format!("starting nginx ({stem})"))?;
         let server = Guarded(child);
-        wait_for_http(&format!("http://{NGINX_TARGET}/healthz"), Duration::from_secs(10))?;
+        let url = format!("http://{}/healthz", role.listen());
+        let answered = wait_for_http(&url, Duration::from_secs(10)).and_then(|()| match role {
+            NginxRole::Terminating => Ok(()),
+            NginxRole::Proxy | NginxRole::Backend => check_served_by_backend(&url),
+        });
+        if let Err(e) = answered {
+            let log = std::fs::read_to_string(&err).unwrap_or_default();
+            bail!("{e:#} (nginx, {stem}, said: {})", log.trim());
+        }
         Ok(server)
     }
 
@@ -804,24 +982,31 @@ impl Suite {
 
     /// Runs `measure` against a freshly started `server` and stops it afterwards: every repeat
     /// starts from the same state (no sockets, timers or caches left by the run before).
+    /// [`Server::Direct`] starts nothing (its backend runs for the whole proxy section), so
+    /// `measure` gets no process then.
     fn with_fresh_server<T>(
         &self,
         server: Server,
         connections: usize,
-        measure: impl FnOnce(&Self, &Guarded) -> anyhow::Result<T>,
+        measure: impl FnOnce(&Self, Option<&Guarded>) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
         check_interrupted()?;
         let process = match server {
-            Server::Xgate => self.start_xgate(connections, 1)?,
-            Server::XgateTwoLanes => self.start_xgate(connections, 2)?,
-            Server::Nginx => self.start_nginx(connections)?,
+            Server::Xgate => Some(self.start_xgate(connections, 1, false)?),
+            Server::XgateTwoLanes => Some(self.start_xgate(connections, 2, false)?),
+            Server::XgateProxy => Some(self.start_xgate(connections, 1, true)?),
+            Server::Nginx => Some(self.start_nginx(NginxRole::Terminating, connections)?),
+            Server::NginxProxy => Some(self.start_nginx(NginxRole::Proxy, connections)?),
+            Server::Direct => None,
         };
-        let result = measure(self, &process);
+        let result = measure(self, process.as_ref());
         let stop_signal = match server {
-            Server::Xgate | Server::XgateTwoLanes => libc::SIGINT,
-            Server::Nginx => libc::SIGTERM,
+            Server::Xgate | Server::XgateTwoLanes | Server::XgateProxy => libc::SIGINT,
+            Server::Nginx | Server::NginxProxy | Server::Direct => libc::SIGTERM,
         };
-        stop(process, stop_signal);
+        if let Some(process) = process {
+            stop(process, stop_signal);
+        }
         result
     }
 
@@ -881,8 +1066,9 @@ impl Suite {
             }
             if server == Server::Xgate && self.plan.profile && PROFILED_CONNECTIONS.contains(&connections) {
                 let top = self
-                    .with_fresh_server(server, connections, |suite, process| {
-                        suite.profile_xgate(process, connections)
+                    .with_fresh_server(server, connections, |suite, process| match process {
+                        Some(process) => suite.profile_xgate(process, connections),
+                        None => bail!("no xgate process to profile"),
                     })
                     .unwrap_or_else(|e| vec![format!("profile failed: {e:#}")]);
                 profile.push(ProfileSection { connections, top });
@@ -950,8 +1136,54 @@ impl Suite {
     }
 }
 
+impl Suite {
+    /// Proxy mode: xgate and nginx each as the one hop between the client and the same backend,
+    /// and the client on the backend directly, closed loop at the plan's proxy connection counts.
+    /// The backend runs (on the client's CPU) for the whole section and is stopped at its end.
+    fn run_proxy(&mut self, cases: &mut Vec<HttpCase>) -> anyhow::Result<()> {
+        let counts = self.plan.proxy_connections.clone();
+        let Some(&most) = counts.iter().max() else {
+            return Ok(());
+        };
+        check_interrupted()?;
+        // The backend holds the connections of whichever proxy runs, or the client's.
+        let backend = self.start_nginx(NginxRole::Backend, most + UPSTREAM_MARGIN)?;
+        let mut measure = || -> anyhow::Result<()> {
+            for &connections in &counts {
+                for server in [Server::XgateProxy, Server::NginxProxy, Server::Direct] {
+                    let runs = self.repeated(server, connections, "xgate-bench", |suite| {
+                        suite.generator_run(server, connections)
+                    })?;
+                    cases.push(HttpCase {
+                        server: server.name().into(),
+                        client: "xgate-bench".into(),
+                        connections,
+                        runs,
+                    });
+                }
+            }
+            Ok(())
+        };
+        let result = measure();
+        stop(backend, libc::SIGTERM);
+        result
+    }
+}
+
 /// The server label of xgate with two lanes.
 pub const TWO_LANES_SERVER: &str = "xgate lanes=2";
+
+/// The server label of xgate proxying to the backend.
+pub const XGATE_PROXY_SERVER: &str = "xgate proxy";
+
+/// The server label of nginx proxying to the backend.
+pub const NGINX_PROXY_SERVER: &str = "nginx proxy";
+
+/// The server label of the backend reached without a proxy.
+pub const DIRECT_SERVER: &str = "direct";
+
+/// The servers of the proxy section, in the order they run.
+pub const PROXY_SERVERS: [&str; 3] = [XGATE_PROXY_SERVER, NGINX_PROXY_SERVER, DIRECT_SERVER];
 
 /// The client label of open-loop cases.
 pub const OPEN_LOOP_CLIENT: &str = "xgate-bench open loop";
@@ -1102,6 +1334,10 @@ pub fn run(args: &SuiteArgs) -> anyhow::Result<()> {
         GATEWAY_NS,
         &["net.core.somaxconn=16384", "net.ipv4.tcp_max_syn_backlog=16384"],
     )?;
+    sysctl(
+        BACKEND_NS,
+        &["net.core.somaxconn=16384", "net.ipv4.tcp_max_syn_backlog=16384"],
+    )?;
     sysctl(CLIENT_NS, &["net.ipv4.ip_local_port_range=1024 65000"])?;
 
     let mut suite = Suite {
@@ -1123,6 +1359,7 @@ pub fn run(args: &SuiteArgs) -> anyhow::Result<()> {
     suite.run_server(Server::Nginx, &mut http, &mut profile)?;
     suite.run_open_loop(&mut http)?;
     suite.run_two_lanes(&mut http)?;
+    suite.run_proxy(&mut http)?;
 
     let packets = Command::new(&bench)
         .args([
@@ -1149,7 +1386,7 @@ pub fn run(args: &SuiteArgs) -> anyhow::Result<()> {
         plan: suite.plan.clone(),
         machine: machine(),
         pinning:
-            "servers on CPU 0, clients on CPU 1 (taskset); kernel delivery on veth runs on the sender's CPU"
+            "servers on CPU 0, clients on CPU 1 (taskset), the proxy section's backend on CPU 1 too; kernel delivery on veth runs on the sender's CPU"
                 .into(),
         xgate_umem_backing: suite.xgate_umem_backing.borrow().clone(),
         http,
@@ -1199,4 +1436,118 @@ pub fn rerender(args: &ReportArgs) -> anyhow::Result<()> {
         eprintln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LAB_CONFIG: &str = "[gateway]\ninterface = \"xg-gw\"\nqueue = 0\nipv4 = \"10.77.0.2\"\nprefix_len = 24\nmac = \"02:77:00:00:00:02\"\nlisten_port = 80\n\n\
+                              [umem]\nframes = 4096\nframe_size = 2048\nallow_normal_pages = true\n\n\
+                              [http]\nmax_connections = 1024\nring_size = 1024\nmax_header_bytes = 8192\n\n\
+                              [tcp]\nkeepalive_ms = 0\ntimeout_ms = 60000\n";
+
+    /// The text of `table`'s body: from its header to the next header.
+    fn table<'a>(config: &'a str, header: &str) -> &'a str {
+        let start = config
+            .find(header)
+            .unwrap_or_else(|| panic!("no {header} in:\n{config}"));
+        let body = &config[start + header.len()..];
+        &body[..body.find("\n[").unwrap_or(body.len())]
+    }
+
+    #[test]
+    fn proxy_section_runs_at_one_count_or_at_every_count_up_to_1000() {
+        assert_eq!(proxy_connections("smoke", &[10, 100]), vec![100]);
+        assert_eq!(proxy_connections("quick", &[10, 100, 1000, 10_000]), vec![100]);
+        assert_eq!(proxy_connections("quick", &[10, 10_000]), vec![10]);
+        assert_eq!(proxy_connections("quick", &[10_000]), Vec::<usize>::new());
+        assert_eq!(
+            proxy_connections("full", &[10, 100, 1000, 10_000]),
+            vec![10, 100, 1000]
+        );
+    }
+
+    #[test]
+    fn xgate_proxy_config_adds_the_backend_pool_and_a_route_for_everything() {
+        let plain = xgate_config(LAB_CONFIG, 100, 1, "0", false);
+        assert!(!plain.contains("upstream"), "{plain}");
+        assert!(table(&plain, "[http]").contains("max_connections = 164"));
+        assert!(table(&plain, "[gateway]").contains("lanes = 1\ncores = [0]"));
+
+        let proxy = xgate_config(LAB_CONFIG, 100, 1, "0", true);
+        assert!(
+            table(&proxy, "[http]").contains("max_connections = 164\nupstream_connections = 228\n"),
+            "{proxy}"
+        );
+        let upstream = table(&proxy, "[[upstream]]");
+        for line in [
+            "name = \"backend\"",
+            "members = [\"10.77.0.4:8080\"]",
+            "max_idle = 164",
+            "max_requests_per_connection = 0",
+        ] {
+            assert!(upstream.contains(line), "{line} in {upstream}");
+        }
+        assert_eq!(table(&proxy, "[[route]]").trim(), "upstream = \"backend\"");
+        // Everything else of the lab's config is kept.
+        assert!(table(&proxy, "[tcp]").contains("timeout_ms = 60000"));
+    }
+
+    #[test]
+    fn nginx_configs_answer_proxy_or_serve_as_the_backend() {
+        let work = Path::new("/tmp/work");
+        let terminating = nginx_config(NginxRole::Terminating, work, 100);
+        assert!(terminating.contains("listen 10.77.0.3:80 backlog=16384;"));
+        assert!(terminating.contains("return 200 \"ok\\n\";"));
+        assert!(!terminating.contains("proxy_pass") && !terminating.contains(BACKEND_HEADER));
+
+        let proxy = nginx_config(NginxRole::Proxy, work, 100);
+        assert!(proxy.contains("listen 10.77.0.3:80 backlog=16384;"));
+        assert!(proxy.contains(
+            "upstream backend { server 10.77.0.4:8080; keepalive 164; keepalive_requests 100000000; }"
+        ));
+        assert!(proxy.contains(
+            "location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; }"
+        ));
+        assert!(proxy.contains("pid /tmp/work/nginx.pid;"));
+
+        let backend = nginx_config(NginxRole::Backend, work, 228);
+        assert!(backend.contains("listen 10.77.0.4:8080 backlog=16384;"));
+        assert!(backend.contains("add_header X-Served-By backend always;"));
+        assert!(backend.contains("location = /healthz { default_type text/plain; return 200 \"ok\\n\"; }"));
+        assert!(backend.contains("access_log off;") && backend.contains("keepalive_requests 100000000;"));
+        // Its own pid and log, beside a proxy nginx's.
+        assert!(backend.contains("pid /tmp/work/backend.pid;"));
+        assert!(backend.contains("error_log /tmp/work/backend.err warn;"));
+    }
+
+    #[test]
+    fn plans_written_before_the_proxy_section_still_read() {
+        let plan: Plan = serde_json::from_str(
+            r#"{"mode":"quick","connections":[10,100],"repeats":3,"warmup_seconds":0.5,
+                "duration_seconds":2.0,"wrk_connections":[100],"packet_seconds":1.0,"profile":false}"#,
+        )
+        .unwrap();
+        assert!(plan.proxy_connections.is_empty());
+    }
+
+    #[test]
+    fn steps_count_the_proxy_runs() {
+        let args = SuiteArgs {
+            quick: false,
+            full: false,
+            smoke: true,
+            repeats: None,
+            connections: None,
+            out: PathBuf::from("out"),
+            results_md: None,
+            profile: false,
+        };
+        let plan = Plan::from_args(&args).unwrap();
+        assert_eq!(plan.proxy_connections, vec![100]);
+        let mut without = plan.clone();
+        without.proxy_connections.clear();
+        assert_eq!(plan.steps() - without.steps(), 3 * plan.repeats);
+    }
 }

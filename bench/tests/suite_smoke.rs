@@ -1,6 +1,7 @@
 //! A smoke run of the whole benchmark suite (tiny durations): the lab comes up, xgate and nginx
-//! both answer the userspace load generator and wrk, the packet path runs, and every output file
-//! is written and readable. It checks that the harness works, never how fast anything is.
+//! both answer the userspace load generator and wrk, both proxy the generator's requests to the
+//! backend (and the generator reaches the backend directly), the packet path runs, and every
+//! output file is written and readable. It checks that the harness works, never how fast anything is.
 
 use std::{
     path::PathBuf,
@@ -148,6 +149,27 @@ fn smoke_suite_writes_every_output_with_figures_from_both_servers() {
         assert!(run["requests_per_second"].as_f64().unwrap() > 0.0, "{run}");
         assert_eq!(run["errors"], 0, "two lanes: {run}");
     }
+    // Proxy mode at 100 connections: xgate and nginx as proxies, and the backend directly.
+    assert_eq!(json["plan"]["proxy_connections"], serde_json::json!([100]));
+    for server in ["xgate proxy", "nginx proxy", "direct"] {
+        let case = json["http"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["server"] == server && c["client"] == "xgate-bench" && c["connections"] == 100)
+            .unwrap_or_else(|| panic!("no proxy-mode case for {server}"));
+        let runs = case["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 3, "{server}: three repeats");
+        for run in runs {
+            assert!(
+                run["requests_per_second"].as_f64().unwrap() > 0.0,
+                "{server}: {run}"
+            );
+            assert!(run["p50_us"].as_f64().unwrap() > 0.0, "{server}: {run}");
+            assert!(run["p99_us"].as_f64().unwrap() >= run["p50_us"].as_f64().unwrap());
+            assert!(run["response_bytes"].as_u64().unwrap() > 0);
+        }
+    }
     let packet_rows = json["packet_path"]["packet_path"]
         .as_array()
         .unwrap_or_else(|| panic!("packet path missing: {}", json["packet_path"]));
@@ -161,6 +183,14 @@ fn smoke_suite_writes_every_output_with_figures_from_both_servers() {
         "### Ratios",
         "### Lanes: one lane (CPU 0) vs two lanes (CPUs 0 and 1)",
         "| 100 | xgate lanes=2 |",
+        "## Proxy mode",
+        "| xgate proxy | 100 |",
+        "| nginx proxy | 100 |",
+        "| direct | 100 |",
+        "| proxy mode, 100 connections, closed loop: requests/s | xgate proxy ≥ 2.0× nginx proxy |",
+        "| proxy mode, 100 connections, closed loop: p99 | xgate proxy < nginx proxy |",
+        "proxy mode: added p50 of the xgate hop",
+        "proxy mode: added p50 of the nginx hop",
         "## Packet path",
     ] {
         assert!(

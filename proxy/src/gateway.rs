@@ -87,7 +87,13 @@ pub struct Gateway {
 impl Gateway {
     /// A gateway routing with `routes` to `pools` under `limits`; `authority` is the gateway's
     /// own `host:port`; `max_buffered` the bytes a connection's buffer holds.
-    pub fn new(routes: &RouteTable, pools: &[PoolSpec], limits: Limits, authority: &str, max_buffered: usize) -> Gateway {
+    pub fn new(
+        routes: &RouteTable,
+        pools: &[PoolSpec],
+        limits: Limits,
+        authority: &str,
+        max_buffered: usize,
+    ) -> Gateway {
         Gateway {
             routes: routes.clone(),
             hash_keys: pools
@@ -176,11 +182,9 @@ impl Gateway {
             return Verdict::Incomplete;
         };
         let close = !head.keep_alive || consumed > input.len();
-        let allowed = self
-            .routes
-            .routes()
-            .iter()
-            .find(|r| r.methods.is_some() && r.host.matches(head.host) && path_matches(&r.path_prefix, head.path));
+        let allowed = self.routes.routes().iter().find(|r| {
+            r.methods.is_some() && r.host.matches(head.host) && path_matches(&r.path_prefix, head.path)
+        });
         let (status, allow) = match allowed.and_then(|r| r.methods) {
             Some(methods) => (405, Some(methods)),
             None => (404, None),
@@ -201,8 +205,16 @@ impl Gateway {
         }
         let allow_text = std::str::from_utf8(&allow_value[..allow_len]).unwrap_or("");
         let with_allow = [("Content-Type", "text/plain"), ("Allow", allow_text)];
-        let headers = if allow.is_some() { &with_allow[..] } else { &with_allow[..1] };
-        let body: &[u8] = if status == 405 { b"method not allowed\n" } else { b"not found\n" };
+        let headers = if allow.is_some() {
+            &with_allow[..]
+        } else {
+            &with_allow[..1]
+        };
+        let body: &[u8] = if status == 405 {
+            b"method not allowed\n"
+        } else {
+            b"not found\n"
+        };
         let written = write_direct(status, headers, body, head.is_head, connection(head, close), out)
             .expect("fits MIN_RESPONSE_BUFFER");
         Verdict::Respond {
@@ -220,7 +232,9 @@ impl Gateway {
         match head.body {
             BodyFraming::None => Some(head.head_len),
             BodyFraming::Length(n) => {
-                let end = head.head_len.saturating_add(usize::try_from(n).unwrap_or(usize::MAX));
+                let end = head
+                    .head_len
+                    .saturating_add(usize::try_from(n).unwrap_or(usize::MAX));
                 if end <= input.len() {
                     Some(end)
                 } else if end > self.max_buffered {
@@ -246,7 +260,10 @@ impl Gateway {
 /// `Connection: close`, into `out`; returns its length (0 if `out` is too small).
 pub fn health_request(path: &str, member: std::net::SocketAddrV4, out: &mut [u8]) -> usize {
     let mut cursor = crate::writer::Cursor::new(out);
-    cursor.put(b"GET ").put(path.as_bytes()).put(b" HTTP/1.1\r\nHost: ");
+    cursor
+        .put(b"GET ")
+        .put(path.as_bytes())
+        .put(b" HTTP/1.1\r\nHost: ");
     for (i, octet) in member.ip().octets().iter().enumerate() {
         if i > 0 {
             cursor.put(b".");
@@ -295,8 +312,14 @@ fn header_value<'a>(head: &'a [u8], name: &str) -> Option<&'a [u8]> {
         }
         let value = &line[colon + 1..];
         let value = value.strip_suffix(b"\r").unwrap_or(value);
-        let start = value.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(value.len());
-        let end = value.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
+        let start = value
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(value.len());
+        let end = value
+            .iter()
+            .rposition(|b| !b.is_ascii_whitespace())
+            .map_or(start, |e| e + 1);
         Some(&value[start..end])
     })
 }

@@ -22,9 +22,9 @@ pub mod chunked;
 pub mod direct;
 mod fields;
 pub mod forward;
-pub mod gateway;
 #[doc(hidden)]
 pub mod fuzz_checks;
+pub mod gateway;
 pub mod limits;
 pub mod request;
 pub mod responder;

@@ -284,7 +284,11 @@ impl Upstreams {
         let mut fallback = None;
         while tried < span {
             let port = self.next_port;
-            self.next_port = if port + 1 >= self.ports.end { self.ports.start } else { port + 1 };
+            self.next_port = if port + 1 >= self.ports.end {
+                self.ports.start
+            } else {
+                port + 1
+            };
             tried += 1;
             if server.port_in_use(remote, port) {
                 continue;
@@ -312,7 +316,9 @@ impl Lane<'_> {
         let max_body = self.max_body;
         let now = self.now_ms;
         let conn = &mut self.connections[index];
-        let slot = self.table.slot(conn.slot.as_mut().expect("the lane holds the slot"));
+        let slot = self
+            .table
+            .slot(conn.slot.as_mut().expect("the lane holds the slot"));
         // The request head was rewritten into the response buffer: drop it from the request
         // buffer, which now starts with the body (if any).
         slot.consume_request(forward.head_len);
@@ -428,7 +434,9 @@ impl Lane<'_> {
             self.values.client_resets += 1;
         } else {
             let conn = &mut self.connections[index];
-            let slot = self.table.slot(conn.slot.as_mut().expect("the lane holds the slot"));
+            let slot = self
+                .table
+                .slot(conn.slot.as_mut().expect("the lane holds the slot"));
             let written = write_error(status, x.forward.is_head, true, &mut slot.response);
             // The rest of the request (body, pipelined bytes) cannot be trusted any more.
             slot.request_len = 0;
@@ -503,7 +511,8 @@ impl Lane<'_> {
                 let socket = self.server.socket(id);
                 if socket.state() != tcp::State::Established || socket.can_recv() {
                     let conn = *self.upstreams.conn(id);
-                    if let Some((pool, member)) = self.upstreams.member_now(conn.pool, conn.member, conn.addr) {
+                    if let Some((pool, member)) = self.upstreams.member_now(conn.pool, conn.member, conn.addr)
+                    {
                         let idle = &mut self.upstreams.idle[pool][member];
                         if let Some(at) = idle.iter().position(|&i| i == id) {
                             idle.swap_remove(at);
@@ -556,7 +565,9 @@ impl Lane<'_> {
         }
         let mut progress = false;
         let conn = &mut self.connections[index];
-        let slot = self.table.slot(conn.slot.as_mut().expect("the lane holds the slot"));
+        let slot = self
+            .table
+            .slot(conn.slot.as_mut().expect("the lane holds the slot"));
         // 1. The request head.
         if x.head_sent < x.head_len {
             let socket = self.server.socket(up);
@@ -589,20 +600,26 @@ impl Lane<'_> {
                 let socket = self.server.socket(up);
                 let room = socket.send_capacity() - socket.send_queue();
                 let len = x.request_body.want(room.min(slot.request_len));
-                x.request_body.advance(&slot.request[..len]).map(|take| {
+                x.request_body.advance(&slot.request[..len]).inspect(|&take| {
                     let sent = socket.send_slice(&slot.request[..take]).unwrap_or(0);
                     debug_assert_eq!(sent, take, "room was counted");
                     slot.consume_request(take);
-                    take
                 })
             } else {
-                relay(&mut self.server, &mut self.scratch, client, up, &mut x.request_body)
+                relay(
+                    &mut self.server,
+                    &mut self.scratch,
+                    client,
+                    up,
+                    &mut x.request_body,
+                )
             };
             match result {
                 Ok(n) => {
                     if n > 0 {
                         progress = true;
-                        x.deadline_ms = now + self.timeouts.body_idle_ms.max(self.timeouts.upstream_response_ms);
+                        x.deadline_ms =
+                            now + self.timeouts.body_idle_ms.max(self.timeouts.upstream_response_ms);
                     }
                 }
                 Err(error) => {
@@ -656,7 +673,8 @@ impl Lane<'_> {
                             close,
                             http10_keep_alive: x.forward.http10 && !close,
                         };
-                        let Some(len) = write_client_head(&head, &self.scratch[..peeked], &options, &mut slot.response)
+                        let Some(len) =
+                            write_client_head(&head, &self.scratch[..peeked], &options, &mut slot.response)
                         else {
                             self.values.bad_upstream_responses += 1;
                             self.connections[index].proxy = Some(x);
@@ -673,7 +691,9 @@ impl Lane<'_> {
                         discard(self.server.socket(up), head_len);
                         self.count_status(status);
                         let conn = *self.upstreams.conn(up);
-                        if let Some((pool, member)) = self.upstreams.member_now(conn.pool, conn.member, conn.addr) {
+                        if let Some((pool, member)) =
+                            self.upstreams.member_now(conn.pool, conn.member, conn.addr)
+                        {
                             self.upstreams.pools[pool].record_response(member, status < 500, now);
                         }
                         progress = true;
@@ -685,7 +705,9 @@ impl Lane<'_> {
         // 5. The client head.
         if let ResponsePhase::SendingHead { len, sent } = x.phase {
             let conn = &mut self.connections[index];
-            let slot = self.table.slot(conn.slot.as_mut().expect("the lane holds the slot"));
+            let slot = self
+                .table
+                .slot(conn.slot.as_mut().expect("the lane holds the slot"));
             let socket = self.server.socket(client);
             let n = socket.send_slice(&slot.response[sent..len]).unwrap_or(0);
             progress |= n > 0;
@@ -697,7 +719,13 @@ impl Lane<'_> {
         }
         // 6. The response body.
         if x.phase == ResponsePhase::Body {
-            match relay(&mut self.server, &mut self.scratch, up, client, &mut x.response_body) {
+            match relay(
+                &mut self.server,
+                &mut self.scratch,
+                up,
+                client,
+                &mut x.response_body,
+            ) {
                 Ok(n) => {
                     if n > 0 {
                         progress = true;
@@ -748,7 +776,9 @@ impl Lane<'_> {
             self.values.requests += 1;
             self.log_access(index, &x, x.status);
             let conn = &mut self.connections[index];
-            let slot = self.table.slot(conn.slot.as_mut().expect("the lane holds the slot"));
+            let slot = self
+                .table
+                .slot(conn.slot.as_mut().expect("the lane holds the slot"));
             if x.client_close {
                 self.server.socket(client).close();
                 conn.closing = true;
@@ -785,7 +815,11 @@ impl Lane<'_> {
             return;
         }
         self.values.upstream_retries += 1;
-        let exclude = if x.reused { None } else { Some(usize::from(x.member)) };
+        let exclude = if x.reused {
+            None
+        } else {
+            Some(usize::from(x.member))
+        };
         self.drop_upstream_of(&x, false);
         let mut retry = x;
         retry.upstream = None;
@@ -854,7 +888,12 @@ impl Lane<'_> {
                     self.count_status(REQUEST_TIMEOUT);
                     self.service(id);
                 }
-            } else if now >= conn.last_active_ms.saturating_add(self.timeouts.keepalive_idle_ms) || self.draining {
+            } else if now
+                >= conn
+                    .last_active_ms
+                    .saturating_add(self.timeouts.keepalive_idle_ms)
+                || self.draining
+            {
                 // Idle keep-alive connection (or draining: no request in flight).
                 conn.closing = true;
                 self.server.socket(id).close();
@@ -872,7 +911,9 @@ impl Lane<'_> {
                         self.service_upstream(id);
                         let conn = self.upstreams.conns[i];
                         if let Owner::Idle { .. } = conn.owner {
-                            if let Some((pool, member)) = self.upstreams.member_now(conn.pool, conn.member, conn.addr) {
+                            if let Some((pool, member)) =
+                                self.upstreams.member_now(conn.pool, conn.member, conn.addr)
+                            {
                                 let idle = &mut self.upstreams.idle[pool][member];
                                 if let Some(at) = idle.iter().position(|&c| c == id) {
                                     idle.swap_remove(at);
@@ -958,7 +999,10 @@ impl Lane<'_> {
                 return;
             }
             let _ = socket.send_slice(&request[..len]);
-            self.upstreams.conn(id).owner = Owner::Probe { deadline_ms, sent: true };
+            self.upstreams.conn(id).owner = Owner::Probe {
+                deadline_ms,
+                sent: true,
+            };
             self.server.touch(id);
             return;
         }

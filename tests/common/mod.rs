@@ -52,6 +52,8 @@ pub struct TestLab {
     pub name: String,
     pub config_path: PathBuf,
     gateway: Option<Child>,
+    /// Servers started in the backend namespace (killed and reaped on drop).
+    backends: Vec<Child>,
     stdout: Option<Receiver<String>>,
     stderr_path: PathBuf,
 }
@@ -100,6 +102,7 @@ impl TestLab {
             name,
             config_path,
             gateway: None,
+            backends: Vec::new(),
             stdout: None,
             stderr_path,
         };
@@ -308,8 +311,8 @@ impl TestLab {
 
     /// Starts the project's fault backend (`tests/backend.py`) in the backend namespace on
     /// `10.77.0.4:port`, answering `/hello` with `hello from <name>`; waits until it listens.
-    /// Any extra `args` go to the script. Killed when the lab goes down.
-    pub fn start_backend(&mut self, port: u16, name: &str) -> Child {
+    /// Returns its index for [`TestLab::kill_backend`]; killed when the lab goes down.
+    pub fn start_backend(&mut self, port: u16, name: &str) -> usize {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/backend.py");
         let mut child = self
             .exec("be", "python3")
@@ -323,7 +326,21 @@ impl TestLab {
             .read_line(&mut line)
             .unwrap();
         assert_eq!(line.trim(), "ready", "test backend did not start");
-        child
+        self.keep_backend(child)
+    }
+
+    /// Keeps `child` (a server in the backend namespace) until the lab goes down; returns its
+    /// index for [`TestLab::kill_backend`].
+    pub fn keep_backend(&mut self, child: Child) -> usize {
+        self.backends.push(child);
+        self.backends.len() - 1
+    }
+
+    /// Kills backend `index` and waits for it to exit.
+    pub fn kill_backend(&mut self, index: usize) {
+        let child = &mut self.backends[index];
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     /// Starts nginx in the backend namespace on `10.77.0.4:port`, serving `root` (HTTP/1.1,
@@ -365,9 +382,12 @@ impl TestLab {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no `{name}` event within {timeout:?}; stderr: {}", self.gateway_stderr()));
+            let line = rx.recv_timeout(left).unwrap_or_else(|_| {
+                panic!(
+                    "no `{name}` event within {timeout:?}; stderr: {}",
+                    self.gateway_stderr()
+                )
+            });
             let value: serde_json::Value = serde_json::from_str(&line).unwrap();
             if value["event"] == name {
                 return value;
@@ -398,6 +418,10 @@ impl TestLab {
 impl Drop for TestLab {
     fn drop(&mut self) {
         if let Some(mut child) = self.gateway.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for child in &mut self.backends {
             let _ = child.kill();
             let _ = child.wait();
         }

@@ -24,6 +24,8 @@
 pub mod device;
 pub mod flows;
 pub mod frames;
+#[doc(hidden)]
+pub mod fuzz_support;
 pub mod rss;
 pub mod tcp_server;
 #[cfg(test)]

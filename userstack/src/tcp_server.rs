@@ -460,8 +460,11 @@ impl TcpServer {
         let socket = self.shards[shard_index as usize]
             .sockets
             .get_mut::<tcp::Socket>(conn.handle);
-        let endpoint = IpEndpoint::new(smoltcp::wire::IpAddress::Ipv4((*remote.ip()).into()), remote.port());
-        if socket.connect(self.iface.context(), endpoint, local_port).is_err() {
+        let endpoint = IpEndpoint::new(smoltcp::wire::IpAddress::Ipv4(*remote.ip()), remote.port());
+        if socket
+            .connect(self.iface.context(), endpoint, local_port)
+            .is_err()
+        {
             self.outbound_free.push(id);
             return Err(ConnectError::Refused);
         }

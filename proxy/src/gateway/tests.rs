@@ -64,7 +64,10 @@ fn a_proxied_request_gets_a_rewritten_head_and_its_framing() {
     };
     assert_eq!(f.head_len, input.len() - 5);
     assert_eq!(f.body, BodyFraming::Length(5));
-    assert_eq!((f.pool, f.route, f.close, f.idempotent, f.hash), (0, 1, false, false, None));
+    assert_eq!(
+        (f.pool, f.route, f.close, f.idempotent, f.hash),
+        (0, 1, false, false, None)
+    );
     assert!(head.starts_with("POST /v1/items?x=1 HTTP/1.1\r\n"), "{head}");
     assert!(head.contains("Host: backend.internal\r\n"), "{head}");
     assert!(head.contains("X-Forwarded-For: 10.77.0.1\r\n"), "{head}");
@@ -75,13 +78,32 @@ fn a_proxied_request_gets_a_rewritten_head_and_its_framing() {
 fn direct_routes_answer_and_misses_get_404_or_405_with_allow() {
     let g = gateway(Policy::RoundRobin);
     let (verdict, text) = decide(&g, b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n");
-    assert!(matches!(verdict, Verdict::Respond { status: 200, close: false, .. }), "{verdict:?}");
+    assert!(
+        matches!(
+            verdict,
+            Verdict::Respond {
+                status: 200,
+                close: false,
+                ..
+            }
+        ),
+        "{verdict:?}"
+    );
     assert!(text.ends_with("\r\n\r\nok\n"), "{text}");
-    let (verdict, text) = decide(&g, b"POST /healthz HTTP/1.1\r\nHost: gw\r\nContent-Length: 0\r\n\r\n");
-    assert!(matches!(verdict, Verdict::Respond { status: 405, .. }), "{verdict:?}");
+    let (verdict, text) = decide(
+        &g,
+        b"POST /healthz HTTP/1.1\r\nHost: gw\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert!(
+        matches!(verdict, Verdict::Respond { status: 405, .. }),
+        "{verdict:?}"
+    );
     assert!(text.contains("Allow: GET, HEAD\r\n"), "{text}");
     let (verdict, _) = decide(&g, b"GET /other HTTP/1.1\r\nHost: gw\r\n\r\n");
-    assert!(matches!(verdict, Verdict::Respond { status: 404, .. }), "{verdict:?}");
+    assert!(
+        matches!(verdict, Verdict::Respond { status: 404, .. }),
+        "{verdict:?}"
+    );
 }
 
 #[test]
@@ -91,10 +113,14 @@ fn a_direct_route_waits_for_a_body_that_fits_and_closes_on_one_that_does_not() {
     assert_eq!(decide(&g, partial).0, Verdict::Incomplete);
     let whole = b"GET /healthz HTTP/1.1\r\nHost: gw\r\nContent-Length: 3\r\n\r\nabcGET";
     let (verdict, _) = decide(&g, whole);
-    assert!(matches!(verdict, Verdict::Respond { consumed, close: false, .. } if consumed == whole.len() - 3));
+    assert!(
+        matches!(verdict, Verdict::Respond { consumed, close: false, .. } if consumed == whole.len() - 3)
+    );
     let huge = b"GET /healthz HTTP/1.1\r\nHost: gw\r\nContent-Length: 100000\r\n\r\nabc";
     let (verdict, _) = decide(&g, huge);
-    assert!(matches!(verdict, Verdict::Respond { status: 200, close: true, consumed, .. } if consumed == huge.len()));
+    assert!(
+        matches!(verdict, Verdict::Respond { status: 200, close: true, consumed, .. } if consumed == huge.len())
+    );
 }
 
 #[test]
@@ -115,7 +141,9 @@ fn smuggling_is_refused_with_400_and_close() {
 
 #[test]
 fn hashing_pools_get_the_key_of_the_client_or_the_header() {
-    let g = gateway(Policy::ConsistentHash { key: HashKey::ClientIp });
+    let g = gateway(Policy::ConsistentHash {
+        key: HashKey::ClientIp,
+    });
     let Verdict::Forward(f) = decide(&g, b"GET / HTTP/1.1\r\nHost: api.example.com\r\n\r\n").0 else {
         panic!()
     };
@@ -123,7 +151,12 @@ fn hashing_pools_get_the_key_of_the_client_or_the_header() {
     let g = gateway(Policy::ConsistentHash {
         key: HashKey::Header("x-user".into()),
     });
-    let Verdict::Forward(f) = decide(&g, b"GET / HTTP/1.1\r\nHost: api.example.com\r\nX-User:  alice \r\n\r\n").0 else {
+    let Verdict::Forward(f) = decide(
+        &g,
+        b"GET / HTTP/1.1\r\nHost: api.example.com\r\nX-User:  alice \r\n\r\n",
+    )
+    .0
+    else {
         panic!()
     };
     assert_eq!(f.hash, Some(hash_key(b"alice")));

@@ -1,0 +1,801 @@
+//! The frame → TCP path of one lane, driven by arbitrary bytes: shared by the `frame` fuzz target
+//! (`proxy/fuzz`) and the corpus test (`userstack/tests/frame_corpus.rs`), so both run exactly
+//! the same assertions. Not part of the crate's API.
+//!
+//! This module owns:
+//! - [`MemoryDevice`]: a `smoltcp::phy::Device` in memory: one frame in at a time, every frame
+//!   the stack sends kept until taken.
+//! - [`server`]: a [`TcpServer`] over a [`MemoryDevice`] at [`SERVER_IP`] / [`SERVER_MAC`],
+//!   listening on [`LISTEN_PORT`].
+//! - [`check_frames`]: the input format below, the set-up of real connections, and the
+//!   invariants checked after every frame.
+//!
+//! Input: one config byte, then records `flags, time, length (u16, big endian), frame bytes`
+//! (the last frame is cut to what is left). The config byte sets the socket count
+//! (`1 + (byte & 0x1f)`), whether there are two outbound sockets (0x20), small socket buffers
+//! (0x40) and keep-alive and time-out (0x80). Before the records, a client ([`CLIENT_IP`]) is
+//! introduced by ARP and opens one connection to the listen port with a real handshake, and
+//! (with outbound sockets) the server opens one to [`UPSTREAM_PORT`] on the same host, so
+//! established-connection code is reachable. For each record the clock moves `time²` ms, the
+//! frame is rewritten as `flags` say ([`TO_INBOUND`] .. [`APP_ABORTS`]), classified with
+//! [`crate::wire::classify`] and given to [`TcpServer::ingress`]; then the application serves
+//! every woken connection as a lane does (reads, writes, closes or aborts as `flags` say, then
+//! settles it) and [`TcpServer::egress`] runs.
+//!
+//! Invariants checked (each a panic when broken):
+//! - nothing panics, in the stack, the server or the steering;
+//! - the stack takes every frame it is given;
+//! - [`crate::wire::classify`] calls TCP exactly the frames the stack can parse as a TCP segment
+//!   (the latter always, the former only with the addresses the stack reads);
+//! - the server's connected count never exceeds its sockets, agrees with [`TcpServer::is_connected`]
+//!   over all sockets, and outbound sockets are each free or connected;
+//! - a woken connection is connected;
+//! - every frame the device is given to send fits the MTU and parses as Ethernet from the server's
+//!   MAC: ARP, or IPv4 from the server's address with correct checksums (and TCP's).
+
+use smoltcp::{
+    iface::{Config, Interface},
+    phy::{Checksum, ChecksumCapabilities, Device, DeviceCapabilities, Medium, RxToken, TxToken},
+    socket::tcp,
+    time::{Duration, Instant},
+    wire::{
+        ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr,
+        HardwareAddress, Icmpv4Packet, IpAddress, IpCidr, IpProtocol, Ipv4Address, Ipv4Packet, Ipv4Repr,
+        TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+    },
+};
+
+use crate::{
+    tcp_server::{ConnId, ServerConfig, TcpServer},
+    wire::{arp_request_as_reply, arp_target_ip, classify, FrameKind},
+};
+
+/// Largest Ethernet frame (without FCS) the device sends.
+pub const MTU: usize = 1514;
+/// The server's address, prefix and MAC.
+pub const SERVER_IP: Ipv4Address = Ipv4Address::new(10, 0, 0, 1);
+pub const SERVER_PREFIX: u8 = 24;
+pub const SERVER_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x01]);
+/// The port the server listens on.
+pub const LISTEN_PORT: u16 = 80;
+/// The client's (and the upstream's) address and MAC.
+pub const CLIENT_IP: Ipv4Address = Ipv4Address::new(10, 0, 0, 2);
+pub const CLIENT_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x02]);
+/// The client port of the connection set up before the records.
+pub const CLIENT_PORT: u16 = 10_000;
+/// The upstream port and the server's local port of the outbound connection.
+pub const UPSTREAM_PORT: u16 = 8080;
+pub const OUTBOUND_LOCAL_PORT: u16 = 40_000;
+/// New flows ([`TO_NEW_FLOW`]) come from client ports from here on.
+pub const NEW_FLOW_FIRST_PORT: u16 = 20_000;
+
+/// Record flags, bits 0-1: which connection the frame is addressed to. The harness writes the
+/// Ethernet header (client MAC to server MAC, IPv4), the IPv4 addresses and the TCP ports, as
+/// far as the frame holds them. 0: the frame is left as it is.
+pub const ADDRESS_MASK: u8 = 0x03;
+/// To the connection the client opened.
+pub const TO_INBOUND: u8 = 0x01;
+/// To the connection the server opened (as if it came from the upstream; as it is without one).
+pub const TO_OUTBOUND: u8 = 0x02;
+/// From a new client port (one more per such record) to the listen port.
+pub const TO_NEW_FLOW: u8 = 0x03;
+/// The TCP sequence and acknowledgment numbers are offsets from what the addressed connection
+/// expects next (from the client) and sent last (from the server).
+pub const RELATIVE_SEQ: u8 = 0x04;
+/// Checksums are left as they are (otherwise IPv4, TCP and ICMP checksums are filled in).
+pub const RAW_CHECKSUMS: u8 = 0x08;
+/// The device does not ask the stack to verify TCP checksums (as with NIC offload).
+pub const NO_TCP_CHECKSUM_CHECK: u8 = 0x10;
+/// The application writes [`RESPONSE`] to each woken connection.
+pub const APP_WRITES: u8 = 0x20;
+/// The application closes each woken connection.
+pub const APP_CLOSES: u8 = 0x40;
+/// The application aborts each woken connection.
+pub const APP_ABORTS: u8 = 0x80;
+
+/// What the application writes when [`APP_WRITES`] is set.
+pub const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello";
+
+/// Config byte: outbound sockets, small buffers, keep-alive and time-out.
+pub const CONFIG_OUTBOUND: u8 = 0x20;
+pub const CONFIG_SMALL_BUFFERS: u8 = 0x40;
+pub const CONFIG_TIMERS: u8 = 0x80;
+
+/// Bytes of a record's header: flags, time, length.
+pub const RECORD_HEADER: usize = 4;
+
+const ETHERNET_HEADER: usize = 14;
+/// The interface's random seed (it picks the server's initial sequence numbers).
+const RANDOM_SEED: u64 = 0x6675_7a7a_6672_616d;
+const CLIENT_ISS: u32 = 0x1000_0000;
+const UPSTREAM_ISS: u32 = 0xffff_ff00;
+
+// ---------------------------------------------------------------------------------------------
+// Device
+// ---------------------------------------------------------------------------------------------
+
+/// An in-memory Ethernet device: one received frame at a time, and every sent frame kept.
+pub struct MemoryDevice {
+    rx: Vec<u8>,
+    has_frame: bool,
+    sent: Vec<Vec<u8>>,
+    verify_tcp_checksums: bool,
+}
+
+pub struct MemoryRxToken<'a> {
+    frame: &'a [u8],
+}
+
+pub struct MemoryTxToken<'a> {
+    sent: &'a mut Vec<Vec<u8>>,
+}
+
+impl RxToken for MemoryRxToken<'_> {
+    fn consume<R, F>(self, f: F) -> R
+    where
+        F: FnOnce(&[u8]) -> R,
+    {
+        f(self.frame)
+    }
+}
+
+impl TxToken for MemoryTxToken<'_> {
+    fn consume<R, F>(self, len: usize, f: F) -> R
+    where
+        F: FnOnce(&mut [u8]) -> R,
+    {
+        assert!(len <= MTU, "the stack sent a {len}-byte frame, over the {MTU}-byte MTU");
+        let mut frame = vec![0; len];
+        let result = f(&mut frame);
+        self.sent.push(frame);
+        result
+    }
+}
+
+impl Default for MemoryDevice {
+    fn default() -> Self {
+        MemoryDevice::new()
+    }
+}
+
+impl MemoryDevice {
+    pub fn new() -> MemoryDevice {
+        MemoryDevice {
+            rx: Vec::with_capacity(MTU),
+            has_frame: false,
+            sent: Vec::new(),
+            verify_tcp_checksums: true,
+        }
+    }
+
+    /// Puts `frame` in the receive slot (replacing a frame the stack did not take).
+    pub fn put_rx(&mut self, frame: &[u8]) {
+        self.rx.clear();
+        self.rx.extend_from_slice(frame);
+        self.has_frame = true;
+    }
+
+    /// Whether a frame waits for the stack.
+    pub fn has_frame(&self) -> bool {
+        self.has_frame
+    }
+
+    /// Takes the frames the stack sent since the last call.
+    pub fn take_sent(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.sent)
+    }
+
+    /// Whether the stack is asked to verify received TCP checksums (default: yes).
+    pub fn set_verify_tcp_checksums(&mut self, verify: bool) {
+        self.verify_tcp_checksums = verify;
+    }
+}
+
+impl Device for MemoryDevice {
+    type RxToken<'a> = MemoryRxToken<'a>;
+    type TxToken<'a> = MemoryTxToken<'a>;
+
+    fn receive(&mut self, _timestamp: Instant) -> Option<(MemoryRxToken<'_>, MemoryTxToken<'_>)> {
+        if !self.has_frame {
+            return None;
+        }
+        self.has_frame = false;
+        Some((MemoryRxToken { frame: &self.rx }, MemoryTxToken { sent: &mut self.sent }))
+    }
+
+    fn transmit(&mut self, _timestamp: Instant) -> Option<MemoryTxToken<'_>> {
+        Some(MemoryTxToken { sent: &mut self.sent })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ethernet;
+        caps.max_transmission_unit = MTU;
+        if !self.verify_tcp_checksums {
+            caps.checksum.tcp = Checksum::Tx;
+        }
+        caps
+    }
+}
+
+/// A server over `device` at [`SERVER_IP`]/[`SERVER_PREFIX`] and [`SERVER_MAC`], with a fixed
+/// random seed (so its initial sequence numbers repeat).
+pub fn server(config: &ServerConfig, device: &mut MemoryDevice) -> TcpServer {
+    let mut iface_config = Config::new(HardwareAddress::Ethernet(SERVER_MAC));
+    iface_config.random_seed = RANDOM_SEED;
+    let mut iface = Interface::new(iface_config, device, Instant::ZERO);
+    iface.update_ip_addrs(|addrs| {
+        addrs
+            .push(IpCidr::new(IpAddress::Ipv4(SERVER_IP), SERVER_PREFIX))
+            .expect("one address fits");
+    });
+    TcpServer::new(iface, config)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run
+// ---------------------------------------------------------------------------------------------
+
+/// One end of a connection as the harness sees it from the peer's side.
+#[derive(Clone, Copy)]
+struct Peer {
+    /// The next sequence number the server expects from the peer.
+    rcv_next: u32,
+    /// The sequence number after the server's last segment to the peer.
+    snd_next: u32,
+}
+
+struct Run {
+    server: TcpServer,
+    device: MemoryDevice,
+    now_ms: i64,
+    sockets: usize,
+    outbound: usize,
+    inbound_peer: Option<Peer>,
+    outbound_peer: Option<Peer>,
+    new_flows: u16,
+    scratch: Box<[u8]>,
+    frame: Vec<u8>,
+}
+
+/// Runs `data` (see the module's documentation for the format) through a lane's frame → TCP
+/// path, panicking if an invariant breaks.
+pub fn check_frames(data: &[u8]) {
+    let (config_byte, mut rest) = data.split_first().map_or((0, data), |(&b, rest)| (b, rest));
+    let mut run = Run::new(config_byte);
+    while let [flags, time, len_hi, len_lo, tail @ ..] = rest {
+        let len = usize::from(u16::from_be_bytes([*len_hi, *len_lo])).min(tail.len());
+        let (frame, after) = tail.split_at(len);
+        run.record(*flags, *time, frame);
+        rest = after;
+    }
+}
+
+impl Run {
+    fn new(config_byte: u8) -> Run {
+        let sockets = 1 + usize::from(config_byte & 0x1f);
+        let outbound = if config_byte & CONFIG_OUTBOUND != 0 { 2 } else { 0 };
+        let buffer = if config_byte & CONFIG_SMALL_BUFFERS != 0 {
+            1024
+        } else {
+            16 * 1024
+        };
+        let timers = config_byte & CONFIG_TIMERS != 0;
+        let config = ServerConfig {
+            listen_port: LISTEN_PORT,
+            sockets,
+            rx_buffer: buffer,
+            tx_buffer: buffer,
+            keep_alive: timers.then(|| Duration::from_millis(1000)),
+            timeout: timers.then(|| Duration::from_millis(3000)),
+            outbound_sockets: outbound,
+        };
+        let mut device = MemoryDevice::new();
+        let server = server(&config, &mut device);
+        let mut run = Run {
+            server,
+            device,
+            now_ms: 1,
+            sockets,
+            outbound,
+            inbound_peer: None,
+            outbound_peer: None,
+            new_flows: 0,
+            scratch: vec![0; 4096].into_boxed_slice(),
+            frame: Vec::with_capacity(MTU),
+        };
+        run.set_up();
+        run
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_millis(self.now_ms)
+    }
+
+    /// Introduces the client by ARP, opens the inbound connection and (with outbound sockets)
+    /// the outbound one, each with a real handshake.
+    fn set_up(&mut self) {
+        let arp = arp_request(CLIENT_IP);
+        self.deliver(&arp);
+        self.turn(0);
+        let sent = self.device.take_sent();
+        assert_eq!(sent.len(), 1, "one ARP reply");
+        self.check_sent(&sent);
+
+        // Inbound: SYN, SYN-ACK, ACK.
+        let syn = tcp_frame(CLIENT_PORT, LISTEN_PORT, TcpControl::Syn, CLIENT_ISS, None);
+        self.deliver(&syn);
+        self.turn(0);
+        let sent = self.device.take_sent();
+        self.check_sent(&sent);
+        let syn_ack = single_segment(&sent, CLIENT_PORT).expect("a SYN-ACK");
+        assert!(syn_ack.syn && syn_ack.ack == Some(CLIENT_ISS.wrapping_add(1)));
+        let ack = tcp_frame(
+            CLIENT_PORT,
+            LISTEN_PORT,
+            TcpControl::None,
+            CLIENT_ISS.wrapping_add(1),
+            Some(syn_ack.seq.wrapping_add(1)),
+        );
+        self.deliver(&ack);
+        self.turn(0);
+        self.check_sent_now();
+        assert_eq!(self.server.inbound_connected(), 1, "the client's connection is open");
+        self.inbound_peer = Some(Peer {
+            rcv_next: CLIENT_ISS.wrapping_add(1),
+            snd_next: syn_ack.seq.wrapping_add(1),
+        });
+
+        if self.outbound == 0 {
+            return;
+        }
+        // Outbound: the server's SYN, the upstream's SYN-ACK, the server's ACK.
+        let upstream = std::net::SocketAddrV4::new(CLIENT_IP, UPSTREAM_PORT);
+        let id = self
+            .server
+            .connect(upstream, OUTBOUND_LOCAL_PORT)
+            .expect("an outbound socket is free");
+        self.turn(0);
+        let sent = self.device.take_sent();
+        self.check_sent(&sent);
+        let syn = single_segment(&sent, UPSTREAM_PORT).expect("the server's SYN");
+        assert!(syn.syn && syn.ack.is_none());
+        let syn_ack = tcp_frame(
+            UPSTREAM_PORT,
+            OUTBOUND_LOCAL_PORT,
+            TcpControl::Syn,
+            UPSTREAM_ISS,
+            Some(syn.seq.wrapping_add(1)),
+        );
+        self.deliver(&syn_ack);
+        self.turn(0);
+        self.check_sent_now();
+        assert_eq!(self.server.socket(id).state(), tcp::State::Established);
+        self.outbound_peer = Some(Peer {
+            rcv_next: UPSTREAM_ISS.wrapping_add(1),
+            snd_next: syn.seq.wrapping_add(1),
+        });
+        self.check_counts();
+    }
+
+    /// One record: the clock moves, the frame is rewritten, delivered and served.
+    fn record(&mut self, flags: u8, time: u8, frame: &[u8]) {
+        self.now_ms += i64::from(time) * i64::from(time);
+        let mut buffer = std::mem::take(&mut self.frame);
+        buffer.clear();
+        buffer.extend_from_slice(frame);
+        let peer = self.address(flags, &mut buffer);
+        let mut advance = None;
+        if let (Some(which), true) = (peer, flags & RELATIVE_SEQ != 0) {
+            advance = self.relative_seq(which, &mut buffer);
+        }
+        if flags & RAW_CHECKSUMS == 0 {
+            fill_checksums(&mut buffer);
+        }
+        self.device.set_verify_tcp_checksums(flags & NO_TCP_CHECKSUM_CHECK == 0);
+        self.deliver(&buffer);
+        if let (Some(which), Some(len)) = (peer, advance) {
+            if let Some(peer) = self.peer_mut(which) {
+                peer.rcv_next = peer.rcv_next.wrapping_add(len);
+            }
+        }
+        self.frame = buffer;
+        self.turn(flags);
+        self.check_sent_now();
+        self.check_counts();
+    }
+
+    /// Writes the addressing `flags` ask for; returns the connection's peer, if it has one.
+    fn address(&mut self, flags: u8, frame: &mut [u8]) -> Option<bool> {
+        let (peer, ports) = match flags & ADDRESS_MASK {
+            TO_INBOUND => (Some(true), (CLIENT_PORT, LISTEN_PORT)),
+            TO_OUTBOUND if self.outbound > 0 => (Some(false), (UPSTREAM_PORT, OUTBOUND_LOCAL_PORT)),
+            TO_NEW_FLOW => {
+                self.new_flows = self.new_flows.wrapping_add(1);
+                (None, (NEW_FLOW_FIRST_PORT + self.new_flows % 1000, LISTEN_PORT))
+            }
+            _ => return None,
+        };
+        if let Some(header) = frame.get_mut(..ETHERNET_HEADER) {
+            header[0..6].copy_from_slice(&SERVER_MAC.0);
+            header[6..12].copy_from_slice(&CLIENT_MAC.0);
+            header[12..14].copy_from_slice(&[0x08, 0x00]);
+        }
+        if let Some(addresses) = frame.get_mut(ETHERNET_HEADER + 12..ETHERNET_HEADER + 20) {
+            addresses[..4].copy_from_slice(&CLIENT_IP.octets());
+            addresses[4..].copy_from_slice(&SERVER_IP.octets());
+        }
+        if let Some(tcp) = tcp_header_mut(frame, 4) {
+            tcp[0..2].copy_from_slice(&ports.0.to_be_bytes());
+            tcp[2..4].copy_from_slice(&ports.1.to_be_bytes());
+        }
+        peer
+    }
+
+    fn peer_mut(&mut self, inbound: bool) -> Option<&mut Peer> {
+        if inbound {
+            self.inbound_peer.as_mut()
+        } else {
+            self.outbound_peer.as_mut()
+        }
+    }
+
+    /// Adds the connection's expected numbers to the segment's; returns how far the peer's
+    /// sequence moves if the segment starts at the expected number.
+    fn relative_seq(&mut self, inbound: bool, frame: &mut [u8]) -> Option<u32> {
+        let peer = *self.peer_mut(inbound)?;
+        let total = tcp_segment_len(frame);
+        let tcp = tcp_header_mut(frame, 14)?;
+        let seq_offset = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
+        let ack_offset = u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]);
+        tcp[4..8].copy_from_slice(&peer.rcv_next.wrapping_add(seq_offset).to_be_bytes());
+        tcp[8..12].copy_from_slice(&peer.snd_next.wrapping_add(ack_offset).to_be_bytes());
+        let flags = tcp[13];
+        (seq_offset == 0).then(|| total.unwrap_or(0) + u32::from(flags & 0x01) + u32::from(flags & 0x02 != 0))
+    }
+
+    /// Classifies `frame` and gives it to the server, as a lane does.
+    fn deliver(&mut self, frame: &[u8]) {
+        let kind = classify(frame);
+        check_classify(frame, &kind);
+        self.ingress(frame, &kind);
+        if kind == FrameKind::Arp && arp_target_ip(frame) == Some(SERVER_IP.octets()) {
+            // The copy other lanes are given.
+            if let Some(copy) = arp_request_as_reply(frame) {
+                self.ingress(&copy, &FrameKind::Arp);
+            }
+            self.server.neighbours_changed();
+        }
+    }
+
+    fn ingress(&mut self, frame: &[u8], kind: &FrameKind) {
+        self.device.put_rx(frame);
+        let now = self.now();
+        let took = self.server.ingress(now, &mut self.device, kind);
+        assert!(took && !self.device.has_frame(), "the stack did not take a {kind:?} frame");
+    }
+
+    /// The application's turn (as `flags` say), then egress.
+    fn turn(&mut self, flags: u8) {
+        while let Some(id) = self.server.next_woken() {
+            assert!(self.server.is_connected(id), "woken connection {id} is not connected");
+            let socket = self.server.socket(id);
+            while let Ok(n) = socket.recv_slice(&mut self.scratch) {
+                if n == 0 {
+                    break;
+                }
+            }
+            if flags & APP_WRITES != 0 && socket.may_send() {
+                let _ = socket.send_slice(RESPONSE);
+            }
+            if flags & APP_CLOSES != 0 {
+                socket.close();
+            }
+            if flags & APP_ABORTS != 0 {
+                socket.abort();
+            }
+            self.server.touch(id);
+            self.server.settle(id);
+        }
+        let now = self.now();
+        self.server.egress(now, &mut self.device);
+        let _ = self.server.poll_delay(now);
+    }
+
+    fn check_sent_now(&mut self) {
+        let sent = self.device.take_sent();
+        self.check_sent(&sent);
+    }
+
+    /// Every sent frame is well formed; TCP segments to a tracked connection update it.
+    fn check_sent(&mut self, sent: &[Vec<u8>]) {
+        for frame in sent {
+            if let Some(segment) = check_sent_frame(frame) {
+                let which = match (segment.dst_port, segment.src_port) {
+                    (CLIENT_PORT, LISTEN_PORT) => true,
+                    (UPSTREAM_PORT, OUTBOUND_LOCAL_PORT) => false,
+                    _ => continue,
+                };
+                if let Some(peer) = self.peer_mut(which) {
+                    let end = segment.seq.wrapping_add(segment.len);
+                    if end.wrapping_sub(peer.snd_next) as i32 > 0 {
+                        peer.snd_next = end;
+                    }
+                    if let Some(ack) = segment.ack {
+                        peer.rcv_next = ack;
+                    }
+                }
+            }
+        }
+    }
+
+    fn check_counts(&self) {
+        let total = self.sockets + self.outbound;
+        let connected = self.server.connected();
+        assert!(connected <= total, "{connected} connected, {total} sockets");
+        let inbound = self.server.inbound_connected();
+        assert!(inbound <= self.sockets, "{inbound} inbound connected, {} sockets", self.sockets);
+        let by_socket = (0..total as ConnId).filter(|&id| self.server.is_connected(id)).count();
+        assert_eq!(by_socket, connected, "sockets connected vs connected count");
+        assert_eq!(
+            self.server.outbound_free() + (connected - inbound),
+            self.outbound,
+            "outbound sockets are free or connected"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Frames
+// ---------------------------------------------------------------------------------------------
+
+/// The TCP header of an Ethernet/IPv4 frame (at the IPv4 header's length), if the frame holds
+/// at least `at_least` bytes of it.
+fn tcp_header_mut(frame: &mut [u8], at_least: usize) -> Option<&mut [u8]> {
+    let ihl = usize::from(frame.get(ETHERNET_HEADER)? & 0x0f) * 4;
+    let start = ETHERNET_HEADER + ihl.max(20);
+    frame.get_mut(start..).filter(|tcp| tcp.len() >= at_least)
+}
+
+/// Payload bytes of a TCP segment in an Ethernet/IPv4 frame, as far as its headers say.
+fn tcp_segment_len(frame: &[u8]) -> Option<u32> {
+    let ip = frame.get(ETHERNET_HEADER..)?;
+    let ihl = usize::from(ip.first()? & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([*ip.get(2)?, *ip.get(3)?]));
+    let data_offset = usize::from(ip.get(ihl + 12)? >> 4) * 4;
+    Some(total.saturating_sub(ihl + data_offset) as u32)
+}
+
+/// Fills in the IPv4 header checksum and the TCP or ICMP checksum, as far as the frame's
+/// headers make them computable.
+fn fill_checksums(frame: &mut [u8]) {
+    if frame.get(12..14) != Some(&[0x08, 0x00]) {
+        return;
+    }
+    let ip = &mut frame[ETHERNET_HEADER..];
+    if ip.len() < 20 {
+        return;
+    }
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    if ihl < 20 || ip.len() < ihl {
+        return;
+    }
+    Ipv4Packet::new_unchecked(&mut *ip).fill_checksum();
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    if total < ihl || total > ip.len() {
+        return;
+    }
+    let src = IpAddress::Ipv4(Ipv4Address::new(ip[12], ip[13], ip[14], ip[15]));
+    let dst = IpAddress::Ipv4(Ipv4Address::new(ip[16], ip[17], ip[18], ip[19]));
+    let protocol = ip[9];
+    let payload = &mut ip[ihl..total];
+    match protocol {
+        6 if payload.len() >= 20 => TcpPacket::new_unchecked(payload).fill_checksum(&src, &dst),
+        1 if payload.len() >= 4 => Icmpv4Packet::new_unchecked(payload).fill_checksum(),
+        _ => {}
+    }
+}
+
+/// Ports of the TCP segment the stack can parse from `frame`, if it can: Ethernet, IPv4 the
+/// stack's checks pass (lengths, version 4, no fragment) and a TCP header that fits.
+fn stack_tcp_ports(frame: &[u8]) -> Option<(u16, u16)> {
+    let ethernet = EthernetFrame::new_checked(frame).ok()?;
+    if ethernet.ethertype() != EthernetProtocol::Ipv4 {
+        return None;
+    }
+    let ip = Ipv4Packet::new_checked(ethernet.payload()).ok()?;
+    if ip.version() != 4 || ip.more_frags() || ip.frag_offset() != 0 || ip.next_header() != IpProtocol::Tcp {
+        return None;
+    }
+    let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
+    Some((tcp.src_port(), tcp.dst_port()))
+}
+
+/// `classify` calls TCP exactly the frames the stack can parse as TCP, with the same addresses.
+fn check_classify(frame: &[u8], kind: &FrameKind) {
+    let stack = stack_tcp_ports(frame);
+    match kind {
+        FrameKind::Tcp(segment) => {
+            let ip = EthernetFrame::new_checked(frame)
+                .ok()
+                .filter(|ethernet| ethernet.ethertype() == EthernetProtocol::Ipv4)
+                .and_then(|ethernet| {
+                    let ip = Ipv4Packet::new_checked(ethernet.payload()).ok()?;
+                    Some((ip.version(), ip.next_header(), ip.src_addr(), ip.dst_addr()))
+                });
+            let (version, protocol, src, dst) =
+                ip.unwrap_or_else(|| panic!("classify took for TCP a frame the stack cannot parse as IPv4"));
+            assert_eq!((version, protocol), (4, IpProtocol::Tcp));
+            assert_eq!((segment.flow.src_ip, segment.flow.dst_ip), (src.octets(), dst.octets()));
+            if let Some(ports) = stack {
+                assert_eq!(ports, (segment.flow.src_port, segment.flow.dst_port));
+            }
+        }
+        _ => assert!(stack.is_none(), "classify calls {kind:?} a frame the stack takes as TCP"),
+    }
+}
+
+/// What the harness reads from a TCP segment the server sent.
+struct SentSegment {
+    src_port: u16,
+    dst_port: u16,
+    seq: u32,
+    ack: Option<u32>,
+    syn: bool,
+    /// Sequence space the segment takes: payload, SYN and FIN.
+    len: u32,
+}
+
+/// Checks a frame the server sent (see the module's invariants); its TCP segment, if it is one.
+fn check_sent_frame(frame: &[u8]) -> Option<SentSegment> {
+    let ethernet = EthernetFrame::new_checked(frame)
+        .unwrap_or_else(|e| panic!("the server sent a frame that is not Ethernet: {e}"));
+    assert_eq!(ethernet.src_addr(), SERVER_MAC, "the server sent from another MAC");
+    match ethernet.ethertype() {
+        EthernetProtocol::Arp => {
+            ArpPacket::new_checked(ethernet.payload())
+                .and_then(|packet| ArpRepr::parse(&packet))
+                .unwrap_or_else(|e| panic!("the server sent malformed ARP: {e}"));
+            None
+        }
+        EthernetProtocol::Ipv4 => {
+            let ip = Ipv4Packet::new_checked(ethernet.payload())
+                .unwrap_or_else(|e| panic!("the server sent malformed IPv4: {e}"));
+            assert!(ip.verify_checksum(), "the server sent a bad IPv4 checksum");
+            assert_eq!(ip.src_addr(), SERVER_IP, "the server sent from another address");
+            if ip.next_header() != IpProtocol::Tcp {
+                return None;
+            }
+            let tcp = TcpPacket::new_checked(ip.payload())
+                .unwrap_or_else(|e| panic!("the server sent a malformed TCP segment: {e}"));
+            let (src, dst) = (IpAddress::Ipv4(ip.src_addr()), IpAddress::Ipv4(ip.dst_addr()));
+            assert!(tcp.verify_checksum(&src, &dst), "the server sent a bad TCP checksum");
+            Some(SentSegment {
+                src_port: tcp.src_port(),
+                dst_port: tcp.dst_port(),
+                seq: tcp.seq_number().0 as u32,
+                ack: tcp.ack().then(|| tcp.ack_number().0 as u32),
+                syn: tcp.syn(),
+                len: tcp.payload().len() as u32 + u32::from(tcp.syn()) + u32::from(tcp.fin()),
+            })
+        }
+        other => panic!("the server sent ethertype {other}"),
+    }
+}
+
+/// The one TCP segment among `sent` to the client's port `port`.
+fn single_segment(sent: &[Vec<u8>], port: u16) -> Option<SentSegment> {
+    let mut segments = sent
+        .iter()
+        .filter_map(|frame| check_sent_frame(frame))
+        .filter(|segment| segment.dst_port == port);
+    let segment = segments.next()?;
+    assert!(segments.next().is_none(), "one segment to port {port}");
+    Some(segment)
+}
+
+/// A broadcast ARP request from `client_ip` for the server's address.
+fn arp_request(client_ip: Ipv4Address) -> Vec<u8> {
+    let arp = ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Request,
+        source_hardware_addr: CLIENT_MAC,
+        source_protocol_addr: client_ip,
+        target_hardware_addr: EthernetAddress([0; 6]),
+        target_protocol_addr: SERVER_IP,
+    };
+    let mut buffer = vec![0; ETHERNET_HEADER + arp.buffer_len()];
+    let mut frame = EthernetFrame::new_unchecked(&mut buffer[..]);
+    EthernetRepr {
+        src_addr: CLIENT_MAC,
+        dst_addr: EthernetAddress::BROADCAST,
+        ethertype: EthernetProtocol::Arp,
+    }
+    .emit(&mut frame);
+    arp.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
+    buffer
+}
+
+/// An Ethernet/IPv4/TCP frame from the client's address to the server's, checksums filled.
+fn tcp_frame(src_port: u16, dst_port: u16, control: TcpControl, seq: u32, ack: Option<u32>) -> Vec<u8> {
+    let tcp = TcpRepr {
+        src_port,
+        dst_port,
+        control,
+        seq_number: TcpSeqNumber(seq as i32),
+        ack_number: ack.map(|ack| TcpSeqNumber(ack as i32)),
+        window_len: u16::MAX,
+        window_scale: None,
+        max_seg_size: (control == TcpControl::Syn).then_some(1460),
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload: &[],
+    };
+    let checksums = ChecksumCapabilities::default();
+    let ip = Ipv4Repr {
+        src_addr: CLIENT_IP,
+        dst_addr: SERVER_IP,
+        next_header: IpProtocol::Tcp,
+        payload_len: tcp.buffer_len(),
+        hop_limit: 64,
+    };
+    let mut buffer = vec![0; ETHERNET_HEADER + ip.buffer_len() + ip.payload_len];
+    let mut frame = EthernetFrame::new_unchecked(&mut buffer[..]);
+    EthernetRepr {
+        src_addr: CLIENT_MAC,
+        dst_addr: SERVER_MAC,
+        ethertype: EthernetProtocol::Ipv4,
+    }
+    .emit(&mut frame);
+    let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
+    ip.emit(&mut packet, &checksums);
+    tcp.emit(
+        &mut TcpPacket::new_unchecked(packet.payload_mut()),
+        &IpAddress::Ipv4(CLIENT_IP),
+        &IpAddress::Ipv4(SERVER_IP),
+        &checksums,
+    );
+    buffer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_up_opens_both_connections() {
+        let run = Run::new(CONFIG_OUTBOUND | 3);
+        assert_eq!(run.server.connected(), 2);
+        assert_eq!(run.server.inbound_connected(), 1);
+        assert!(run.inbound_peer.is_some() && run.outbound_peer.is_some());
+    }
+
+    #[test]
+    fn empty_and_short_inputs_only_set_up() {
+        for data in [&[][..], &[0], &[0xff, 1, 2, 3]] {
+            check_frames(data);
+        }
+    }
+
+    #[test]
+    fn relative_data_reaches_the_application_and_is_acknowledged() {
+        let mut run = Run::new(0);
+        let before = run.inbound_peer.unwrap();
+        // An empty IPv4/TCP skeleton with 5 bytes of data: addresses, numbers and checksums are
+        // the harness's.
+        let mut frame = vec![0u8; ETHERNET_HEADER + 20 + 20 + 5];
+        frame[ETHERNET_HEADER] = 0x45;
+        frame[ETHERNET_HEADER + 2..ETHERNET_HEADER + 4].copy_from_slice(&45u16.to_be_bytes());
+        frame[ETHERNET_HEADER + 8] = 64;
+        frame[ETHERNET_HEADER + 9] = 6;
+        let tcp = ETHERNET_HEADER + 20;
+        frame[tcp + 12] = 5 << 4;
+        frame[tcp + 13] = 0x18;
+        frame[tcp + 14..tcp + 16].copy_from_slice(&u16::MAX.to_be_bytes());
+        frame[tcp + 20..].copy_from_slice(b"hello");
+        run.record(TO_INBOUND | RELATIVE_SEQ | APP_WRITES, 0, &frame);
+        let after = run.inbound_peer.unwrap();
+        assert_eq!(after.rcv_next, before.rcv_next.wrapping_add(5));
+        assert_eq!(after.snd_next, before.snd_next.wrapping_add(RESPONSE.len() as u32));
+    }
+}
