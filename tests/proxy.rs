@@ -826,3 +826,44 @@ upstream = "app"
     assert!(stopped.is_some());
     assert!(!lab.xdp_attached(), "XDP still attached after the drain");
 }
+
+#[test]
+fn two_lanes_proxy_with_replies_landing_on_either_lane() {
+    let mut lab = TestLab::with_queues("p2", 2);
+    lab.start_backend(8081, "a");
+    lab.edit_config(|c| c.replace("listen_port = 80\n", "listen_port = 80\nlanes = 2\n"));
+    lab.append_config(&format!(
+        r#"
+[[upstream]]
+name = "app"
+members = ["{BACKEND_IP}:8081"]
+max_idle = 4
+
+[[route]]
+upstream = "app"
+"#
+    ));
+    lab.start_gateway();
+    // Many short connections: both lanes take clients and open upstream connections, whose
+    // replies the switch spreads over both queues by its own hash.
+    let out = common::output(lab.exec("cli", "ab").args([
+        "-q",
+        "-n",
+        "1500",
+        "-c",
+        "30",
+        &format!("http://{GATEWAY_IP}/hello"),
+    ]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Complete requests:      1500"), "{text}");
+    assert!(text.contains("Failed requests:        0") && !text.contains("Non-2xx"), "{text}");
+    let stats = lab.stats();
+    for lane in 0..2 {
+        let values = &stats["lanes"][lane];
+        assert!(values["requests"].as_u64().unwrap() > 0, "{stats}");
+        assert!(values["upstream_connects"].as_u64().unwrap() > 0, "{stats}");
+    }
+    let stopped = lab.stop_gateway();
+    assert_eq!(stopped["ledger_violations"], 0);
+    assert_eq!(stopped["frames"]["Lent"], 0, "{stopped}");
+}

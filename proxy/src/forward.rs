@@ -1,8 +1,10 @@
 //! Writing the head of a request the gateway forwards to an upstream server, from the client's
 //! framed head ([`frame_request`](crate::request::frame_request)).
 //!
-//! The upstream head is `METHOD target HTTP/1.1` (always 1.1: upstream connections are pooled
-//! and kept alive), then the client's fields in their order, except:
+//! The upstream head is `METHOD target HTTP/1.1` — `HTTP/1.0` for an HTTP/1.0 client, so that
+//! the upstream never answers it with a chunked body the client could not read — with
+//! `Connection: keep-alive` either way (upstream connections are pooled), then the client's
+//! fields in their order, except:
 //! - hop-by-hop fields (`Connection`, `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`,
 //!   `Upgrade`, `Proxy-Authenticate`, `Proxy-Authorization`) and every field the client's
 //!   `Connection` names — but never `Host`, `Content-Length` or `Transfer-Encoding`, which frame
@@ -73,7 +75,11 @@ pub fn write_upstream_head(
     c.put(head.method.as_bytes())
         .put(b" ")
         .put(head.target.as_bytes())
-        .put(b" HTTP/1.1\r\n");
+        .put(if head.http10 {
+            b" HTTP/1.0\r\n"
+        } else {
+            b" HTTP/1.1\r\n"
+        });
     if !headers.iter().any(|h| h.name.eq_ignore_ascii_case("host")) {
         let host = host_rewrite.unwrap_or(opts.upstream_authority.as_bytes());
         c.put(b"Host: ").put(host).put(b"\r\n");

@@ -402,6 +402,7 @@ impl Run {
         self.frame = buffer;
         self.turn(flags);
         self.check_sent_now();
+        eprintln!("  connected {} stats {:?}", self.server.connected(), self.server.stats());
         self.check_counts();
     }
 
@@ -457,6 +458,7 @@ impl Run {
     /// Classifies `frame` and gives it to the server, as a lane does.
     fn deliver(&mut self, frame: &[u8]) {
         let kind = classify(frame);
+        eprintln!("deliver {kind:?} at {}", self.now_ms);
         check_classify(frame, &kind);
         self.ingress(frame, &kind);
         if kind == FrameKind::Arp && arp_target_ip(frame) == Some(SERVER_IP.octets()) {
@@ -510,7 +512,9 @@ impl Run {
     /// Every sent frame is well formed; TCP segments to a tracked connection update it.
     fn check_sent(&mut self, sent: &[Vec<u8>]) {
         for frame in sent {
-            if let Some(segment) = check_sent_frame(frame) {
+            let seg = check_sent_frame(frame);
+            if let Some(s) = &seg { eprintln!("  sent tcp {}->{} seq {} ack {:?} syn {} len {} flags {:02x}", s.src_port, s.dst_port, s.seq, s.ack, s.syn, s.len, frame[47]); } else { eprintln!("  sent other {} bytes", frame.len()); }
+            if let Some(segment) = seg {
                 let which = match (segment.dst_port, segment.src_port) {
                     (CLIENT_PORT, LISTEN_PORT) => true,
                     (UPSTREAM_PORT, OUTBOUND_LOCAL_PORT) => false,

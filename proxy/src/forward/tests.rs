@@ -99,7 +99,7 @@ fn via_is_appended_with_the_client_version() {
          X-Forwarded-Proto: http\r\nConnection: keep-alive\r\n\r\n"
     );
     let text = forward(b"GET / HTTP/1.0\r\nHost: gw\r\n\r\n", &options());
-    assert!(text.starts_with("GET / HTTP/1.1\r\n"), "{text}");
+    assert!(text.starts_with("GET / HTTP/1.0\r\n"), "{text}");
     assert!(text.contains("\r\nVia: 1.0 xgate\r\n"), "{text}");
 }
 
@@ -116,12 +116,12 @@ fn host_rewrite_and_http10_without_host() {
     );
     let text = forward(b"GET / HTTP/1.0\r\nA: 1\r\n\r\n", &options());
     assert!(
-        text.starts_with("GET / HTTP/1.1\r\nHost: backend:8080\r\nA: 1\r\n"),
+        text.starts_with("GET / HTTP/1.0\r\nHost: backend:8080\r\nA: 1\r\n"),
         "{text}"
     );
     let text = forward(b"GET / HTTP/1.0\r\n\r\n", &rewrite);
     assert!(
-        text.starts_with("GET / HTTP/1.1\r\nHost: internal.svc\r\n"),
+        text.starts_with("GET / HTTP/1.0\r\nHost: internal.svc\r\n"),
         "{text}"
     );
     let text = forward(b"GET / HTTP/1.0\r\nHost: old\r\n\r\n", &options());
@@ -160,7 +160,9 @@ fn the_head_frames_again_the_same_way() {
             (again.method, again.target, again.body),
             (head.method, head.target, head.body)
         );
-        assert!(!again.http10 && again.keep_alive);
+        // The version is the client's; the upstream connection is kept alive either way.
+        assert_eq!(again.http10, head.http10);
+        assert!(again.keep_alive);
     }
 }
 
