@@ -70,7 +70,7 @@ pub fn check_request(data: &[u8]) {
                     (again.method, again.target, again.body),
                     (head.method, head.target, head.body)
                 );
-                assert!(!again.http10 && again.keep_alive);
+                assert!(again.http10 == head.http10 && again.keep_alive);
             }
             other => panic!("upstream head does not frame: {other:?}"),
         }
