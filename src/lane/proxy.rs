@@ -510,6 +510,8 @@ impl Lane<'_> {
                 // for, is of no more use.
                 let socket = self.server.socket(id);
                 if socket.state() != tcp::State::Established || socket.can_recv() {
+                    // The upstream closed it (FIN: close politely) or broke protocol (reset).
+                    let polite = socket.state() == tcp::State::CloseWait && !socket.can_recv();
                     let conn = *self.upstreams.conn(id);
                     if let Some((pool, member)) = self.upstreams.member_now(conn.pool, conn.member, conn.addr)
                     {
@@ -518,7 +520,7 @@ impl Lane<'_> {
                             idle.swap_remove(at);
                         }
                     }
-                    self.close_upstream(id, true);
+                    self.close_upstream(id, !polite);
                 }
             }
             Owner::Probe { .. } => self.pump_probe(id),
