@@ -856,7 +856,10 @@ upstream = "app"
     ]));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("Complete requests:      1500"), "{text}");
-    assert!(text.contains("Failed requests:        0") && !text.contains("Non-2xx"), "{text}");
+    assert!(
+        text.contains("Failed requests:        0") && !text.contains("Non-2xx"),
+        "{text}"
+    );
     let stats = lab.stats();
     for lane in 0..2 {
         let values = &stats["lanes"][lane];
