@@ -1,8 +1,8 @@
 //! Request slots and the handles that pass them between the network loop and the HTTP worker.
 //!
 //! Why the ring sits here: the network loop (AF_XDP rings, smoltcp) must never wait on HTTP work,
-//! and HTTP work (parsing, routing, writing responses; later proxying) must never touch the
-//! stack's state. So the loop copies a connection's received bytes from its smoltcp socket
+//! and HTTP work (framing, routing, writing direct answers and the heads of forwarded requests)
+//! must never touch the stack's state. So the loop copies a connection's received bytes from its smoltcp socket
 //! buffer into that connection's slot and sends the slot's *handle* to the worker over a
 //! wait-free rtrb ring; the worker parses the bytes in place, writes the response into the same
 //! slot, and sends the handle back over a second ring. No request or response bytes cross a ring;

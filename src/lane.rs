@@ -15,6 +15,13 @@
 //!   (slot → socket tx buffer) ─▶ smoltcp writes the segment straight into a free UMEM frame of
 //!   this lane ─▶ its tx ring ─▶ wire
 //! ```
+//! A request the HTTP stage forwards instead (its slot holds the head for the upstream) is
+//! carried on by the lane's proxying half, [`proxy`]: an upstream connection on this lane's own
+//! stack, bodies streamed socket to socket.
+//!
+//! Time limits (header read, keep-alive idle, upstream connect and response) and health checks
+//! are looked at every 50 ms by a sweep over the connections; control messages (a reload, a
+//! drain) are read at the same moments.
 //!
 //! Invariants:
 //! - Connection `i` owns TCP socket `i` and slot `i` for the lane's lifetime; a connection whose
@@ -24,7 +31,7 @@
 //!   flow table and the ready queue are sized from the configuration. The lane counts its own
 //!   heap allocations (see `alloc_count`) and reports them.
 //! - The loop sleeps only when it has nothing to do, in `poll(2)` on the AF_XDP socket and the
-//!   eventfd other lanes signal, bounded by the stack's next timer.
+//!   eventfd other lanes signal, bounded by the stack's next timer and the next sweep.
 
 use std::{
     collections::VecDeque,
@@ -768,7 +775,8 @@ impl Lane<'_> {
         let delay_ms = self
             .server
             .poll_delay(now(self.start))
-            .map_or(MAX_SLEEP_MS, |d| (d.total_millis() as i64).min(MAX_SLEEP_MS));
+            .map_or(MAX_SLEEP_MS, |d| (d.total_millis() as i64).min(MAX_SLEEP_MS))
+            .min(self.next_sweep_ms.saturating_sub(self.now_ms) as i64);
         if delay_ms == 0 {
             return;
         }

@@ -1,19 +1,24 @@
 //! xgate's HTTP/1.1 layer, free of I/O: it sees bytes a connection received and writes the bytes
 //! to send back, so every rule here is tested deterministically without sockets, threads or time.
-//! The connection owner (the lane's HTTP worker) keeps the receive buffer, drops the bytes each
-//! answered request consumed, sends the response, and closes when told to.
+//! The connection owner (a lane) keeps the buffers and the sockets, and does what the verdicts
+//! say.
 //!
-//! - [`limits`] owns the size limits a client's request must fit in;
-//! - [`responder`] owns request framing, keep-alive decisions, routing and response bytes.
+//! - [`request`] frames a client's request head and enforces the smuggling rules and [`limits`];
+//! - [`chunked`] finds the end of a chunked body and checks its framing, byte by byte if need be;
+//! - [`forward`] writes the head sent to an upstream, [`response`] frames the upstream's answer
+//!   and writes the head the client gets, [`direct`] writes answers and errors of the gateway's
+//!   own;
+//! - [`routes`] is the route table, [`upstream`] the pools (member choice, Maglev, health);
+//! - [`gateway`] puts them together: one verdict per request head (refuse, answer, forward);
+//! - [`responder`] is the fixed responder (`/healthz`) the micro benchmarks measure.
 //!
 //! Invariants:
-//! - [`Responder::handle`] allocates nothing: headers parse into a fixed array on the stack and
-//!   the response is written into the caller's buffer.
-//! - It either needs more bytes (consuming nothing) or answers exactly the first request in its
-//!   input, saying how many input bytes that request used; pipelined bytes after it are left for
-//!   the next call.
-//! - Anything it cannot frame safely (syntax errors, smuggling patterns, limits) is answered with
-//!   an error status and `close`, so a connection never continues in an ambiguous state.
+//! - Nothing on the request path allocates: headers parse into fixed arrays on the stack and
+//!   everything is written into the caller's buffers.
+//! - A verdict either needs more bytes (consuming nothing) or concerns exactly the first request
+//!   of its input; pipelined bytes after it are left for the next call.
+//! - Anything that cannot be framed safely (syntax errors, smuggling patterns, limits) is answered
+//!   with an error status and `close`, so a connection never continues in an ambiguous state.
 //! - No `unsafe` code.
 
 #![forbid(unsafe_code)]

@@ -803,7 +803,10 @@ impl Lane<'_> {
     /// gets `status` (or a reset, once the response has begun).
     fn upstream_failed(&mut self, index: usize, x: ProxyExchange, status: u16) {
         let now = self.now_ms;
-        if let Some(up) = x.upstream {
+        // A pooled connection the upstream had closed while idle says nothing about its health
+        // (the retry on a fresh connection will).
+        let stale_pooled = x.reused && x.phase == ResponsePhase::AwaitingHead;
+        if let Some(up) = x.upstream.filter(|_| !stale_pooled) {
             let conn = *self.upstreams.conn(up);
             if let Some((pool, member)) = self.upstreams.member_now(conn.pool, conn.member, conn.addr) {
                 self.upstreams.pools[pool].record_response(member, false, now);
