@@ -524,3 +524,99 @@ fn is_token(name: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    /// The lab's config with `extra` appended; the error's key, or `None` if it loads.
+    fn key_of_error(extra: &str) -> Option<String> {
+        let text = format!("{}\n{extra}", Config::for_lab().to_toml());
+        Config::parse(&text, "t.toml")
+            .err()
+            .map(|e| e.key.unwrap_or_default())
+    }
+
+    const POOL: &str = "[[upstream]]\nname = \"app\"\nmembers = [\"10.0.0.9:80\"]\n";
+
+    #[test]
+    fn a_valid_routing_loads_and_builds() {
+        let text = format!(
+            "{}\n{POOL}policy = \"hash_header\"\nhash_header = \"X-User\"\n\
+             health = {{ path = \"/h\", interval_ms = 500, timeout_ms = 100 }}\n\
+             [[route]]\nhost = \"*.example.com\"\npath_prefix = \"/api\"\nmethods = [\"GET\", \"POST\"]\nupstream = \"app\"\n\
+             [[route]]\nanswer = {{ status = 503, body = \"later\\n\", headers = {{ \"Retry-After\" = \"5\" }} }}\n",
+            Config::for_lab().to_toml()
+        );
+        let config = Config::parse(&text, "t.toml").unwrap();
+        let routing = config.routing();
+        assert_eq!(routing.routes.routes().len(), 2);
+        assert_eq!(routing.pools.len(), 1);
+        assert_eq!(
+            routing.route_names(),
+            ["route0".into(), "route1".into()] as [Box<str>; 2]
+        );
+    }
+
+    #[test]
+    fn without_routes_the_health_endpoint_answers() {
+        let routing = super::Routing::build(&[], &[]).unwrap();
+        let (_, route) = routing.routes.find(Some(b"gw"), "GET", "/healthz").unwrap();
+        assert!(matches!(
+            route.action,
+            xgate_proxy::routes::RouteAction::Direct(_)
+        ));
+        assert!(routing.routes.find(Some(b"gw"), "GET", "/other").is_none());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            ("[[route]]\nupstream = \"missing\"\n", "route[0].upstream"),
+            (
+                "[[route]]\nanswer = { status = 200 }\nupstream = \"x\"\n",
+                "route[0]",
+            ),
+            ("[[route]]\n", "route[0]"),
+            (
+                "[[route]]\npath_prefix = \"api\"\nanswer = { status = 200 }\n",
+                "route[0].path_prefix",
+            ),
+            (
+                "[[route]]\nhost = \"a b\"\nanswer = { status = 200 }\n",
+                "route[0].host",
+            ),
+            (
+                "[[route]]\nmethods = [\"FETCH\"]\nanswer = { status = 200 }\n",
+                "route[0].methods",
+            ),
+            ("[[route]]\nanswer = { status = 99 }\n", "route[0].answer.status"),
+            (
+                "[[route]]\nanswer = { status = 200, headers = { \"Content-Length\" = \"1\" } }\n",
+                "route[0].answer.headers.Content-Length",
+            ),
+            (
+                "[[upstream]]\nname = \"a\"\nmembers = [\"10.0.0.1\"]\n",
+                "upstream[0].members[0]",
+            ),
+            (
+                "[[upstream]]\nname = \"a\"\nmembers = [\"10.0.0.1:0\"]\n",
+                "upstream[0].members[0]",
+            ),
+            (
+                "[[upstream]]\nname = \"a\"\nmembers = [\"10.0.0.1:80\"]\npolicy = \"random\"\n",
+                "upstream[0].policy",
+            ),
+            (
+                "[[upstream]]\nname = \"a\"\nmembers = [\"10.0.0.1:80\"]\npolicy = \"hash_header\"\n",
+                "upstream[0].hash_header",
+            ),
+            (&format!("{POOL}{POOL}"), "upstream[1].name"),
+            ("[timeouts]\nheader_read_ms = 0\n", "timeouts.header_read_ms"),
+        ];
+        for (extra, key) in cases {
+            assert_eq!(key_of_error(extra).as_deref(), Some(key), "{extra}");
+        }
+        assert_eq!(key_of_error(POOL), None);
+    }
+}
