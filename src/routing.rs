@@ -387,7 +387,7 @@ impl Routing {
         }
         if routes.is_empty() {
             return Ok(Routing {
-                routes: builtin_routes(),
+                routes: RouteTable::health_only(),
                 pools,
                 pool_limits,
             });
@@ -500,21 +500,6 @@ impl Routing {
             pool_limits,
         })
     }
-}
-
-/// The routes used when the file has none: the health endpoint.
-fn builtin_routes() -> RouteTable {
-    RouteTable::new(vec![Route {
-        name: "healthz".into(),
-        host: HostMatch::Any,
-        path_prefix: "/healthz".into(),
-        methods: Some(MethodSet::parse(&["GET", "HEAD"]).expect("known methods")),
-        action: RouteAction::Direct(DirectAnswer {
-            status: 200,
-            headers: vec![("Content-Type".into(), "text/plain".into())],
-            body: b"ok\n".as_slice().into(),
-        }),
-    }])
 }
 
 /// Whether `name` is an HTTP token (a valid header name).

@@ -39,6 +39,7 @@ pub fn check_request(data: &[u8]) {
         Outcome::Respond {
             consumed, written, ..
         } => assert!(consumed <= data.len() && written <= out.len()),
+        Outcome::Forward(_) => panic!("the responder has no upstream to forward to"),
     }
     let head = match frame_request(data, &limits) {
         Ok(Some(head)) => head,

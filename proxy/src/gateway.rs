@@ -15,8 +15,8 @@
 //!   keep-alive rules say not.
 //! - A route match that fails only on the method answers 405 with `Allow`; no match at all, 404.
 //! - A direct answer waits for its request's body when the body fits the buffered bytes
-//!   (`max_buffered`), and consumes it; a larger one is answered at once and the connection
-//!   closes, so the gateway never buffers more than it was sized for.
+//!   (`max_buffered`), and consumes it; a larger one is refused with 413 (and invalid chunked
+//!   framing with 400), so the gateway never buffers more than it was sized for.
 
 use std::net::Ipv4Addr;
 
@@ -123,10 +123,12 @@ impl Gateway {
         };
         match &route.action {
             RouteAction::Direct(answer) => {
-                let Some(consumed) = self.direct_extent(&head, input) else {
-                    return Verdict::Incomplete;
+                let consumed = match self.direct_extent(&head, input) {
+                    Ok(Some(consumed)) => consumed,
+                    Ok(None) => return Verdict::Incomplete,
+                    Err(Refusal(status)) => return refuse(status, input, out),
                 };
-                let close = !head.keep_alive || consumed > input.len();
+                let close = !head.keep_alive;
                 let written = write_direct(
                     answer.status,
                     &answer.headers,
@@ -137,7 +139,7 @@ impl Gateway {
                 )
                 .expect("direct answers are validated to fit");
                 Verdict::Respond {
-                    consumed: consumed.min(input.len()),
+                    consumed,
                     written,
                     close,
                     status: answer.status,
@@ -178,10 +180,12 @@ impl Gateway {
 
     /// No route took the request: 405 if one would have without its method set, else 404.
     fn unrouted(&self, head: &RequestHead<'_>, input: &[u8], out: &mut [u8]) -> Verdict {
-        let Some(consumed) = self.direct_extent(head, input) else {
-            return Verdict::Incomplete;
+        let consumed = match self.direct_extent(head, input) {
+            Ok(Some(consumed)) => consumed,
+            Ok(None) => return Verdict::Incomplete,
+            Err(Refusal(status)) => return refuse(status, input, out),
         };
-        let close = !head.keep_alive || consumed > input.len();
+        let close = !head.keep_alive;
         let allowed = self.routes.routes().iter().find(|r| {
             r.methods.is_some() && r.host.matches(head.host) && path_matches(&r.path_prefix, head.path)
         });
@@ -218,7 +222,7 @@ impl Gateway {
         let written = write_direct(status, headers, body, head.is_head, connection(head, close), out)
             .expect("fits MIN_RESPONSE_BUFFER");
         Verdict::Respond {
-            consumed: consumed.min(input.len()),
+            consumed,
             written,
             close,
             status,
@@ -226,32 +230,36 @@ impl Gateway {
     }
 
     /// The bytes a directly answered request spans (head and body), or `None` while a body
-    /// that fits the buffer is still arriving. A value beyond `input.len()` means the body does
-    /// not fit: answer now and close.
-    fn direct_extent(&self, head: &RequestHead<'_>, input: &[u8]) -> Option<usize> {
-        match head.body {
-            BodyFraming::None => Some(head.head_len),
-            BodyFraming::Length(n) => {
-                let end = head
-                    .head_len
-                    .saturating_add(usize::try_from(n).unwrap_or(usize::MAX));
-                if end <= input.len() {
-                    Some(end)
-                } else if end > self.max_buffered {
-                    Some(usize::MAX)
-                } else {
-                    None
-                }
-            }
+    /// that fits the buffer is still arriving. A body that cannot fit is refused with 413, and
+    /// invalid chunked framing with its status (400 or 413).
+    fn direct_extent(&self, head: &RequestHead<'_>, input: &[u8]) -> Result<Option<usize>, Refusal> {
+        let end = match head.body {
+            BodyFraming::None => head.head_len,
+            BodyFraming::Length(n) => head
+                .head_len
+                .saturating_add(usize::try_from(n).unwrap_or(usize::MAX)),
             BodyFraming::Chunked => {
                 let mut decoder = crate::chunked::ChunkedDecoder::new(self.limits.max_body as u64);
-                match decoder.feed(&input[head.head_len..]) {
-                    Ok(feed) if feed.done => Some(head.head_len + feed.consumed),
-                    Ok(_) if input.len() < self.max_buffered => None,
-                    // Too large to buffer, or invalid: answer and close.
-                    _ => Some(usize::MAX),
+                let feed = decoder
+                    .feed(&input[head.head_len..])
+                    .map_err(|error| Refusal(error.status()))?;
+                if feed.done {
+                    head.head_len + feed.consumed
+                } else if input.len() - head.head_len > self.limits.max_body {
+                    // The framing alone may not take more than `max_body` bytes either.
+                    return Err(Refusal(413));
+                } else {
+                    // Not there yet: at least one byte more than the input holds.
+                    input.len() + 1
                 }
             }
+        };
+        if end <= input.len() {
+            Ok(Some(end))
+        } else if end > self.max_buffered {
+            Err(Refusal(413))
+        } else {
+            Ok(None)
         }
     }
 }

@@ -302,6 +302,22 @@ impl RouteTable {
     }
 
     /// All routes, in configuration order.
+    /// The table of a gateway configured with no routes: `GET`/`HEAD /healthz` answers
+    /// `200 ok` (text/plain); any other method there is 405, any other path 404.
+    pub fn health_only() -> RouteTable {
+        RouteTable::new(vec![Route {
+            name: "healthz".into(),
+            host: HostMatch::Any,
+            path_prefix: "/healthz".into(),
+            methods: Some(MethodSet::parse(&["GET"]).expect("a known method")),
+            action: RouteAction::Direct(DirectAnswer {
+                status: 200,
+                headers: vec![("Content-Type".into(), "text/plain".into())],
+                body: b"ok\n".as_slice().into(),
+            }),
+        }])
+    }
+
     pub fn routes(&self) -> &[Route] {
         &self.routes
     }

@@ -107,7 +107,7 @@ fn direct_routes_answer_and_misses_get_404_or_405_with_allow() {
 }
 
 #[test]
-fn a_direct_route_waits_for_a_body_that_fits_and_closes_on_one_that_does_not() {
+fn a_direct_route_waits_for_a_body_that_fits_and_refuses_one_that_does_not() {
     let g = gateway(Policy::RoundRobin);
     let partial = b"GET /healthz HTTP/1.1\r\nHost: gw\r\nContent-Length: 10\r\n\r\nabc";
     assert_eq!(decide(&g, partial).0, Verdict::Incomplete);
@@ -119,7 +119,7 @@ fn a_direct_route_waits_for_a_body_that_fits_and_closes_on_one_that_does_not() {
     let huge = b"GET /healthz HTTP/1.1\r\nHost: gw\r\nContent-Length: 100000\r\n\r\nabc";
     let (verdict, _) = decide(&g, huge);
     assert!(
-        matches!(verdict, Verdict::Respond { status: 200, close: true, consumed, .. } if consumed == huge.len())
+        matches!(verdict, Verdict::Respond { status: 413, close: true, consumed, .. } if consumed == huge.len())
     );
 }
 

@@ -17,6 +17,7 @@ fn answer_with(r: &Responder, input: &[u8]) -> (Outcome, String) {
     let written = match outcome {
         Outcome::Respond { written, .. } => written,
         Outcome::Incomplete => 0,
+        Outcome::Forward(f) => panic!("forwarded: {f:?}"),
     };
     (outcome, String::from_utf8(out[..written].to_vec()).unwrap())
 }
@@ -24,7 +25,7 @@ fn answer_with(r: &Responder, input: &[u8]) -> (Outcome, String) {
 fn status(outcome: Outcome) -> u16 {
     match outcome {
         Outcome::Respond { status, .. } => status,
-        Outcome::Incomplete => panic!("incomplete"),
+        other => panic!("{other:?}"),
     }
 }
 
@@ -114,8 +115,8 @@ fn unknown_path_is_404_and_keeps_alive() {
         text,
         "HTTP/1.1 404 Not Found\r\nServer: xgate\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\nnot found\n"
     );
-    // Only the exact path is the health check.
-    for path in ["/", "/healthz/", "/HEALTHZ", "/healthzz", "*"] {
+    // Only the health path (on whole segments: `/healthz/…` is under it) is the health check.
+    for path in ["/", "/HEALTHZ", "/healthzz", "/health", "*"] {
         let input = format!("GET {path} HTTP/1.1\r\nHost: gw\r\n\r\n");
         assert_eq!(status(answer(input.as_bytes()).0), 404, "{path}");
     }
@@ -157,7 +158,7 @@ fn other_methods_on_healthz_are_405_with_allow() {
         assert!(!closes(outcome));
         assert_eq!(
             text,
-            "HTTP/1.1 405 Method Not Allowed\r\nServer: xgate\r\nContent-Type: text/plain\r\nContent-Length: 19\r\nAllow: GET, HEAD\r\n\r\nmethod not allowed\n"
+            "HTTP/1.1 405 Method Not Allowed\r\nServer: xgate\r\nContent-Type: text/plain\r\nAllow: GET, HEAD\r\nContent-Length: 19\r\n\r\nmethod not allowed\n"
         );
     }
 }
@@ -264,7 +265,7 @@ impl Outcome {
     fn clone_status_close(self) -> (u16, bool) {
         match self {
             Outcome::Respond { status, close, .. } => (status, close),
-            Outcome::Incomplete => panic!("incomplete"),
+            other => panic!("{other:?}"),
         }
     }
 }
@@ -600,6 +601,7 @@ fn arbitrary_bytes_never_panic_or_overrun() {
                     assert!(close && consumed == input.len(), "{text}");
                 }
             }
+            Outcome::Forward(f) => panic!("forwarded: {f:?}"),
         }
     }
     // The generator reaches answers, not only incomplete input.
