@@ -4,39 +4,8 @@
 
 mod common;
 
-use common::{output, TestLab, GATEWAY_HOST_IP, GATEWAY_IP, XGATE};
+use common::{output, raw_exchange, status_line, TestLab, GATEWAY_HOST_IP, GATEWAY_IP, XGATE};
 
-fn status_line(response: &str) -> &str {
-    response.lines().next().unwrap_or("").trim_end()
-}
-
-/// Sends `request` raw from the client namespace and returns everything the gateway sent back
-/// until it closed the connection (or 5 s passed), plus whether it closed.
-fn raw_exchange(lab: &TestLab, request: &[u8]) -> (String, bool) {
-    let hex: String = request.iter().map(|b| format!("{b:02x}")).collect();
-    let code = format!(
-        r#"
-import socket, sys
-s = socket.create_connection(("{GATEWAY_IP}", 80), timeout=5)
-s.sendall(bytes.fromhex("{hex}"))
-data = b""; closed = False
-try:
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            closed = True
-            break
-        data += chunk
-except socket.timeout:
-    pass
-sys.stdout.write(data.decode("latin-1"))
-sys.stdout.write("\n--closed=%s" % closed)
-"#
-    );
-    let out = lab.python(&code);
-    let (body, flag) = out.rsplit_once("\n--closed=").expect("marker");
-    (body.to_string(), flag.trim() == "True")
-}
 
 #[test]
 fn routes_answer_with_the_right_status() {

@@ -5,58 +5,9 @@
 
 mod common;
 
-use std::{
-    io::Write,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use common::{TestLab, BACKEND_IP, GATEWAY_IP};
-
-/// The first line of a raw HTTP response.
-fn status_line(response: &str) -> &str {
-    response.lines().next().unwrap_or("")
-}
-
-/// Sends `request` over a fresh connection from the client namespace with Python; returns
-/// everything the gateway sent until it closed (or 3 s of silence) and whether it closed.
-fn raw_exchange(lab: &TestLab, request: &[u8]) -> (String, bool) {
-    let code = format!(
-        r#"
-import socket, sys
-request = sys.stdin.buffer.read()
-s = socket.create_connection(("{GATEWAY_IP}", 80), timeout=5)
-s.sendall(request)
-s.settimeout(3)
-data = b""
-closed = False
-try:
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            closed = True
-            break
-        data += chunk
-except socket.timeout:
-    pass
-except ConnectionResetError:
-    closed = True
-sys.stdout.write(("CLOSED\n" if closed else "OPEN\n") + data.decode("latin-1"))
-"#
-    );
-    let mut child = lab
-        .exec("cli", "python3")
-        .args(["-c", &code])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(request).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "python failed");
-    let out = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (flag, rest) = out.split_once('\n').unwrap();
-    (rest.to_string(), flag == "CLOSED")
-}
+use common::{raw_exchange, status_line, TestLab, BACKEND_IP, GATEWAY_IP};
 
 /// A file of `size` pseudo-random bytes in the temp dir (removed by the caller).
 fn random_file(name: &str, size: usize) -> std::path::PathBuf {

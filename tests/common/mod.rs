@@ -415,6 +415,54 @@ impl TestLab {
     }
 }
 
+/// The first line of a raw HTTP response.
+pub fn status_line(response: &str) -> &str {
+    response.lines().next().unwrap_or("").trim_end()
+}
+
+/// Sends `request` raw over a fresh connection from the client namespace (Python, the bytes on
+/// its stdin) and returns everything the gateway sent until it closed the connection (or 3 s of
+/// silence), and whether it closed (a reset counts as closed).
+pub fn raw_exchange(lab: &TestLab, request: &[u8]) -> (String, bool) {
+    use std::io::Write;
+    let code = format!(
+        r#"
+import socket, sys
+request = sys.stdin.buffer.read()
+s = socket.create_connection(("{GATEWAY_IP}", 80), timeout=5)
+s.sendall(request)
+s.settimeout(3)
+data = b""
+closed = False
+try:
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            closed = True
+            break
+        data += chunk
+except socket.timeout:
+    pass
+except ConnectionResetError:
+    closed = True
+sys.stdout.write(("CLOSED\n" if closed else "OPEN\n") + data.decode("latin-1"))
+"#
+    );
+    let mut child = lab
+        .exec("cli", "python3")
+        .args(["-c", &code])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn python");
+    child.stdin.take().unwrap().write_all(request).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "python failed");
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (flag, rest) = out.split_once('\n').unwrap();
+    (rest.to_string(), flag == "CLOSED")
+}
+
 impl Drop for TestLab {
     fn drop(&mut self) {
         if let Some(mut child) = self.gateway.take() {
