@@ -205,6 +205,11 @@ print(r.status, len(body), r.getheader("Via"))
         && l["status"] == 200
         && l["upstream"] == format!("{BACKEND_IP}:8080")));
     let after = lab.stats();
+    // Proxying allocates nothing per request (the access log's buffer is reserved at start).
+    assert_eq!(
+        after["lanes"][0]["heap_allocations"], before["lanes"][0]["heap_allocations"],
+        "the lane allocated while proxying"
+    );
     let connects = |v: &serde_json::Value| v["lanes"][0]["upstream_connects"].as_u64().unwrap();
     let new_connects = connects(&after) - connects(&before);
     assert!(
