@@ -20,6 +20,10 @@ status=0
 cargo test --no-fail-fast --lib --bins --tests --examples -- --test-threads=2 2>&1 | tee "$log" || status=$?
 cargo test --no-fail-fast -p xgate-bench --bench micro 2>&1 | tee -a "$log" || status=$?
 cargo test --no-fail-fast -p xgate-bench --bench demux 2>&1 | tee -a "$log" || status=$?
+# A short fuzzing run (20 s per target: the HTTP parsers and the frame -> TCP path) on the kept
+# corpus; a crash fails the suite. The corpus itself also runs above, as plain tests.
+echo "test: scripts/fuzz.sh 20"
+bash scripts/fuzz.sh 20 || status=$?
 # One closing line over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "total: %d passed, %d failed\n", p, f }' "$log"

@@ -25,10 +25,13 @@
 //! Invariants checked (each a panic when broken):
 //! - nothing panics, in the stack, the server or the steering;
 //! - the stack takes every frame it is given;
-//! - [`crate::wire::classify`] calls TCP exactly the frames the stack can parse as a TCP segment
-//!   (the latter always, the former only with the addresses the stack reads);
+//! - [`crate::wire::classify`] agrees with the stack: a frame the stack parses as a TCP segment
+//!   is classified TCP with the same ports, and a frame classified TCP has an IPv4 header the
+//!   stack accepts, with the same addresses;
 //! - the server's connected count never exceeds its sockets, agrees with [`TcpServer::is_connected`]
 //!   over all sockets, and outbound sockets are each free or connected;
+//! - a socket without a connection is closed (or in TIME-WAIT) or listening, and only inbound
+//!   sockets listen, at most one per shard (which socket is in which shard: `SHARD_SIZE`);
 //! - a woken connection is connected;
 //! - every frame the device is given to send fits the MTU and parses as Ethernet from the server's
 //!   MAC: ARP, or IPv4 from the server's address with correct checksums (and TCP's).
@@ -46,7 +49,7 @@ use smoltcp::{
 };
 
 use crate::{
-    tcp_server::{ConnId, ServerConfig, TcpServer},
+    tcp_server::{ConnId, ServerConfig, TcpServer, SHARD_SIZE},
     wire::{arp_request_as_reply, arp_target_ip, classify, FrameKind},
 };
 
@@ -144,7 +147,10 @@ impl TxToken for MemoryTxToken<'_> {
     where
         F: FnOnce(&mut [u8]) -> R,
     {
-        assert!(len <= MTU, "the stack sent a {len}-byte frame, over the {MTU}-byte MTU");
+        assert!(
+            len <= MTU,
+            "the stack sent a {len}-byte frame, over the {MTU}-byte MTU"
+        );
         let mut frame = vec![0; len];
         let result = f(&mut frame);
         self.sent.push(frame);
@@ -200,7 +206,10 @@ impl Device for MemoryDevice {
             return None;
         }
         self.has_frame = false;
-        Some((MemoryRxToken { frame: &self.rx }, MemoryTxToken { sent: &mut self.sent }))
+        Some((
+            MemoryRxToken { frame: &self.rx },
+            MemoryTxToken { sent: &mut self.sent },
+        ))
     }
 
     fn transmit(&mut self, _timestamp: Instant) -> Option<MemoryTxToken<'_>> {
@@ -340,7 +349,11 @@ impl Run {
         self.deliver(&ack);
         self.turn(0);
         self.check_sent_now();
-        assert_eq!(self.server.inbound_connected(), 1, "the client's connection is open");
+        assert_eq!(
+            self.server.inbound_connected(),
+            1,
+            "the client's connection is open"
+        );
         self.inbound_peer = Some(Peer {
             rcv_next: CLIENT_ISS.wrapping_add(1),
             snd_next: syn_ack.seq.wrapping_add(1),
@@ -392,7 +405,8 @@ impl Run {
         if flags & RAW_CHECKSUMS == 0 {
             fill_checksums(&mut buffer);
         }
-        self.device.set_verify_tcp_checksums(flags & NO_TCP_CHECKSUM_CHECK == 0);
+        self.device
+            .set_verify_tcp_checksums(flags & NO_TCP_CHECKSUM_CHECK == 0);
         self.deliver(&buffer);
         if let (Some(which), Some(len)) = (peer, advance) {
             if let Some(peer) = self.peer_mut(which) {
@@ -402,8 +416,8 @@ impl Run {
         self.frame = buffer;
         self.turn(flags);
         self.check_sent_now();
-        eprintln!("  connected {} stats {:?}", self.server.connected(), self.server.stats());
         self.check_counts();
+        self.check_roles();
     }
 
     /// Writes the addressing `flags` ask for; returns the connection's peer, if it has one.
@@ -458,7 +472,6 @@ impl Run {
     /// Classifies `frame` and gives it to the server, as a lane does.
     fn deliver(&mut self, frame: &[u8]) {
         let kind = classify(frame);
-        eprintln!("deliver {kind:?} at {}", self.now_ms);
         check_classify(frame, &kind);
         self.ingress(frame, &kind);
         if kind == FrameKind::Arp && arp_target_ip(frame) == Some(SERVER_IP.octets()) {
@@ -474,13 +487,19 @@ impl Run {
         self.device.put_rx(frame);
         let now = self.now();
         let took = self.server.ingress(now, &mut self.device, kind);
-        assert!(took && !self.device.has_frame(), "the stack did not take a {kind:?} frame");
+        assert!(
+            took && !self.device.has_frame(),
+            "the stack did not take a {kind:?} frame"
+        );
     }
 
     /// The application's turn (as `flags` say), then egress.
     fn turn(&mut self, flags: u8) {
         while let Some(id) = self.server.next_woken() {
-            assert!(self.server.is_connected(id), "woken connection {id} is not connected");
+            assert!(
+                self.server.is_connected(id),
+                "woken connection {id} is not connected"
+            );
             let socket = self.server.socket(id);
             while let Ok(n) = socket.recv_slice(&mut self.scratch) {
                 if n == 0 {
@@ -512,9 +531,7 @@ impl Run {
     /// Every sent frame is well formed; TCP segments to a tracked connection update it.
     fn check_sent(&mut self, sent: &[Vec<u8>]) {
         for frame in sent {
-            let seg = check_sent_frame(frame);
-            if let Some(s) = &seg { eprintln!("  sent tcp {}->{} seq {} ack {:?} syn {} len {} flags {:02x}", s.src_port, s.dst_port, s.seq, s.ack, s.syn, s.len, frame[47]); } else { eprintln!("  sent other {} bytes", frame.len()); }
-            if let Some(segment) = seg {
+            if let Some(segment) = check_sent_frame(frame) {
                 let which = match (segment.dst_port, segment.src_port) {
                     (CLIENT_PORT, LISTEN_PORT) => true,
                     (UPSTREAM_PORT, OUTBOUND_LOCAL_PORT) => false,
@@ -538,13 +555,42 @@ impl Run {
         let connected = self.server.connected();
         assert!(connected <= total, "{connected} connected, {total} sockets");
         let inbound = self.server.inbound_connected();
-        assert!(inbound <= self.sockets, "{inbound} inbound connected, {} sockets", self.sockets);
-        let by_socket = (0..total as ConnId).filter(|&id| self.server.is_connected(id)).count();
+        assert!(
+            inbound <= self.sockets,
+            "{inbound} inbound connected, {} sockets",
+            self.sockets
+        );
+        let by_socket = (0..total as ConnId)
+            .filter(|&id| self.server.is_connected(id))
+            .count();
         assert_eq!(by_socket, connected, "sockets connected vs connected count");
         assert_eq!(
             self.server.outbound_free() + (connected - inbound),
             self.outbound,
             "outbound sockets are free or connected"
+        );
+    }
+
+    /// A socket without a connection is free (closed, or in TIME-WAIT when it was left so) or
+    /// listening, and only inbound sockets listen, at most one per shard.
+    fn check_roles(&mut self) {
+        let mut listening = vec![0usize; self.sockets.div_ceil(SHARD_SIZE) + 1];
+        for id in 0..(self.sockets + self.outbound) as ConnId {
+            if self.server.is_connected(id) {
+                continue;
+            }
+            let state = self.server.socket(id).state();
+            match state {
+                tcp::State::Closed | tcp::State::TimeWait => {}
+                tcp::State::Listen if (id as usize) < self.sockets => {
+                    listening[id as usize / SHARD_SIZE] += 1;
+                }
+                _ => panic!("socket {id} has no connection but is in state {state}"),
+            }
+        }
+        assert!(
+            listening.iter().all(|&n| n <= 1),
+            "more than one listener in a shard: {listening:?}"
         );
     }
 }
@@ -630,12 +676,18 @@ fn check_classify(frame: &[u8], kind: &FrameKind) {
             let (version, protocol, src, dst) =
                 ip.unwrap_or_else(|| panic!("classify took for TCP a frame the stack cannot parse as IPv4"));
             assert_eq!((version, protocol), (4, IpProtocol::Tcp));
-            assert_eq!((segment.flow.src_ip, segment.flow.dst_ip), (src.octets(), dst.octets()));
+            assert_eq!(
+                (segment.flow.src_ip, segment.flow.dst_ip),
+                (src.octets(), dst.octets())
+            );
             if let Some(ports) = stack {
                 assert_eq!(ports, (segment.flow.src_port, segment.flow.dst_port));
             }
         }
-        _ => assert!(stack.is_none(), "classify calls {kind:?} a frame the stack takes as TCP"),
+        _ => assert!(
+            stack.is_none(),
+            "classify calls {kind:?} a frame the stack takes as TCP"
+        ),
     }
 }
 
@@ -654,7 +706,11 @@ struct SentSegment {
 fn check_sent_frame(frame: &[u8]) -> Option<SentSegment> {
     let ethernet = EthernetFrame::new_checked(frame)
         .unwrap_or_else(|e| panic!("the server sent a frame that is not Ethernet: {e}"));
-    assert_eq!(ethernet.src_addr(), SERVER_MAC, "the server sent from another MAC");
+    assert_eq!(
+        ethernet.src_addr(),
+        SERVER_MAC,
+        "the server sent from another MAC"
+    );
     match ethernet.ethertype() {
         EthernetProtocol::Arp => {
             ArpPacket::new_checked(ethernet.payload())
@@ -673,7 +729,10 @@ fn check_sent_frame(frame: &[u8]) -> Option<SentSegment> {
             let tcp = TcpPacket::new_checked(ip.payload())
                 .unwrap_or_else(|e| panic!("the server sent a malformed TCP segment: {e}"));
             let (src, dst) = (IpAddress::Ipv4(ip.src_addr()), IpAddress::Ipv4(ip.dst_addr()));
-            assert!(tcp.verify_checksum(&src, &dst), "the server sent a bad TCP checksum");
+            assert!(
+                tcp.verify_checksum(&src, &dst),
+                "the server sent a bad TCP checksum"
+            );
             Some(SentSegment {
                 src_port: tcp.src_port(),
                 dst_port: tcp.dst_port(),
@@ -800,6 +859,9 @@ mod tests {
         run.record(TO_INBOUND | RELATIVE_SEQ | APP_WRITES, 0, &frame);
         let after = run.inbound_peer.unwrap();
         assert_eq!(after.rcv_next, before.rcv_next.wrapping_add(5));
-        assert_eq!(after.snd_next, before.snd_next.wrapping_add(RESPONSE.len() as u32));
+        assert_eq!(
+            after.snd_next,
+            before.snd_next.wrapping_add(RESPONSE.len() as u32)
+        );
     }
 }

@@ -348,6 +348,19 @@ impl TcpServer {
             let result =
                 self.iface
                     .poll_ingress_single(now, device, &mut self.shards[shard as usize].sockets);
+            // The stack gives a segment to the first socket that takes it, and a listener takes
+            // any SYN: a repeated SYN of this flow (or one that came after its socket closed but
+            // before it was settled) may have landed on the shard's listener instead of the
+            // flow's socket. That listener would then hold a connection no table knows, and the
+            // shard would take no new ones: drop the SYN and let it listen again (the client
+            // sends its SYN again, and finds the flow's own socket or, once settled, a listener).
+            if segment.syn && !segment.ack && !segment.rst {
+                if let Some(listener) = self.shards[shard as usize].listener {
+                    if self.socket(listener).state() != tcp::State::Listen {
+                        self.listen(listener);
+                    }
+                }
+            }
             self.mark_dirty(shard);
             self.wake(id);
             return result != PollIngressSingleResult::None;

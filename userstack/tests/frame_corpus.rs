@@ -9,9 +9,8 @@
 use std::{fs, path::PathBuf};
 
 use xgate_userstack::fuzz_support::{
-    check_frames, APP_ABORTS, APP_CLOSES, APP_WRITES, CONFIG_OUTBOUND, CONFIG_SMALL_BUFFERS,
-    CONFIG_TIMERS, NO_TCP_CHECKSUM_CHECK, RAW_CHECKSUMS, RELATIVE_SEQ, TO_INBOUND, TO_NEW_FLOW,
-    TO_OUTBOUND,
+    check_frames, APP_ABORTS, APP_CLOSES, APP_WRITES, CONFIG_OUTBOUND, CONFIG_SMALL_BUFFERS, CONFIG_TIMERS,
+    NO_TCP_CHECKSUM_CHECK, RAW_CHECKSUMS, RELATIVE_SEQ, TO_INBOUND, TO_NEW_FLOW, TO_OUTBOUND,
 };
 
 /// Mutations run per corpus file.
@@ -35,6 +34,47 @@ fn frame_corpus() {
         mutate(&data);
     }
     assert!(paths.len() >= 10, "only {} frame corpus files", paths.len());
+}
+
+// Inputs the frame fuzzer found that broke `TcpServer`'s invariant that a socket is a listener
+// or free unless the flow table names it: a shard's designated listener took a SYN without ACK of
+// a flow the table already names whenever that flow's own socket did not take it first (smoltcp
+// gives a segment to the first socket of the set that accepts it, and a listener accepts any such
+// SYN). The listener then held a connection nobody knew of, and while it did its shard accepted
+// no new connection. `TcpServer::ingress` now puts such a listener back to listening.
+
+/// A client's repeated SYN (its first SYN again, as after a lost SYN-ACK) on an established
+/// connection, in a shard whose listener comes before the connection's socket.
+#[test]
+fn repeated_syn_of_a_known_flow_stays_with_its_socket() {
+    check_frames(&input(
+        3,
+        &[record(
+            TO_INBOUND | RELATIVE_SEQ,
+            1,
+            &tcp(SYN, u32::MAX, 0, &[], &[]),
+        )],
+    ));
+}
+
+/// A SYN of a flow whose connection timed out (its socket is closed) before the application
+/// settled it.
+#[test]
+fn syn_of_a_timed_out_unsettled_flow_is_not_taken_by_the_listener() {
+    check_frames(&input(
+        CONFIG_TIMERS | 1,
+        &[
+            record(
+                TO_INBOUND | RELATIVE_SEQ | APP_WRITES,
+                1,
+                &tcp(PSH | ACK, 0, 0, &[], REQUEST),
+            ),
+            record(0, 30, &[]),
+            record(0, 60, &[]),
+            record(TO_INBOUND, 1, &tcp(SYN, 5, 0, &[], &[])),
+            record(TO_NEW_FLOW, 1, &tcp(SYN, 6, 0, &[], &[])),
+        ],
+    ));
 }
 
 #[test]
@@ -67,7 +107,9 @@ fn mutate(seed: &[u8]) {
         state ^= state << 17;
         state
     };
-    let interesting = [0x00, 0x01, 0x02, 0x04, 0x05, 0x06, 0x08, 0x10, 0x11, 0x12, 0x14, 0x18, 0x45, 0x7f, 0x80, 0xff];
+    let interesting = [
+        0x00, 0x01, 0x02, 0x04, 0x05, 0x06, 0x08, 0x10, 0x11, 0x12, 0x14, 0x18, 0x45, 0x7f, 0x80, 0xff,
+    ];
     for _ in 0..MUTATIONS {
         let mut data = seed.to_vec();
         if data.is_empty() {
@@ -193,8 +235,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                 2,
                 &[
                     record(on_inbound | APP_WRITES, 1, &tcp(PSH | ACK, 0, 0, &[], REQUEST)),
-                    record(on_inbound, 1, &tcp(FIN | ACK, 0, 0, &[], &[])),
-                    record(on_inbound | APP_CLOSES, 1, &[]),
+                    record(on_inbound | APP_CLOSES, 1, &tcp(FIN | ACK, 0, 0, &[], &[])),
                     record(on_inbound, 1, &tcp(ACK, 0, 0, &[], &[])),
                     record(TO_NEW_FLOW, 1, &tcp(SYN, 7, 0, &[], &[])),
                 ],
@@ -205,7 +246,11 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             input(
                 0,
                 &[
-                    record(on_inbound | APP_WRITES | APP_CLOSES, 1, &tcp(PSH | ACK, 0, 0, &[], REQUEST)),
+                    record(
+                        on_inbound | APP_WRITES | APP_CLOSES,
+                        1,
+                        &tcp(PSH | ACK, 0, 0, &[], REQUEST),
+                    ),
                     record(on_inbound, 1, &tcp(ACK, 0, 0, &[], &[])),
                     record(on_inbound, 1, &tcp(FIN | ACK, 0, 0, &[], &[])),
                 ],
@@ -256,8 +301,16 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             input(
                 0,
                 &[
-                    record(0, 0, &addressed(ipv4(1, &[8, 0, 0, 0, 0x12, 0x34, 0, 1, b'p', b'i', b'n', b'g']))),
-                    record(TO_INBOUND, 0, &ipv4(17, &[0x27, 0x10, 0, 53, 0, 12, 0, 0, b'd', b'n', b's', 0])),
+                    record(
+                        0,
+                        0,
+                        &addressed(ipv4(1, &[8, 0, 0, 0, 0x12, 0x34, 0, 1, b'p', b'i', b'n', b'g'])),
+                    ),
+                    record(
+                        TO_INBOUND,
+                        0,
+                        &ipv4(17, &[0x27, 0x10, 0, 53, 0, 12, 0, 0, b'd', b'n', b's', 0]),
+                    ),
                 ],
             ),
         ),
@@ -270,6 +323,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                     record(0, 20, &[]),
                     record(0, 35, &[]),
                     record(0, 60, &[]),
+                    record(TO_INBOUND, 1, &tcp(ACK, 0, 0, &[], &[])),
                 ],
             ),
         ),
@@ -290,15 +344,23 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             input(
                 CONFIG_SMALL_BUFFERS,
                 &[
-                    record(on_inbound | APP_WRITES, 1, &tcp(PSH | ACK, 0, 0, &[], &[b'x'; 1400])),
-                    record(on_inbound | APP_WRITES, 1, &tcp(PSH | ACK, 0, 0, &[], &[b'y'; 1400])),
+                    record(
+                        on_inbound | APP_WRITES,
+                        1,
+                        &tcp(PSH | ACK, 0, 0, &[], &[b'x'; 1400]),
+                    ),
+                    record(
+                        on_inbound | APP_WRITES,
+                        1,
+                        &tcp(PSH | ACK, 0, 0, &[], &[b'y'; 1400]),
+                    ),
                 ],
             ),
         ),
         (
             "seed-tcp-options",
             input(
-                0,
+                1,
                 &[record(
                     TO_NEW_FLOW,
                     0,
@@ -320,8 +382,8 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                 &[
                     record(0, 0, &[0xff; 10]),
                     record(TO_INBOUND, 0, &tcp(ACK, 0, 0, &[], &[])[..40]),
-                    record(TO_INBOUND, 0, &{
-                        let mut vlan = tcp(ACK, 0, 0, &[], &[]);
+                    record(0, 0, &{
+                        let mut vlan = addressed(tcp(ACK, 0, 0, &[], &[]));
                         vlan[12..14].copy_from_slice(&[0x81, 0x00]);
                         vlan
                     }),
