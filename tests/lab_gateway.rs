@@ -6,7 +6,6 @@ mod common;
 
 use common::{output, raw_exchange, status_line, TestLab, GATEWAY_HOST_IP, GATEWAY_IP, XGATE};
 
-
 #[test]
 fn routes_answer_with_the_right_status() {
     let mut lab = TestLab::new("rt");
