@@ -9,7 +9,8 @@
 //!    kernel-stack client, as a cross-check).
 //! 2. Proxy mode: `GET /healthz` through xgate (one upstream pool) and through nginx as a reverse
 //!    proxy (upstream keepalive on) to the same backend (nginx in the backend namespace,
-//!    10.77.0.4:8080), and from the client to that backend directly, for the hop's added latency.
+//!    10.77.0.4:8080), and from the client to that backend directly, for the hop's added latency;
+//!    closed loop, then all three in open loop at one offered rate (coordinated-omission corrected).
 //! 3. The packet path: `xgate-bench packets` (AF_XDP receive vs XDP_DROP on one veth).
 //!
 //! Pinning: every server runs on CPU 0 and every client on CPU 1 (`taskset`). On veth the kernel
@@ -177,7 +178,9 @@ impl Plan {
             0
         };
         let two_lanes = self.lanes_connections().len() * self.repeats;
-        let proxy = PROXY_SERVERS.len() * self.proxy_connections.len() * self.repeats;
+        // Closed loop at every proxy count, then open loop at the reference count.
+        let proxy_open_loop = usize::from(!self.proxy_connections.is_empty());
+        let proxy = PROXY_SERVERS.len() * (self.proxy_connections.len() + proxy_open_loop) * self.repeats;
         2 * per_server + 1 + profiles + two_lanes + proxy
     }
 
@@ -209,6 +212,16 @@ fn proxy_connections(mode: &str, connections: &[usize]) -> Vec<usize> {
         vec![100]
     } else {
         candidates.into_iter().take(1).collect()
+    }
+}
+
+/// The proxy section's reference count, where its open-loop runs take place and its goals are
+/// judged: 100 if the section runs there, else its first count; `None` without a proxy section.
+pub fn proxy_reference(proxy_connections: &[usize]) -> Option<usize> {
+    if proxy_connections.contains(&100) {
+        Some(100)
+    } else {
+        proxy_connections.first().copied()
     }
 }
 
@@ -1138,11 +1151,14 @@ impl Suite {
 
 impl Suite {
     /// Proxy mode: xgate and nginx each as the one hop between the client and the same backend,
-    /// and the client on the backend directly, closed loop at the plan's proxy connection counts.
-    /// The backend runs (on the client's CPU) for the whole section and is stopped at its end.
+    /// and the client on the backend directly, closed loop at the plan's proxy connection counts;
+    /// then all three in open loop at the reference count (see [`proxy_reference`]), at one rate
+    /// for all: half the lower of the two proxies' closed-loop medians there, so that neither
+    /// proxy is saturated. The backend runs (on the client's CPU) for the whole section and is
+    /// stopped at its end.
     fn run_proxy(&mut self, cases: &mut Vec<HttpCase>) -> anyhow::Result<()> {
         let counts = self.plan.proxy_connections.clone();
-        let Some(&most) = counts.iter().max() else {
+        let (Some(&most), Some(reference)) = (counts.iter().max(), proxy_reference(&counts)) else {
             return Ok(());
         };
         check_interrupted()?;
@@ -1161,6 +1177,30 @@ impl Suite {
                         runs,
                     });
                 }
+            }
+            let median_rps = |server: Server| {
+                cases
+                    .iter()
+                    .find(|c| {
+                        c.server == server.name() && c.client == "xgate-bench" && c.connections == reference
+                    })
+                    .and_then(|c| {
+                        report::Spread::of(&c.runs.iter().map(|r| r.requests_per_second).collect::<Vec<_>>())
+                    })
+                    .map_or(0.0, |s| s.median)
+            };
+            let rate = (median_rps(Server::XgateProxy).min(median_rps(Server::NginxProxy)) * 0.5).max(100.0);
+            for server in [Server::XgateProxy, Server::NginxProxy, Server::Direct] {
+                let label = format!("open loop at {rate:.0} req/s");
+                let runs = self.repeated(server, reference, &label, |suite| {
+                    suite.generator_run_at(server, reference, Some(rate))
+                })?;
+                cases.push(HttpCase {
+                    server: server.name().into(),
+                    client: OPEN_LOOP_CLIENT.into(),
+                    connections: reference,
+                    runs,
+                });
             }
             Ok(())
         };
@@ -1185,7 +1225,8 @@ pub const DIRECT_SERVER: &str = "direct";
 /// The servers of the proxy section, in the order they run.
 pub const PROXY_SERVERS: [&str; 3] = [XGATE_PROXY_SERVER, NGINX_PROXY_SERVER, DIRECT_SERVER];
 
-/// The client label of open-loop cases.
+/// The client label of open-loop cases (the terminating ones, servers `xgate` and `nginx`, and
+/// the proxy section's, servers [`PROXY_SERVERS`]).
 pub const OPEN_LOOP_CLIENT: &str = "xgate-bench open loop";
 
 /// `Command::output` with a deadline: the child is killed when it runs over.
@@ -1533,6 +1574,13 @@ mod tests {
     }
 
     #[test]
+    fn the_proxy_reference_is_100_or_the_first_count() {
+        assert_eq!(proxy_reference(&[10, 100, 1000]), Some(100));
+        assert_eq!(proxy_reference(&[10, 1000]), Some(10));
+        assert_eq!(proxy_reference(&[]), None);
+    }
+
+    #[test]
     fn steps_count_the_proxy_runs() {
         let args = SuiteArgs {
             quick: false,
@@ -1548,6 +1596,11 @@ mod tests {
         assert_eq!(plan.proxy_connections, vec![100]);
         let mut without = plan.clone();
         without.proxy_connections.clear();
-        assert_eq!(plan.steps() - without.steps(), 3 * plan.repeats);
+        // Three servers, closed loop and open loop at 100 connections.
+        assert_eq!(plan.steps() - without.steps(), 2 * 3 * plan.repeats);
+        let mut full = plan.clone();
+        full.proxy_connections = vec![10, 100, 1000];
+        // Closed loop at each of three counts, open loop at one.
+        assert_eq!(full.steps() - without.steps(), 4 * 3 * plan.repeats);
     }
 }

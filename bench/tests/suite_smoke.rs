@@ -1,7 +1,8 @@
 //! A smoke run of the whole benchmark suite (tiny durations): the lab comes up, xgate and nginx
 //! both answer the userspace load generator and wrk, both proxy the generator's requests to the
-//! backend (and the generator reaches the backend directly), the packet path runs, and every
-//! output file is written and readable. It checks that the harness works, never how fast anything is.
+//! backend (and the generator reaches the backend directly), closed loop and at one offered rate
+//! (open loop), the packet path runs, and every output file is written and readable. It checks
+//! that the harness works, never how fast anything is.
 
 use std::{
     path::PathBuf,
@@ -127,7 +128,9 @@ fn smoke_suite_writes_every_output_with_figures_from_both_servers() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|c| c["client"] == "xgate-bench open loop")
+        .filter(|c| {
+            c["client"] == "xgate-bench open loop" && (c["server"] == "xgate" || c["server"] == "nginx")
+        })
         .collect();
     assert_eq!(open_loop.len(), 2, "open loop against both servers");
     for case in open_loop {
@@ -170,6 +173,35 @@ fn smoke_suite_writes_every_output_with_figures_from_both_servers() {
             assert!(run["response_bytes"].as_u64().unwrap() > 0);
         }
     }
+    // Proxy mode at the same offered load: all three in open loop at 100 connections, one rate.
+    let mut proxy_rates = Vec::new();
+    for server in ["xgate proxy", "nginx proxy", "direct"] {
+        let case = json["http"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| {
+                c["server"] == server && c["client"] == "xgate-bench open loop" && c["connections"] == 100
+            })
+            .unwrap_or_else(|| panic!("no open-loop proxy-mode case for {server}"));
+        let runs = case["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 3, "{server} open loop: three repeats");
+        for run in runs {
+            assert!(
+                run["requests_per_second"].as_f64().unwrap() > 0.0,
+                "{server} open loop: {run}"
+            );
+            assert!(
+                run["p99_us"].as_f64().unwrap() >= run["p50_us"].as_f64().unwrap(),
+                "{server} open loop: {run}"
+            );
+            proxy_rates.push(run["offered_rate"].as_f64().unwrap());
+        }
+    }
+    assert!(
+        proxy_rates.iter().all(|r| *r == proxy_rates[0]),
+        "one offered rate for all three: {proxy_rates:?}"
+    );
     let packet_rows = json["packet_path"]["packet_path"]
         .as_array()
         .unwrap_or_else(|| panic!("packet path missing: {}", json["packet_path"]));
@@ -188,9 +220,11 @@ fn smoke_suite_writes_every_output_with_figures_from_both_servers() {
         "| nginx proxy | 100 |",
         "| direct | 100 |",
         "| proxy mode, 100 connections, closed loop: requests/s | xgate proxy ≥ 2.0× nginx proxy |",
-        "| proxy mode, 100 connections, closed loop: p99 | xgate proxy < nginx proxy |",
+        "| proxy mode, 100 connections, same offered load (open loop): p99 | xgate proxy < nginx proxy |",
         "proxy mode: added p50 of the xgate hop",
         "proxy mode: added p50 of the nginx hop",
+        "| proxy mode, same offered load: added p99 of the hop (xgate vs nginx), 100 connections | reported (no target) | xgate ",
+        "### Proxy mode at the same offered load (open loop)",
         "## Packet path",
     ] {
         assert!(
