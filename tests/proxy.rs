@@ -47,6 +47,7 @@ fn proxies_to_nginx_and_python_backends_with_pooled_keep_alive_connections() {
     std::fs::write(site.join("py/index.html"), "hello from python\n").unwrap();
     let big = random_file(&format!("{}-big.bin", lab.name), 3_000_000);
     std::fs::copy(&big, site.join("big.bin")).unwrap();
+    std::fs::copy(&big, site.join("py/big.bin")).unwrap();
     lab.start_nginx_backend(8080, &site);
     // Python's http.server, from the site directory.
     let python = lab
@@ -129,18 +130,22 @@ upstream = "nginx"
         "{body}"
     );
 
+    // A path that would climb out of the route's prefix is refused before routing.
+    let (ok, code) = lab.curl(&[
+        "--path-as-is",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &format!("http://{GATEWAY_IP}/py/../index.html"),
+    ]);
+    assert!(ok && code == "400", "{code}");
+
     // A 3 MB file, byte for byte, from both backends.
     let copy = std::env::temp_dir().join(format!("{}-copy.bin", lab.name));
-    for path in ["/big.bin", "/py/../big.bin"] {
+    for path in ["/big.bin", "/py/big.bin"] {
         let url = format!("http://{GATEWAY_IP}{path}");
-        let (ok, code) = lab.curl(&[
-            "--path-as-is",
-            "-o",
-            copy.to_str().unwrap(),
-            "-w",
-            "%{http_code}",
-            &url,
-        ]);
+        let (ok, code) = lab.curl(&["-o", copy.to_str().unwrap(), "-w", "%{http_code}", &url]);
         assert!(ok && code == "200", "{url}: {code}");
         assert_eq!(sha256_of(&copy), sha256_of(&big), "{url}");
     }

@@ -14,6 +14,8 @@
 //!   head cannot be trusted to start a request); routed answers keep it open unless the client's
 //!   keep-alive rules say not.
 //! - A route match that fails only on the method answers 405 with `Allow`; no match at all, 404.
+//! - A path with a `.` or `..` segment (also percent-encoded) is refused with 400 before routing:
+//!   routes match the path as sent, and the upstream would resolve it outside the matched prefix.
 //! - A direct answer waits for its request's body when the body fits the buffered bytes
 //!   (`max_buffered`), and consumes it; a larger one is refused with 413 (and invalid chunked
 //!   framing with 400), so the gateway never buffers more than it was sized for.
@@ -118,6 +120,11 @@ impl Gateway {
             Ok(Some(head)) => head,
             Err(Refusal(status)) => return refuse(status, input, out),
         };
+        if has_dot_segment(head.path) {
+            // Routes match the path as sent; a `..` could climb out of the prefix that chose the
+            // route once the upstream resolves it.
+            return refuse(400, input, out);
+        }
         let Some((index, route)) = self.routes.find(head.host, head.method, head.path) else {
             return self.unrouted(&head, input, out);
         };
@@ -309,6 +316,30 @@ fn connection(head: &RequestHead<'_>, close: bool) -> Option<&'static str> {
 fn path_matches(prefix: &str, path: &str) -> bool {
     path.starts_with(prefix)
         && (prefix.ends_with('/') || path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/')
+}
+
+/// Whether `path` has a `.` or `..` segment, also percent-encoded (`%2e`, any case): a path the
+/// upstream would resolve to somewhere else than the prefix the route matched.
+fn has_dot_segment(path: &str) -> bool {
+    path.split('/').any(|segment| {
+        let bytes = segment.as_bytes();
+        let mut dots = 0;
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'.' {
+                i += 1;
+            } else if bytes[i] == b'%'
+                && bytes.get(i + 1) == Some(&b'2')
+                && matches!(bytes.get(i + 2), Some(b'e' | b'E'))
+            {
+                i += 3;
+            } else {
+                return false;
+            }
+            dots += 1;
+        }
+        dots == 1 || dots == 2
+    })
 }
 
 /// The value of the first header field `name` (lowercase) in `head`, trimmed.

@@ -165,3 +165,35 @@ fn hashing_pools_get_the_key_of_the_client_or_the_header() {
     };
     assert_eq!(f.hash, None);
 }
+
+#[test]
+fn dot_segments_are_refused_before_routing() {
+    let g = gateway(Policy::RoundRobin);
+    for path in [
+        "/healthz/..",
+        "/a/../healthz",
+        "/./healthz",
+        "/a/%2e%2e/b",
+        "/a/.%2E/b",
+        "/x/%2e",
+    ] {
+        let input = format!("GET {path} HTTP/1.1\r\nHost: api.example.com\r\n\r\n");
+        let (verdict, _) = decide(&g, input.as_bytes());
+        assert!(
+            matches!(
+                verdict,
+                Verdict::Respond {
+                    status: 400,
+                    close: true,
+                    ..
+                }
+            ),
+            "{path}: {verdict:?}"
+        );
+    }
+    for path in ["/a/...", "/a/.b", "/a/b.", "/a/%2ex", "/", "/a//b"] {
+        let input = format!("GET {path} HTTP/1.1\r\nHost: api.example.com\r\n\r\n");
+        let (verdict, _) = decide(&g, input.as_bytes());
+        assert!(matches!(verdict, Verdict::Forward(_)), "{path}: {verdict:?}");
+    }
+}
