@@ -354,6 +354,11 @@ impl Lane<'_> {
         let now = self.now_ms;
         let x = self.connections[index].proxy.expect("an exchange");
         let pool_index = x.forward.pool;
+        if pool_index >= self.upstreams.pools.len() {
+            // A reload removed the pool while this request waited for a retry.
+            self.fail_exchange(index, no_member);
+            return false;
+        }
         let pool = &mut self.upstreams.pools[pool_index];
         let Some(member) = pool.pick(x.forward.hash, exclude, now) else {
             self.fail_exchange(index, no_member);
@@ -992,10 +997,12 @@ impl Lane<'_> {
             }
         }
         if !sent {
-            let path = self.upstreams.pools[usize::from(conn.pool)]
-                .spec()
-                .health
-                .as_ref()
+            // The pool may have gone with a reload while the probe connected.
+            let path = self
+                .upstreams
+                .pools
+                .get(usize::from(conn.pool))
+                .and_then(|pool| pool.spec().health.as_ref())
                 .map_or("/", |h| &h.path);
             let mut request = [0u8; 512];
             let len = health_request(path, conn.addr, &mut request);
