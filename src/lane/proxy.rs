@@ -438,25 +438,31 @@ impl Lane<'_> {
             self.server.socket(client).abort();
             self.values.client_resets += 1;
         } else {
-            let conn = &mut self.connections[index];
-            let slot = self
-                .table
-                .slot(conn.slot.as_mut().expect("the lane holds the slot"));
-            let written = write_error(status, x.forward.is_head, true, &mut slot.response);
-            // The rest of the request (body, pipelined bytes) cannot be trusted any more.
-            slot.request_len = 0;
-            slot.verdict = Some(Verdict::Respond {
-                consumed: 0,
-                written,
-                close: true,
-                status,
-            });
-            conn.response_sent = 0;
-            self.count_status(status);
+            self.answer_and_close(index, status, x.forward.is_head);
         }
         self.log_access(index, &x, if response_begun { x.status } else { status });
         self.server.touch(client);
         self.server.wake(client);
+    }
+
+    /// Puts the gateway's own answer `status` in connection `index`'s slot, to be sent and the
+    /// connection closed; the rest of its request (body, pipelined bytes) cannot be trusted any
+    /// more and is dropped.
+    fn answer_and_close(&mut self, index: usize, status: u16, is_head: bool) {
+        let conn = &mut self.connections[index];
+        let slot = self
+            .table
+            .slot(conn.slot.as_mut().expect("the lane holds the slot"));
+        let written = write_error(status, is_head, true, &mut slot.response);
+        slot.request_len = 0;
+        slot.verdict = Some(Verdict::Respond {
+            consumed: 0,
+            written,
+            close: true,
+            status,
+        });
+        conn.response_sent = 0;
+        self.count_status(status);
     }
 
     /// Releases the exchange's upstream connection: back to the idle list when `reusable`,
@@ -484,6 +490,23 @@ impl Lane<'_> {
             return;
         }
         self.close_upstream(id, true);
+    }
+
+    /// Takes idle connection `id` out of its member's idle list and closes it: politely when it
+    /// is still a clean connection (open, or closed by the upstream with nothing unread), with a
+    /// reset when the upstream sent bytes nobody asked for.
+    fn retire_idle(&mut self, id: ConnId) {
+        let conn = *self.upstreams.conn(id);
+        if let Some((pool, member)) = self.upstreams.member_now(conn.pool, conn.member, conn.addr) {
+            let idle = &mut self.upstreams.idle[pool][member];
+            if let Some(at) = idle.iter().position(|&i| i == id) {
+                idle.swap_remove(at);
+            }
+        }
+        let socket = self.server.socket(id);
+        let clean =
+            matches!(socket.state(), tcp::State::Established | tcp::State::CloseWait) && !socket.can_recv();
+        self.close_upstream(id, !clean);
     }
 
     /// Closes upstream connection `id` (a FIN, or a RST when `abort`); its socket is settled
@@ -515,17 +538,7 @@ impl Lane<'_> {
                 // for, is of no more use.
                 let socket = self.server.socket(id);
                 if socket.state() != tcp::State::Established || socket.can_recv() {
-                    // The upstream closed it (FIN: close politely) or broke protocol (reset).
-                    let polite = socket.state() == tcp::State::CloseWait && !socket.can_recv();
-                    let conn = *self.upstreams.conn(id);
-                    if let Some((pool, member)) = self.upstreams.member_now(conn.pool, conn.member, conn.addr)
-                    {
-                        let idle = &mut self.upstreams.idle[pool][member];
-                        if let Some(at) = idle.iter().position(|&i| i == id) {
-                            idle.swap_remove(at);
-                        }
-                    }
-                    self.close_upstream(id, !polite);
+                    self.retire_idle(id);
                 }
             }
             Owner::Probe { .. } => self.pump_probe(id),
@@ -886,16 +899,7 @@ impl Lane<'_> {
                 // A request head that has not ended in time (slow headers).
                 if now >= conn.head_started_ms + self.timeouts.header_read_ms {
                     self.values.timeouts += 1;
-                    let written = write_error(REQUEST_TIMEOUT, false, true, &mut slot.response);
-                    slot.request_len = 0;
-                    slot.verdict = Some(Verdict::Respond {
-                        consumed: 0,
-                        written,
-                        close: true,
-                        status: REQUEST_TIMEOUT,
-                    });
-                    conn.response_sent = 0;
-                    self.count_status(REQUEST_TIMEOUT);
+                    self.answer_and_close(index, REQUEST_TIMEOUT, false);
                     self.service(id);
                 }
             } else if now
@@ -918,19 +922,7 @@ impl Lane<'_> {
                     let pool = usize::from(self.upstreams.conns[i].pool);
                     let limit = self.upstreams.limits.get(pool).map_or(0, |l| l.idle_timeout_ms);
                     if now >= since_ms + limit || self.draining {
-                        self.service_upstream(id);
-                        let conn = self.upstreams.conns[i];
-                        if let Owner::Idle { .. } = conn.owner {
-                            if let Some((pool, member)) =
-                                self.upstreams.member_now(conn.pool, conn.member, conn.addr)
-                            {
-                                let idle = &mut self.upstreams.idle[pool][member];
-                                if let Some(at) = idle.iter().position(|&c| c == id) {
-                                    idle.swap_remove(at);
-                                }
-                            }
-                            self.close_upstream(id, false);
-                        }
+                        self.retire_idle(id);
                     }
                 }
                 Owner::Probe { deadline_ms, .. } if now >= deadline_ms => {
