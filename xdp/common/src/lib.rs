@@ -32,11 +32,18 @@ pub enum Verdict {
     RedirectIpv4 = 3,
     /// Addressed to the gateway but no AF_XDP socket is bound on this rx queue (XDP_DROP).
     DropNoSocket = 4,
+    /// A segment of a flow the reaper removed, while its entry in [`FLOW_DROPS_MAP`] lives.
+    DropReapedFlow = 5,
+    /// A SYN over its source's rate ([`SYN_SOURCES_MAP`]).
+    DropSynSourceRate = 6,
+    /// A SYN from a source with no completed handshake while the global budget for such SYNs
+    /// is spent.
+    DropSynBudget = 7,
 }
 
 impl Verdict {
     /// Number of verdicts (size of [`VERDICT_STATS_MAP`]).
-    pub const COUNT: u32 = 5;
+    pub const COUNT: u32 = 8;
     /// Every verdict, in index order.
     pub const ALL: [Verdict; Self::COUNT as usize] = [
         Verdict::PassNotOurs,
@@ -44,6 +51,9 @@ impl Verdict {
         Verdict::RedirectArp,
         Verdict::RedirectIpv4,
         Verdict::DropNoSocket,
+        Verdict::DropReapedFlow,
+        Verdict::DropSynSourceRate,
+        Verdict::DropSynBudget,
     ];
 
     /// Stable snake_case name, used in logs and metrics.
@@ -54,6 +64,32 @@ impl Verdict {
             Verdict::RedirectArp => "redirect_arp",
             Verdict::RedirectIpv4 => "redirect_ipv4",
             Verdict::DropNoSocket => "drop_no_socket",
+            Verdict::DropReapedFlow => "drop_reaped_flow",
+            Verdict::DropSynSourceRate => "drop_syn_source_rate",
+            Verdict::DropSynBudget => "drop_syn_budget",
+        }
+    }
+
+    /// The XDP action this verdict ends in (`pass`, `redirect` or `drop`).
+    pub const fn action(self) -> &'static str {
+        match self {
+            Verdict::PassNotOurs | Verdict::PassMalformed => "pass",
+            Verdict::RedirectArp | Verdict::RedirectIpv4 => "redirect",
+            _ => "drop",
+        }
+    }
+
+    /// Why, within [`Verdict::action`] (e.g. `not_ours`, `ipv4`, `syn_budget`).
+    pub const fn reason(self) -> &'static str {
+        match self {
+            Verdict::PassNotOurs => "not_ours",
+            Verdict::PassMalformed => "malformed",
+            Verdict::RedirectArp => "arp",
+            Verdict::RedirectIpv4 => "ipv4",
+            Verdict::DropNoSocket => "no_socket",
+            Verdict::DropReapedFlow => "reaped_flow",
+            Verdict::DropSynSourceRate => "syn_source_rate",
+            Verdict::DropSynBudget => "syn_budget",
         }
     }
 }
@@ -69,6 +105,259 @@ pub struct ActionStats {
 #[cfg(feature = "user")]
 // SAFETY: ActionStats is #[repr(C)], made of two u64 with no padding, valid for any bit pattern.
 unsafe impl aya::Pod for ActionStats {}
+#[cfg(feature = "user")]
+// SAFETY: #[repr(C)] of u32/u16/u8 fields laid out without implicit padding (16 bytes), valid for
+// any bit pattern.
+unsafe impl aya::Pod for FlowKey {}
+#[cfg(feature = "user")]
+// SAFETY: #[repr(C)] of u64 then u32 fields, 72 bytes with no padding, valid for any bit pattern.
+unsafe impl aya::Pod for FlowStats {}
+#[cfg(feature = "user")]
+// SAFETY: #[repr(C)] u64 + two u32, no padding, valid for any bit pattern.
+unsafe impl aya::Pod for FlowDrop {}
+#[cfg(feature = "user")]
+// SAFETY: #[repr(C)] u64 + two u32, no padding, valid for any bit pattern.
+unsafe impl aya::Pod for SynSource {}
+#[cfg(feature = "user")]
+// SAFETY: #[repr(C)] one u64, valid for any bit pattern.
+unsafe impl aya::Pod for SynBudget {}
+#[cfg(feature = "user")]
+// SAFETY: #[repr(C)] of six u64, no padding, valid for any bit pattern.
+unsafe impl aya::Pod for ShieldLimits {}
+
+/// Name of the global holding the listening TCP port, in wire order reinterpreted as a native
+/// `u16` and widened to `u32`: the flows the program watches are the TCP flows to that port.
+pub const LISTEN_PORT_GLOBAL: &str = "LISTEN_PORT";
+/// Name of the global holding the SYN shield's limits ([`ShieldLimits`]).
+pub const SHIELD_GLOBAL: &str = "SHIELD";
+/// Name of the LRU hash of [`FlowKey`] → [`FlowStats`]: one entry per client flow to the
+/// listening port, created by an admitted SYN.
+pub const FLOWS_MAP: &str = "FLOWS";
+/// Name of the hash of [`FlowKey`] → [`FlowDrop`]: flows the reaper removed, whose segments the
+/// program drops until the entry expires.
+pub const FLOW_DROPS_MAP: &str = "FLOW_DROPS";
+/// Name of the LRU hash of source IPv4 (wire order as native `u32`) → [`SynSource`].
+pub const SYN_SOURCES_MAP: &str = "SYN_SOURCES";
+/// Name of the per-CPU array (one entry) of [`SynBudget`]: the budget for SYNs from sources
+/// without a completed handshake.
+pub const SYN_BUDGET_MAP: &str = "SYN_BUDGET";
+/// Name of the per-CPU array of `u64` counts: the handshake-latency histogram.
+pub const HANDSHAKE_HISTOGRAM_MAP: &str = "HANDSHAKE_HISTOGRAM";
+/// Buckets of every latency histogram: bucket `i` counts latencies in `[2^i, 2^(i+1))` µs
+/// (bucket 0 also counts everything under 1 µs; the last bucket everything above).
+pub const LATENCY_BUCKETS: u32 = 32;
+/// Default entries of [`FLOWS_MAP`] (the loader sets the configured size before load).
+pub const DEFAULT_FLOWS: u32 = 131_072;
+/// Default entries of [`FLOW_DROPS_MAP`].
+pub const DEFAULT_FLOW_DROPS: u32 = 65_536;
+/// Default entries of [`SYN_SOURCES_MAP`].
+pub const DEFAULT_SYN_SOURCES: u32 = 65_536;
+/// Bytes of the metadata the program puts before each redirected frame ([`FrameMeta`]).
+pub const FRAME_META_LEN: usize = 16;
+/// First field of [`FrameMeta`]: tells a stamped frame from one whose headroom holds anything.
+pub const FRAME_META_MAGIC: u32 = 0x5847_4154;
+
+/// The metadata in front of every frame the program redirects (the XDP metadata area, which
+/// the kernel copies into the UMEM frame right before the packet): when it arrived.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FrameMeta {
+    /// [`FRAME_META_MAGIC`].
+    pub magic: u32,
+    pub reserved: u32,
+    /// CLOCK_MONOTONIC nanoseconds at the program's run (`bpf_ktime_get_ns`).
+    pub arrival_ns: u64,
+}
+
+/// A TCP flow as the client sends it: the 5-tuple, addresses and ports in wire order
+/// reinterpreted as native integers (as the program reads them).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub src_ip: u32,
+    pub dst_ip: u32,
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// IP protocol (6, TCP).
+    pub protocol: u8,
+    /// Zero: keys are compared as bytes.
+    pub pad: [u8; 3],
+}
+
+impl FlowKey {
+    /// The key for a TCP flow from `src:src_port` to `dst:dst_port` (host-order ports).
+    pub fn tcp(src: [u8; 4], src_port: u16, dst: [u8; 4], dst_port: u16) -> FlowKey {
+        FlowKey {
+            src_ip: u32::from_ne_bytes(src),
+            dst_ip: u32::from_ne_bytes(dst),
+            src_port: u16::from_ne_bytes(src_port.to_be_bytes()),
+            dst_port: u16::from_ne_bytes(dst_port.to_be_bytes()),
+            protocol: 6,
+            pad: [0; 3],
+        }
+    }
+
+    /// Source address octets.
+    pub fn src(&self) -> [u8; 4] {
+        self.src_ip.to_ne_bytes()
+    }
+
+    /// Destination address octets.
+    pub fn dst(&self) -> [u8; 4] {
+        self.dst_ip.to_ne_bytes()
+    }
+
+    /// Source port, host order.
+    pub fn src_port(&self) -> u16 {
+        u16::from_be_bytes(self.src_port.to_ne_bytes())
+    }
+
+    /// Destination port, host order.
+    pub fn dst_port(&self) -> u16 {
+        u16::from_be_bytes(self.dst_port.to_ne_bytes())
+    }
+}
+
+/// [`FlowStats::flags`]: the client's SYN was seen.
+pub const FLOW_SYN: u32 = 1;
+/// [`FlowStats::flags`]: the handshake completed (the client's first ACK was seen).
+pub const FLOW_ESTABLISHED: u32 = 2;
+/// [`FlowStats::flags`]: the client sent a FIN.
+pub const FLOW_FIN: u32 = 4;
+/// [`FlowStats::flags`]: the client sent a RST.
+pub const FLOW_RST: u32 = 8;
+
+/// What the program knows about one client flow. Times are CLOCK_MONOTONIC nanoseconds. A flow
+/// whose segments arrive on several CPUs at once may lose an update (plain read-modify-write);
+/// the figures are for operators and the reaper, which both tolerate that.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowStats {
+    pub first_seen_ns: u64,
+    pub last_seen_ns: u64,
+    /// The client's (latest) SYN.
+    pub syn_ns: u64,
+    /// Client SYN → the client's first ACK; 0 until the handshake completes.
+    pub handshake_ns: u64,
+    /// When the client's acknowledgment number last moved forward (or the handshake ended).
+    pub ack_progress_ns: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    /// One past the highest sequence number of client data seen.
+    pub next_seq: u32,
+    /// The client's latest acknowledgment number.
+    pub last_ack: u32,
+    /// Client data segments whose sequence range was already seen, and repeated SYNs.
+    pub retransmits: u32,
+    /// `FLOW_*` bits.
+    pub flags: u32,
+}
+
+/// Why the reaper removed a flow ([`FlowDrop::reason`], metrics labels).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReapReason {
+    /// The client retransmitted too often.
+    Retransmissions = 0,
+    /// The gateway had data unacknowledged and the client's ACKs did not move.
+    Stalled = 1,
+    /// Nothing arrived from the client for too long.
+    Idle = 2,
+    /// The handshake did not complete in time.
+    HalfOpen = 3,
+}
+
+impl ReapReason {
+    pub const COUNT: usize = 4;
+    pub const ALL: [ReapReason; Self::COUNT] = [
+        ReapReason::Retransmissions,
+        ReapReason::Stalled,
+        ReapReason::Idle,
+        ReapReason::HalfOpen,
+    ];
+
+    /// Stable snake_case name, used in logs and metrics.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ReapReason::Retransmissions => "retransmissions",
+            ReapReason::Stalled => "stalled",
+            ReapReason::Idle => "idle",
+            ReapReason::HalfOpen => "half_open",
+        }
+    }
+}
+
+/// An entry of [`FLOW_DROPS_MAP`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowDrop {
+    /// CLOCK_MONOTONIC nanoseconds after which the entry no longer drops anything (the program
+    /// deletes it when it next meets it).
+    pub expires_ns: u64,
+    /// [`ReapReason`] as `u32`.
+    pub reason: u32,
+    /// Segments dropped because of this entry.
+    pub hits: u32,
+}
+
+/// Per-source SYN state ([`SYN_SOURCES_MAP`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SynSource {
+    /// GCRA theoretical arrival time of the source's next SYN (ns).
+    pub next_ns: u64,
+    /// 1 once a handshake from this source completed: its SYNs no longer draw on the global
+    /// budget and get the trusted rate.
+    pub trusted: u32,
+    pub pad: u32,
+}
+
+/// The global budget's state on one CPU ([`SYN_BUDGET_MAP`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SynBudget {
+    /// GCRA theoretical arrival time of the next SYN (ns).
+    pub next_ns: u64,
+}
+
+/// One rate limit as a GCRA: `interval_ns` between SYNs on average (0: no limit), with up to
+/// `tolerance_ns / interval_ns` SYNs at once.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateLimit {
+    pub interval_ns: u64,
+    pub tolerance_ns: u64,
+}
+
+impl RateLimit {
+    /// `per_second` SYNs a second on average, bursts of `burst` (0 per second: unlimited).
+    pub const fn per_second(per_second: u64, burst: u64) -> RateLimit {
+        if per_second == 0 {
+            return RateLimit {
+                interval_ns: 0,
+                tolerance_ns: 0,
+            };
+        }
+        let interval_ns = 1_000_000_000 / per_second;
+        let burst = if burst == 0 { 1 } else { burst };
+        RateLimit {
+            interval_ns,
+            tolerance_ns: interval_ns * (burst - 1),
+        }
+    }
+}
+
+/// The SYN shield's limits ([`SHIELD_GLOBAL`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShieldLimits {
+    /// Per source without a completed handshake.
+    pub untrusted_source: RateLimit,
+    /// Per source with a completed handshake.
+    pub trusted_source: RateLimit,
+    /// All SYNs from sources without a completed handshake, per CPU.
+    pub budget: RateLimit,
+}
 
 /// Name of the benchmark receiver program: counts every frame into [`BENCH_DROP_STATS_MAP`] and
 /// drops it (XDP_DROP). It measures the most frames per second the kernel can hand anyone on an
@@ -100,5 +389,28 @@ mod tests {
             }
         }
         assert_eq!(core::mem::size_of::<ActionStats>(), 16);
+        assert_eq!(core::mem::size_of::<FlowKey>(), 16);
+        assert_eq!(core::mem::size_of::<FlowStats>(), 72);
+        assert_eq!(core::mem::size_of::<FlowDrop>(), 16);
+        assert_eq!(core::mem::size_of::<FrameMeta>(), FRAME_META_LEN);
+        assert_eq!(core::mem::size_of::<ShieldLimits>(), 48);
+    }
+
+    #[test]
+    fn flow_key_keeps_wire_order() {
+        let key = FlowKey::tcp([10, 0, 0, 1], 40000, [10, 0, 0, 2], 80);
+        assert_eq!(key.src(), [10, 0, 0, 1]);
+        assert_eq!(key.src_port(), 40000);
+        assert_eq!(key.dst_port(), 80);
+        assert_eq!(key.src_port.to_ne_bytes(), 40000u16.to_be_bytes());
+    }
+
+    #[test]
+    fn rate_limits_turn_into_gcra_intervals() {
+        let limit = RateLimit::per_second(1000, 10);
+        assert_eq!(limit.interval_ns, 1_000_000);
+        assert_eq!(limit.tolerance_ns, 9_000_000);
+        assert_eq!(RateLimit::per_second(0, 10).interval_ns, 0);
+        assert_eq!(RateLimit::per_second(5, 0).tolerance_ns, 0);
     }
 }

@@ -6,6 +6,16 @@
 //!   `XDP_PASS`, so the host keeps its own traffic on the same interface.
 //! - Every frame is counted exactly once, per CPU, under the verdict it received.
 //! - Every packet access is bounds-checked against `data_end` (the verifier insists).
+//! - TCP segments to the listening port are also watched, per flow, in `FLOWS` (an LRU hash, so
+//!   its size is bounded whatever arrives). Only a SYN the shield admits creates an entry; other
+//!   segments only update one. Segments of a flow the reaper put in `FLOW_DROPS` die here until
+//!   the entry expires; a new SYN on that 5-tuple clears the entry (a new connection).
+//! - The SYN shield admits a SYN only within its source's rate (GCRA per source, in the LRU hash
+//!   `SYN_SOURCES`), and, for a source that never completed a handshake, within the global
+//!   budget too (GCRA per CPU). Spoofed sources never complete one, so a flood of them spends
+//!   only the budget, while clients that did keep their own rate.
+//! - Every redirected frame carries its arrival time in the XDP metadata area (`FrameMeta`,
+//!   16 bytes right before the packet), which the kernel copies into the UMEM frame.
 //!
 //! The same object also carries two benchmark programs for `xgate-bench packets`, never attached
 //! by the gateway: `xgate_bench_drop` (count into `BENCH_DROP_STATS`, then XDP_DROP) and
@@ -14,15 +24,56 @@
 
 use aya_ebpf::{
     bindings::xdp_action,
+    helpers::{bpf_ktime_get_ns, bpf_xdp_adjust_meta},
     macros::{map, xdp},
-    maps::{PerCpuArray, XskMap},
+    maps::{HashMap, LruHashMap, PerCpuArray, XskMap},
     programs::XdpContext,
 };
-use xgate_xdp_common::{ActionStats, Verdict, BENCH_STATS_ENTRIES, MAX_QUEUES};
+use xgate_xdp_common::{
+    ActionStats, FlowDrop, FlowKey, FlowStats, FrameMeta, RateLimit, ShieldLimits, SynBudget, SynSource,
+    Verdict, BENCH_STATS_ENTRIES, DEFAULT_FLOWS, DEFAULT_FLOW_DROPS, DEFAULT_SYN_SOURCES, FLOW_ESTABLISHED,
+    FLOW_FIN, FLOW_RST, FLOW_SYN, FRAME_META_LEN, FRAME_META_MAGIC, LATENCY_BUCKETS, MAX_QUEUES,
+};
 
 /// The gateway's IPv4 address, wire octets as a native u32. Set by the loader before load.
 #[no_mangle]
 static GATEWAY_IPV4: u32 = 0;
+
+/// The listening TCP port, wire order as a native u16, widened. Set by the loader before load.
+#[no_mangle]
+static LISTEN_PORT: u32 = 0;
+
+/// The SYN shield's limits. Set by the loader before load.
+#[no_mangle]
+static SHIELD: ShieldLimits = ShieldLimits {
+    untrusted_source: RateLimit {
+        interval_ns: 0,
+        tolerance_ns: 0,
+    },
+    trusted_source: RateLimit {
+        interval_ns: 0,
+        tolerance_ns: 0,
+    },
+    budget: RateLimit {
+        interval_ns: 0,
+        tolerance_ns: 0,
+    },
+};
+
+#[map(name = "FLOWS")]
+static FLOWS: LruHashMap<FlowKey, FlowStats> = LruHashMap::with_max_entries(DEFAULT_FLOWS, 0);
+
+#[map(name = "FLOW_DROPS")]
+static FLOW_DROPS: HashMap<FlowKey, FlowDrop> = HashMap::with_max_entries(DEFAULT_FLOW_DROPS, 0);
+
+#[map(name = "SYN_SOURCES")]
+static SYN_SOURCES: LruHashMap<u32, SynSource> = LruHashMap::with_max_entries(DEFAULT_SYN_SOURCES, 0);
+
+#[map(name = "SYN_BUDGET")]
+static SYN_BUDGET: PerCpuArray<SynBudget> = PerCpuArray::with_max_entries(1, 0);
+
+#[map(name = "HANDSHAKE_HISTOGRAM")]
+static HANDSHAKE_HISTOGRAM: PerCpuArray<u64> = PerCpuArray::with_max_entries(LATENCY_BUCKETS, 0);
 
 #[map(name = "XSKS")]
 static XSKS: XskMap = XskMap::with_max_entries(MAX_QUEUES, 0);
@@ -49,20 +100,342 @@ const ARP_TPA_OFFSET: usize = 24;
 const IPV4_DST_OFFSET: usize = 16;
 const IPV4_MIN_HDR_LEN: usize = 20;
 
+const IPPROTO_TCP: u8 = 6;
+const TCP_MIN_HDR_LEN: usize = 20;
+const TCP_FIN: u8 = 0x01;
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
+const TCP_ACK: u8 = 0x10;
+
 #[xdp]
 pub fn xgate_steer(ctx: XdpContext) -> u32 {
-    let (verdict, action) = match classify(&ctx) {
-        pass @ (Verdict::PassNotOurs | Verdict::PassMalformed) => (pass, xdp_action::XDP_PASS),
-        redirect @ (Verdict::RedirectArp | Verdict::RedirectIpv4) => {
+    let bytes = ctx.data_end() - ctx.data();
+    let mut verdict = classify(&ctx);
+    if verdict == Verdict::RedirectIpv4 {
+        if let Some(segment) = read_segment(&ctx) {
+            verdict = watch(&segment, bytes);
+        }
+    }
+    let action = match verdict {
+        Verdict::PassNotOurs | Verdict::PassMalformed => xdp_action::XDP_PASS,
+        Verdict::RedirectArp | Verdict::RedirectIpv4 => {
+            stamp_arrival(&ctx);
             match XSKS.redirect(ctx.rx_queue_index(), 0) {
-                Ok(action) => (redirect, action),
-                Err(_) => (Verdict::DropNoSocket, xdp_action::XDP_DROP),
+                Ok(action) => action,
+                Err(_) => {
+                    verdict = Verdict::DropNoSocket;
+                    xdp_action::XDP_DROP
+                }
             }
         }
-        Verdict::DropNoSocket => (Verdict::DropNoSocket, xdp_action::XDP_DROP),
+        _ => xdp_action::XDP_DROP,
     };
-    count(verdict, ctx.data_end() - ctx.data());
+    count(verdict, bytes);
     action
+}
+
+/// The fields of a TCP segment to the listening port that the flow table needs.
+struct Segment {
+    key: FlowKey,
+    flags: u8,
+    seq: u32,
+    ack: u32,
+    payload: u32,
+}
+
+/// Reads the TCP header of an IPv4 frame already classified as ours, if it is a whole-header
+/// segment to the listening port.
+#[inline(always)]
+fn read_segment(ctx: &XdpContext) -> Option<Segment> {
+    let ip = ctx.data() + ETH_HDR_LEN;
+    if ip + IPV4_MIN_HDR_LEN > ctx.data_end() {
+        return None;
+    }
+    // SAFETY: [ip, ip + 20) lies inside the packet, checked just above.
+    let (version_ihl, total_len, frag, protocol, src) = unsafe {
+        (
+            *(ip as *const u8),
+            u16::from_be_bytes(core::ptr::read_unaligned((ip + 2) as *const [u8; 2])),
+            u16::from_be_bytes(core::ptr::read_unaligned((ip + 6) as *const [u8; 2])),
+            *((ip + 9) as *const u8),
+            core::ptr::read_unaligned((ip + 12) as *const u32),
+        )
+    };
+    // Fragments (other than a whole datagram) carry no usable TCP header.
+    if protocol != IPPROTO_TCP || frag & 0x3fff != 0 || version_ihl >> 4 != 4 {
+        return None;
+    }
+    let ihl = usize::from(version_ihl & 0x0f) * 4;
+    if ihl < IPV4_MIN_HDR_LEN {
+        return None;
+    }
+    let tcp = ip + ihl;
+    if tcp + TCP_MIN_HDR_LEN > ctx.data_end() {
+        return None;
+    }
+    // SAFETY: [tcp, tcp + 20) lies inside the packet, checked just above.
+    let (src_port, dst_port, seq, ack, offset, flags) = unsafe {
+        (
+            core::ptr::read_unaligned(tcp as *const u16),
+            core::ptr::read_unaligned((tcp + 2) as *const u16),
+            u32::from_be_bytes(core::ptr::read_unaligned((tcp + 4) as *const [u8; 4])),
+            u32::from_be_bytes(core::ptr::read_unaligned((tcp + 8) as *const [u8; 4])),
+            *((tcp + 12) as *const u8),
+            *((tcp + 13) as *const u8),
+        )
+    };
+    // SAFETY: a plain u32 global; the volatile read keeps the loader's value from being folded.
+    let listen = unsafe { core::ptr::read_volatile(&LISTEN_PORT) } as u16;
+    if dst_port != listen {
+        return None;
+    }
+    let headers = ihl as u32 + u32::from(offset >> 4) * 4;
+    let payload = u32::from(total_len).saturating_sub(headers);
+    // SAFETY: as for `listen`.
+    let gateway = unsafe { core::ptr::read_volatile(&GATEWAY_IPV4) };
+    Some(Segment {
+        key: FlowKey {
+            src_ip: src,
+            dst_ip: gateway,
+            src_port,
+            dst_port,
+            protocol: IPPROTO_TCP,
+            pad: [0; 3],
+        },
+        flags,
+        seq,
+        ack,
+        payload,
+    })
+}
+
+/// Applies the drop map and the SYN shield to `segment` and records it in its flow. Returns
+/// `RedirectIpv4` or the drop verdict.
+#[inline(always)]
+fn watch(segment: &Segment, bytes: usize) -> Verdict {
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let opens = segment.flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+    if let Some(drop) = FLOW_DROPS.get_ptr_mut(&segment.key) {
+        // SAFETY: the pointer comes from a successful lookup; concurrent writers can only lose
+        // a hit count, never corrupt memory.
+        let expires = unsafe { (*drop).expires_ns };
+        if now < expires && !opens {
+            // SAFETY: as above.
+            unsafe { (*drop).hits += 1 };
+            return Verdict::DropReapedFlow;
+        }
+        let _ = FLOW_DROPS.remove(&segment.key);
+    }
+    if opens {
+        if let Some(refused) = shield(segment.key.src_ip, now) {
+            return refused;
+        }
+        open_flow(segment, bytes, now);
+        return Verdict::RedirectIpv4;
+    }
+    let Some(flow) = FLOWS.get_ptr_mut(&segment.key) else {
+        return Verdict::RedirectIpv4;
+    };
+    // SAFETY: the pointer comes from a successful lookup of an LRU entry, which stays valid for
+    // the program's run; concurrent updates can only lose an increment.
+    let flow = unsafe { &mut *flow };
+    flow.last_seen_ns = now;
+    flow.packets += 1;
+    flow.bytes += bytes as u64;
+    if segment.flags & TCP_RST != 0 {
+        flow.flags |= FLOW_RST;
+    }
+    if segment.flags & TCP_FIN != 0 {
+        flow.flags |= FLOW_FIN;
+    }
+    if segment.flags & TCP_ACK != 0 {
+        if flow.flags & FLOW_ESTABLISHED == 0 {
+            if flow.flags & FLOW_SYN != 0 {
+                flow.handshake_ns = now - flow.syn_ns;
+                flow.flags |= FLOW_ESTABLISHED;
+                flow.last_ack = segment.ack;
+                flow.ack_progress_ns = now;
+                record_handshake(flow.handshake_ns);
+                trust(segment.key.src_ip);
+            }
+        } else if (segment.ack.wrapping_sub(flow.last_ack) as i32) > 0 {
+            flow.last_ack = segment.ack;
+            flow.ack_progress_ns = now;
+        }
+    }
+    if segment.payload > 0 {
+        let end = segment.seq.wrapping_add(segment.payload);
+        if (end.wrapping_sub(flow.next_seq) as i32) <= 0 {
+            flow.retransmits += 1;
+        } else {
+            flow.next_seq = end;
+        }
+    }
+    Verdict::RedirectIpv4
+}
+
+/// A client SYN: a new flow entry, or a repeated SYN of a handshake not yet complete.
+#[inline(always)]
+fn open_flow(segment: &Segment, bytes: usize, now: u64) {
+    if let Some(flow) = FLOWS.get_ptr_mut(&segment.key) {
+        // SAFETY: the pointer comes from a successful lookup of an LRU entry.
+        let flow = unsafe { &mut *flow };
+        if flow.flags & FLOW_ESTABLISHED == 0 && flow.next_seq == segment.seq.wrapping_add(1) {
+            flow.retransmits += 1;
+            flow.last_seen_ns = now;
+            flow.packets += 1;
+            flow.bytes += bytes as u64;
+            return;
+        }
+    }
+    let fresh = FlowStats {
+        first_seen_ns: now,
+        last_seen_ns: now,
+        syn_ns: now,
+        handshake_ns: 0,
+        ack_progress_ns: now,
+        packets: 1,
+        bytes: bytes as u64,
+        next_seq: segment.seq.wrapping_add(1),
+        last_ack: 0,
+        retransmits: 0,
+        flags: FLOW_SYN,
+    };
+    let _ = FLOWS.insert(&segment.key, &fresh, 0);
+}
+
+/// GCRA: whether one more event fits `limit` given the theoretical arrival time `next`, which
+/// it moves on when it does.
+#[inline(always)]
+fn admit(next: &mut u64, limit: &RateLimit, now: u64) -> bool {
+    if limit.interval_ns == 0 {
+        return true;
+    }
+    let start = if *next > now { *next } else { now };
+    if start - now > limit.tolerance_ns {
+        return false;
+    }
+    *next = start + limit.interval_ns;
+    true
+}
+
+/// The SYN shield: `None` if a SYN from `source` may pass, else the drop verdict.
+#[inline(always)]
+fn shield(source: u32, now: u64) -> Option<Verdict> {
+    // SAFETY: a plain global of integers; the volatile read keeps the loader's values.
+    let limits = unsafe { core::ptr::read_volatile(&SHIELD) };
+    let trusted = match SYN_SOURCES.get_ptr_mut(&source) {
+        Some(state) => {
+            // SAFETY: the pointer comes from a successful lookup of an LRU entry.
+            let state = unsafe { &mut *state };
+            let trusted = state.trusted != 0;
+            let limit = if trusted {
+                &limits.trusted_source
+            } else {
+                &limits.untrusted_source
+            };
+            if !admit(&mut state.next_ns, limit, now) {
+                return Some(Verdict::DropSynSourceRate);
+            }
+            trusted
+        }
+        None => false,
+    };
+    if !trusted {
+        if let Some(budget) = SYN_BUDGET.get_ptr_mut(0) {
+            // SAFETY: per-CPU array entries are private to this CPU while the program runs.
+            if !admit(unsafe { &mut (*budget).next_ns }, &limits.budget, now) {
+                return Some(Verdict::DropSynBudget);
+            }
+        }
+        if SYN_SOURCES.get_ptr(&source).is_none() {
+            let mut first = SynSource::default();
+            admit(&mut first.next_ns, &limits.untrusted_source, now);
+            let _ = SYN_SOURCES.insert(&source, &first, 0);
+        }
+    }
+    None
+}
+
+/// A handshake from `source` completed: its SYNs are trusted from now on.
+#[inline(always)]
+fn trust(source: u32) {
+    match SYN_SOURCES.get_ptr_mut(&source) {
+        // SAFETY: the pointer comes from a successful lookup of an LRU entry.
+        Some(state) => unsafe { (*state).trusted = 1 },
+        None => {
+            let state = SynSource {
+                next_ns: 0,
+                trusted: 1,
+                pad: 0,
+            };
+            let _ = SYN_SOURCES.insert(&source, &state, 0);
+        }
+    }
+}
+
+/// Adds a handshake latency to this CPU's log2 histogram (µs buckets).
+#[inline(always)]
+fn record_handshake(ns: u64) {
+    let bucket = log2_bucket(ns / 1000);
+    if let Some(count) = HANDSHAKE_HISTOGRAM.get_ptr_mut(bucket) {
+        // SAFETY: per-CPU array entries are private to this CPU while the program runs.
+        unsafe { *count += 1 };
+    }
+}
+
+/// ⌊log2(v)⌋ for v ≥ 1 (0 for 0), capped at the last bucket; branches only, no loop.
+#[inline(always)]
+fn log2_bucket(mut v: u64) -> u32 {
+    let mut bucket = 0u32;
+    if v >= 1 << 16 {
+        v >>= 16;
+        bucket += 16;
+    }
+    if v >= 1 << 8 {
+        v >>= 8;
+        bucket += 8;
+    }
+    if v >= 1 << 4 {
+        v >>= 4;
+        bucket += 4;
+    }
+    if v >= 1 << 2 {
+        v >>= 2;
+        bucket += 2;
+    }
+    if v >= 1 << 1 {
+        bucket += 1;
+    }
+    if bucket >= LATENCY_BUCKETS {
+        LATENCY_BUCKETS - 1
+    } else {
+        bucket
+    }
+}
+
+/// Puts the arrival time in front of the frame (the metadata area). A driver without metadata
+/// support refuses the adjustment; the frame then goes unstamped.
+#[inline(always)]
+fn stamp_arrival(ctx: &XdpContext) {
+    // SAFETY: bpf_xdp_adjust_meta only moves the metadata pointer of this frame's context
+    // (checked by the kernel against the headroom); packet pointers are read again below.
+    if unsafe { bpf_xdp_adjust_meta(ctx.ctx, -(FRAME_META_LEN as i32)) } != 0 {
+        return;
+    }
+    let meta = ctx.metadata();
+    if meta + FRAME_META_LEN > ctx.data() {
+        return;
+    }
+    let stamp = FrameMeta {
+        magic: FRAME_META_MAGIC,
+        reserved: 0,
+        // SAFETY: bpf_ktime_get_ns has no preconditions.
+        arrival_ns: unsafe { bpf_ktime_get_ns() },
+    };
+    // SAFETY: [meta, meta + 16) lies inside the metadata area, checked against `data` above.
+    unsafe { core::ptr::write_unaligned(meta as *mut FrameMeta, stamp) };
 }
 
 /// Benchmark receiver: counts the frame (packets and bytes, per CPU) and drops it. Attached in

@@ -9,6 +9,7 @@
 //!   attached.
 
 pub mod bench;
+pub mod flows;
 
 use std::{net::Ipv4Addr, os::fd::AsRawFd};
 
@@ -17,8 +18,45 @@ use aya::{
     programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode},
     Ebpf, EbpfError, EbpfLoader,
 };
-pub use xgate_xdp_common::{ActionStats, Verdict};
-use xgate_xdp_common::{GATEWAY_IPV4_GLOBAL, MAX_QUEUES, VERDICT_STATS_MAP, XSK_MAP};
+pub use flows::{Flow, FlowMaps};
+pub use xgate_xdp_common::{
+    ActionStats, FlowDrop, FlowKey, FlowStats, RateLimit, ReapReason, ShieldLimits, Verdict,
+    FLOW_ESTABLISHED, FLOW_FIN, FLOW_RST, FLOW_SYN, LATENCY_BUCKETS,
+};
+use xgate_xdp_common::{
+    DEFAULT_FLOWS, DEFAULT_FLOW_DROPS, DEFAULT_SYN_SOURCES, FLOWS_MAP, FLOW_DROPS_MAP, GATEWAY_IPV4_GLOBAL,
+    LISTEN_PORT_GLOBAL, MAX_QUEUES, SHIELD_GLOBAL, SYN_SOURCES_MAP, VERDICT_STATS_MAP, XSK_MAP,
+};
+
+/// What the program is loaded with: the gateway's address and port, the flow layer's map sizes
+/// and the SYN shield's limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct XdpOptions {
+    pub gateway: Ipv4Addr,
+    /// The listening TCP port: flows to it are watched.
+    pub listen_port: u16,
+    /// Entries of the flow table (LRU: the least recently used flow makes room).
+    pub flows: u32,
+    /// Entries of the drop map.
+    pub drops: u32,
+    /// Sources the SYN shield tracks (LRU).
+    pub sources: u32,
+    pub shield: ShieldLimits,
+}
+
+impl XdpOptions {
+    /// Defaults for `gateway`: port 80, default map sizes, no SYN limits.
+    pub fn new(gateway: Ipv4Addr) -> XdpOptions {
+        XdpOptions {
+            gateway,
+            listen_port: 80,
+            flows: DEFAULT_FLOWS,
+            drops: DEFAULT_FLOW_DROPS,
+            sources: DEFAULT_SYN_SOURCES,
+            shield: ShieldLimits::default(),
+        }
+    }
+}
 
 /// The compiled XDP program (built by `build.rs` from `xdp/ebpf`).
 static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xgate-steer"));
@@ -82,6 +120,11 @@ impl Steering {
     /// Loads the program for `gateway` and attaches it to `interface`, natively if the driver
     /// allows (veth does), else in generic (skb) mode.
     pub fn attach(interface: &str, gateway: Ipv4Addr) -> Result<Steering, SteeringError> {
+        Steering::attach_with(interface, &XdpOptions::new(gateway))
+    }
+
+    /// As [`Steering::attach`], with the flow layer's options.
+    pub fn attach_with(interface: &str, options: &XdpOptions) -> Result<Steering, SteeringError> {
         // Check the interface first so the error names it, not a later attach failure.
         let c_name = std::ffi::CString::new(interface)
             .map_err(|_| SteeringError::NoSuchInterface(interface.to_string()))?;
@@ -89,7 +132,7 @@ impl Steering {
         if unsafe { libc::if_nametoindex(c_name.as_ptr()) } == 0 {
             return Err(SteeringError::NoSuchInterface(interface.to_string()));
         }
-        let mut steering = Steering::load(gateway)?;
+        let mut steering = Steering::load_with(options)?;
         let program = steering.program_mut()?;
         let mode = match program.attach(interface, XdpMode::Driver) {
             Ok(_) => XdpMode::Driver,
@@ -106,9 +149,31 @@ impl Steering {
 
     /// Loads and verifies the program for `gateway` without attaching it anywhere.
     pub fn load(gateway: Ipv4Addr) -> Result<Steering, SteeringError> {
-        let gateway_raw = u32::from_ne_bytes(gateway.octets());
+        Steering::load_with(&XdpOptions::new(gateway))
+    }
+
+    /// As [`Steering::load`], with the flow layer's options.
+    pub fn load_with(options: &XdpOptions) -> Result<Steering, SteeringError> {
+        let gateway_raw = u32::from_ne_bytes(options.gateway.octets());
+        let port_raw = u32::from(u16::from_ne_bytes(options.listen_port.to_be_bytes()));
+        for (what, size) in [
+            ("flows", options.flows),
+            ("drops", options.drops),
+            ("sources", options.sources),
+        ] {
+            if size == 0 {
+                return Err(SteeringError::Other(format!(
+                    "the {what} map needs at least one entry"
+                )));
+            }
+        }
         let ebpf = EbpfLoader::new()
             .override_global(GATEWAY_IPV4_GLOBAL, &gateway_raw, true)
+            .override_global(LISTEN_PORT_GLOBAL, &port_raw, true)
+            .override_global(SHIELD_GLOBAL, &options.shield, true)
+            .map_max_entries(FLOWS_MAP, options.flows)
+            .map_max_entries(FLOW_DROPS_MAP, options.drops)
+            .map_max_entries(SYN_SOURCES_MAP, options.sources)
             .load(PROGRAM)
             .map_err(load_error)?;
         let mut steering = Steering {
@@ -143,6 +208,11 @@ impl Steering {
             .test_run(options)
             .map(|result| result.return_value)
             .map_err(|e| SteeringError::Other(format!("test run: {e}")))
+    }
+
+    /// The flow layer's maps, on descriptors of their own (shareable between threads).
+    pub fn flow_maps(&self) -> Result<FlowMaps, SteeringError> {
+        FlowMaps::open(&self.ebpf)
     }
 
     /// The interface the program is attached to.

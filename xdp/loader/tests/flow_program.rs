@@ -1,0 +1,227 @@
+//! The flow layer of the XDP program, run by the kernel on crafted TCP segments
+//! (BPF_PROG_TEST_RUN): flow entries, handshake latency, retransmissions, FIN/RST, the drop map,
+//! the SYN shield and the flow table's bound. Needs root (loading BPF).
+
+use std::net::Ipv4Addr;
+
+use xgate_xdp::{
+    FlowKey, RateLimit, ReapReason, ShieldLimits, Steering, Verdict, XdpOptions, FLOW_ESTABLISHED, FLOW_FIN,
+    FLOW_RST, FLOW_SYN,
+};
+
+const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
+const PORT: u16 = 80;
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+const FIN: u8 = 0x01;
+const RST: u8 = 0x04;
+const PSH: u8 = 0x08;
+
+/// An Ethernet/IPv4/TCP frame from `src:sport` to the gateway's port with `payload` bytes.
+fn segment(src: [u8; 4], sport: u16, dport: u16, flags: u8, seq: u32, ack: u32, payload: usize) -> Vec<u8> {
+    let mut f = vec![0x02, 0x77, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, 0x08, 0x00];
+    let total = (20 + 20 + payload) as u16;
+    f.extend_from_slice(&[0x45, 0]);
+    f.extend_from_slice(&total.to_be_bytes());
+    f.extend_from_slice(&[0, 1, 0x40, 0, 64, 6, 0, 0]);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&GATEWAY.octets());
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&dport.to_be_bytes());
+    f.extend_from_slice(&seq.to_be_bytes());
+    f.extend_from_slice(&ack.to_be_bytes());
+    f.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    f.extend(std::iter::repeat_n(b'x', payload));
+    f
+}
+
+fn load(options: XdpOptions) -> Steering {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "loading the XDP program needs root"
+    );
+    Steering::load_with(&options).expect("the program loads and verifies")
+}
+
+fn options() -> XdpOptions {
+    XdpOptions {
+        listen_port: PORT,
+        ..XdpOptions::new(GATEWAY)
+    }
+}
+
+const CLIENT: [u8; 4] = [10, 77, 0, 1];
+
+#[test]
+fn a_connection_is_recorded_from_syn_to_fin() {
+    let mut steering = load(options());
+    let maps = steering.flow_maps().unwrap();
+    let key = FlowKey::tcp(CLIENT, 40000, GATEWAY.octets(), PORT);
+    steering
+        .run_on_frame(&segment(CLIENT, 40000, PORT, SYN, 1000, 0, 0))
+        .unwrap();
+    let flow = maps.flow(&key).unwrap().expect("the SYN made an entry");
+    assert_eq!(flow.flags, FLOW_SYN);
+    assert_eq!(flow.handshake_ns, 0);
+    // A repeated SYN of the same handshake counts as a retransmission.
+    steering
+        .run_on_frame(&segment(CLIENT, 40000, PORT, SYN, 1000, 0, 0))
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    steering
+        .run_on_frame(&segment(CLIENT, 40000, PORT, ACK, 1001, 5001, 0))
+        .unwrap();
+    let flow = maps.flow(&key).unwrap().unwrap();
+    assert_eq!(flow.flags, FLOW_SYN | FLOW_ESTABLISHED);
+    assert!(
+        flow.handshake_ns >= 2_000_000,
+        "handshake {} ns",
+        flow.handshake_ns
+    );
+    assert_eq!(flow.retransmits, 1);
+    // Data, then the same data again (a retransmission), then new data.
+    steering
+        .run_on_frame(&segment(CLIENT, 40000, PORT, ACK | PSH, 1001, 5001, 100))
+        .unwrap();
+    steering
+        .run_on_frame(&segment(CLIENT, 40000, PORT, ACK | PSH, 1001, 5001, 100))
+        .unwrap();
+    steering
+        .run_on_frame(&segment(CLIENT, 40000, PORT, ACK | PSH, 1101, 5301, 50))
+        .unwrap();
+    steering
+        .run_on_frame(&segment(CLIENT, 40000, PORT, ACK | FIN, 1151, 5301, 0))
+        .unwrap();
+    let flow = maps.flow(&key).unwrap().unwrap();
+    assert_eq!(flow.retransmits, 2);
+    assert_eq!(flow.next_seq, 1151);
+    assert_eq!(flow.last_ack, 5301);
+    assert_eq!(flow.packets, 7);
+    assert_eq!(flow.flags & FLOW_FIN, FLOW_FIN);
+    assert!(flow.last_seen_ns > flow.first_seen_ns);
+    steering
+        .run_on_frame(&segment(CLIENT, 40000, PORT, RST, 1152, 0, 0))
+        .unwrap();
+    assert_eq!(maps.flow(&key).unwrap().unwrap().flags & FLOW_RST, FLOW_RST);
+    let histogram = maps.handshake_histogram().unwrap();
+    // 2 ms and a little: the bucket [2^11, 2^12) µs.
+    assert_eq!(histogram.iter().sum::<u64>(), 1);
+    assert_eq!(histogram[11], 1, "{histogram:?}");
+    // Another port is not watched; the flow table has only the one flow.
+    steering
+        .run_on_frame(&segment(CLIENT, 40001, 8080, SYN, 1, 0, 0))
+        .unwrap();
+    assert_eq!(maps.flows().unwrap().len(), 1);
+}
+
+#[test]
+fn a_dropped_flow_dies_in_xdp_until_its_entry_expires_and_a_new_syn_clears_it() {
+    let mut steering = load(options());
+    let maps = steering.flow_maps().unwrap();
+    let key = FlowKey::tcp(CLIENT, 40100, GATEWAY.octets(), PORT);
+    let now = monotonic_ns();
+    maps.drop_flow(&key, ReapReason::Stalled, now + 60_000_000_000)
+        .unwrap();
+    assert_eq!(
+        steering
+            .run_on_frame(&segment(CLIENT, 40100, PORT, ACK, 1, 1, 10))
+            .unwrap(),
+        1,
+        "XDP_DROP"
+    );
+    assert_eq!(maps.dropped(&key).unwrap().unwrap().hits, 1);
+    assert_eq!(
+        steering.verdict_stats().unwrap()[Verdict::DropReapedFlow as usize].packets,
+        1
+    );
+    // An expired entry drops nothing and is removed.
+    let old = FlowKey::tcp(CLIENT, 40101, GATEWAY.octets(), PORT);
+    maps.drop_flow(&old, ReapReason::Idle, now.saturating_sub(1))
+        .unwrap();
+    steering
+        .run_on_frame(&segment(CLIENT, 40101, PORT, ACK, 1, 1, 0))
+        .unwrap();
+    assert!(maps.dropped(&old).unwrap().is_none());
+    // A new SYN on a dropped 5-tuple is a new connection.
+    steering
+        .run_on_frame(&segment(CLIENT, 40100, PORT, SYN, 7, 0, 0))
+        .unwrap();
+    assert!(maps.dropped(&key).unwrap().is_none());
+    assert!(maps.flow(&key).unwrap().is_some());
+    assert_eq!(maps.sweep_drops(monotonic_ns()).unwrap(), (0, 0));
+}
+
+#[test]
+fn the_syn_shield_limits_strangers_by_budget_and_sources_by_rate() {
+    let mut steering = load(XdpOptions {
+        shield: ShieldLimits {
+            untrusted_source: RateLimit::per_second(1, 2),
+            trusted_source: RateLimit::per_second(1, 5),
+            budget: RateLimit::per_second(1, 4),
+        },
+        ..options()
+    });
+    let maps = steering.flow_maps().unwrap();
+    // One stranger: two SYNs pass (its burst), the third is over its own rate.
+    for port in 0..3u16 {
+        steering
+            .run_on_frame(&segment([10, 77, 0, 50], 1000 + port, PORT, SYN, 1, 0, 0))
+            .unwrap();
+    }
+    let stats = steering.verdict_stats().unwrap();
+    assert_eq!(stats[Verdict::DropSynSourceRate as usize].packets, 1);
+    // Many strangers, one SYN each: the budget (4, two spent) lets two more through.
+    for host in 60..70u8 {
+        steering
+            .run_on_frame(&segment([10, 77, 0, host], 2000, PORT, SYN, 1, 0, 0))
+            .unwrap();
+    }
+    let stats = steering.verdict_stats().unwrap();
+    assert_eq!(stats[Verdict::DropSynBudget as usize].packets, 8);
+    // A source that completes a handshake no longer draws on the spent budget.
+    steering
+        .run_on_frame(&segment([10, 77, 0, 60], 2000, PORT, ACK, 2, 1, 0))
+        .unwrap();
+    for port in 0..4u16 {
+        steering
+            .run_on_frame(&segment([10, 77, 0, 60], 3000 + port, PORT, SYN, 1, 0, 0))
+            .unwrap();
+    }
+    let stats = steering.verdict_stats().unwrap();
+    assert_eq!(stats[Verdict::DropSynBudget as usize].packets, 8);
+    assert_eq!(stats[Verdict::DropSynSourceRate as usize].packets, 1);
+    let (sources, trusted) = maps.sources().unwrap();
+    assert_eq!((sources, trusted), (3, 1));
+    // Only admitted SYNs made flows: 2 + 2 + 4.
+    assert_eq!(maps.flows().unwrap().len(), 8);
+}
+
+#[test]
+fn the_flow_table_stays_within_its_bound() {
+    let mut steering = load(XdpOptions {
+        flows: 1024,
+        ..options()
+    });
+    let maps = steering.flow_maps().unwrap();
+    for i in 0..5000u32 {
+        let src = [10, 78, (i >> 8) as u8, i as u8];
+        steering
+            .run_on_frame(&segment(src, 1024 + (i % 50000) as u16, PORT, SYN, i, 0, 0))
+            .unwrap();
+    }
+    let flows = maps.flows().unwrap();
+    assert!(flows.len() <= 1024, "{} flows in a table of 1024", flows.len());
+    assert!(flows.len() >= 512, "the LRU keeps recent flows: {}", flows.len());
+}
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the live `ts`.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
