@@ -31,6 +31,144 @@ pub struct Config {
     /// Routes (`[[route]]`), in file order: the first that matches a request takes it.
     #[serde(default)]
     pub route: Vec<RouteConfig>,
+    /// The XDP flow table and the reaper that removes dead flows.
+    #[serde(default)]
+    pub flows: FlowsConfig,
+    /// The SYN-flood shield in XDP.
+    #[serde(default)]
+    pub shield: ShieldConfig,
+    /// The management listener (`/metrics`, `/flows`, ...).
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// Logging (tracing, to stderr).
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// The XDP flow table and the reaper's policy. A flow is dead, and removed (its socket aborted
+/// with a RST, its 5-tuple dropped in XDP for `drop_ttl_ms`), when the first of these holds.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlowsConfig {
+    /// Entries of the XDP flow table (an LRU hash: the least recently used flow makes room).
+    pub max_flows: u32,
+    /// Entries of the XDP drop map (5-tuples of removed flows).
+    pub max_drops: u32,
+    /// How long a removed flow's stray segments are dropped in XDP (ms).
+    pub drop_ttl_ms: u64,
+    /// How often the reaper walks the flow table (ms).
+    pub reap_interval_ms: u64,
+    /// Client retransmissions (repeated data or SYNs) that make a flow dead.
+    pub max_retransmissions: u32,
+    /// Gateway data unacknowledged with no progress in the client's ACKs for this long (ms).
+    pub stall_ms: u64,
+    /// Nothing from the client for this long (ms).
+    pub idle_ms: u64,
+    /// A handshake not completed in this time (ms).
+    pub half_open_ms: u64,
+}
+
+impl Default for FlowsConfig {
+    fn default() -> Self {
+        FlowsConfig {
+            max_flows: 131_072,
+            max_drops: 65_536,
+            drop_ttl_ms: 30_000,
+            reap_interval_ms: 1_000,
+            max_retransmissions: 5,
+            stall_ms: 3_000,
+            idle_ms: 60_000,
+            half_open_ms: 5_000,
+        }
+    }
+}
+
+/// The SYN-flood shield: rate limits in XDP on SYNs to the listening port, and a bound on
+/// half-open connections per lane.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShieldConfig {
+    /// SYNs per second from one source that never completed a handshake (0: no limit).
+    pub stranger_syn_rate: u64,
+    pub stranger_syn_burst: u64,
+    /// SYNs per second from one source that completed a handshake (0: no limit).
+    pub known_syn_rate: u64,
+    pub known_syn_burst: u64,
+    /// SYNs per second, per CPU, from all sources that never completed a handshake together
+    /// (0: no limit).
+    pub budget_syn_rate: u64,
+    pub budget_syn_burst: u64,
+    /// Sources the shield remembers (LRU).
+    pub max_sources: u32,
+    /// Half-open connections a lane keeps; beyond it the oldest are aborted (0: half of
+    /// `http.max_connections`).
+    pub max_half_open: usize,
+}
+
+impl Default for ShieldConfig {
+    fn default() -> Self {
+        ShieldConfig {
+            stranger_syn_rate: 100,
+            stranger_syn_burst: 4_000,
+            known_syn_rate: 50_000,
+            known_syn_burst: 50_000,
+            budget_syn_rate: 2_000,
+            budget_syn_burst: 4_000,
+            max_sources: 65_536,
+            max_half_open: 0,
+        }
+    }
+}
+
+impl ShieldConfig {
+    /// The limits as the XDP program takes them.
+    pub fn limits(&self) -> xgate_xdp::ShieldLimits {
+        use xgate_xdp::RateLimit;
+        xgate_xdp::ShieldLimits {
+            untrusted_source: RateLimit::per_second(self.stranger_syn_rate, self.stranger_syn_burst),
+            trusted_source: RateLimit::per_second(self.known_syn_rate, self.known_syn_burst),
+            budget: RateLimit::per_second(self.budget_syn_rate, self.budget_syn_burst),
+        }
+    }
+}
+
+/// The management listener: a kernel TCP socket serving `/metrics` (Prometheus text format),
+/// `/flows` and `/top` (JSON) and `/heatmap`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address to listen on (loopback by default: the metrics say who the clients are).
+    pub listen: std::net::SocketAddr,
+    /// Serve at all.
+    pub enabled: bool,
+    /// Seconds of per-second latency histograms kept for the heat map.
+    pub heatmap_seconds: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9180)),
+            enabled: true,
+            heatmap_seconds: 600,
+        }
+    }
+}
+
+/// Logging: `tracing` to stderr, at `level` (`RUST_LOG`, when set, decides instead).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info`, `debug` or `trace`, or a filter such as `xgate=debug`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".to_string(),
+        }
+    }
 }
 
 /// Faults xgate injects into its own data path, for tests. All off by default.
@@ -483,7 +621,70 @@ impl Config {
                 ),
             ));
         }
+        let f = &self.flows;
+        for (key, value, least) in [
+            ("flows.max_flows", u64::from(f.max_flows), 16),
+            ("flows.max_drops", u64::from(f.max_drops), 16),
+            ("shield.max_sources", u64::from(self.shield.max_sources), 16),
+            ("flows.reap_interval_ms", f.reap_interval_ms, 10),
+            ("flows.max_retransmissions", u64::from(f.max_retransmissions), 1),
+            ("flows.stall_ms", f.stall_ms, 100),
+            ("flows.idle_ms", f.idle_ms, 100),
+            ("flows.half_open_ms", f.half_open_ms, 100),
+            ("flows.drop_ttl_ms", f.drop_ttl_ms, 0),
+        ] {
+            if value < least
+                || (key.ends_with("_ms") && value > 86_400_000)
+                || value > 1 << 26 && !key.ends_with("_ms")
+            {
+                return Err(err(
+                    key,
+                    format!(
+                        "expected a value from {least} to {}, got {value}",
+                        if key.ends_with("_ms") { 86_400_000 } else { 1 << 26 }
+                    ),
+                ));
+            }
+        }
+        if self.shield.max_half_open > self.http.max_connections {
+            return Err(err(
+                "shield.max_half_open",
+                format!(
+                    "expected at most http.max_connections ({}), got {}",
+                    self.http.max_connections, self.shield.max_half_open
+                ),
+            ));
+        }
+        if self.metrics.heatmap_seconds == 0 || self.metrics.heatmap_seconds > 86_400 {
+            return Err(err(
+                "metrics.heatmap_seconds",
+                format!("expected 1 to 86400, got {}", self.metrics.heatmap_seconds),
+            ));
+        }
+        if let Err(e) = crate::logging::filter(&self.log.level) {
+            return Err(err("log.level", e));
+        }
         Ok(())
+    }
+
+    /// What the XDP program is loaded with.
+    pub fn xdp_options(&self) -> xgate_xdp::XdpOptions {
+        xgate_xdp::XdpOptions {
+            gateway: self.gateway.ipv4,
+            listen_port: self.gateway.listen_port,
+            flows: self.flows.max_flows,
+            drops: self.flows.max_drops,
+            sources: self.shield.max_sources,
+            shield: self.shield.limits(),
+        }
+    }
+
+    /// Half-open connections a lane keeps at most.
+    pub fn max_half_open(&self) -> usize {
+        match self.shield.max_half_open {
+            0 => (self.http.max_connections / 2).max(1),
+            n => n,
+        }
     }
 
     /// The configuration `xgate lab up` is made for: the gateway side of the lab.
@@ -507,6 +708,10 @@ impl Config {
             timeouts: TimeoutsConfig::default(),
             upstream: Vec::new(),
             route: Vec::new(),
+            flows: FlowsConfig::default(),
+            shield: ShieldConfig::default(),
+            metrics: MetricsConfig::default(),
+            log: LogConfig::default(),
         }
     }
 

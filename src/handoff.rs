@@ -173,6 +173,27 @@ lane_counters! {
     /// Client connections open, at the last publish; while draining, only those with a request
     /// in progress or response bytes not yet acknowledged.
     open_connections,
+    /// Frames the lane's stack sent.
+    tx_frames,
+    /// Times the stack wanted to send but every tx frame was in flight (backpressure).
+    tx_starved,
+    /// The lane's UMEM frames by state, at the last sweep: on the fill ring, ...
+    umem_fill,
+    /// ... received and held by the stack, ...
+    umem_in_stack,
+    /// ... free to send in, ...
+    umem_tx_free,
+    /// ... written and waiting for the tx ring, ...
+    umem_tx_pending,
+    /// ... on the tx ring or in flight, ...
+    umem_tx_ring,
+    /// ... lent to another lane.
+    umem_lent,
+    /// Slots in the ring toward the HTTP stage, in use at the last sweep.
+    http_ring_used,
+    /// Loop turns that found the ring toward the HTTP stage full with requests waiting
+    /// (backpressure).
+    http_ring_full,
 }
 
 /// Lets other lanes wake a lane that sleeps in `poll(2)`: a flag the lane sets before sleeping

@@ -58,8 +58,11 @@ use crate::{
     config::Config,
     exchange::{HttpStage, SlotHandle, SlotTable, BATCH},
     handoff::{CounterValues, Handed, LaneCounters, LaneLinks, LaneWake},
+    metrics::LaneMetrics,
+    reaper::{LaneReapRings, ReapOrder, ReapOutcome, ReapReply, StallMark},
     routing::{Routing, TimeoutsConfig},
 };
+use xgate_xdp::ReapReason;
 
 mod proxy;
 
@@ -87,7 +90,7 @@ pub const COUNTED_STATUSES: [u16; 22] = [
 ];
 
 /// `Connection::last_active_ms` of a socket whose connection the lane has not served yet.
-const NOT_SEEN: u64 = u64::MAX;
+pub(crate) const NOT_SEEN: u64 = u64::MAX;
 
 /// Per-connection state the lane keeps beside the socket.
 struct Connection {
@@ -107,6 +110,14 @@ struct Connection {
     last_active_ms: u64,
     /// When the first byte of the request head now in the slot arrived (header read limit).
     head_started_ms: u64,
+    /// When the XDP program saw this connection's latest frame (CLOCK_MONOTONIC ns; 0: unknown).
+    last_arrival_ns: u64,
+    /// When the frame that began the request now in the slot arrived (0: unknown).
+    request_arrival_ns: u64,
+    /// Since when (lane ms) the socket has been half-open, seen by the sweep (`NOT_SEEN`: not).
+    half_open_since_ms: u64,
+    /// The reaper's stall check between two orders.
+    stall: StallMark,
 }
 
 impl Connection {
@@ -120,6 +131,10 @@ impl Connection {
             proxy: None,
             last_active_ms: NOT_SEEN,
             head_started_ms: 0,
+            last_arrival_ns: 0,
+            request_arrival_ns: 0,
+            half_open_since_ms: NOT_SEEN,
+            stall: StallMark::default(),
         }
     }
 
@@ -129,6 +144,10 @@ impl Connection {
         self.closing = false;
         self.proxy = None;
         self.last_active_ms = NOT_SEEN;
+        self.last_arrival_ns = 0;
+        self.request_arrival_ns = 0;
+        self.half_open_since_ms = NOT_SEEN;
+        self.stall = StallMark::default();
     }
 }
 
@@ -146,6 +165,10 @@ pub struct LaneSetup<'a> {
     pub reloads: rtrb::Consumer<Arc<Routing>>,
     /// Set by the main thread on SIGTERM: stop accepting, finish what is in flight.
     pub drain: &'a AtomicBool,
+    /// Requests by route and status, latency, reaped connections (read by the metrics listener).
+    pub metrics: &'a LaneMetrics,
+    /// Orders from the reaper, and the replies.
+    pub reaps: LaneReapRings,
 }
 
 /// What a lane did, reported when it stops, with its ring ends (frames still in them go back
@@ -154,6 +177,17 @@ pub struct LaneReport {
     pub statuses: [u64; COUNTED_STATUSES.len()],
     pub counters: CounterValues,
     pub links: LaneLinks,
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of the XDP program's arrival stamps.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the live `ts`; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 fn now(start: std::time::Instant) -> SmolInstant {
@@ -206,6 +240,14 @@ struct Lane<'a> {
     gateway_authority: Box<str>,
     /// Bytes of a slot's request buffer.
     slot_request: usize,
+    metrics: &'a LaneMetrics,
+    reaps: LaneReapRings,
+    /// Half-open connections kept at most; beyond, the oldest are aborted.
+    max_half_open: usize,
+    /// Scratch for the sweep's half-open census (sized to the connections once).
+    half_open: Vec<(u64, ConnId)>,
+    /// The listening port (to find a client's connection from the reaper's 5-tuple).
+    listen_port: u16,
 }
 
 /// Runs one lane until `stop` is set.
@@ -313,6 +355,11 @@ pub fn run(config: &Config, setup: LaneSetup<'_>, stop: &AtomicBool) -> anyhow::
         gateway_limits: limits,
         gateway_authority: authority,
         slot_request,
+        metrics: setup.metrics,
+        reaps: setup.reaps,
+        max_half_open: config.max_half_open(),
+        half_open: Vec::with_capacity(sockets),
+        listen_port: gw.listen_port,
     };
     let allocations_at_start = alloc_count::thread_allocations();
     let mut idle_turns = 0u32;
@@ -357,6 +404,7 @@ impl Lane<'_> {
             self.next_sweep_ms = self.now_ms + SWEEP_INTERVAL_MS;
             busy |= self.control();
             self.sweep();
+            self.census();
         }
         busy |= self.receive_handed(timestamp);
         busy |= self.receive_local(timestamp);
@@ -406,15 +454,70 @@ impl Lane<'_> {
             self.server.stop_listening();
             any = true;
         }
+        while let Ok(order) = self.reaps.orders.pop() {
+            let outcome = self.reap(&order);
+            // The reply ring is as large as the order ring, and one reply follows each order.
+            let _ = self.reaps.replies.push(ReapReply {
+                id: order.id,
+                outcome,
+            });
+            any = true;
+        }
         any
     }
 
-    fn count_status(&mut self, status: u16) {
+    /// Carries out the reaper's order: aborts the connection from `order.client` if this lane
+    /// has it and it is dead (a stall is confirmed first, see `StallMark`).
+    fn reap(&mut self, order: &ReapOrder) -> ReapOutcome {
+        let flow = wire::TcpFlowKey {
+            src_ip: order.client.ip().octets(),
+            dst_ip: self.own_ip,
+            src_port: order.client.port(),
+            dst_port: self.listen_port,
+        };
+        let Some(id) = self.server.find(&flow) else {
+            return ReapOutcome::NotHere;
+        };
+        let index = id as usize;
+        if index >= self.connections.len() {
+            return ReapOutcome::NotHere;
+        }
+        if order.reason == ReapReason::Stalled {
+            let queued = self.server.socket(id).send_queue();
+            if queued == 0 {
+                self.connections[index].stall = StallMark::default();
+                return ReapOutcome::Quiet;
+            }
+            if !self.connections[index].stall.confirm(queued) {
+                return ReapOutcome::Kept;
+            }
+        }
+        self.abort_connection(id);
+        self.metrics.record_reaped(order.reason);
+        ReapOutcome::Reaped
+    }
+
+    /// Aborts client connection `id` (the peer gets a RST); an exchange in flight ends with it.
+    fn abort_connection(&mut self, id: ConnId) {
+        let index = id as usize;
+        if self.connections[index].proxy.is_some() {
+            self.fail_exchange(index, proxy::BAD_GATEWAY);
+        }
+        self.server.abort(id);
+        self.service(id);
+    }
+
+    /// Counts a response with `status` for `route` on connection `index`, with its latency
+    /// from the request's arrival in XDP to now (when the arrival is known).
+    fn count_status(&mut self, index: usize, status: u16, route: Option<usize>) {
         let at = COUNTED_STATUSES
             .iter()
             .position(|s| *s == status)
             .unwrap_or(COUNTED_STATUSES.len() - 1);
         self.statuses[at] += 1;
+        let arrival = self.connections.get(index).map_or(0, |c| c.request_arrival_ns);
+        let latency = (arrival != 0).then(|| monotonic_ns().saturating_sub(arrival));
+        self.metrics.record(route, at, latency);
     }
 
     /// One access-log line for the exchange of connection `index` (when the log is on).
@@ -458,6 +561,35 @@ impl Lane<'_> {
                 hops + 1 < self.lanes && !opens_a_connection && !self.server.knows(segment)
             }
             _ => false,
+        }
+    }
+
+    /// Publishes the UMEM frames by state, the port's tx counters and the HTTP ring's fill.
+    fn census(&mut self) {
+        use xgate_userstack::FrameState;
+        let census = self.port.ledger().census();
+        let v = &mut self.values;
+        v.umem_fill = census[FrameState::Fill as usize] as u64;
+        v.umem_in_stack = census[FrameState::InStack as usize] as u64;
+        v.umem_tx_free = census[FrameState::TxFree as usize] as u64;
+        v.umem_tx_pending = census[FrameState::TxPending as usize] as u64;
+        v.umem_tx_ring = census[FrameState::TxRing as usize] as u64;
+        v.umem_lent = census[FrameState::Lent as usize] as u64;
+        let stats = self.port.stats();
+        v.tx_frames = stats.tx_frames;
+        v.tx_starved = stats.tx_starved;
+        v.http_ring_used = (self.to_http.buffer().capacity() - self.to_http.slots()) as u64;
+    }
+
+    /// Remembers when a client connection's latest frame arrived (from its XDP stamp).
+    fn note_arrival(&mut self, kind: &FrameKind, arrival: Option<u64>) {
+        let (FrameKind::Tcp(segment), Some(arrival)) = (kind, arrival) else {
+            return;
+        };
+        if let Some(id) = self.server.find(&segment.flow) {
+            if let Some(conn) = self.connections.get_mut(id as usize) {
+                conn.last_arrival_ns = arrival;
+            }
         }
     }
 
@@ -532,6 +664,8 @@ impl Lane<'_> {
                     });
                     continue;
                 }
+                // SAFETY: as for `bytes` just above.
+                let arrival = unsafe { handed.frame.arrival_ns() };
                 let mut device = HandedFrameDevice::new(bytes, self.port);
                 self.server.ingress(timestamp, &mut device, &kind);
                 if !device.consumed() {
@@ -539,6 +673,7 @@ impl Lane<'_> {
                     // NIC queue would drop it (TCP sends it again), and counted.
                     self.values.handoff_dropped += 1;
                 }
+                self.note_arrival(&kind, arrival);
                 self.give_back(handed);
             }
             any |= taken > 0;
@@ -582,10 +717,12 @@ impl Lane<'_> {
             // `misroutes`: fault injection, as if the NIC had put the frame on the next lane's
             // queue; that lane sees a flow it does not know and passes the frame back here.
             if !self.misroutes(&kind) && !self.passes_on(&kind, 0) {
+                let arrival = self.port.peek_rx_arrival_ns();
                 if !self.server.ingress(timestamp, self.port, &kind) {
                     // The stack took nothing: no tx frame was free; try again next turn.
                     break;
                 }
+                self.note_arrival(&kind, arrival);
                 self.values.rx_frames += 1;
                 if arp_for_us {
                     self.server.neighbours_changed();
@@ -614,8 +751,8 @@ impl Lane<'_> {
             let slot = self.table.slot(&mut handle);
             let verdict = slot.verdict;
             match verdict {
-                Some(Verdict::Respond { status, .. }) => {
-                    self.count_status(status);
+                Some(Verdict::Respond { status, route, .. }) => {
+                    self.count_status(index, status, route);
                     self.values.requests += 1;
                 }
                 // More bytes are needed: the connection reads on.
@@ -641,6 +778,9 @@ impl Lane<'_> {
         loop {
             let room = self.to_http.slots().min(BATCH).min(self.ready.len());
             if room == 0 {
+                if !self.ready.is_empty() && !sent {
+                    self.values.http_ring_full += 1;
+                }
                 return sent;
             }
             let chunk = self.to_http.write_chunk_uninit(room).expect("room counted above");
@@ -714,6 +854,7 @@ impl Lane<'_> {
                 if slot.request_len > 0 {
                     // A pipelined request's head began before this response ended.
                     conn.head_started_ms = now_ms;
+                    conn.request_arrival_ns = conn.last_arrival_ns;
                 }
                 if close || self.draining {
                     socket.close();
@@ -741,6 +882,7 @@ impl Lane<'_> {
                 if let Ok(n) = socket.recv_slice(&mut slot.request[start_len..]) {
                     if start_len == 0 && n > 0 {
                         conn.head_started_ms = now_ms;
+                        conn.request_arrival_ns = conn.last_arrival_ns;
                     }
                     slot.request_len += n;
                     conn.unseen_bytes |= n > 0;

@@ -25,9 +25,16 @@ use xgate_xdp::{Steering, Verdict as XdpVerdict};
 use crate::{
     config::Config,
     handoff::{link_lanes, CounterValues, LaneCounters, LaneWake},
-    lane::{self, LaneReport, LaneSetup, COUNTED_STATUSES},
+    lane::{self, monotonic_ns, LaneReport, LaneSetup, COUNTED_STATUSES},
+    management::{self, ControlView, Observatory},
+    metrics::LaneMetrics,
+    reaper::Reaper,
     routing::Routing,
 };
+
+/// How often the main thread refreshes what the management listener shows (and the heat map
+/// gains a row).
+const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Reloads waiting per lane (a lane takes them within one sweep interval).
 const RELOAD_RING: usize = 4;
@@ -41,7 +48,7 @@ fn reload(
     rings: &mut [rtrb::Producer<Arc<Routing>>],
     wakes: &[LaneWake],
     events: &mut dyn Write,
-) {
+) -> Option<Vec<Box<str>>> {
     let loaded = match Config::load(path) {
         Ok(config) => config,
         Err(error) => {
@@ -51,7 +58,8 @@ fn reload(
                 json_string(&error.to_string())
             );
             let _ = events.flush();
-            return;
+            tracing::warn!(%error, "reload refused");
+            return None;
         }
     };
     let routing = Arc::new(loaded.routing());
@@ -71,6 +79,12 @@ fn reload(
         routing.pools.len()
     );
     let _ = events.flush();
+    tracing::info!(
+        routes = routing.routes.routes().len(),
+        upstreams = routing.pools.len(),
+        "routing reloaded"
+    );
+    Some(routing.route_names())
 }
 
 /// `text` as a JSON string literal.
@@ -196,7 +210,19 @@ pub fn run(
     let gw = &config.gateway;
     let cores = plan(config)?;
     let lanes = cores.len();
-    let mut steering = Steering::attach(&gw.interface, gw.ipv4)?;
+    let mut steering = Steering::attach_with(&gw.interface, &config.xdp_options())?;
+    let maps = Arc::new(steering.flow_maps()?);
+    let listener = if config.metrics.enabled {
+        let listener = std::net::TcpListener::bind(config.metrics.listen).with_context(|| {
+            format!(
+                "config: key `metrics.listen`: cannot listen on {} (in use? another address, or metrics.enabled = false)",
+                config.metrics.listen
+            )
+        })?;
+        Some(listener)
+    } else {
+        None
+    };
     let mut ports = Vec::with_capacity(lanes);
     for lane in 0..lanes {
         let queue = gw.queue + lane as u32;
@@ -240,10 +266,27 @@ pub fn run(
         .collect::<anyhow::Result<_>>()?;
     let counters: Vec<LaneCounters> = (0..lanes).map(|_| LaneCounters::default()).collect();
     let seeds: Vec<u64> = (0..lanes).map(|_| random_seed()).collect::<anyhow::Result<_>>()?;
+    let lane_metrics: Vec<LaneMetrics> = (0..lanes).map(|_| LaneMetrics::default()).collect();
+    let (mut reaper, reap_ends) = Reaper::new(Arc::clone(&maps), &config.flows, lanes);
+    let mut reap_ends = reap_ends.into_iter();
+    let observatory = Observatory {
+        counters: &counters,
+        metrics: &lane_metrics,
+        maps: Arc::clone(&maps),
+        view: std::sync::Mutex::new(ControlView {
+            route_names: config.routing().route_names(),
+            ..ControlView::default()
+        }),
+        heatmap_seconds: config.metrics.heatmap_seconds,
+    };
+    let metrics_address = listener
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map_or_else(|| "off".to_string(), |a| a.to_string());
 
     writeln!(
         events,
-        "{{\"event\":\"ready\",\"interface\":\"{}\",\"ipv4\":\"{}\",\"port\":{},\"lanes\":{lanes},\"xdp_mode\":\"{}\",\"bind_mode\":\"{}\",\"umem_backing\":\"{:?}\"}}",
+        "{{\"event\":\"ready\",\"interface\":\"{}\",\"ipv4\":\"{}\",\"port\":{},\"lanes\":{lanes},\"xdp_mode\":\"{}\",\"bind_mode\":\"{}\",\"umem_backing\":\"{:?}\",\"metrics\":\"{metrics_address}\"}}",
         gw.interface,
         gw.ipv4,
         gw.listen_port,
@@ -274,6 +317,8 @@ pub fn run(
                 counters: &counters[index],
                 seed: seeds[index],
                 core,
+                metrics: &lane_metrics[index],
+                reaps: reap_ends.next().expect("one reaper ring pair per lane"),
             };
             let lane_stop = &lane_stop;
             let spawned = std::thread::Builder::new()
@@ -288,9 +333,28 @@ pub fn run(
                 }
             }
         }
+        let management = listener.map(|listener| {
+            let observatory = &observatory;
+            let lane_stop = &lane_stop;
+            scope.spawn(move || management::serve(listener, observatory, lane_stop))
+        });
+        let mut next_refresh = std::time::Instant::now();
+        let mut new_route_names = None;
         while !stop.load(Ordering::Relaxed) && threads.iter().all(|t| !t.is_finished()) {
             if signals.reload.swap(false, Ordering::SeqCst) {
-                reload(config, config_path, &mut reload_rings, &wakes, events);
+                if let Some(names) = reload(config, config_path, &mut reload_rings, &wakes, events) {
+                    new_route_names = Some(names);
+                }
+            }
+            if reaper.tick(monotonic_ns()) {
+                for wake in &wakes {
+                    wake.wake_if_sleeping();
+                }
+            }
+            if std::time::Instant::now() >= next_refresh {
+                next_refresh += REFRESH_INTERVAL;
+                let xdp = steering.verdict_stats().map(|s| s.to_vec()).unwrap_or_default();
+                observatory.refresh(xdp, reaper.counts, new_route_names.take());
             }
             if signals.drain.load(Ordering::SeqCst) {
                 let deadline = *drain_deadline.get_or_insert_with(|| {
@@ -333,6 +397,9 @@ pub fn run(
         for wake in &wakes {
             wake.sleeping.store(true, Ordering::SeqCst);
             wake.wake_if_sleeping();
+        }
+        if let Some(management) = management {
+            let _ = management.join();
         }
         threads
             .into_iter()

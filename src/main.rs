@@ -12,7 +12,12 @@ mod handoff;
 mod lab;
 mod lane;
 mod lanes;
+mod logging;
+mod management;
+mod metrics;
+mod reaper;
 mod routing;
+mod views;
 
 #[global_allocator]
 static ALLOCATOR: alloc_count::CountingAllocator = alloc_count::CountingAllocator;
@@ -59,6 +64,48 @@ enum Command {
         #[command(subcommand)]
         action: LabAction,
     },
+    /// The XDP flow table of a running gateway, like `ss` (from its management listener).
+    Flows {
+        /// The gateway's management listener (`metrics.listen`).
+        #[arg(long, default_value = DEFAULT_MANAGEMENT)]
+        addr: std::net::SocketAddr,
+        /// Order: latency (handshake, slowest first), bytes, packets, retransmits, age (oldest
+        /// first).
+        #[arg(long, default_value = "age")]
+        sort: String,
+        /// Show at most this many flows.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Print the JSON the gateway returns instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A live view of a running gateway: rates, latency percentiles, flows, drops; refreshed
+    /// once a second.
+    Top {
+        #[arg(long, default_value = DEFAULT_MANAGEMENT)]
+        addr: std::net::SocketAddr,
+        /// Stop after this many screens (default: until interrupted).
+        #[arg(long)]
+        iterations: Option<u64>,
+        /// Milliseconds between screens.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+        /// Print screens one after another instead of redrawing the terminal.
+        #[arg(long)]
+        plain: bool,
+    },
+    /// The latency heat map of a running gateway (time x latency bucket, colour = count) as SVG.
+    Heatmap {
+        #[arg(long, default_value = DEFAULT_MANAGEMENT)]
+        addr: std::net::SocketAddr,
+        /// request (wire arrival to response queued) or handshake (SYN to first ACK).
+        #[arg(long, default_value = "request")]
+        kind: String,
+        /// Where to write the SVG.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Build the lab, start the gateway in it, send real HTTP requests with curl, print what came
     /// back and a summary, and remove the lab.
     Demo {
@@ -90,6 +137,9 @@ enum LabAction {
         name: String,
     },
 }
+
+/// Where the management listener is unless the configuration says otherwise.
+const DEFAULT_MANAGEMENT: &str = "127.0.0.1:9180";
 
 static STOP: AtomicBool = AtomicBool::new(false);
 static REPORT: AtomicBool = AtomicBool::new(false);
@@ -150,6 +200,19 @@ fn main() -> ExitCode {
         Command::Demo { name, requests } => {
             require_root("xgate demo").and_then(|_| demo::run(&name, requests))
         }
+        Command::Flows {
+            addr,
+            sort,
+            limit,
+            json,
+        } => flows(addr, &sort, limit, json),
+        Command::Top {
+            addr,
+            iterations,
+            interval_ms,
+            plain,
+        } => top(addr, iterations, interval_ms, plain),
+        Command::Heatmap { addr, kind, out } => heatmap(addr, &kind, &out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -160,8 +223,69 @@ fn main() -> ExitCode {
     }
 }
 
+fn flows(addr: std::net::SocketAddr, sort: &str, limit: Option<usize>, json: bool) -> Result<(), String> {
+    let mut path = format!("/flows?sort={sort}");
+    if let Some(limit) = limit {
+        path.push_str(&format!("&limit={limit}"));
+    }
+    if json {
+        println!("{}", views::fetch(addr, &path)?.trim_end());
+    } else {
+        print!("{}", views::flows_table(&views::fetch_json(addr, &path)?));
+    }
+    Ok(())
+}
+
+fn top(
+    addr: std::net::SocketAddr,
+    iterations: Option<u64>,
+    interval_ms: u64,
+    plain: bool,
+) -> Result<(), String> {
+    use std::io::IsTerminal;
+    let redraw = !plain && std::io::stdout().is_terminal();
+    let interval = std::time::Duration::from_millis(interval_ms.max(100));
+    let mut previous: Option<(serde_json::Value, std::time::Instant)> = None;
+    let mut shown = 0;
+    loop {
+        let now = views::fetch_json(addr, "/top")?;
+        let at = std::time::Instant::now();
+        let seconds = previous.as_ref().map_or(interval.as_secs_f64(), |(_, t)| {
+            at.duration_since(*t).as_secs_f64()
+        });
+        let screen = views::top_screen(previous.as_ref().map(|(v, _)| v), &now, seconds);
+        if redraw {
+            print!("\x1b[2J\x1b[H{screen}");
+        } else {
+            println!("{screen}");
+        }
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        previous = Some((now, at));
+        shown += 1;
+        if iterations.is_some_and(|n| shown >= n) || STOP.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        std::thread::sleep(interval);
+    }
+}
+
+fn heatmap(addr: std::net::SocketAddr, kind: &str, out: &std::path::Path) -> Result<(), String> {
+    let map = views::fetch_json(addr, &format!("/heatmap?kind={kind}"))?;
+    let svg = views::heatmap_svg(&map)?;
+    std::fs::write(out, svg).map_err(|e| format!("writing {}: {e}", out.display()))?;
+    println!(
+        "{} heat map of {} s written to {}",
+        kind,
+        map["rows"].as_array().map_or(0, Vec::len),
+        out.display()
+    );
+    Ok(())
+}
+
 fn run(path: &std::path::Path) -> Result<(), String> {
     let config = config::Config::load(path).map_err(|e| e.to_string())?;
+    logging::init(&config.log.level);
     require_root("xgate run")?;
     install_signal_handlers();
     let stdout = std::io::stdout();

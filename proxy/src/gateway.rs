@@ -42,6 +42,9 @@ pub enum Verdict {
         written: usize,
         close: bool,
         status: u16,
+        /// Index of the route that answered (for metrics); `None` before routing (a refusal, a
+        /// 404 or 405).
+        route: Option<usize>,
     },
     /// Forward the request: `out[..written]` is the head to send upstream.
     Forward(Forward),
@@ -150,6 +153,7 @@ impl Gateway {
                     written,
                     close,
                     status: answer.status,
+                    route: Some(index),
                 }
             }
             RouteAction::Proxy { pool, host_rewrite } => {
@@ -233,6 +237,7 @@ impl Gateway {
             written,
             close,
             status,
+            route: None,
         }
     }
 
@@ -300,6 +305,7 @@ fn refuse(status: u16, input: &[u8], out: &mut [u8]) -> Verdict {
         written,
         close: true,
         status,
+        route: None,
     }
 }
 

@@ -37,7 +37,7 @@ use xgate_proxy::{
 };
 use xgate_userstack::tcp_server::{ConnId, ConnectError, TcpServer};
 
-use super::Lane;
+use super::{Lane, NOT_SEEN};
 use crate::routing::{PoolLimits, Routing};
 
 /// What is left of a message body, and how its end is found.
@@ -193,7 +193,7 @@ pub(super) struct Upstreams {
 }
 
 /// The statuses an upstream failure maps to.
-const BAD_GATEWAY: u16 = 502;
+pub(super) const BAD_GATEWAY: u16 = 502;
 const UNAVAILABLE: u16 = 503;
 const GATEWAY_TIMEOUT: u16 = 504;
 const REQUEST_TIMEOUT: u16 = 408;
@@ -438,7 +438,7 @@ impl Lane<'_> {
             self.server.socket(client).abort();
             self.values.client_resets += 1;
         } else {
-            self.answer_and_close(index, status, x.forward.is_head);
+            self.answer_and_close(index, status, x.forward.is_head, Some(x.forward.route));
         }
         self.log_access(index, &x, if response_begun { x.status } else { status });
         self.server.touch(client);
@@ -448,7 +448,7 @@ impl Lane<'_> {
     /// Puts the gateway's own answer `status` in connection `index`'s slot, to be sent and the
     /// connection closed; the rest of its request (body, pipelined bytes) cannot be trusted any
     /// more and is dropped.
-    fn answer_and_close(&mut self, index: usize, status: u16, is_head: bool) {
+    fn answer_and_close(&mut self, index: usize, status: u16, is_head: bool, route: Option<usize>) {
         let conn = &mut self.connections[index];
         let slot = self
             .table
@@ -460,9 +460,10 @@ impl Lane<'_> {
             written,
             close: true,
             status,
+            route: None,
         });
         conn.response_sent = 0;
-        self.count_status(status);
+        self.count_status(index, status, route);
     }
 
     /// Releases the exchange's upstream connection: back to the idle list when `reusable`,
@@ -709,7 +710,7 @@ impl Lane<'_> {
                         x.phase = ResponsePhase::SendingHead { len, sent: 0 };
                         x.deadline_ms = now + self.timeouts.upstream_response_ms;
                         discard(self.server.socket(up), head_len);
-                        self.count_status(status);
+                        self.count_status(index, status, Some(x.forward.route));
                         let conn = *self.upstreams.conn(up);
                         if let Some((pool, member)) =
                             self.upstreams.member_now(conn.pool, conn.member, conn.addr)
@@ -856,6 +857,40 @@ impl Lane<'_> {
     }
 
     /// Time limits of exchanges and idle connections, and health checks that are due.
+    /// Keeps half-open client connections within `max_half_open`: a census of the sockets
+    /// waiting for a handshake's last ACK, then the oldest beyond the bound are aborted (as a
+    /// kernel drops from a full SYN backlog). A SYN flood that gets past XDP's shield can then
+    /// hold at most the bound, never every socket.
+    fn bound_half_open(&mut self) {
+        self.half_open.clear();
+        for index in 0..self.connections.len() {
+            let id = index as ConnId;
+            let half_open = self.server.socket(id).state() == tcp::State::SynReceived;
+            let conn = &mut self.connections[index];
+            if !half_open {
+                conn.half_open_since_ms = NOT_SEEN;
+                continue;
+            }
+            if conn.half_open_since_ms == NOT_SEEN {
+                conn.half_open_since_ms = self.now_ms;
+            }
+            // Capacity is the number of connections: never allocates.
+            self.half_open.push((conn.half_open_since_ms, id));
+        }
+        let mut evicted = 0;
+        if self.half_open.len() > self.max_half_open {
+            let excess = self.half_open.len() - self.max_half_open;
+            self.half_open.select_nth_unstable(excess - 1);
+            for i in 0..excess {
+                let id = self.half_open[i].1;
+                self.server.abort(id);
+                evicted += 1;
+            }
+        }
+        let open = (self.half_open.len() - evicted) as u64;
+        self.metrics.record_half_open(open, evicted as u64);
+    }
+
     pub(super) fn sweep(&mut self) {
         let now = self.now_ms;
         let mut busy = 0u64;
@@ -899,7 +934,7 @@ impl Lane<'_> {
                 // A request head that has not ended in time (slow headers).
                 if now >= conn.head_started_ms + self.timeouts.header_read_ms {
                     self.values.timeouts += 1;
-                    self.answer_and_close(index, REQUEST_TIMEOUT, false);
+                    self.answer_and_close(index, REQUEST_TIMEOUT, false, None);
                     self.service(id);
                 }
             } else if now
@@ -915,6 +950,7 @@ impl Lane<'_> {
                 self.values.idle_closed += 1;
             }
         }
+        self.bound_half_open();
         for i in 0..self.upstreams.conns.len() {
             let id = self.upstreams.first + i as ConnId;
             match self.upstreams.conns[i].owner {

@@ -285,6 +285,19 @@ impl TcpServer {
         self.flows.get(segment.flow.connection_key()).is_some()
     }
 
+    /// The connection a segment with `flow` (as received) belongs to, if any.
+    pub fn find(&self, flow: &crate::wire::TcpFlowKey) -> Option<ConnId> {
+        self.flows.get(flow.connection_key())
+    }
+
+    /// Aborts connection `id`: its socket sends a RST with the next egress and is settled (and
+    /// reused) like any closed connection.
+    pub fn abort(&mut self, id: ConnId) {
+        self.socket(id).abort();
+        self.wake(id);
+        self.touch(id);
+    }
+
     /// The socket of connection `id`.
     pub fn socket(&mut self, id: ConnId) -> &mut tcp::Socket<'static> {
         let conn = &self.conns[id as usize];

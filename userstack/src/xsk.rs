@@ -193,6 +193,38 @@ impl LentFrame {
         // frame (clamped when lent) and the frame stays `Lent`, so nothing writes it meanwhile.
         unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(self.addr as usize), self.len as usize) }
     }
+
+    /// When the XDP program saw this frame (CLOCK_MONOTONIC ns), if it stamped it.
+    ///
+    /// # Safety
+    ///
+    /// As for [`LentFrame::bytes`]: the lending port must still be alive.
+    pub unsafe fn arrival_ns(&self) -> Option<u64> {
+        arrival_stamp(self.base, self.addr)
+    }
+}
+
+/// When the XDP program saw the frame whose data starts at `addr` in the UMEM at `base`: the
+/// CLOCK_MONOTONIC nanoseconds it stamped into the metadata area right before the packet, or
+/// `None` if the frame carries no stamp.
+///
+/// The metadata lies in the frame's own headroom ([`KERNEL_HEADROOM`] bytes in front of the
+/// packet), so it is read only when those 16 bytes are inside the same 2048-byte-aligned chunk
+/// as the packet (every frame size is a multiple of 2048).
+fn arrival_stamp(base: NonNull<u8>, addr: u64) -> Option<u64> {
+    let meta_len = xgate_xdp_common::FRAME_META_LEN as u64;
+    if addr % 2048 < meta_len {
+        return None;
+    }
+    // SAFETY: [addr - 16, addr) lies in the same UMEM frame as the packet (checked above), which
+    // the caller holds (InStack or Lent), so the kernel does not write it; the bytes are plain
+    // integers, valid for any bit pattern, read unaligned.
+    let meta = unsafe {
+        std::ptr::read_unaligned(
+            base.as_ptr().add((addr - meta_len) as usize) as *const xgate_xdp_common::FrameMeta
+        )
+    };
+    (meta.magic == xgate_xdp_common::FRAME_META_MAGIC).then_some(meta.arrival_ns)
 }
 
 /// Bytes the kernel keeps in front of every received frame (XDP_PACKET_HEADROOM).
@@ -511,6 +543,16 @@ impl XskPort {
         // cannot write it; the slice lies within that frame and borrows `self`, so the frame
         // cannot be lent or recycled while the slice lives.
         Some(unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(offset), len) })
+    }
+
+    /// When the XDP program saw the frame [`XskPort::peek_rx`] shows (CLOCK_MONOTONIC ns), if it
+    /// stamped it.
+    pub fn peek_rx_arrival_ns(&mut self) -> Option<u64> {
+        if self.rx_next == self.rx_ready.len() {
+            self.fetch_rx();
+        }
+        let desc = *self.rx_ready.get(self.rx_next)?;
+        arrival_stamp(self.base, desc.addr)
     }
 
     /// Takes every frame waiting in the rx ring (one batch) and gives it straight back to the

@@ -134,7 +134,8 @@ fn smuggling_is_refused_with_400_and_close() {
             consumed: input.len(),
             written: text.len(),
             close: true,
-            status: 400
+            status: 400,
+            route: None
         }
     );
 }

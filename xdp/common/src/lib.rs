@@ -219,13 +219,13 @@ impl FlowKey {
 }
 
 /// [`FlowStats::flags`]: the client's SYN was seen.
-pub const FLOW_SYN: u32 = 1;
+pub const FLOW_SYN: u16 = 1;
 /// [`FlowStats::flags`]: the handshake completed (the client's first ACK was seen).
-pub const FLOW_ESTABLISHED: u32 = 2;
+pub const FLOW_ESTABLISHED: u16 = 2;
 /// [`FlowStats::flags`]: the client sent a FIN.
-pub const FLOW_FIN: u32 = 4;
+pub const FLOW_FIN: u16 = 4;
 /// [`FlowStats::flags`]: the client sent a RST.
-pub const FLOW_RST: u32 = 8;
+pub const FLOW_RST: u16 = 8;
 
 /// What the program knows about one client flow. Times are CLOCK_MONOTONIC nanoseconds. A flow
 /// whose segments arrive on several CPUs at once may lose an update (plain read-modify-write);
@@ -249,8 +249,11 @@ pub struct FlowStats {
     pub last_ack: u32,
     /// Client data segments whose sequence range was already seen, and repeated SYNs.
     pub retransmits: u32,
+    /// Retransmissions since the client last sent new data (the reaper's measure: a long-lived
+    /// flow on a lossy path is not dead for its lifetime's total).
+    pub retransmit_streak: u16,
     /// `FLOW_*` bits.
-    pub flags: u32,
+    pub flags: u16,
 }
 
 /// Why the reaper removed a flow ([`FlowDrop::reason`], metrics labels).

@@ -268,8 +268,12 @@ fn watch(segment: &Segment, bytes: usize) -> Verdict {
         let end = segment.seq.wrapping_add(segment.payload);
         if (end.wrapping_sub(flow.next_seq) as i32) <= 0 {
             flow.retransmits += 1;
+            flow.retransmit_streak = flow.retransmit_streak.saturating_add(1);
         } else {
             flow.next_seq = end;
+            flow.retransmit_streak = 0;
+            // New data is progress too: the client is alive and talking.
+            flow.ack_progress_ns = now;
         }
     }
     Verdict::RedirectIpv4
@@ -283,6 +287,7 @@ fn open_flow(segment: &Segment, bytes: usize, now: u64) {
         let flow = unsafe { &mut *flow };
         if flow.flags & FLOW_ESTABLISHED == 0 && flow.next_seq == segment.seq.wrapping_add(1) {
             flow.retransmits += 1;
+            flow.retransmit_streak = flow.retransmit_streak.saturating_add(1);
             flow.last_seen_ns = now;
             flow.packets += 1;
             flow.bytes += bytes as u64;
@@ -300,6 +305,7 @@ fn open_flow(segment: &Segment, bytes: usize, now: u64) {
         next_seq: segment.seq.wrapping_add(1),
         last_ack: 0,
         retransmits: 0,
+        retransmit_streak: 0,
         flags: FLOW_SYN,
     };
     let _ = FLOWS.insert(&segment.key, &fresh, 0);

@@ -96,6 +96,7 @@ fn a_connection_is_recorded_from_syn_to_fin() {
         .unwrap();
     let flow = maps.flow(&key).unwrap().unwrap();
     assert_eq!(flow.retransmits, 2);
+    assert_eq!(flow.retransmit_streak, 0, "new data ends a streak");
     assert_eq!(flow.next_seq, 1151);
     assert_eq!(flow.last_ack, 5301);
     assert_eq!(flow.packets, 7);

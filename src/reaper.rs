@@ -1,0 +1,438 @@
+//! The reaper: walks the XDP flow table on an interval, finds dead flows by the configured
+//! policy, has the lane that owns each one abort its socket (the peer gets a RST, the socket and
+//! its buffers are freed for reuse), then puts the 5-tuple into the XDP drop map for
+//! `flows.drop_ttl_ms`, so that the flow's stray segments die in XDP.
+//!
+//! The policy ([`ReapPolicy::judge`]) is a pure function of a flow's entry and the time, tested
+//! on its own. Only the owning lane knows whether the gateway has data unacknowledged, so a
+//! stalled flow is confirmed there: the lane aborts it only if its socket's send queue did not
+//! shrink since the previous walk's order ([`StallMark`]).
+//!
+//! Invariants:
+//! - The reaper runs on the main thread; it meets the lanes only through rtrb rings (orders
+//!   out, replies back), never on their data path.
+//! - A flow is counted as reaped once, by the lane that aborted it. A flow no lane owns (its
+//!   socket already closed) is removed from the table as stale, not counted as reaped.
+
+use std::{collections::HashMap, net::SocketAddrV4, sync::Arc};
+
+use xgate_xdp::{FlowKey, FlowMaps, FlowStats, ReapReason, FLOW_ESTABLISHED, FLOW_FIN, FLOW_RST, FLOW_SYN};
+
+use crate::config::FlowsConfig;
+
+/// Orders waiting per lane.
+pub const ORDER_RING: usize = 4096;
+
+/// How long a flow that ended (FIN or RST seen) stays in the table for `xgate flows` (ns).
+const CLOSED_RETENTION_NS: u64 = 10_000_000_000;
+
+/// The reaper's policy in nanoseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReapPolicy {
+    pub max_retransmissions: u32,
+    pub stall_ns: u64,
+    pub idle_ns: u64,
+    pub half_open_ns: u64,
+}
+
+impl ReapPolicy {
+    pub fn from_config(config: &FlowsConfig) -> ReapPolicy {
+        ReapPolicy {
+            max_retransmissions: config.max_retransmissions,
+            stall_ns: config.stall_ms * 1_000_000,
+            idle_ns: config.idle_ms * 1_000_000,
+            half_open_ns: config.half_open_ms * 1_000_000,
+        }
+    }
+
+    /// Why the flow `stats` is dead at `now_ns`, if it is (a stalled flow still needs the
+    /// owning lane's confirmation). The first reason that holds, in the order: half-open,
+    /// retransmissions, idle, stalled.
+    pub fn judge(&self, stats: &FlowStats, now_ns: u64) -> Option<ReapReason> {
+        let established = stats.flags & FLOW_ESTABLISHED != 0;
+        if stats.flags & FLOW_RST != 0 {
+            return None;
+        }
+        if !established
+            && stats.flags & FLOW_SYN != 0
+            && now_ns.saturating_sub(stats.syn_ns) >= self.half_open_ns
+        {
+            return Some(ReapReason::HalfOpen);
+        }
+        if u32::from(stats.retransmit_streak) >= self.max_retransmissions {
+            return Some(ReapReason::Retransmissions);
+        }
+        if now_ns.saturating_sub(stats.last_seen_ns) >= self.idle_ns {
+            return Some(ReapReason::Idle);
+        }
+        if established && now_ns.saturating_sub(stats.ack_progress_ns) >= self.stall_ns {
+            return Some(ReapReason::Stalled);
+        }
+        None
+    }
+}
+
+/// Whether a flow that ended is old enough to leave the table.
+fn closed_and_gone(stats: &FlowStats, now_ns: u64) -> bool {
+    stats.flags & (FLOW_FIN | FLOW_RST) != 0
+        && now_ns.saturating_sub(stats.last_seen_ns) >= CLOSED_RETENTION_NS
+}
+
+/// Ask a lane to reap the connection from `client`.
+#[derive(Clone, Copy, Debug)]
+pub struct ReapOrder {
+    pub id: u64,
+    pub client: SocketAddrV4,
+    pub reason: ReapReason,
+}
+
+/// What a lane did with an order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReapOutcome {
+    /// The lane aborted the connection.
+    Reaped,
+    /// The lane owns the connection, which has data waiting: a stall to confirm at the next
+    /// walk.
+    Kept,
+    /// The lane owns the connection and has nothing unacknowledged: quiet, not stalled.
+    Quiet,
+    /// The lane has no such connection.
+    NotHere,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct ReapReply {
+    pub id: u64,
+    pub outcome: ReapOutcome,
+}
+
+/// A lane's memory of a stalled connection between two orders: its send queue then.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StallMark {
+    pub send_queue: usize,
+    pub marked: bool,
+}
+
+impl StallMark {
+    /// The lane's decision on a stall order for a socket with `send_queue` bytes unsent or
+    /// unacknowledged: reap only if data was already waiting at the previous order and none of
+    /// it left since.
+    pub fn confirm(&mut self, send_queue: usize) -> bool {
+        if send_queue == 0 {
+            *self = StallMark::default();
+            return false;
+        }
+        if self.marked && send_queue >= self.send_queue {
+            return true;
+        }
+        *self = StallMark {
+            send_queue,
+            marked: true,
+        };
+        false
+    }
+}
+
+/// Counts the reaper keeps (read by the metrics listener).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReaperCounts {
+    /// Flows in the table at the last walk.
+    pub flows: u64,
+    /// Flows of the last walk by state: half-open, established, closed.
+    pub half_open: u64,
+    pub established: u64,
+    pub closed: u64,
+    /// Flows removed because no lane had them any more.
+    pub stale_removed: u64,
+    /// Flows that ended (FIN/RST) removed after their retention.
+    pub closed_removed: u64,
+    /// Orders a full ring refused (sent again at the next walk).
+    pub orders_refused: u64,
+    /// Walks, and how long the last took (µs).
+    pub walks: u64,
+    pub last_walk_micros: u64,
+    /// Drop-map entries alive, and their hits, at the last walk.
+    pub drop_entries: u64,
+    pub drop_hits: u64,
+    /// Reaped flows by reason (from the lanes' replies).
+    pub reaped: [u64; ReapReason::COUNT],
+}
+
+struct Pending {
+    key: FlowKey,
+    reason: ReapReason,
+    replies: usize,
+    reaped: bool,
+}
+
+/// The main thread's side of the reaper.
+pub struct Reaper {
+    maps: Arc<FlowMaps>,
+    policy: ReapPolicy,
+    drop_ttl_ns: u64,
+    interval_ns: u64,
+    next_walk_ns: u64,
+    orders: Vec<rtrb::Producer<ReapOrder>>,
+    replies: Vec<rtrb::Consumer<ReapReply>>,
+    pending: HashMap<u64, Pending>,
+    pending_keys: HashMap<FlowKey, u64>,
+    /// Flows a lane found quiet (nothing unacknowledged), with their `last_seen_ns` then and
+    /// the walk that last met them: not ordered again until something arrives from the client.
+    quiet: HashMap<FlowKey, (u64, u64)>,
+    next_id: u64,
+    pub counts: ReaperCounts,
+}
+
+/// The rings between the reaper and one lane, lane side.
+pub struct LaneReapRings {
+    pub orders: rtrb::Consumer<ReapOrder>,
+    pub replies: rtrb::Producer<ReapReply>,
+}
+
+impl Reaper {
+    /// A reaper over `maps` for `lanes` lanes, and each lane's ends of its rings.
+    pub fn new(maps: Arc<FlowMaps>, config: &FlowsConfig, lanes: usize) -> (Reaper, Vec<LaneReapRings>) {
+        let mut orders = Vec::with_capacity(lanes);
+        let mut replies = Vec::with_capacity(lanes);
+        let mut lane_ends = Vec::with_capacity(lanes);
+        for _ in 0..lanes {
+            let (order_out, order_in) = rtrb::RingBuffer::new(ORDER_RING);
+            let (reply_out, reply_in) = rtrb::RingBuffer::new(ORDER_RING);
+            orders.push(order_out);
+            replies.push(reply_in);
+            lane_ends.push(LaneReapRings {
+                orders: order_in,
+                replies: reply_out,
+            });
+        }
+        let reaper = Reaper {
+            maps,
+            policy: ReapPolicy::from_config(config),
+            drop_ttl_ns: config.drop_ttl_ms * 1_000_000,
+            interval_ns: config.reap_interval_ms * 1_000_000,
+            next_walk_ns: 0,
+            orders,
+            replies,
+            pending: HashMap::new(),
+            pending_keys: HashMap::new(),
+            quiet: HashMap::new(),
+            next_id: 1,
+            counts: ReaperCounts::default(),
+        };
+        (reaper, lane_ends)
+    }
+
+    /// Takes the lanes' replies and, when due, walks the table. Returns whether it sent orders
+    /// (the caller wakes the lanes).
+    pub fn tick(&mut self, now_ns: u64) -> bool {
+        self.take_replies(now_ns);
+        if now_ns < self.next_walk_ns {
+            return false;
+        }
+        self.next_walk_ns = now_ns + self.interval_ns;
+        match self.walk(now_ns) {
+            Ok(sent) => sent,
+            Err(e) => {
+                tracing::warn!(error = %e, "reaper: reading the flow table failed");
+                false
+            }
+        }
+    }
+
+    fn walk(&mut self, now_ns: u64) -> std::io::Result<bool> {
+        let started = std::time::Instant::now();
+        let flows = self.maps.flows()?;
+        let (mut half_open, mut established, mut closed) = (0, 0, 0);
+        let mut sent = false;
+        for flow in &flows {
+            let stats = &flow.stats;
+            if stats.flags & (FLOW_FIN | FLOW_RST) != 0 {
+                closed += 1;
+            } else if stats.flags & FLOW_ESTABLISHED != 0 {
+                established += 1;
+            } else {
+                half_open += 1;
+            }
+            if closed_and_gone(stats, now_ns) {
+                self.maps.forget(&flow.key)?;
+                self.counts.closed_removed += 1;
+                continue;
+            }
+            let Some(reason) = self.policy.judge(stats, now_ns) else {
+                continue;
+            };
+            if self.pending_keys.contains_key(&flow.key) {
+                continue;
+            }
+            if reason == ReapReason::Stalled {
+                if let Some((last_seen, walk)) = self.quiet.get_mut(&flow.key) {
+                    if *last_seen == stats.last_seen_ns {
+                        *walk = self.counts.walks;
+                        continue;
+                    }
+                }
+            }
+            sent |= self.order(flow.key, reason);
+        }
+        let this_walk = self.counts.walks;
+        self.quiet.retain(|_, (_, walk)| *walk == this_walk);
+        let (drop_entries, drop_hits) = self.maps.sweep_drops(now_ns)?;
+        self.counts.flows = flows.len() as u64;
+        self.counts.half_open = half_open;
+        self.counts.established = established;
+        self.counts.closed = closed;
+        self.counts.drop_entries = drop_entries;
+        self.counts.drop_hits = drop_hits;
+        self.counts.walks += 1;
+        self.counts.last_walk_micros = started.elapsed().as_micros() as u64;
+        Ok(sent)
+    }
+
+    /// Sends one order to every lane (the flow's owner is not known here).
+    fn order(&mut self, key: FlowKey, reason: ReapReason) -> bool {
+        let order = ReapOrder {
+            id: self.next_id,
+            client: SocketAddrV4::new(key.src().into(), key.src_port()),
+            reason,
+        };
+        if self.orders.iter().any(|ring| ring.slots() == 0) {
+            self.counts.orders_refused += 1;
+            return false;
+        }
+        for ring in &mut self.orders {
+            ring.push(order).expect("room checked above");
+        }
+        self.pending.insert(
+            order.id,
+            Pending {
+                key,
+                reason,
+                replies: 0,
+                reaped: false,
+            },
+        );
+        self.pending_keys.insert(key, order.id);
+        self.next_id += 1;
+        true
+    }
+
+    fn take_replies(&mut self, now_ns: u64) {
+        let lanes = self.replies.len();
+        for ring in &mut self.replies {
+            while let Ok(reply) = ring.pop() {
+                let Some(pending) = self.pending.get_mut(&reply.id) else {
+                    continue;
+                };
+                pending.replies += 1;
+                pending.reaped |= reply.outcome == ReapOutcome::Reaped;
+                let kept = matches!(reply.outcome, ReapOutcome::Kept | ReapOutcome::Quiet);
+                if reply.outcome == ReapOutcome::Quiet {
+                    if let Ok(Some(stats)) = self.maps.flow(&pending.key) {
+                        self.quiet
+                            .insert(pending.key, (stats.last_seen_ns, self.counts.walks));
+                    }
+                }
+                if pending.replies < lanes && !kept {
+                    continue;
+                }
+                let done = self.pending.remove(&reply.id).expect("looked up above");
+                self.pending_keys.remove(&done.key);
+                if kept && !done.reaped {
+                    continue;
+                }
+                let client = SocketAddrV4::new(done.key.src().into(), done.key.src_port());
+                if done.reaped {
+                    self.counts.reaped[done.reason as usize] += 1;
+                    let expires = now_ns + self.drop_ttl_ns;
+                    if let Err(e) = self.maps.drop_flow(&done.key, done.reason, expires) {
+                        tracing::warn!(%client, error = %e, "reaper: the drop map refused a flow");
+                    }
+                    tracing::debug!(%client, reason = done.reason.name(), "reaped a dead flow");
+                } else {
+                    self.counts.stale_removed += 1;
+                    tracing::debug!(%client, reason = done.reason.name(), "removed a flow no lane holds");
+                }
+                let _ = self.maps.forget(&done.key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    fn policy() -> ReapPolicy {
+        ReapPolicy::from_config(&FlowsConfig::default())
+    }
+
+    fn established(at: u64) -> FlowStats {
+        FlowStats {
+            first_seen_ns: at,
+            last_seen_ns: at,
+            syn_ns: at,
+            handshake_ns: 1000,
+            ack_progress_ns: at,
+            flags: FLOW_SYN | FLOW_ESTABLISHED,
+            ..FlowStats::default()
+        }
+    }
+
+    #[test]
+    fn each_reason_fires_at_its_limit_and_not_before() {
+        let p = policy();
+        let half_open = FlowStats {
+            syn_ns: 10 * S,
+            last_seen_ns: 10 * S,
+            flags: FLOW_SYN,
+            ..FlowStats::default()
+        };
+        assert_eq!(p.judge(&half_open, 14 * S), None);
+        assert_eq!(p.judge(&half_open, 15 * S), Some(ReapReason::HalfOpen));
+
+        let mut retransmitting = established(10 * S);
+        retransmitting.retransmit_streak = 4;
+        assert_eq!(p.judge(&retransmitting, 10 * S), None);
+        retransmitting.retransmit_streak = 5;
+        assert_eq!(
+            p.judge(&retransmitting, 10 * S),
+            Some(ReapReason::Retransmissions)
+        );
+        // A lifetime's total does not count, only a streak.
+        retransmitting.retransmit_streak = 0;
+        retransmitting.retransmits = 500;
+        assert_eq!(p.judge(&retransmitting, 10 * S), None);
+
+        let mut quiet = established(10 * S);
+        quiet.last_seen_ns = 12 * S;
+        assert_eq!(p.judge(&quiet, 12 * S), None);
+        assert_eq!(p.judge(&quiet, 13 * S), Some(ReapReason::Stalled));
+        assert_eq!(p.judge(&quiet, 72 * S), Some(ReapReason::Idle));
+    }
+
+    #[test]
+    fn reset_flows_are_left_to_expire_and_closed_ones_leave_after_retention() {
+        let p = policy();
+        let mut reset = established(0);
+        reset.flags |= FLOW_RST;
+        assert_eq!(p.judge(&reset, 1000 * S), None);
+        assert!(!closed_and_gone(&reset, 5 * S));
+        assert!(closed_and_gone(&reset, 10 * S));
+        assert!(!closed_and_gone(&established(0), 100 * S));
+    }
+
+    #[test]
+    fn a_stall_is_confirmed_only_when_queued_data_did_not_move() {
+        let mut mark = StallMark::default();
+        assert!(!mark.confirm(0), "nothing unacknowledged: not stalled");
+        assert!(!mark.confirm(4000), "first sight: marked");
+        assert!(!mark.confirm(3000), "some left: progress, marked again");
+        assert!(mark.confirm(3000), "nothing left since the last order");
+        let mut mark = StallMark::default();
+        assert!(!mark.confirm(100));
+        assert!(!mark.confirm(0), "all acknowledged: cleared");
+        assert!(!mark.confirm(100));
+    }
+}
