@@ -3,7 +3,8 @@
 # does. Idempotent: each step checks first and skips what is already there.
 #   - Debian packages: iproute2 (ip netns, veth, nstat), ethtool, curl, iputils-ping, wrk, apache2-utils (ab),
 #     python3, nginx-light (the benchmark's and tests' kernel-stack server), linux-perf (the
-#     benchmark's profile) (no clang: the eBPF program is linked by bpf-linker)
+#     benchmark's profile), python3-prometheus-client (the metrics test parses /metrics with it)
+#     (no clang: the eBPF program is linked by bpf-linker)
 #   - the nightly toolchain's rust-src (the eBPF program is built with -Z build-std=core)
 #   - bpf-linker 0.13, linked against the nightly toolchain's own LLVM
 set -euo pipefail
@@ -26,6 +27,8 @@ for pair in ip:iproute2 nstat:iproute2 ethtool:ethtool curl:curl ping:iputils-pi
     cmd=${pair%%:*} pkg=${pair##*:}
     command -v "$cmd" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
+# Debian's python3 (the tests call /usr/bin/python3: a python3 earlier on PATH may not see it).
+/usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1 || need_pkgs+=(python3-prometheus-client)
 if ((${#need_pkgs[@]})); then
     mapfile -t need_pkgs < <(printf '%s\n' "${need_pkgs[@]}" | sort -u)
     say "installing Debian packages: ${need_pkgs[*]}"

@@ -109,11 +109,11 @@ impl Default for ShieldConfig {
     fn default() -> Self {
         ShieldConfig {
             stranger_syn_rate: 100,
-            stranger_syn_burst: 4_000,
+            stranger_syn_burst: 1_000,
             known_syn_rate: 50_000,
             known_syn_burst: 50_000,
-            budget_syn_rate: 2_000,
-            budget_syn_burst: 4_000,
+            budget_syn_rate: 1_000,
+            budget_syn_burst: 1_000,
             max_sources: 65_536,
             max_half_open: 0,
         }

@@ -48,7 +48,8 @@ fn healthz_is_200_with_exact_bytes() {
             consumed: HEALTHZ.len(),
             written: text.len(),
             close: false,
-            status: 200
+            status: 200,
+            route: Some(0)
         }
     );
 }
@@ -93,7 +94,8 @@ fn refusals_have_exact_bytes_and_close() {
             consumed: input.len(),
             written: text.len(),
             close: true,
-            status: 400
+            status: 400,
+            route: None
         }
     );
 }
@@ -588,6 +590,7 @@ fn arbitrary_bytes_never_panic_or_overrun() {
                 written,
                 close,
                 status,
+                ..
             } => {
                 responses += 1;
                 assert!(consumed > 0 && consumed <= input.len(), "{input:?}");

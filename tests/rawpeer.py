@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""A TCP peer on a raw AF_PACKET socket, for xgate's flow-layer tests: it owns an address the
+kernel does not (it answers ARP for it itself), so no kernel stack interferes with what it sends
+or answers. Modes:
+
+  halfopen  SYN, then never the final ACK: reports the SYN-ACKs and the RST the gateway sends.
+  retrans   handshake, then the same data segment again and again: reports the RST.
+  flood     SYNs from spoofed sources across a range, as fast as one process can send.
+
+After a RST, `halfopen` and `retrans` send one stray segment of the dead flow (it should die in
+XDP). Output: one JSON line.
+"""
+import argparse, json, random, socket, struct, time
+
+ETH_P_ALL = 0x0003
+
+
+def csum(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return (~s) & 0xFFFF
+
+
+def mac(text):
+    return bytes(int(x, 16) for x in text.split(":"))
+
+
+def tcp_frame(src_mac, dst_mac, src_ip, dst_ip, sport, dport, seq, ack, flags, payload=b""):
+    src, dst = socket.inet_aton(src_ip), socket.inet_aton(dst_ip)
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 5 << 4, flags, 65535, 0, 0) + payload
+    pseudo = src + dst + struct.pack("!BBH", 0, 6, len(tcp))
+    tcp = tcp[:16] + struct.pack("!H", csum(pseudo + tcp)) + tcp[18:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), random.randint(0, 65535), 0x4000, 64, 6, 0, src, dst)
+    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+    return dst_mac + src_mac + b"\x08\x00" + ip + tcp
+
+
+class Peer:
+    def __init__(self, args):
+        self.args = args
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        self.sock.bind((args.iface, 0))
+        self.sock.settimeout(0.05)
+        self.mac = mac(args.mac)
+        self.gw_mac = mac(args.gw_mac)
+
+    def send(self, seq, ack, flags, payload=b""):
+        a = self.args
+        self.sock.send(tcp_frame(self.mac, self.gw_mac, a.ip, a.gw_ip, a.port, a.gw_port, seq, ack, flags, payload))
+
+    def poll(self):
+        """One frame for us: answers ARP for our address; returns (flags, seq, ack) of TCP."""
+        try:
+            frame = self.sock.recv(4096)
+        except socket.timeout:
+            return None
+        a = self.args
+        if len(frame) < 42:
+            return None
+        ethertype = struct.unpack("!H", frame[12:14])[0]
+        if ethertype == 0x0806 and frame[38:42] == socket.inet_aton(a.ip) and frame[20:22] == b"\x00\x01":
+            reply = (frame[6:12] + self.mac + b"\x08\x06" + b"\x00\x01\x08\x00\x06\x04\x00\x02"
+                     + self.mac + socket.inet_aton(a.ip) + frame[22:28] + frame[28:32])
+            self.sock.send(reply)
+            return None
+        if ethertype != 0x0800 or frame[23] != 6 or frame[30:34] != socket.inet_aton(a.ip):
+            return None
+        ihl = (frame[14] & 0x0F) * 4
+        t = 14 + ihl
+        sport, dport, seq, ack, _, flags = struct.unpack("!HHIIBB", frame[t:t + 14])
+        if sport != a.gw_port or dport != a.port:
+            return None
+        return flags, seq, ack
+
+    def wait(self, want, seconds):
+        """Frames until one whose flags include `want`; returns (frame, every frame seen)."""
+        seen = []
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            got = self.poll()
+            if got is None:
+                continue
+            seen.append((time.time(), got))
+            if got[0] & want:
+                return got, seen
+        return None, seen
+
+
+SYN, ACK, RST, PSH = 0x02, 0x10, 0x04, 0x08
+
+
+def halfopen(peer, args):
+    start = time.time()
+    peer.send(1000, 0, SYN)
+    synacks, rst_at = 0, None
+    deadline = start + args.seconds
+    while time.time() < deadline:
+        got = peer.poll()
+        if got is None:
+            continue
+        flags = got[0]
+        if flags & SYN and flags & ACK:
+            synacks += 1
+        if flags & RST:
+            rst_at = time.time() - start
+            break
+    if rst_at is not None:
+        time.sleep(0.3)
+        peer.send(1001, 1, ACK)  # a stray segment of the dead flow
+    return {"synacks": synacks, "rst_after_s": rst_at}
+
+
+def retrans(peer, args):
+    start = time.time()
+    peer.send(5000, 0, SYN)
+    got, _ = peer.wait(SYN, 3)
+    if got is None or not got[0] & ACK:
+        return {"error": "no SYN-ACK"}
+    their = got[1] + 1
+    peer.send(5001, their, ACK)
+    data = b"GET /partial HTTP/1.1\r\nHost: x\r\n"  # a head that never ends
+    sent, rst_at = 0, None
+    deadline = start + args.seconds
+    next_send = time.time()
+    while time.time() < deadline and rst_at is None:
+        if time.time() >= next_send and sent < args.repeats:
+            peer.send(5001, their, ACK | PSH, data)
+            sent += 1
+            next_send = time.time() + args.gap
+        got = peer.poll()
+        if got is not None and got[0] & RST:
+            rst_at = time.time() - start
+    if rst_at is not None:
+        time.sleep(0.3)
+        peer.send(5001 + len(data), their, ACK)
+    return {"data_segments_sent": sent, "rst_after_s": rst_at}
+
+
+def flood(peer, args):
+    a = args
+    frames = []
+    base = struct.unpack("!I", socket.inet_aton(a.flood_from))[0]
+    # Distinct (address, port) pairs: up to 60,000 addresses from --flood-from, then the port.
+    for i in range(a.sources):
+        src = socket.inet_ntoa(struct.pack("!I", base + i % 60000))
+        frames.append(tcp_frame(peer.mac, peer.gw_mac, src, a.gw_ip, 1024 + i // 60000, a.gw_port,
+                                random.getrandbits(32), 0, SYN))
+    send = peer.sock.send
+    sent = 0
+    start = time.time()
+    deadline = start + a.seconds
+    n = len(frames)
+    while True:
+        for i in range(0, n):
+            try:
+                send(frames[i])
+                sent += 1
+            except OSError:
+                pass
+            if sent >= a.count or (sent & 1023 == 0 and time.time() >= deadline):
+                elapsed = time.time() - start
+                return {"sent": sent, "seconds": elapsed, "rate": sent / elapsed, "sources": n}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("mode", choices=["halfopen", "retrans", "flood"])
+    p.add_argument("--iface", required=True)
+    p.add_argument("--ip", default="10.77.0.77")
+    p.add_argument("--mac", default="02:99:00:00:00:77")
+    p.add_argument("--port", type=int, default=41000)
+    p.add_argument("--gw-ip", default="10.77.0.2")
+    p.add_argument("--gw-mac", default="02:77:00:00:00:02")
+    p.add_argument("--gw-port", type=int, default=80)
+    p.add_argument("--seconds", type=float, default=10)
+    p.add_argument("--repeats", type=int, default=8)
+    p.add_argument("--gap", type=float, default=0.3)
+    p.add_argument("--flood-from", default="10.77.1.0")
+    p.add_argument("--sources", type=int, default=65000)
+    p.add_argument("--count", type=int, default=1 << 62, help="flood: stop after this many SYNs")
+    args = p.parse_args()
+    peer = Peer(args)
+    result = {"halfopen": halfopen, "retrans": retrans, "flood": flood}[args.mode](peer, args)
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
