@@ -65,7 +65,12 @@ fn flows_json(lab: &TestLab, sort: &str) -> serde_json::Value {
 
 /// Runs the raw peer (`tests/rawpeer.py`) in the client namespace and returns its JSON line.
 fn rawpeer(lab: &TestLab, args: &[&str]) -> serde_json::Value {
-    let out = output(lab.exec("cli", SYSTEM_PYTHON).arg(RAWPEER).args(args).args(["--iface", "xg-cli"]));
+    let out = output(
+        lab.exec("cli", SYSTEM_PYTHON)
+            .arg(RAWPEER)
+            .args(args)
+            .args(["--iface", "xg-cli"]),
+    );
     assert!(
         out.status.success(),
         "rawpeer {args:?} failed: {}",
@@ -99,16 +104,25 @@ fn metrics_flows_top_and_heatmap_show_the_requests_the_test_made() {
         .filter(|(k, _)| k.starts_with("xgate_http_request_duration_seconds_count{"))
         .map(|(_, v)| v)
         .sum();
-    assert_eq!(latency_count, 20.0, "every request's latency is measured from its XDP stamp");
+    assert_eq!(
+        latency_count, 20.0,
+        "every request's latency is measured from its XDP stamp"
+    );
     let latency_sum: f64 = samples
         .iter()
         .filter(|(k, _)| k.starts_with("xgate_http_request_duration_seconds_sum{"))
         .map(|(_, v)| v)
         .sum();
     assert!(latency_sum > 0.0 && latency_sum < 20.0, "sum {latency_sum} s");
-    assert_eq!(metric(&samples, "xgate_tcp_handshake_duration_seconds_count{}"), 20.0);
+    assert_eq!(
+        metric(&samples, "xgate_tcp_handshake_duration_seconds_count{}"),
+        20.0
+    );
     assert!(metric(&samples, "xgate_xdp_packets_total{action=redirect,reason=ipv4}") >= 20.0 * 5.0);
-    assert_eq!(metric(&samples, "xgate_xdp_packets_total{action=drop,reason=syn_budget}"), 0.0);
+    assert_eq!(
+        metric(&samples, "xgate_xdp_packets_total{action=drop,reason=syn_budget}"),
+        0.0
+    );
     assert!(metric(&samples, "xgate_lane_rx_frames_total{lane=0}") >= 100.0);
     assert!(metric(&samples, "xgate_lane_umem_frames{lane=0,state=fill}") > 0.0);
     assert_eq!(metric(&samples, "xgate_flows_reaped_total{reason=idle}"), 0.0);
@@ -131,12 +145,24 @@ fn metrics_flows_top_and_heatmap_show_the_requests_the_test_made() {
         assert_eq!(flow["state"], "closing", "curl closed it: {flow}");
     }
     let bytes: Vec<u64> = from_client.iter().map(|f| f["bytes"].as_u64().unwrap()).collect();
-    assert!(bytes.windows(2).all(|w| w[0] >= w[1]), "sorted by bytes: {bytes:?}");
+    assert!(
+        bytes.windows(2).all(|w| w[0] >= w[1]),
+        "sorted by bytes: {bytes:?}"
+    );
     let table = xgate_cli(&lab, &["flows", "--sort", "latency", "--limit", "5"]);
-    assert!(table.contains("10.77.0.1:") && table.contains("5 of 20 flows (sorted by latency)"), "{table}");
+    assert!(
+        table.contains("10.77.0.1:") && table.contains("5 of 20 flows (sorted by latency)"),
+        "{table}"
+    );
 
-    let top = xgate_cli(&lab, &["top", "--iterations", "2", "--interval-ms", "300", "--plain"]);
-    assert!(top.contains("requests/s") && top.contains("total           20"), "{top}");
+    let top = xgate_cli(
+        &lab,
+        &["top", "--iterations", "2", "--interval-ms", "300", "--plain"],
+    );
+    assert!(
+        top.contains("requests/s") && top.contains("total           20"),
+        "{top}"
+    );
 
     let svg_path = std::env::temp_dir().join(format!("{}-heat.svg", lab.name));
     xgate_cli(&lab, &["heatmap", "--out", svg_path.to_str().unwrap()]);
@@ -168,20 +194,50 @@ fn the_reaper_removes_each_kind_of_dead_flow() {
 
     // Half-open: a SYN and never the last ACK. The gateway answers with SYN-ACKs, then the
     // reaper aborts the socket (RST) at 1.5 s; a stray segment after that dies in XDP.
-    let half_open = rawpeer(&lab, &["halfopen", "--ip", "10.77.0.77", "--port", "41000", "--seconds", "8"]);
+    let half_open = rawpeer(
+        &lab,
+        &[
+            "halfopen",
+            "--ip",
+            "10.77.0.77",
+            "--port",
+            "41000",
+            "--seconds",
+            "8",
+        ],
+    );
     assert!(half_open["synacks"].as_u64().unwrap() >= 1, "{half_open}");
-    let rst = half_open["rst_after_s"].as_f64().unwrap_or_else(|| panic!("no RST: {half_open}"));
+    let rst = half_open["rst_after_s"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no RST: {half_open}"));
     assert!((1.4..4.0).contains(&rst), "RST {rst} s after the SYN");
 
     // Retransmissions: the same data segment again and again (a head that never ends, so the
     // gateway answers nothing): reaped after the fifth repeat.
     let retrans = rawpeer(
         &lab,
-        &["retrans", "--ip", "10.77.0.78", "--port", "41001", "--repeats", "12", "--gap", "0.2", "--seconds", "8"],
+        &[
+            "retrans",
+            "--ip",
+            "10.77.0.78",
+            "--port",
+            "41001",
+            "--repeats",
+            "12",
+            "--gap",
+            "0.2",
+            "--seconds",
+            "8",
+        ],
     );
-    let rst = retrans["rst_after_s"].as_f64().unwrap_or_else(|| panic!("no RST: {retrans}"));
+    let rst = retrans["rst_after_s"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no RST: {retrans}"));
     let sent = retrans["data_segments_sent"].as_u64().unwrap();
-    assert!((6..=9).contains(&sent), "reaped after 1 + 5 repeats (and a walk): {retrans}, RST at {rst} s");
+    assert!(
+        (6..=9).contains(&sent),
+        "reaped after 1 + 5 repeats (and a walk): {retrans}, RST at {rst} s"
+    );
 
     // Idle and stalled, with real kernel clients: one connects and sends nothing; the other
     // asks for 4 MB with a 4 KiB receive buffer and never reads, so its window closes and its
@@ -224,12 +280,17 @@ print(json.dumps(out))
 "#,
     );
     let clients: serde_json::Value = serde_json::from_str(&clients).unwrap();
-    let idle = clients["idle"].as_f64().unwrap_or_else(|| panic!("idle client not reset: {clients}"));
+    let idle = clients["idle"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("idle client not reset: {clients}"));
     assert!((3.9..7.0).contains(&idle), "idle client reset after {idle} s");
     let stalled = clients["stalled"]
         .as_u64()
         .unwrap_or_else(|| panic!("stalled client not reset: {clients}"));
-    assert!(stalled < 4_000_000, "the stalled client got {stalled} bytes before the RST");
+    assert!(
+        stalled < 4_000_000,
+        "the stalled client got {stalled} bytes before the RST"
+    );
 
     std::thread::sleep(Duration::from_millis(1200));
     let samples = scrape(&lab);
@@ -241,7 +302,12 @@ print(json.dumps(out))
         );
     }
     // The two raw peers each sent a stray segment after their RST: dropped in XDP.
-    assert!(metric(&samples, "xgate_xdp_packets_total{action=drop,reason=reaped_flow}") >= 2.0);
+    assert!(
+        metric(
+            &samples,
+            "xgate_xdp_packets_total{action=drop,reason=reaped_flow}"
+        ) >= 2.0
+    );
     assert!(metric(&samples, "xgate_flow_drop_entries{}") >= 4.0);
     // Sockets gone: no client connection is left open, and the table no longer has the flows.
     assert_eq!(metric(&samples, "xgate_lane_open_connections{lane=0}"), 0.0);
@@ -269,7 +335,17 @@ fn a_syn_flood_from_spoofed_sources_does_not_stop_real_clients() {
     let flood = lab
         .exec("cli", SYSTEM_PYTHON)
         .arg(RAWPEER)
-        .args(["flood", "--iface", "xg-cli", "--seconds", "8", "--flood-from", "10.77.1.0", "--sources", "65000"])
+        .args([
+            "flood",
+            "--iface",
+            "xg-cli",
+            "--seconds",
+            "8",
+            "--flood-from",
+            "10.77.1.0",
+            "--sources",
+            "65000",
+        ])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -278,9 +354,21 @@ fn a_syn_flood_from_spoofed_sources_does_not_stop_real_clients() {
     let (mut ok, mut failed) = (0u32, Vec::new());
     while start.elapsed() < Duration::from_secs(6) {
         let url = format!("http://{GATEWAY_IP}/healthz");
-        match lab.curl(&["--max-time", "3", "-o", "/dev/null", "-w", "%{http_code}", &url]) {
-            (true, code) if code == "200" => ok += 1,
-            (_, other) => failed.push(other),
+        let out = output(lab.exec("cli", "curl").args([
+            "-sS",
+            "--max-time",
+            "3",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &url,
+        ]));
+        let code = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() && code == "200" {
+            ok += 1;
+        } else {
+            failed.push(format!("{code} {}", String::from_utf8_lossy(&out.stderr).trim()));
         }
     }
     let curl_rate = f64::from(ok) / start.elapsed().as_secs_f64();
@@ -300,7 +388,10 @@ fn a_syn_flood_from_spoofed_sources_does_not_stop_real_clients() {
     assert!(failed.is_empty(), "curl failed during the flood: {failed:?}");
     assert!(ok >= 10, "only {ok} requests in 6 s");
     assert!(flood["sent"].as_f64().unwrap() > 100_000.0, "{flood}");
-    assert!(budget_drops > 0.8 * flood["sent"].as_f64().unwrap(), "{budget_drops} of {flood}");
+    assert!(
+        budget_drops > 0.8 * flood["sent"].as_f64().unwrap(),
+        "{budget_drops} of {flood}"
+    );
     eprintln!("syn flood: half-open connections at the end {half_open_peak}");
     lab.stop_gateway();
 }
@@ -313,7 +404,12 @@ fn the_flow_table_stays_within_its_bound_under_100000_flows() {
     );
     lab.start_gateway();
     let pid = output(lab.exec("gw", "pgrep").args(["-f", "xgate run"]));
-    let pid = String::from_utf8_lossy(&pid.stdout).lines().next().unwrap().trim().to_string();
+    let pid = String::from_utf8_lossy(&pid.stdout)
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .to_string();
     let rss = || -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         status
@@ -326,7 +422,20 @@ fn the_flow_table_stays_within_its_bound_under_100000_flows() {
     };
     let rss_before = rss();
     // 100,000 SYNs, each its own flow (distinct source address and port), all admitted.
-    let flood = rawpeer(&lab, &["flood", "--seconds", "30", "--count", "100000", "--sources", "100000", "--flood-from", "10.77.1.0"]);
+    let flood = rawpeer(
+        &lab,
+        &[
+            "flood",
+            "--seconds",
+            "30",
+            "--count",
+            "100000",
+            "--sources",
+            "100000",
+            "--flood-from",
+            "10.77.1.0",
+        ],
+    );
     assert_eq!(flood["sent"], 100_000, "{flood}");
     std::thread::sleep(Duration::from_millis(1500));
     let flows = flows_json(&lab, "age");
@@ -341,7 +450,10 @@ fn the_flow_table_stays_within_its_bound_under_100000_flows() {
     assert!(in_table <= 8192.0, "{in_table}");
     // The flood got past XDP (no limits here): the lane's bound aborted the oldest half-open
     // connections instead of letting them take every socket.
-    assert!(metric(&samples, "xgate_half_open_evicted_total{}") > 0.0, "{samples:?}");
+    assert!(
+        metric(&samples, "xgate_half_open_evicted_total{}") > 0.0,
+        "{samples:?}"
+    );
     // Still serving, and the process did not grow with the flood.
     assert_eq!(lab.healthz_status().unwrap(), "200");
     let grown_kib = rss().saturating_sub(rss_before);

@@ -430,6 +430,9 @@ impl TcpServer {
     fn listen(&mut self, id: ConnId) {
         let port = self.listen_port;
         let shard_index = self.conns[id as usize].shard;
+        // A listener that took a SYN and is made to listen again must not keep the egress
+        // silence of that SYN's peer (see `forget_egress_state`).
+        self.forget_egress_state(id);
         let socket = self.socket(id);
         socket.abort();
         socket.listen(port).expect("the listen port is not zero");
@@ -439,6 +442,19 @@ impl TcpServer {
 
     /// A free socket listens if its shard has no listener; otherwise it waits in the free list.
     /// A free outbound socket waits in the outbound free list.
+    /// smoltcp keeps per-socket egress state beside the socket (a neighbour it waits for, and
+    /// a silence of up to a second before it tries again). A socket reused for a new peer must
+    /// not inherit its last peer's: taken out of its set and put back, it starts afresh, in the
+    /// same slot (the only free one), so its handle does not change.
+    fn forget_egress_state(&mut self, id: ConnId) {
+        let conn = &mut self.conns[id as usize];
+        let sockets = &mut self.shards[conn.shard as usize].sockets;
+        let socket = sockets.remove(conn.handle);
+        let handle = sockets.add(socket);
+        debug_assert_eq!(handle, conn.handle, "the freed slot is the one reused");
+        conn.handle = handle;
+    }
+
     fn make_free(&mut self, id: ConnId) {
         let shard_index = self.conns[id as usize].shard;
         // A closed or TIME-WAIT socket is left as it is: aborting it would send its old peer a
@@ -447,6 +463,7 @@ impl TcpServer {
             self.socket(id).abort();
         }
         if self.conns[id as usize].outbound {
+            self.forget_egress_state(id);
             self.conns[id as usize].role = Role::Free;
             self.outbound_free.push(id);
             return;
