@@ -240,8 +240,7 @@ pub fn heatmap_svg(heatmap: &Value) -> Result<String, String> {
         counts.len()
     );
     for (x, histogram) in counts.iter().enumerate() {
-        for bucket in low..=high {
-            let n = histogram[bucket];
+        for (bucket, &n) in histogram.iter().enumerate().take(high + 1).skip(low) {
             if n == 0 {
                 continue;
             }

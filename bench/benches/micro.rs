@@ -372,6 +372,7 @@ fn answer_one(responder: &Responder, input: &[u8], out: &mut [u8]) -> usize {
             written,
             close: false,
             status: 200,
+            ..
         } if consumed == input.len() => written,
         other => panic!("unexpected outcome {other:?}"),
     }
@@ -388,6 +389,7 @@ fn answer_all(responder: &Responder, input: &[u8], out: &mut [u8]) -> (usize, us
                 written: n,
                 close: false,
                 status: 200,
+                ..
             } => {
                 position += consumed;
                 requests += 1;
