@@ -113,7 +113,7 @@ impl Default for ShieldConfig {
             known_syn_rate: 50_000,
             known_syn_burst: 50_000,
             budget_syn_rate: 1_000,
-            budget_syn_burst: 1_000,
+            budget_syn_burst: 100,
             max_sources: 65_536,
             max_half_open: 0,
         }

@@ -254,9 +254,10 @@ struct Lane<'a> {
 pub fn run(config: &Config, setup: LaneSetup<'_>, stop: &AtomicBool) -> anyhow::Result<LaneReport> {
     if let Some(core) = setup.core {
         if !core_affinity::set_for_current(core) {
-            eprintln!(
-                "xgate: warning: lane {} could not be pinned to core {}",
-                setup.index, core.id
+            tracing::warn!(
+                lane = setup.index,
+                core = core.id,
+                "lane could not be pinned to its core"
             );
         }
     }

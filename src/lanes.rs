@@ -237,26 +237,23 @@ pub fn run(
         ports.push(port);
     }
     if let Some(hint) = ports.iter().find_map(XskPort::hugepage_hint) {
-        eprintln!(
-            "xgate: warning: no free 2 MiB hugepages; the UMEM runs on normal pages. To reserve them: {hint}"
-        );
+        tracing::warn!("no free 2 MiB hugepages; the UMEM runs on normal pages. To reserve them: {hint}");
     }
     let core_names: Vec<String> = cores
         .iter()
         .map(|c| c.map_or("-".to_string(), |c| c.id.to_string()))
         .collect();
-    eprintln!(
-        "xgate: XDP attached to {} ({} mode); {lanes} lane(s) on queues {}..{} (cores {}), AF_XDP in {} mode; \
-         UMEM per lane {} frames x {} B on {:?}",
-        gw.interface,
-        steering.mode_name(),
-        gw.queue,
-        gw.queue as usize + lanes - 1,
-        core_names.join(","),
-        ports[0].mode().name(),
-        config.umem.frames,
-        config.umem.frame_size,
-        ports[0].backing()
+    tracing::info!(
+        interface = %gw.interface,
+        xdp_mode = steering.mode_name(),
+        lanes,
+        queues = %format!("{}..{}", gw.queue, gw.queue as usize + lanes - 1),
+        cores = %core_names.join(","),
+        bind_mode = ports[0].mode().name(),
+        umem_frames = config.umem.frames,
+        frame_size = config.umem.frame_size,
+        backing = ?ports[0].backing(),
+        "XDP attached; lanes bound"
     );
 
     // Every lane's port has the same UMEM: half of its frames are rx frames.
@@ -328,7 +325,7 @@ pub fn run(
                 Ok(thread) => threads.push(thread),
                 Err(e) => {
                     lane_stop.store(true, Ordering::SeqCst);
-                    eprintln!("xgate: error: cannot start lane {index}: {e}");
+                    tracing::error!(lane = index, error = %e, "cannot start lane");
                     break;
                 }
             }

@@ -16,8 +16,10 @@ pub fn init(level: &str) {
         _ => filter(level),
     }
     .unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_target(true)
         .try_init();

@@ -271,7 +271,7 @@ fn the_umem_lives_on_hugepages_when_reserved_and_says_once_when_not() {
     // The hint names a count that would give this gateway its 8 pages.
     let hint = format!("hugepages/setup.sh {}", in_use + 8);
     assert!(
-        warnings[0].contains("warning") && warnings[0].contains(&hint),
+        warnings[0].contains("WARN") && warnings[0].contains(&hint),
         "{stderr}"
     );
 

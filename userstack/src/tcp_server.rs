@@ -463,7 +463,6 @@ impl TcpServer {
             self.socket(id).abort();
         }
         if self.conns[id as usize].outbound {
-            self.forget_egress_state(id);
             self.conns[id as usize].role = Role::Free;
             self.outbound_free.push(id);
             return;
