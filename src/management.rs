@@ -544,31 +544,25 @@ pub fn render_metrics(observatory: &Observatory<'_>) -> String {
         view.sources.0.saturating_sub(view.sources.1) as f64,
     );
 
-    e.family(
-        "xgate_xdp_packets_total",
-        "counter",
-        "Frames the XDP program handled, by action and reason.",
-    );
-    for v in Verdict::ALL {
-        let n = view.xdp.get(v as usize).map_or(0, |s| s.packets);
-        e.sample(
+    type ActionField = fn(&ActionStats) -> u64;
+    let xdp_families: [(&str, &str, ActionField); 2] = [
+        (
             "xgate_xdp_packets_total",
-            &[("action", v.action()), ("reason", v.reason())],
-            n as f64,
-        );
-    }
-    e.family(
-        "xgate_xdp_bytes_total",
-        "counter",
-        "Bytes of the frames the XDP program handled, by action and reason.",
-    );
-    for v in Verdict::ALL {
-        let n = view.xdp.get(v as usize).map_or(0, |s| s.bytes);
-        e.sample(
+            "Frames the XDP program handled, by action and reason.",
+            |s| s.packets,
+        ),
+        (
             "xgate_xdp_bytes_total",
-            &[("action", v.action()), ("reason", v.reason())],
-            n as f64,
-        );
+            "Bytes of the frames the XDP program handled, by action and reason.",
+            |s| s.bytes,
+        ),
+    ];
+    for (name, help, field) in xdp_families {
+        e.family(name, "counter", help);
+        for v in Verdict::ALL {
+            let n = view.xdp.get(v as usize).map_or(0, field);
+            e.sample(name, &[("action", v.action()), ("reason", v.reason())], n as f64);
+        }
     }
     drop(view);
 
