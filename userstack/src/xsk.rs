@@ -204,13 +204,36 @@ impl LentFrame {
     }
 }
 
-/// When the XDP program saw the frame whose data starts at `addr` in the UMEM at `base`: the
-/// CLOCK_MONOTONIC nanoseconds it stamped into the metadata area right before the packet, or
-/// `None` if the frame carries no stamp.
+/// A received frame as the XDP program sent it, stamp first ([`xgate_xdp_common::FrameMeta`]),
+/// turned into the packet alone: the descriptor moves past the stamp, which stays in the UMEM
+/// right before the packet for [`arrival_stamp`]. A frame without the stamp is left as it is.
 ///
-/// The metadata lies in the frame's own headroom ([`KERNEL_HEADROOM`] bytes in front of the
-/// packet), so it is read only when those 16 bytes are inside the same 2048-byte-aligned chunk
-/// as the packet (every frame size is a multiple of 2048).
+/// The caller holds the frame (it just moved to `InStack`), so the kernel does not write it.
+fn strip_arrival_stamp(base: NonNull<u8>, desc: XdpDesc, frame_size: u32) -> XdpDesc {
+    let stamp_len = xgate_xdp_common::FRAME_META_LEN as u64;
+    let room = u64::from(frame_size) - desc.addr % u64::from(frame_size);
+    if u64::from(desc.len) < stamp_len || room < stamp_len {
+        return desc;
+    }
+    // SAFETY: [addr, addr + 16) lies inside the frame (checked above), which the caller holds;
+    // a u32 is valid for any bit pattern and is read unaligned.
+    let magic = unsafe { std::ptr::read_unaligned(base.as_ptr().add(desc.addr as usize) as *const u32) };
+    if magic != xgate_xdp_common::FRAME_META_MAGIC {
+        return desc;
+    }
+    XdpDesc {
+        addr: desc.addr + stamp_len,
+        len: desc.len - stamp_len as u32,
+        options: desc.options,
+    }
+}
+
+/// When the XDP program saw the frame whose packet starts at `addr` in the UMEM at `base`: the
+/// CLOCK_MONOTONIC nanoseconds of the stamp right before the packet (see
+/// [`strip_arrival_stamp`]), or `None` if the frame carries no stamp.
+///
+/// The stamp is read only when those 16 bytes are inside the same 2048-byte-aligned chunk as the
+/// packet (every frame size is a multiple of 2048).
 fn arrival_stamp(base: NonNull<u8>, addr: u64) -> Option<u64> {
     let meta_len = xgate_xdp_common::FRAME_META_LEN as u64;
     if addr % 2048 < meta_len {
@@ -274,7 +297,7 @@ fn interface_mtu(interface: &str) -> Result<u32, XskError> {
 /// the kernel or cut short, silently. Returns the MTU.
 fn check_mtu(interface: &str, frame_size: u32) -> Result<u32, XskError> {
     let mtu = interface_mtu(interface)?;
-    let largest = frame_size - KERNEL_HEADROOM - 14;
+    let largest = frame_size - KERNEL_HEADROOM - xgate_xdp_common::FRAME_META_LEN as u32 - 14;
     if mtu > largest {
         let bigger = if frame_size < 4096 {
             " or use umem.frame_size = 4096"
@@ -652,6 +675,7 @@ impl XskPort {
                 .ledger
                 .transition(desc.addr, FrameState::Fill, FrameState::InStack)
             {
+                let desc = strip_arrival_stamp(self.base, desc, self.frame_size);
                 self.rx_ready.push(desc);
             }
         }

@@ -39,11 +39,14 @@ pub enum Verdict {
     /// A SYN from a source with no completed handshake while the global budget for such SYNs
     /// is spent.
     DropSynBudget = 7,
+    /// Addressed to the gateway, but the driver left no headroom for the arrival stamp
+    /// ([`FrameMeta`]); never seen with a driver that gives XDP its standard 256 bytes.
+    DropNoHeadroom = 8,
 }
 
 impl Verdict {
     /// Number of verdicts (size of [`VERDICT_STATS_MAP`]).
-    pub const COUNT: u32 = 8;
+    pub const COUNT: u32 = 9;
     /// Every verdict, in index order.
     pub const ALL: [Verdict; Self::COUNT as usize] = [
         Verdict::PassNotOurs,
@@ -54,6 +57,7 @@ impl Verdict {
         Verdict::DropReapedFlow,
         Verdict::DropSynSourceRate,
         Verdict::DropSynBudget,
+        Verdict::DropNoHeadroom,
     ];
 
     /// Stable snake_case name, used in logs and metrics.
@@ -67,6 +71,7 @@ impl Verdict {
             Verdict::DropReapedFlow => "drop_reaped_flow",
             Verdict::DropSynSourceRate => "drop_syn_source_rate",
             Verdict::DropSynBudget => "drop_syn_budget",
+            Verdict::DropNoHeadroom => "drop_no_headroom",
         }
     }
 
@@ -90,6 +95,7 @@ impl Verdict {
             Verdict::DropReapedFlow => "reaped_flow",
             Verdict::DropSynSourceRate => "syn_source_rate",
             Verdict::DropSynBudget => "syn_budget",
+            Verdict::DropNoHeadroom => "no_headroom",
         }
     }
 }
@@ -152,13 +158,14 @@ pub const DEFAULT_FLOWS: u32 = 131_072;
 pub const DEFAULT_FLOW_DROPS: u32 = 65_536;
 /// Default entries of [`SYN_SOURCES_MAP`].
 pub const DEFAULT_SYN_SOURCES: u32 = 65_536;
-/// Bytes of the metadata the program puts before each redirected frame ([`FrameMeta`]).
+/// Bytes of the arrival stamp the program puts in front of each redirected packet ([`FrameMeta`]).
 pub const FRAME_META_LEN: usize = 16;
-/// First field of [`FrameMeta`]: tells a stamped frame from one whose headroom holds anything.
+/// First field of [`FrameMeta`]: tells a stamped frame from one that is not.
 pub const FRAME_META_MAGIC: u32 = 0x5847_4154;
 
-/// The metadata in front of every frame the program redirects (the XDP metadata area, which
-/// the kernel copies into the UMEM frame right before the packet): when it arrived.
+/// The stamp in front of every packet the program redirects: when it arrived. The program grows
+/// the frame's head by [`FRAME_META_LEN`] bytes for it, so an AF_XDP socket receives the stamp
+/// followed by the packet; the receiver strips it and keeps it right before the packet.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FrameMeta {

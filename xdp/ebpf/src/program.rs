@@ -14,8 +14,12 @@
 //!   `SYN_SOURCES`), and, for a source that never completed a handshake, within the global
 //!   budget too (GCRA per CPU). Spoofed sources never complete one, so a flood of them spends
 //!   only the budget, while clients that did keep their own rate.
-//! - Every redirected frame carries its arrival time in the XDP metadata area (`FrameMeta`,
-//!   16 bytes right before the packet), which the kernel copies into the UMEM frame.
+//! - Every redirected frame carries its arrival time (`FrameMeta`, 16 bytes) in front of the
+//!   packet: the program grows the frame's head by 16 bytes (`bpf_xdp_adjust_head`) and writes the
+//!   stamp there, so the socket receives stamp + packet and userspace strips the stamp on receipt.
+//!   A frame the program cannot stamp (no headroom) is dropped (`DropNoHeadroom`), never
+//!   redirected unstamped. (The XDP metadata area would be the natural place, but kernels may
+//!   refuse `bpf_xdp_adjust_meta` to XDP programs, as this lab's does; the head works everywhere.)
 //!
 //! The same object also carries two benchmark programs for `xgate-bench packets`, never attached
 //! by the gateway: `xgate_bench_drop` (count into `BENCH_DROP_STATS`, then XDP_DROP) and
@@ -24,7 +28,7 @@
 
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::{bpf_ktime_get_ns, bpf_xdp_adjust_meta},
+    helpers::{bpf_ktime_get_ns, bpf_xdp_adjust_head},
     macros::{map, xdp},
     maps::{HashMap, LruHashMap, PerCpuArray, XskMap},
     programs::XdpContext,
@@ -119,12 +123,16 @@ pub fn xgate_steer(ctx: XdpContext) -> u32 {
     let action = match verdict {
         Verdict::PassNotOurs | Verdict::PassMalformed => xdp_action::XDP_PASS,
         Verdict::RedirectArp | Verdict::RedirectIpv4 => {
-            stamp_arrival(&ctx);
-            match XSKS.redirect(ctx.rx_queue_index(), 0) {
-                Ok(action) => action,
-                Err(_) => {
-                    verdict = Verdict::DropNoSocket;
-                    xdp_action::XDP_DROP
+            if !stamp_arrival(&ctx) {
+                verdict = Verdict::DropNoHeadroom;
+                xdp_action::XDP_DROP
+            } else {
+                match XSKS.redirect(ctx.rx_queue_index(), 0) {
+                    Ok(action) => action,
+                    Err(_) => {
+                        verdict = Verdict::DropNoSocket;
+                        xdp_action::XDP_DROP
+                    }
                 }
             }
         }
@@ -421,18 +429,18 @@ fn log2_bucket(mut v: u64) -> u32 {
     }
 }
 
-/// Puts the arrival time in front of the frame (the metadata area). A driver without metadata
-/// support refuses the adjustment; the frame then goes unstamped.
+/// Puts the arrival time in front of the packet: grows the frame's head by [`FRAME_META_LEN`]
+/// bytes and writes the stamp there. `false` if the driver left no headroom for it.
 #[inline(always)]
-fn stamp_arrival(ctx: &XdpContext) {
-    // SAFETY: bpf_xdp_adjust_meta only moves the metadata pointer of this frame's context
-    // (checked by the kernel against the headroom); packet pointers are read again below.
-    if unsafe { bpf_xdp_adjust_meta(ctx.ctx, -(FRAME_META_LEN as i32)) } != 0 {
-        return;
+fn stamp_arrival(ctx: &XdpContext) -> bool {
+    // SAFETY: bpf_xdp_adjust_head only moves this frame's data pointer (the kernel checks the
+    // headroom and refuses a move past it); packet pointers are read again below.
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(FRAME_META_LEN as i32)) } != 0 {
+        return false;
     }
-    let meta = ctx.metadata();
-    if meta + FRAME_META_LEN > ctx.data() {
-        return;
+    let start = ctx.data();
+    if start + FRAME_META_LEN > ctx.data_end() {
+        return false;
     }
     let stamp = FrameMeta {
         magic: FRAME_META_MAGIC,
@@ -440,8 +448,9 @@ fn stamp_arrival(ctx: &XdpContext) {
         // SAFETY: bpf_ktime_get_ns has no preconditions.
         arrival_ns: unsafe { bpf_ktime_get_ns() },
     };
-    // SAFETY: [meta, meta + 16) lies inside the metadata area, checked against `data` above.
-    unsafe { core::ptr::write_unaligned(meta as *mut FrameMeta, stamp) };
+    // SAFETY: [start, start + 16) lies inside the frame, checked against `data_end` above.
+    unsafe { core::ptr::write_unaligned(start as *mut FrameMeta, stamp) };
+    true
 }
 
 /// Benchmark receiver: counts the frame (packets and bytes, per CPU) and drops it. Attached in
