@@ -102,7 +102,7 @@ use clap::Args;
 use serde::Serialize;
 use xgate_userstack::xsk::{BindMode, PortConfig, XskPort};
 use xgate_xdp::{
-    bench::{DropCounter, FrameGenerator, SendEnd, MAX_LIVE_BATCH},
+    bench::{DropCounter, FrameGenerator, GeneratorMode, SendEnd, MAX_LIVE_BATCH},
     Steering, Verdict,
 };
 
@@ -292,6 +292,8 @@ struct RunOutcome {
     steering_redirected: u64,
     /// The AF_XDP UMEM's backing, for af_xdp runs.
     umem_backing: Option<String>,
+    /// How the generator sent ([`GeneratorMode::name`]).
+    generator: &'static str,
 }
 
 /// The handler of [`GENERATOR_STOP_SIGNAL`]: its only job is to make the generator's system call
@@ -635,6 +637,7 @@ fn summarize(
 ) -> PacketReport {
     let mut packet_path = Vec::new();
     let mut umem_backing = String::from("unused");
+    let mut generator = GeneratorMode::LiveFrames.name();
     let mut zero_copy_available = false;
     for (&(size, kind), runs) in cases.iter().zip(outcomes) {
         let runs_pps: Vec<f64> = runs.iter().map(|run| run.received_pps.round()).collect();
@@ -642,6 +645,12 @@ fn summarize(
         let sum = |field: fn(&RunOutcome) -> u64| runs.iter().map(field).sum::<u64>();
         if let Some(backing) = runs.iter().find_map(|run| run.umem_backing.clone()) {
             umem_backing = backing;
+        }
+        if let Some(run) = runs
+            .iter()
+            .find(|run| run.generator != GeneratorMode::LiveFrames.name())
+        {
+            generator = run.generator;
         }
         let mode = runs.first().map(|run| run.mode.clone()).unwrap_or_default();
         zero_copy_available |= mode == BindMode::ZeroCopy.name();
@@ -697,7 +706,7 @@ fn summarize(
             link: "veth (xgp-tx -> xgp-rx), MTU 1500",
             zero_copy_available,
             umem_backing,
-            generator: "BPF_PROG_TEST_RUN live frames (xgate_bench_tx, XDP_TX)",
+            generator,
             live_frames_batch: args.batch,
         },
     }
@@ -819,6 +828,7 @@ struct GeneratorControl {
 /// generator.
 struct RunningGenerator {
     control: Arc<GeneratorControl>,
+    generator: Arc<FrameGenerator>,
     thread: Option<thread::JoinHandle<anyhow::Result<()>>>,
 }
 
@@ -827,6 +837,7 @@ impl RunningGenerator {
         let control = Arc::new(GeneratorControl::default());
         let thread = {
             let control = Arc::clone(&control);
+            let generator = Arc::clone(&generator);
             thread::spawn(move || {
                 let result = generate(&generator, &frame, settings, &control.stop);
                 control.finished.store(true, Ordering::Release);
@@ -835,6 +846,7 @@ impl RunningGenerator {
         };
         RunningGenerator {
             control,
+            generator,
             thread: Some(thread),
         }
     }
@@ -863,6 +875,8 @@ impl RunningGenerator {
                     GENERATOR_STOP_TIMEOUT.as_secs()
                 );
             }
+            // A packet-socket send sees the flag; a live-frames call, inside the kernel, the signal.
+            self.generator.interrupt();
             // SAFETY: the thread has not been joined, so its pthread_t is still valid; the signal
             // has a do-nothing handler (installed by `run`), so it only interrupts a system call.
             unsafe { libc::pthread_kill(thread.as_pthread_t(), GENERATOR_STOP_SIGNAL) };
@@ -1078,6 +1092,7 @@ fn measure_once(settings: &RunSettings) -> anyhow::Result<RunOutcome> {
         fill_ring_empty: end.fill_ring_empty - start.fill_ring_empty,
         steering_redirected: end.redirected - start.redirected,
         umem_backing: receiver.umem_backing(),
+        generator: generator.mode().name(),
     })
 }
 

@@ -9,16 +9,23 @@
 //!   the run's ingress, in batches, with no socket or skb in the way. The program counts what it
 //!   sends, so the count can be read while a call is still going on.
 //!
-//! On this kernel every live-frames call costs a fixed ~25 ms on top of its frames (measured: 8192
-//! frames per call gave 0.3 Mpps, 4 Mi frames per call 21 Mpps), so a generator that wants a steady
-//! rate makes few, long calls and ends the last one early with a signal to the sending thread
-//! ([`SendEnd::Interrupted`]).
+//! Every live-frames call costs a fixed ~25 ms on top of its frames (measured: 8192 frames per
+//! call gave 0.3 Mpps, 4 Mi frames per call 21 Mpps), so a generator that wants a steady rate
+//! makes few, long calls and ends the last one early with [`FrameGenerator::interrupt`] and a
+//! signal to the sending thread ([`SendEnd::Interrupted`]).
+//!
+//! Some kernels refuse live-frames runs (this lab's answers EPERM). The generator then sends the
+//! same frames through an AF_PACKET socket bound to the interface, with the qdisc bypassed and
+//! `sendmmsg` batches: slower (every frame becomes an skb), counted in userspace, and said by
+//! [`FrameGenerator::mode`] so that a report can name it.
 //!
 //! Invariants:
 //! - Each value loads the shared object on its own and loads only its own program, so its maps
 //!   (and counters) are private to it and start at zero.
 //! - [`DropCounter`] is attached natively or not at all (a generic-mode number would measure the
 //!   skb path, not XDP), through a BPF link: dropping it, or the process dying, detaches it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use aya::{
     maps::PerCpuArray,
@@ -143,9 +150,36 @@ fn xdp_md_bytes(frame_len: u32, ingress_ifindex: u32, rx_queue_index: u32) -> [u
     bytes
 }
 
-/// `xgate_bench_tx`, loaded (never attached): a frame generator driven by BPF_PROG_TEST_RUN.
+/// How a [`FrameGenerator`] puts frames on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GeneratorMode {
+    /// `xgate_bench_tx` through BPF_PROG_TEST_RUN in live-frames mode (XDP_TX, no skb).
+    LiveFrames,
+    /// An AF_PACKET socket with the qdisc bypassed, in `sendmmsg` batches: the kernel refused
+    /// live-frames runs.
+    PacketSocket,
+}
+
+impl GeneratorMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            GeneratorMode::LiveFrames => "xdp live frames",
+            GeneratorMode::PacketSocket => "af_packet sendmmsg (live frames refused by the kernel)",
+        }
+    }
+}
+
+/// A frame generator: `xgate_bench_tx` driven by BPF_PROG_TEST_RUN in live-frames mode, or,
+/// where the kernel refuses that, an AF_PACKET socket (see the module docs).
 pub struct FrameGenerator {
     ebpf: Ebpf,
+    /// The kernel refused a live-frames run: every send goes through a packet socket.
+    live_refused: AtomicBool,
+    /// Set by [`FrameGenerator::interrupt`], taken by the send it ends.
+    interrupted: AtomicBool,
+    /// Frames and bytes the packet-socket path sent (the program counts the live ones).
+    socket_packets: AtomicU64,
+    socket_bytes: AtomicU64,
 }
 
 impl FrameGenerator {
@@ -153,20 +187,44 @@ impl FrameGenerator {
     pub fn load() -> Result<FrameGenerator, SteeringError> {
         Ok(FrameGenerator {
             ebpf: load_only(BENCH_TX_PROGRAM)?,
+            live_refused: AtomicBool::new(false),
+            interrupted: AtomicBool::new(false),
+            socket_packets: AtomicU64::new(0),
+            socket_bytes: AtomicU64::new(0),
         })
+    }
+
+    /// How the last send put its frames on the wire (live frames until the kernel refuses them).
+    pub fn mode(&self) -> GeneratorMode {
+        if self.live_refused.load(Ordering::Relaxed) {
+            GeneratorMode::PacketSocket
+        } else {
+            GeneratorMode::LiveFrames
+        }
     }
 
     /// Every frame sent so far by this generator (all calls, all CPUs), including by a call still
     /// running on another thread.
     pub fn sent(&self) -> Result<ActionStats, SteeringError> {
-        summed_counter(&self.ebpf, BENCH_TX_STATS_MAP)
+        let live = summed_counter(&self.ebpf, BENCH_TX_STATS_MAP)?;
+        Ok(ActionStats {
+            packets: live.packets + self.socket_packets.load(Ordering::Relaxed),
+            bytes: live.bytes + self.socket_bytes.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Ends the send in progress (or the next one) early. A live-frames call is inside the
+    /// kernel: the caller also signals the sending thread, which makes the call return EINTR.
+    pub fn interrupt(&self) {
+        self.interrupted.store(true, Ordering::Release);
     }
 
     /// Transmits `frame` `count` times out of interface `ifindex` (rx queue 0), `batch` frames
     /// (1..=[`MAX_LIVE_BATCH`]) per kernel batch, and returns when the kernel has handed them all
-    /// to the driver, or early if a signal reaches the calling thread. `ifindex` is looked up in the
-    /// calling thread's network namespace. Frames the driver refuses (a full ring on the far side
-    /// of a veth, say) are dropped silently: count what arrives at the receiver, not what was sent.
+    /// to the driver, or early after [`FrameGenerator::interrupt`] or a signal to the calling
+    /// thread. `ifindex` is looked up in the calling thread's network namespace. Frames the driver
+    /// refuses (a full ring on the far side of a veth, say) are dropped silently: count what
+    /// arrives at the receiver, not what was sent.
     pub fn send(&self, ifindex: u32, frame: &[u8], count: u32, batch: u32) -> Result<SendEnd, SteeringError> {
         if !(1..=MAX_LIVE_BATCH).contains(&batch) {
             return Err(SteeringError::Other(format!(
@@ -176,8 +234,39 @@ impl FrameGenerator {
         if count == 0 {
             return Ok(SendEnd::Completed);
         }
-        let frame_len = u32::try_from(frame.len())
-            .map_err(|_| SteeringError::Other(format!("frame of {} bytes is too long", frame.len())))?;
+        if self.interrupted.swap(false, Ordering::AcqRel) {
+            return Ok(SendEnd::Interrupted);
+        }
+        if self.live_refused.load(Ordering::Relaxed) {
+            return self.send_on_packet_socket(ifindex, frame, count, batch);
+        }
+        match self.send_live(ifindex, frame, count, batch) {
+            Err(LiveSendError::Refused) => {
+                self.live_refused.store(true, Ordering::Relaxed);
+                self.send_on_packet_socket(ifindex, frame, count, batch)
+            }
+            Err(LiveSendError::Failed(e)) => Err(e),
+            Ok(SendEnd::Interrupted) => {
+                self.interrupted.store(false, Ordering::Release);
+                Ok(SendEnd::Interrupted)
+            }
+            Ok(end) => Ok(end),
+        }
+    }
+
+    fn send_live(
+        &self,
+        ifindex: u32,
+        frame: &[u8],
+        count: u32,
+        batch: u32,
+    ) -> Result<SendEnd, LiveSendError> {
+        let frame_len = u32::try_from(frame.len()).map_err(|_| {
+            LiveSendError::Failed(SteeringError::Other(format!(
+                "frame of {} bytes is too long",
+                frame.len()
+            )))
+        })?;
         let context = xdp_md_bytes(frame_len, ifindex, 0);
         let options = TestRunOptions {
             data_in: Some(frame),
@@ -189,21 +278,152 @@ impl FrameGenerator {
         let program: &Xdp = self
             .ebpf
             .program(BENCH_TX_PROGRAM)
-            .ok_or_else(|| SteeringError::Other(format!("program {BENCH_TX_PROGRAM} missing from object")))?
+            .ok_or_else(|| {
+                LiveSendError::Failed(SteeringError::Other(format!(
+                    "program {BENCH_TX_PROGRAM} missing from object"
+                )))
+            })?
             .try_into()
-            .map_err(|e: ProgramError| SteeringError::Other(e.to_string()))?;
+            .map_err(|e: ProgramError| LiveSendError::Failed(SteeringError::Other(e.to_string())))?;
         match program.test_run(options) {
             Ok(_) => Ok(SendEnd::Completed),
-            Err(ProgramError::SyscallError(SyscallError { io_error, .. }))
-                if io_error.raw_os_error() == Some(libc::EINTR) =>
-            {
-                Ok(SendEnd::Interrupted)
-            }
-            Err(e) => Err(SteeringError::Other(format!(
-                "live-frames test run out of ifindex {ifindex}: {e} ({e:?}); the interface must be up, \
-                 in this thread's network namespace, and for veth its peer needs an XDP program"
-            ))),
+            Err(ProgramError::SyscallError(SyscallError { io_error, .. })) => match io_error.raw_os_error() {
+                Some(libc::EINTR) => Ok(SendEnd::Interrupted),
+                Some(libc::EPERM) | Some(libc::EOPNOTSUPP) => Err(LiveSendError::Refused),
+                _ => Err(LiveSendError::Failed(live_error(ifindex, &io_error))),
+            },
+            Err(e) => Err(LiveSendError::Failed(live_error(ifindex, &e))),
         }
+    }
+
+    /// The fallback: `count` copies of `frame` through an AF_PACKET socket bound to `ifindex`,
+    /// `batch` per `sendmmsg`, the qdisc bypassed (as live frames bypass it).
+    fn send_on_packet_socket(
+        &self,
+        ifindex: u32,
+        frame: &[u8],
+        count: u32,
+        batch: u32,
+    ) -> Result<SendEnd, SteeringError> {
+        let socket = PacketSocket::bind(ifindex)?;
+        let mut iov = libc::iovec {
+            iov_base: frame.as_ptr() as *mut libc::c_void,
+            iov_len: frame.len(),
+        };
+        // SAFETY: an all-zero mmsghdr is valid (no name, no control data); each message's iovec
+        // points at `iov`, which points at `frame`; both outlive every sendmmsg below.
+        let mut messages: Vec<libc::mmsghdr> = (0..batch)
+            .map(|_| {
+                let mut message: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                message.msg_hdr.msg_iov = &mut iov;
+                message.msg_hdr.msg_iovlen = 1;
+                message
+            })
+            .collect();
+        let mut left = count;
+        while left > 0 {
+            if self.interrupted.swap(false, Ordering::AcqRel) {
+                return Ok(SendEnd::Interrupted);
+            }
+            let now = left.min(batch);
+            // SAFETY: `messages` holds `now` or more initialised mmsghdr whose buffers are valid for
+            // reads (see above); the kernel only reads them and writes msg_len.
+            let sent = unsafe { libc::sendmmsg(socket.fd, messages.as_mut_ptr(), now, 0) };
+            if sent < 0 {
+                let error = std::io::Error::last_os_error();
+                match error.raw_os_error() {
+                    Some(libc::EINTR) => return Ok(SendEnd::Interrupted),
+                    // The device queue is full: those frames are dropped, as a full veth ring
+                    // drops live frames; go on.
+                    Some(libc::ENOBUFS) | Some(libc::EAGAIN) => continue,
+                    _ => {
+                        return Err(SteeringError::Other(format!(
+                            "sendmmsg on a packet socket bound to ifindex {ifindex}: {error}"
+                        )))
+                    }
+                }
+            }
+            let sent = sent as u32;
+            left -= sent;
+            self.socket_packets.fetch_add(u64::from(sent), Ordering::Relaxed);
+            self.socket_bytes
+                .fetch_add(u64::from(sent) * frame.len() as u64, Ordering::Relaxed);
+        }
+        Ok(SendEnd::Completed)
+    }
+}
+
+/// Why a live-frames run did not happen.
+enum LiveSendError {
+    /// The kernel does not allow live-frames runs (EPERM, EOPNOTSUPP).
+    Refused,
+    Failed(SteeringError),
+}
+
+fn live_error(ifindex: u32, error: &dyn std::fmt::Debug) -> SteeringError {
+    SteeringError::Other(format!(
+        "live-frames test run out of ifindex {ifindex}: {error:?}; the interface must be up, in this \
+         thread's network namespace, and for veth its peer needs an XDP program"
+    ))
+}
+
+/// An AF_PACKET raw socket bound to one interface for sending only (protocol 0: it receives
+/// nothing), closed on drop.
+struct PacketSocket {
+    fd: libc::c_int,
+}
+
+impl PacketSocket {
+    fn bind(ifindex: u32) -> Result<PacketSocket, SteeringError> {
+        let fail = |what: &str| {
+            SteeringError::Other(format!(
+                "packet socket on ifindex {ifindex}: {what}: {}",
+                std::io::Error::last_os_error()
+            ))
+        };
+        // SAFETY: plain socket(2); the result is checked and then owned by the value.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(fail("socket"));
+        }
+        let socket = PacketSocket { fd };
+        // SAFETY: an all-zero sockaddr_ll is valid; family and ifindex are set below.
+        let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        address.sll_family = libc::AF_PACKET as u16;
+        address.sll_ifindex = i32::try_from(ifindex).map_err(|_| fail("ifindex out of range"))?;
+        // SAFETY: `address` is a valid sockaddr_ll and its size is passed with it.
+        let bound = unsafe {
+            libc::bind(
+                fd,
+                &address as *const libc::sockaddr_ll as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if bound != 0 {
+            return Err(fail("bind"));
+        }
+        let one: libc::c_int = 1;
+        // SAFETY: PACKET_QDISC_BYPASS takes an int; the pointer and size describe `one`.
+        let set = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_PACKET,
+                libc::PACKET_QDISC_BYPASS,
+                &one as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if set != 0 {
+            return Err(fail("PACKET_QDISC_BYPASS"));
+        }
+        Ok(socket)
+    }
+}
+
+impl Drop for PacketSocket {
+    fn drop(&mut self) {
+        // SAFETY: the value owns `fd`, which nothing else closes.
+        unsafe { libc::close(self.fd) };
     }
 }
 
