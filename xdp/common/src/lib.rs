@@ -234,9 +234,11 @@ pub const FLOW_FIN: u16 = 4;
 /// [`FlowStats::flags`]: the client sent a RST.
 pub const FLOW_RST: u16 = 8;
 
-/// What the program knows about one client flow. Times are CLOCK_MONOTONIC nanoseconds. A flow
-/// whose segments arrive on several CPUs at once may lose an update (plain read-modify-write);
-/// the figures are for operators and the reaper, which both tolerate that.
+/// What the program knows about one client flow. Times are CLOCK_MONOTONIC nanoseconds. The
+/// counters (`packets`, `bytes`, `retransmits`) are added atomically, so none is lost when a
+/// flow's segments reach several CPUs at once. The other fields (times, sequence tracking,
+/// flags) are plain stores by the CPU that runs the flow's rx queue; when steering moves a flow
+/// mid-stream, a race there can cost one update, which operators and the reaper tolerate.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowStats {

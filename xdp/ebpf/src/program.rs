@@ -10,6 +10,7 @@
 //!   its size is bounded whatever arrives). Only a SYN the shield admits creates an entry; other
 //!   segments only update one. Segments of a flow the reaper put in `FLOW_DROPS` die here until
 //!   the entry expires; a new SYN on that 5-tuple clears the entry (a new connection).
+//! - Counters in shared (non-per-CPU) entries are atomic adds; per-CPU arrays are plain `+=`.
 //! - The SYN shield admits a SYN only within its source's rate (GCRA per source, in the LRU hash
 //!   `SYN_SOURCES`), and, for a source that never completed a handshake, within the global
 //!   budget too (GCRA per CPU). Spoofed sources never complete one, so a flood of them spends
@@ -25,6 +26,8 @@
 //! by the gateway: `xgate_bench_drop` (count into `BENCH_DROP_STATS`, then XDP_DROP) and
 //! `xgate_bench_tx` (count into `BENCH_TX_STATS`, then XDP_TX: the frame generator, run through
 //! BPF_PROG_TEST_RUN live frames).
+
+use core::intrinsics::{atomic_xadd, AtomicOrdering};
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -229,8 +232,8 @@ fn watch(segment: &Segment, bytes: usize) -> Verdict {
         // a hit count, never corrupt memory.
         let expires = unsafe { (*drop).expires_ns };
         if now < expires && !opens {
-            // SAFETY: as above.
-            unsafe { (*drop).hits += 1 };
+            // SAFETY: as above; `hits` is a field of that live entry.
+            add_u32(unsafe { core::ptr::addr_of_mut!((*drop).hits) }, 1);
             return Verdict::DropReapedFlow;
         }
         let _ = FLOW_DROPS.remove(&segment.key);
@@ -245,12 +248,12 @@ fn watch(segment: &Segment, bytes: usize) -> Verdict {
     let Some(flow) = FLOWS.get_ptr_mut(&segment.key) else {
         return Verdict::RedirectIpv4;
     };
+    count_segment(flow, bytes);
     // SAFETY: the pointer comes from a successful lookup of an LRU entry, which stays valid for
-    // the program's run; concurrent updates can only lose an increment.
+    // the program's run. The counters are added atomically (`count_segment`, `add_u32`); the
+    // other fields are written by the CPU of the flow's rx queue (see `FlowStats`).
     let flow = unsafe { &mut *flow };
     flow.last_seen_ns = now;
-    flow.packets += 1;
-    flow.bytes += bytes as u64;
     if segment.flags & TCP_RST != 0 {
         flow.flags |= FLOW_RST;
     }
@@ -275,7 +278,7 @@ fn watch(segment: &Segment, bytes: usize) -> Verdict {
     if segment.payload > 0 {
         let end = segment.seq.wrapping_add(segment.payload);
         if (end.wrapping_sub(flow.next_seq) as i32) <= 0 {
-            flow.retransmits += 1;
+            add_u32(&mut flow.retransmits, 1);
             flow.retransmit_streak = flow.retransmit_streak.saturating_add(1);
         } else {
             flow.next_seq = end;
@@ -290,15 +293,14 @@ fn watch(segment: &Segment, bytes: usize) -> Verdict {
 /// A client SYN: a new flow entry, or a repeated SYN of a handshake not yet complete.
 #[inline(always)]
 fn open_flow(segment: &Segment, bytes: usize, now: u64) {
-    if let Some(flow) = FLOWS.get_ptr_mut(&segment.key) {
+    if let Some(entry) = FLOWS.get_ptr_mut(&segment.key) {
         // SAFETY: the pointer comes from a successful lookup of an LRU entry.
-        let flow = unsafe { &mut *flow };
+        let flow = unsafe { &mut *entry };
         if flow.flags & FLOW_ESTABLISHED == 0 && flow.next_seq == segment.seq.wrapping_add(1) {
-            flow.retransmits += 1;
+            add_u32(&mut flow.retransmits, 1);
             flow.retransmit_streak = flow.retransmit_streak.saturating_add(1);
             flow.last_seen_ns = now;
-            flow.packets += 1;
-            flow.bytes += bytes as u64;
+            count_segment(entry, bytes);
             return;
         }
     }
@@ -317,6 +319,30 @@ fn open_flow(segment: &Segment, bytes: usize, now: u64) {
         flags: FLOW_SYN,
     };
     let _ = FLOWS.insert(&segment.key, &fresh, 0);
+}
+
+/// Adds one segment of `bytes` to the flow's packet and byte counters, as atomic adds: a flow's
+/// segments can reach several CPUs at once (steering that changes, generic XDP), and a plain
+/// `+=` on a shared entry would lose counts.
+#[inline(always)]
+fn count_segment(flow: *mut FlowStats, bytes: usize) {
+    // SAFETY: `flow` points at a live map entry (the callers looked it up); the fields are
+    // aligned u64s that every writer updates atomically.
+    unsafe {
+        atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(core::ptr::addr_of_mut!((*flow).packets), 1);
+        atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(
+            core::ptr::addr_of_mut!((*flow).bytes),
+            bytes as u64,
+        );
+    }
+}
+
+/// Adds `n` to a u32 counter of a shared map entry as one atomic add (see [`count_segment`]).
+#[inline(always)]
+fn add_u32(counter: *mut u32, n: u32) {
+    // SAFETY: `counter` is an aligned u32 field of a live map entry that every writer updates
+    // atomically.
+    unsafe { atomic_xadd::<u32, u32, { AtomicOrdering::Relaxed }>(counter, n) };
 }
 
 /// GCRA: whether one more event fits `limit` given the theoretical arrival time `next`, which
