@@ -1,13 +1,14 @@
 //! `xgate`: the kernel-bypass HTTP gateway's one binary.
 //!
-//! Subcommands: `run` (the gateway), `lab up|down` (the network-namespace lab), `demo` (lab,
-//! gateway and real client in one go).
+//! Subcommands: `run` (the gateway), `lab up|down|flood` (the network-namespace lab and its SYN
+//! flood), `demo` (lab, gateway and real client in one go).
 
 mod access_log;
 mod alloc_count;
 mod config;
 mod demo;
 mod exchange;
+mod flood;
 mod handoff;
 mod lab;
 mod lane;
@@ -136,6 +137,27 @@ enum LabAction {
         #[arg(long, default_value = lab::DEFAULT_NAME)]
         name: String,
     },
+    /// Flood the gateway with SYNs from spoofed sources, from the lab's client namespace, as fast
+    /// as one core can send; prints one JSON line (sent, seconds, rate, sources).
+    Flood {
+        #[arg(long, default_value = lab::DEFAULT_NAME)]
+        name: String,
+        /// How long to send.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Stop after this many SYNs.
+        #[arg(long, default_value_t = u64::MAX)]
+        count: u64,
+        /// Distinct spoofed (address, port) sources.
+        #[arg(long, default_value_t = 65_000)]
+        sources: u32,
+        /// First spoofed source address (counted up from here, 60,000 addresses at most).
+        #[arg(long, default_value = "10.77.1.0")]
+        from: std::net::Ipv4Addr,
+        /// The gateway's listening port.
+        #[arg(long, default_value_t = 80)]
+        port: u16,
+    },
 }
 
 /// Where the management listener is unless the configuration says otherwise.
@@ -197,6 +219,38 @@ fn main() -> ExitCode {
         Command::Lab {
             action: LabAction::Down { name },
         } => require_root("xgate lab down").and_then(|_| lab::Lab::new(&name)?.down()),
+        Command::Lab {
+            action:
+                LabAction::Flood {
+                    name,
+                    seconds,
+                    count,
+                    sources,
+                    from,
+                    port,
+                },
+        } => require_root("xgate lab flood").and_then(|_| {
+            let plan = flood::FloodPlan {
+                lab: name,
+                from,
+                sources,
+                seconds,
+                count,
+                port,
+            };
+            let outcome = flood::run(&plan)?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "sent": outcome.sent,
+                    "seconds": outcome.seconds,
+                    "rate": outcome.sent as f64 / outcome.seconds,
+                    "sources": sources,
+                    "generator": "af_packet sendmmsg",
+                })
+            );
+            Ok(())
+        }),
         Command::Demo { name, requests } => {
             require_root("xgate demo").and_then(|_| demo::run(&name, requests))
         }

@@ -5,7 +5,8 @@ or answers. Modes:
 
   halfopen  SYN, then never the final ACK: reports the SYN-ACKs and the RST the gateway sends.
   retrans   handshake, then the same data segment again and again: reports the RST.
-  flood     SYNs from spoofed sources across a range, as fast as one process can send.
+
+(SYN floods come from `xgate lab flood`, which sends several times faster than Python can.)
 
 After a RST, `halfopen` and `retrans` send one stray segment of the dead flow (it should die in
 XDP). Output: one JSON line.
@@ -139,35 +140,9 @@ def retrans(peer, args):
     return {"data_segments_sent": sent, "rst_after_s": rst_at}
 
 
-def flood(peer, args):
-    a = args
-    frames = []
-    base = struct.unpack("!I", socket.inet_aton(a.flood_from))[0]
-    # Distinct (address, port) pairs: up to 60,000 addresses from --flood-from, then the port.
-    for i in range(a.sources):
-        src = socket.inet_ntoa(struct.pack("!I", base + i % 60000))
-        frames.append(tcp_frame(peer.mac, peer.gw_mac, src, a.gw_ip, 1024 + i // 60000, a.gw_port,
-                                random.getrandbits(32), 0, SYN))
-    send = peer.sock.send
-    sent = 0
-    start = time.time()
-    deadline = start + a.seconds
-    n = len(frames)
-    while True:
-        for i in range(0, n):
-            try:
-                send(frames[i])
-                sent += 1
-            except OSError:
-                pass
-            if sent >= a.count or (sent & 1023 == 0 and time.time() >= deadline):
-                elapsed = time.time() - start
-                return {"sent": sent, "seconds": elapsed, "rate": sent / elapsed, "sources": n}
-
-
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["halfopen", "retrans", "flood"])
+    p.add_argument("mode", choices=["halfopen", "retrans"])
     p.add_argument("--iface", required=True)
     p.add_argument("--ip", default="10.77.0.77")
     p.add_argument("--mac", default="02:99:00:00:00:77")
@@ -178,12 +153,9 @@ def main():
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--repeats", type=int, default=8)
     p.add_argument("--gap", type=float, default=0.3)
-    p.add_argument("--flood-from", default="10.77.1.0")
-    p.add_argument("--sources", type=int, default=65000)
-    p.add_argument("--count", type=int, default=1 << 62, help="flood: stop after this many SYNs")
     args = p.parse_args()
     peer = Peer(args)
-    result = {"halfopen": halfopen, "retrans": retrans, "flood": flood}[args.mode](peer, args)
+    result = {"halfopen": halfopen, "retrans": retrans}[args.mode](peer, args)
     print(json.dumps(result), flush=True)
 
 

@@ -306,44 +306,22 @@ impl FrameGenerator {
         batch: u32,
     ) -> Result<SendEnd, SteeringError> {
         let socket = PacketSocket::bind(ifindex)?;
-        let mut iov = libc::iovec {
-            iov_base: frame.as_ptr() as *mut libc::c_void,
-            iov_len: frame.len(),
-        };
-        // SAFETY: an all-zero mmsghdr is valid (no name, no control data); each message's iovec
-        // points at `iov`, which points at `frame`; both outlive every sendmmsg below.
-        let mut messages: Vec<libc::mmsghdr> = (0..batch)
-            .map(|_| {
-                let mut message: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                message.msg_hdr.msg_iov = &mut iov;
-                message.msg_hdr.msg_iovlen = 1;
-                message
-            })
-            .collect();
+        let copies = vec![frame; batch as usize];
         let mut left = count;
         while left > 0 {
             if self.interrupted.swap(false, Ordering::AcqRel) {
                 return Ok(SendEnd::Interrupted);
             }
-            let now = left.min(batch);
-            // SAFETY: `messages` holds `now` or more initialised mmsghdr whose buffers are valid for
-            // reads (see above); the kernel only reads them and writes msg_len.
-            let sent = unsafe { libc::sendmmsg(socket.fd, messages.as_mut_ptr(), now, 0) };
-            if sent < 0 {
-                let error = std::io::Error::last_os_error();
-                match error.raw_os_error() {
-                    Some(libc::EINTR) => return Ok(SendEnd::Interrupted),
-                    // The device queue is full: those frames are dropped, as a full veth ring
-                    // drops live frames; go on.
-                    Some(libc::ENOBUFS) | Some(libc::EAGAIN) => continue,
-                    _ => {
-                        return Err(SteeringError::Other(format!(
-                            "sendmmsg on a packet socket bound to ifindex {ifindex}: {error}"
-                        )))
-                    }
+            let now = left.min(batch) as usize;
+            let sent = match socket.send_batch(&copies[..now]) {
+                Ok(sent) => sent as u32,
+                Err(error) if error.raw_os_error() == Some(libc::EINTR) => return Ok(SendEnd::Interrupted),
+                Err(error) => {
+                    return Err(SteeringError::Other(format!(
+                        "sendmmsg on a packet socket bound to ifindex {ifindex}: {error}"
+                    )))
                 }
-            }
-            let sent = sent as u32;
+            };
             left -= sent;
             self.socket_packets.fetch_add(u64::from(sent), Ordering::Relaxed);
             self.socket_bytes
@@ -367,14 +345,16 @@ fn live_error(ifindex: u32, error: &dyn std::fmt::Debug) -> SteeringError {
     ))
 }
 
-/// An AF_PACKET raw socket bound to one interface for sending only (protocol 0: it receives
-/// nothing), closed on drop.
-struct PacketSocket {
+/// An AF_PACKET raw socket bound to one interface for sending whole Ethernet frames, the qdisc
+/// bypassed, up to [`MAX_LIVE_BATCH`] frames per system call (`sendmmsg`). Protocol 0: it
+/// receives nothing. Closed on drop. The generator's fallback, and the lab's SYN flood.
+pub struct PacketSocket {
     fd: libc::c_int,
 }
 
 impl PacketSocket {
-    fn bind(ifindex: u32) -> Result<PacketSocket, SteeringError> {
+    /// Opens the socket on interface `ifindex` of the calling thread's network namespace.
+    pub fn bind(ifindex: u32) -> Result<PacketSocket, SteeringError> {
         let fail = |what: &str| {
             SteeringError::Other(format!(
                 "packet socket on ifindex {ifindex}: {what}: {}",
@@ -417,6 +397,39 @@ impl PacketSocket {
             return Err(fail("PACKET_QDISC_BYPASS"));
         }
         Ok(socket)
+    }
+
+    /// Sends `frames` (the first [`MAX_LIVE_BATCH`] of them) with one `sendmmsg` and returns how
+    /// many the kernel took. A full device queue (ENOBUFS, EAGAIN) is 0 sent, not an error: those
+    /// frames are dropped, as a full veth ring drops live frames.
+    pub fn send_batch(&self, frames: &[&[u8]]) -> std::io::Result<usize> {
+        const EMPTY_IOV: libc::iovec = libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        };
+        let count = frames.len().min(MAX_LIVE_BATCH as usize);
+        let mut iovs = [EMPTY_IOV; MAX_LIVE_BATCH as usize];
+        // SAFETY: an all-zero mmsghdr is valid (no name, no control data, no iovec).
+        let mut messages: [libc::mmsghdr; MAX_LIVE_BATCH as usize] = unsafe { std::mem::zeroed() };
+        for ((iov, message), frame) in iovs.iter_mut().zip(messages.iter_mut()).zip(frames) {
+            *iov = libc::iovec {
+                iov_base: frame.as_ptr() as *mut libc::c_void,
+                iov_len: frame.len(),
+            };
+            message.msg_hdr.msg_iov = iov;
+            message.msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: the first `count` messages each point at one iovec of `iovs`, which points at a
+        // frame borrowed for this call; the kernel only reads them and writes `msg_len`.
+        let sent = unsafe { libc::sendmmsg(self.fd, messages.as_mut_ptr(), count as libc::c_uint, 0) };
+        if sent >= 0 {
+            return Ok(sent as usize);
+        }
+        let error = std::io::Error::last_os_error();
+        match error.raw_os_error() {
+            Some(libc::ENOBUFS) | Some(libc::EAGAIN) => Ok(0),
+            _ => Err(error),
+        }
     }
 }
 
