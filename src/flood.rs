@@ -1,7 +1,8 @@
 //! `xgate lab flood`: a SYN flood from spoofed sources, sent from the lab's client namespace at
 //! the highest rate one core can send, to test the SYN shield with real frames on the wire.
 //!
-//! Frames are built once (Ethernet/IPv4/TCP SYN to the gateway's listening port, complete
+//! Frames are built once (Ethernet/IPv4/TCP SYN to the gateway's listening port, or `--to`
+//! another address on the gateway's link, complete
 //! checksums, one per spoofed source) and then sent round-robin through an AF_PACKET socket on
 //! the client's interface, the qdisc bypassed, up to 64 per `sendmmsg`. Sources are addresses
 //! counted up from `--from` (up to 60,000 of them), then the same addresses again with the next
@@ -44,6 +45,9 @@ pub struct FloodPlan {
     pub sources: u32,
     pub seconds: f64,
     pub count: u64,
+    /// The address the SYNs go to (the gateway's, or another on the gateway's link: the
+    /// benchmark floods nginx on the gateway namespace's kernel address the same way).
+    pub to: Ipv4Addr,
     pub port: u16,
 }
 
@@ -54,8 +58,8 @@ pub struct FloodOutcome {
     pub seconds: f64,
 }
 
-/// One SYN from `source:source_port` to the gateway's `port`, checksums complete.
-fn syn_frame(source: Ipv4Addr, source_port: u16, port: u16, seq: u32) -> Vec<u8> {
+/// One SYN from `source:source_port` to `to:port` (on the gateway's link), checksums complete.
+fn syn_frame(source: Ipv4Addr, source_port: u16, to: Ipv4Addr, port: u16, seq: u32) -> Vec<u8> {
     let tcp = TcpRepr {
         src_port: source_port,
         dst_port: port,
@@ -72,7 +76,7 @@ fn syn_frame(source: Ipv4Addr, source_port: u16, port: u16, seq: u32) -> Vec<u8>
     };
     let ip = Ipv4Repr {
         src_addr: source,
-        dst_addr: lab::GATEWAY_IP,
+        dst_addr: to,
         next_header: IpProtocol::Tcp,
         payload_len: tcp.buffer_len(),
         hop_limit: 64,
@@ -91,7 +95,7 @@ fn syn_frame(source: Ipv4Addr, source_port: u16, port: u16, seq: u32) -> Vec<u8>
     tcp.emit(
         &mut TcpPacket::new_unchecked(packet.payload_mut()),
         &IpAddress::Ipv4(source),
-        &IpAddress::Ipv4(lab::GATEWAY_IP),
+        &IpAddress::Ipv4(to),
         &checksums,
     );
     frame
@@ -108,7 +112,7 @@ fn flood_frames(plan: &FloodPlan) -> Vec<Vec<u8>> {
             seq ^= seq >> 17;
             seq ^= seq << 5;
             let source = Ipv4Addr::from(base.wrapping_add(i % ADDRESSES));
-            syn_frame(source, 1024 + (i / ADDRESSES) as u16, plan.port, seq)
+            syn_frame(source, 1024 + (i / ADDRESSES) as u16, plan.to, plan.port, seq)
         })
         .collect()
 }
@@ -198,6 +202,7 @@ mod tests {
             sources,
             seconds: 1.0,
             count: u64::MAX,
+            to: lab::GATEWAY_IP,
             port: 80,
         }
     }

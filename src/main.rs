@@ -154,7 +154,11 @@ enum LabAction {
         /// First spoofed source address (counted up from here, 60,000 addresses at most).
         #[arg(long, default_value = "10.77.1.0")]
         from: std::net::Ipv4Addr,
-        /// The gateway's listening port.
+        /// Where the SYNs go: the gateway's address, or another on the gateway's link (frames
+        /// are addressed to the gateway interface's MAC).
+        #[arg(long, default_value = "10.77.0.2")]
+        to: std::net::Ipv4Addr,
+        /// The listening port.
         #[arg(long, default_value_t = 80)]
         port: u16,
     },
@@ -227,6 +231,7 @@ fn main() -> ExitCode {
                     count,
                     sources,
                     from,
+                    to,
                     port,
                 },
         } => require_root("xgate lab flood").and_then(|_| {
@@ -236,6 +241,7 @@ fn main() -> ExitCode {
                 sources,
                 seconds,
                 count,
+                to,
                 port,
             };
             let outcome = flood::run(&plan)?;

@@ -19,8 +19,8 @@ use plotters::prelude::*;
 use serde_json::Value;
 
 use crate::suite::{
-    proxy_reference, HttpCase, RunFigures, SuiteResults, DIRECT_SERVER, NGINX_PROXY_SERVER, OPEN_LOOP_CLIENT,
-    PROXY_SERVERS, TWO_LANES_SERVER, XGATE_PROXY_SERVER,
+    proxy_reference, FloodCase, HttpCase, NewConnectionRun, RunFigures, SuiteResults, DIRECT_SERVER,
+    NGINX_PROXY_SERVER, OPEN_LOOP_CLIENT, PROXY_SERVERS, TWO_LANES_SERVER, XGATE_PROXY_SERVER,
 };
 
 /// Spread (max − min) above this share of the median marks a figure as noisy.
@@ -112,6 +112,27 @@ pub fn parse_wrk(text: &str) -> Option<(RunFigures, u64)> {
     (figures.requests_per_second >= 0.0).then_some((figures, completed?))
 }
 
+/// Parses ab's output: requests/s, requests completed, and failures (failed requests plus
+/// answers that were not 2xx).
+pub fn parse_ab(text: &str) -> Option<NewConnectionRun> {
+    let (mut rps, mut completed, mut failed) = (None, None, 0u64);
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["Requests", "per", "second:", value, ..] => rps = Some(value.parse::<f64>().ok()?),
+            ["Complete", "requests:", count] => completed = Some(count.parse::<u64>().ok()?),
+            ["Failed", "requests:", count] => failed += count.parse::<u64>().ok()?,
+            ["Non-2xx", "responses:", count] => failed += count.parse::<u64>().ok()?,
+            _ => {}
+        }
+    }
+    Some(NewConnectionRun {
+        requests_per_second: rps?,
+        completed: completed?,
+        failed,
+    })
+}
+
 /// Figures of one case, summarised.
 struct CaseSummary<'a> {
     case: &'a HttpCase,
@@ -185,6 +206,77 @@ fn micros(value: f64) -> String {
         format!("{value:.0}")
     } else {
         format!("{value:.1}")
+    }
+}
+
+/// The SYN-flood section: each server's clients without and under the flood, medians of the
+/// repeats, ratios within the same repeats' medians.
+fn flood_section(out: &mut String, cases: &[FloodCase]) {
+    let Some(first) = cases.first() else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "\n## SYN flood: real clients while `xgate lab flood` sends SYNs from 65,000 spoofed sources\n\n\
+         Each repeat against a fresh server: the keep-alive load (xgate-bench, {} connections, closed loop) and the \
+         new-connection load (ab, one connection per request, {} at a time), each without and then under a flood aimed \
+         at the server's address. The flood (an AF_PACKET socket, as fast as one core sends) runs on CPU 1 with the \
+         clients, and so does its delivery (veth runs the receiver's XDP and kernel input on the sender's CPU), so the \
+         server's CPU sees only what its defense lets through: xgate's XDP shield (per-source rate, a budget for \
+         sources that never completed a handshake), or the kernel's SYN backlog and cookies for nginx. The flood takes \
+         CPU from the clients too: read the ratios side by side, not as the defense's cost alone. xgate's socket pool \
+         gets {} more sockets here, room for the half-open connections its shield admits.\n",
+        first.connections,
+        crate::suite::NEW_CONNECTION_CLIENTS,
+        thousands(crate::suite::FLOOD_POOL_MARGIN as f64),
+    );
+    let _ = writeln!(
+        out,
+        "| server | flood SYN/s | keep-alive req/s quiet | under flood | ratio | keep-alive errors (flood) | new conn./s quiet | under flood | ratio | failed (quiet / flood) |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for case in cases {
+        let median = |values: Vec<f64>| Spread::of(&values).map_or(f64::NAN, |s| s.median);
+        let runs = &case.runs;
+        let flood = median(runs.iter().flat_map(|r| r.flood_syn_per_second).collect());
+        let ka_quiet = median(
+            runs.iter()
+                .map(|r| r.keepalive_quiet.requests_per_second)
+                .collect(),
+        );
+        let ka_flood = median(
+            runs.iter()
+                .map(|r| r.keepalive_flooded.requests_per_second)
+                .collect(),
+        );
+        let nc_quiet = median(
+            runs.iter()
+                .map(|r| r.new_connections_quiet.requests_per_second)
+                .collect(),
+        );
+        let nc_flood = median(
+            runs.iter()
+                .map(|r| r.new_connections_flooded.requests_per_second)
+                .collect(),
+        );
+        let ka_errors: u64 = runs.iter().map(|r| r.keepalive_flooded.errors).sum();
+        let failed_quiet: u64 = runs.iter().map(|r| r.new_connections_quiet.failed).sum();
+        let failed_flood: u64 = runs.iter().map(|r| r.new_connections_flooded.failed).sum();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {:.2}× | {} | {} | {} | {:.2}× | {} / {} |",
+            case.server,
+            thousands(flood),
+            thousands(ka_quiet),
+            thousands(ka_flood),
+            ka_flood / ka_quiet,
+            ka_errors,
+            thousands(nc_quiet),
+            thousands(nc_flood),
+            nc_flood / nc_quiet,
+            failed_quiet,
+            failed_flood,
+        );
     }
 }
 
@@ -808,6 +900,7 @@ pub fn markdown(results: &SuiteResults, plots: Option<(&str, &str)>) -> String {
         "\n## Cross-check: wrk (kernel-stack client, 1 thread)\n\nwrk reports p50/p90/p99 only. It runs on one core of the kernel stack, so it saturates well below the servers.\n"
     );
     http_table(&mut out, &summaries, "wrk");
+    flood_section(&mut out, &results.flood);
     let _ = writeln!(out, "\n## Packet path: AF_XDP receive vs XDP_DROP on one veth\n");
     packet_table(&mut out, &results.packet_path);
     for section in &results.profile {
@@ -1172,7 +1265,60 @@ Transfer/sec:      8.96MB
             http,
             packet_path: Value::Null,
             profile: Vec::new(),
+            flood: Vec::new(),
         }
+    }
+
+    /// ab's output as ab 2.3 prints it with `-q` (trimmed).
+    const AB: &str = "Server Software:\nServer Hostname:        10.77.0.2\nServer Port:            80\n\n\
+        Document Path:          /healthz\nDocument Length:        3 bytes\n\nConcurrency Level:      10\n\
+        Time taken for tests:   2.000 seconds\nComplete requests:      14718\nFailed requests:        2\n\
+           (Connect: 0, Receive: 0, Length: 2, Exceptions: 0)\nNon-2xx responses:      3\n\
+        Total transferred:      1206876 bytes\nRequests per second:    7358.94 [#/sec] (mean)\n";
+
+    #[test]
+    fn ab_output_gives_rate_completed_and_failures() {
+        let run = parse_ab(AB).unwrap();
+        assert_eq!(run.completed, 14718);
+        assert_eq!(run.failed, 5, "failed requests and non-2xx answers");
+        assert!((run.requests_per_second - 7358.94).abs() < 1e-9);
+        assert!(parse_ab("apr_socket_connect(): Connection refused (111)").is_none());
+    }
+
+    #[test]
+    fn the_flood_section_shows_medians_and_ratios_per_server() {
+        let new_connections = |rps: f64, failed: u64| NewConnectionRun {
+            requests_per_second: rps,
+            completed: rps as u64 * 2,
+            failed,
+        };
+        let flood_run = |quiet: f64, flooded: f64, syn: f64| crate::suite::FloodRun {
+            keepalive_quiet: run(quiet, 400.0, 900.0),
+            keepalive_flooded: run(flooded, 500.0, 1000.0),
+            new_connections_quiet: new_connections(8000.0, 0),
+            new_connections_flooded: new_connections(4000.0, 1),
+            flood_syn_per_second: [syn, syn],
+        };
+        let mut results = results(Vec::new());
+        results.flood = vec![FloodCase {
+            server: "xgate".into(),
+            connections: 100,
+            runs: vec![
+                flood_run(200_000.0, 100_000.0, 280_000.0),
+                flood_run(210_000.0, 105_000.0, 300_000.0),
+                flood_run(190_000.0, 95_000.0, 290_000.0),
+            ],
+        }];
+        let markdown = markdown(&results, None);
+        assert!(markdown.contains("## SYN flood"), "{markdown}");
+        assert!(
+            markdown.contains(
+                "| xgate | 290,000 | 200,000 | 100,000 | 0.50× | 0 | 8,000 | 4,000 | 0.50× | 0 / 3 |"
+            ),
+            "{markdown}"
+        );
+        // Results written before the section existed have none.
+        assert!(!super::markdown(&super::tests::results(Vec::new()), None).contains("## SYN flood"));
     }
 
     #[test]

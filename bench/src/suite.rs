@@ -64,6 +64,14 @@ const UPSTREAM_MARGIN: usize = 128;
 const PROXY_MAX_CONNECTIONS: usize = 1000;
 /// A header only the backend adds: its presence shows that a proxy really passed the request on.
 const BACKEND_HEADER: &str = "X-Served-By";
+/// Extra sockets xgate gets in the SYN-flood section: room for the half-open connections the
+/// shield admits (at most half the pool, `shield.max_half_open`'s default), so that the measured
+/// clients compete with the flood for sockets only as far as the shield lets them.
+pub const FLOOD_POOL_MARGIN: usize = 1024;
+/// Concurrent clients of the new-connection load (ab: one connection per request).
+pub const NEW_CONNECTION_CLIENTS: usize = 10;
+/// How long the flood runs before a measurement starts under it.
+const FLOOD_LEAD: Duration = Duration::from_millis(300);
 
 #[derive(Args, Clone, Debug)]
 pub struct SuiteArgs {
@@ -181,7 +189,8 @@ impl Plan {
         // Closed loop at every proxy count, then open loop at the reference count.
         let proxy_open_loop = usize::from(!self.proxy_connections.is_empty());
         let proxy = PROXY_SERVERS.len() * (self.proxy_connections.len() + proxy_open_loop) * self.repeats;
-        2 * per_server + 1 + profiles + two_lanes + proxy
+        let flood = 2 * self.repeats;
+        2 * per_server + 1 + profiles + two_lanes + proxy + flood
     }
 
     /// Connection counts at which xgate also runs with two lanes (the reference load and the
@@ -314,6 +323,40 @@ pub struct SuiteResults {
     pub packet_path: Value,
     /// Top costs of xgate's CPU profile (perf) per connection count, if recorded.
     pub profile: Vec<ProfileSection>,
+    /// The SYN-flood section (absent from results written before it existed).
+    #[serde(default)]
+    pub flood: Vec<FloodCase>,
+}
+
+/// One run of the new-connection load: ab, one connection per request.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NewConnectionRun {
+    pub requests_per_second: f64,
+    pub completed: u64,
+    /// Requests that failed (connect refused or reset, timeouts) or were not answered 2xx.
+    pub failed: u64,
+}
+
+/// One repeat of the SYN-flood section against one freshly started server.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FloodRun {
+    /// The keep-alive load (xgate-bench, closed loop) without and under the flood.
+    pub keepalive_quiet: RunFigures,
+    pub keepalive_flooded: RunFigures,
+    /// The new-connection load without and under the flood.
+    pub new_connections_quiet: NewConnectionRun,
+    pub new_connections_flooded: NewConnectionRun,
+    /// SYN/s the flood sent during the keep-alive and during the new-connection measurement.
+    pub flood_syn_per_second: [f64; 2],
+}
+
+/// All repeats of the SYN-flood section against one server.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FloodCase {
+    pub server: String,
+    /// Connections of the keep-alive load.
+    pub connections: usize,
+    pub runs: Vec<FloodRun>,
 }
 
 /// A child that is killed (and waited for) if it is still running when dropped.
@@ -1098,11 +1141,7 @@ impl Suite {
     /// corrected) at 100 connections (or the first count), at half the lower of the two servers'
     /// closed-loop medians, so that neither is saturated.
     fn run_open_loop(&mut self, cases: &mut Vec<HttpCase>) -> anyhow::Result<()> {
-        let connections = if self.plan.connections.contains(&100) {
-            100
-        } else {
-            self.plan.connections[0]
-        };
+        let connections = self.reference_connections();
         let median_rps = |server: &str| {
             cases
                 .iter()
@@ -1207,6 +1246,161 @@ impl Suite {
         let result = measure();
         stop(backend, libc::SIGTERM);
         result
+    }
+}
+
+impl Suite {
+    /// The reference connection count: 100 if the plan has it, else its first.
+    fn reference_connections(&self) -> usize {
+        if self.plan.connections.contains(&100) {
+            100
+        } else {
+            self.plan.connections[0]
+        }
+    }
+
+    /// SYN flood: against a fresh xgate and a fresh nginx, `repeats` times each, the keep-alive
+    /// load (xgate-bench, closed loop, the reference count) and the new-connection load (ab, one
+    /// connection per request), each without and then under `xgate lab flood` aimed at the
+    /// server's address. The flood runs on the client's CPU, and so does its delivery (veth runs
+    /// the receiver's XDP and kernel input on the sender's CPU): the server's CPU sees what its
+    /// defense lets through.
+    fn run_flood(&mut self) -> anyhow::Result<Vec<FloodCase>> {
+        let connections = self.reference_connections();
+        let mut cases = Vec::new();
+        for server in [Server::Xgate, Server::Nginx] {
+            let mut runs = Vec::new();
+            for repeat in 0..self.plan.repeats {
+                // xgate's pool: the connections plus room for what the flood may hold.
+                let run = self.with_fresh_server(server, connections + FLOOD_POOL_MARGIN, |suite, _| {
+                    suite.flood_run(server, connections)
+                })?;
+                self.progress.step(&format!(
+                    "{} SYN flood run {}/{}: keep-alive {:.0} -> {:.0} req/s, new connections {:.0} -> {:.0}/s, flood {:.0} SYN/s",
+                    server.name(),
+                    repeat + 1,
+                    self.plan.repeats,
+                    run.keepalive_quiet.requests_per_second,
+                    run.keepalive_flooded.requests_per_second,
+                    run.new_connections_quiet.requests_per_second,
+                    run.new_connections_flooded.requests_per_second,
+                    run.flood_syn_per_second[0],
+                ));
+                runs.push(run);
+            }
+            cases.push(FloodCase {
+                server: server.name().into(),
+                connections,
+                runs,
+            });
+        }
+        Ok(cases)
+    }
+
+    /// One repeat of the flood section on a running `server`: both loads quiet, then both under
+    /// a flood.
+    fn flood_run(&self, server: Server, connections: usize) -> anyhow::Result<FloodRun> {
+        let keepalive_quiet = self.generator_run(server, connections)?;
+        let new_connections_quiet = self.ab_run(server)?;
+        // The keep-alive load connects first, then warms up and measures.
+        let keepalive_seconds = self.plan.warmup_seconds + self.plan.duration_seconds + 1.0;
+        let (keepalive_flooded, keepalive_flood) = self.under_flood(server, keepalive_seconds, |suite| {
+            suite.generator_run(server, connections)
+        })?;
+        let (new_connections_flooded, new_connections_flood) =
+            self.under_flood(server, self.ab_seconds() as f64 + 0.5, |suite| {
+                suite.ab_run(server)
+            })?;
+        Ok(FloodRun {
+            keepalive_quiet,
+            keepalive_flooded,
+            new_connections_quiet,
+            new_connections_flooded,
+            flood_syn_per_second: [keepalive_flood, new_connections_flood],
+        })
+    }
+
+    /// Runs `measure` while `xgate lab flood` sends SYNs from spoofed sources to `server`'s
+    /// address, for `seconds` after a lead of [`FLOOD_LEAD`]; returns what `measure` gave and the
+    /// flood's rate (SYN/s).
+    fn under_flood<T>(
+        &self,
+        server: Server,
+        seconds: f64,
+        measure: impl FnOnce(&Self) -> anyhow::Result<T>,
+    ) -> anyhow::Result<(T, f64)> {
+        let address = server.target().split(':').next().unwrap_or_default();
+        let flood_seconds = seconds + FLOOD_LEAD.as_secs_f64();
+        let mut flood = Guarded(
+            in_namespace(CLIENT_NS, CLIENT_CPU, &self.xgate)
+                .args(["lab", "flood", "--name", LAB, "--to", address])
+                .args(["--seconds", &format!("{flood_seconds:.2}")])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .context("starting xgate lab flood")?,
+        );
+        std::thread::sleep(FLOOD_LEAD);
+        let measured = measure(self);
+        // The flood ends on its own; the measurement's result waits for it.
+        let deadline = Instant::now() + Duration::from_secs_f64(flood_seconds + 10.0);
+        let status = loop {
+            if let Some(status) = flood.0.try_wait()? {
+                break status;
+            }
+            if Instant::now() > deadline {
+                bail!("xgate lab flood ran over its {flood_seconds:.1} s");
+            }
+            check_interrupted()?;
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let read = |pipe: Option<&mut dyn std::io::Read>| {
+            let mut text = String::new();
+            if let Some(pipe) = pipe {
+                let _ = pipe.read_to_string(&mut text);
+            }
+            text
+        };
+        let stdout = read(flood.0.stdout.as_mut().map(|p| p as &mut dyn std::io::Read));
+        let stderr = read(flood.0.stderr.as_mut().map(|p| p as &mut dyn std::io::Read));
+        let measured = measured?;
+        if !status.success() {
+            bail!("xgate lab flood failed: {}", stderr.trim());
+        }
+        let rate = serde_json::from_str::<Value>(&stdout)
+            .ok()
+            .and_then(|v| v.get("rate")?.as_f64())
+            .with_context(|| format!("reading xgate lab flood's output: {stdout:?}"))?;
+        Ok((measured, rate))
+    }
+
+    /// Seconds the new-connection load runs (ab counts whole seconds).
+    fn ab_seconds(&self) -> u64 {
+        (self.plan.duration_seconds.ceil() as u64).max(1)
+    }
+
+    /// The new-connection load: ab (HTTP/1.0, one connection per request),
+    /// [`NEW_CONNECTION_CLIENTS`] at a time, for [`Suite::ab_seconds`]; socket errors are counted,
+    /// not fatal (`-r`).
+    fn ab_run(&self, server: Server) -> anyhow::Result<NewConnectionRun> {
+        let seconds = self.ab_seconds();
+        let output = in_namespace(CLIENT_NS, CLIENT_CPU, Path::new("ab"))
+            .args(["-q", "-r", "-s", "5", "-c", &NEW_CONNECTION_CLIENTS.to_string()])
+            // -n after -t: the time limit ends the run, the count only sizes ab's table.
+            .args(["-t", &seconds.to_string(), "-n", "1000000"])
+            .arg(format!("http://{}/healthz", server.target()))
+            .stderr(Stdio::piped())
+            .output_with_timeout(Duration::from_secs(seconds + 60))?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() {
+            bail!(
+                "ab against {} failed: {} {}",
+                server.name(),
+                String::from_utf8_lossy(&output.stderr).trim(),
+                text.trim()
+            );
+        }
+        report::parse_ab(&text).with_context(|| format!("could not read ab's output:\n{text}"))
     }
 }
 
@@ -1401,6 +1595,7 @@ pub fn run(args: &SuiteArgs) -> anyhow::Result<()> {
     suite.run_open_loop(&mut http)?;
     suite.run_two_lanes(&mut http)?;
     suite.run_proxy(&mut http)?;
+    let flood = suite.run_flood()?;
 
     let packets = Command::new(&bench)
         .args([
@@ -1433,6 +1628,7 @@ pub fn run(args: &SuiteArgs) -> anyhow::Result<()> {
         http,
         packet_path,
         profile,
+        flood,
     };
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let stem = args.out.join(format!("{date}-{git}"));

@@ -202,6 +202,28 @@ fn smoke_suite_writes_every_output_with_figures_from_both_servers() {
         proxy_rates.iter().all(|r| *r == proxy_rates[0]),
         "one offered rate for all three: {proxy_rates:?}"
     );
+    // The SYN-flood section: both servers, each repeat with a flood that really ran, and the
+    // loads measured under it.
+    let flood = json["flood"].as_array().expect("flood section");
+    assert_eq!(flood.len(), 2, "flood against both servers: {flood:?}");
+    for case in flood {
+        let runs = case["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 3, "{case}");
+        for run in runs {
+            for rate in run["flood_syn_per_second"].as_array().unwrap() {
+                assert!(rate.as_f64().unwrap() > 1000.0, "the flood ran: {run}");
+            }
+            for load in ["keepalive_quiet", "keepalive_flooded"] {
+                assert!(
+                    run[load]["requests_per_second"].as_f64().unwrap() > 0.0,
+                    "{load}: {run}"
+                );
+            }
+            for load in ["new_connections_quiet", "new_connections_flooded"] {
+                assert!(run[load]["completed"].as_u64().unwrap() > 0, "{load}: {run}");
+            }
+        }
+    }
     let packet_rows = json["packet_path"]["packet_path"]
         .as_array()
         .unwrap_or_else(|| panic!("packet path missing: {}", json["packet_path"]));
@@ -225,6 +247,9 @@ fn smoke_suite_writes_every_output_with_figures_from_both_servers() {
         "proxy mode: added p50 of the nginx hop",
         "| proxy mode, same offered load: added p99 of the hop (xgate vs nginx), 100 connections | reported (no target) | xgate ",
         "### Proxy mode at the same offered load (open loop)",
+        "## SYN flood",
+        "| xgate | ",
+        "| nginx | ",
         "## Packet path",
     ] {
         assert!(
