@@ -171,7 +171,7 @@ pub fn run(plan: &FloodPlan) -> Result<FloodOutcome, String> {
     let mut sent = 0u64;
     let mut next = 0usize;
     while sent < plan.count && start.elapsed() < deadline {
-        let want = BATCH.min((plan.count - sent).min(BATCH as u64) as usize);
+        let want = (plan.count - sent).min(BATCH as u64) as usize;
         batch.clear();
         for _ in 0..want {
             batch.push(&frames[next]);
