@@ -489,7 +489,8 @@ impl Lane<'_> {
                 self.connections[index].stall = StallMark::default();
                 return ReapOutcome::Quiet;
             }
-            if !self.connections[index].stall.confirm(queued) {
+            let tx_pressure = self.port.stats().tx_starved;
+            if !self.connections[index].stall.confirm(queued, tx_pressure) {
                 return ReapOutcome::Kept;
             }
         }

@@ -6,7 +6,9 @@
 //! The policy ([`ReapPolicy::judge`]) is a pure function of a flow's entry and the time, tested
 //! on its own. Only the owning lane knows whether the gateway has data unacknowledged, so a
 //! stalled flow is confirmed there: the lane aborts it only if its socket's send queue did not
-//! shrink since the previous walk's order ([`StallMark`]).
+//! shrink since the previous walk's order and the lane never lacked a transmit frame in between
+//! ([`StallMark`]): under overload a response can wait unsent for seconds, and a busy gateway
+//! must not reap live clients for its own delay.
 //!
 //! Invariants:
 //! - The reaper runs on the main thread; it meets the lanes only through rtrb rings (orders
@@ -106,27 +108,34 @@ pub struct ReapReply {
     pub outcome: ReapOutcome,
 }
 
-/// A lane's memory of a stalled connection between two orders: its send queue then.
+/// A lane's memory of a stalled connection between two orders: its send queue then, and the
+/// lane's transmit pressure then (how often, since it started, it had data to send and no free
+/// transmit frame).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StallMark {
     pub send_queue: usize,
+    pub tx_pressure: u64,
     pub marked: bool,
 }
 
 impl StallMark {
     /// The lane's decision on a stall order for a socket with `send_queue` bytes unsent or
-    /// unacknowledged: reap only if data was already waiting at the previous order and none of
-    /// it left since.
-    pub fn confirm(&mut self, send_queue: usize) -> bool {
+    /// unacknowledged, the lane's transmit pressure being `tx_pressure`: reap only if data was
+    /// already waiting at the previous order, none of it left since, and the lane could transmit
+    /// all the while. A lane short of transmit frames may itself have held the data back (the
+    /// socket cannot tell unsent from unacknowledged bytes): an overloaded gateway must not blame
+    /// its clients, so a stall is confirmed only over an interval without pressure.
+    pub fn confirm(&mut self, send_queue: usize, tx_pressure: u64) -> bool {
         if send_queue == 0 {
             *self = StallMark::default();
             return false;
         }
-        if self.marked && send_queue >= self.send_queue {
+        if self.marked && send_queue >= self.send_queue && tx_pressure == self.tx_pressure {
             return true;
         }
         *self = StallMark {
             send_queue,
+            tx_pressure,
             marked: true,
         };
         false
@@ -426,13 +435,27 @@ mod tests {
     #[test]
     fn a_stall_is_confirmed_only_when_queued_data_did_not_move() {
         let mut mark = StallMark::default();
-        assert!(!mark.confirm(0), "nothing unacknowledged: not stalled");
-        assert!(!mark.confirm(4000), "first sight: marked");
-        assert!(!mark.confirm(3000), "some left: progress, marked again");
-        assert!(mark.confirm(3000), "nothing left since the last order");
+        assert!(!mark.confirm(0, 0), "nothing unacknowledged: not stalled");
+        assert!(!mark.confirm(4000, 0), "first sight: marked");
+        assert!(!mark.confirm(3000, 0), "some left: progress, marked again");
+        assert!(mark.confirm(3000, 0), "nothing left since the last order");
         let mut mark = StallMark::default();
-        assert!(!mark.confirm(100));
-        assert!(!mark.confirm(0), "all acknowledged: cleared");
-        assert!(!mark.confirm(100));
+        assert!(!mark.confirm(100, 0));
+        assert!(!mark.confirm(0, 0), "all acknowledged: cleared");
+        assert!(!mark.confirm(100, 0));
+    }
+
+    #[test]
+    fn a_lane_short_of_transmit_frames_confirms_no_stall() {
+        let mut mark = StallMark::default();
+        assert!(!mark.confirm(4000, 10), "first sight: marked");
+        assert!(
+            !mark.confirm(4000, 11),
+            "the lane lacked a transmit frame since: it may have held the data back itself"
+        );
+        assert!(
+            mark.confirm(4000, 11),
+            "a whole interval with no pressure and nothing left"
+        );
     }
 }
