@@ -19,8 +19,8 @@ use plotters::prelude::*;
 use serde_json::Value;
 
 use crate::suite::{
-    proxy_reference, FloodCase, HttpCase, NewConnectionRun, RunFigures, SuiteResults, DIRECT_SERVER,
-    NGINX_PROXY_SERVER, OPEN_LOOP_CLIENT, PROXY_SERVERS, TWO_LANES_SERVER, XGATE_PROXY_SERVER,
+    proxy_reference, FloodCase, FloodRun, HttpCase, NewConnectionRun, RunFigures, SuiteResults,
+    DIRECT_SERVER, NGINX_PROXY_SERVER, OPEN_LOOP_CLIENT, PROXY_SERVERS, TWO_LANES_SERVER, XGATE_PROXY_SERVER,
 };
 
 /// Spread (max − min) above this share of the median marks a figure as noisy.
@@ -236,29 +236,14 @@ fn flood_section(out: &mut String, cases: &[FloodCase]) {
          |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for case in cases {
-        let median = |values: Vec<f64>| Spread::of(&values).map_or(f64::NAN, |s| s.median);
         let runs = &case.runs;
+        let median = |values: Vec<f64>| Spread::of(&values).map_or(f64::NAN, |s| s.median);
+        let median_of = |field: fn(&FloodRun) -> f64| median(runs.iter().map(field).collect());
         let flood = median(runs.iter().flat_map(|r| r.flood_syn_per_second).collect());
-        let ka_quiet = median(
-            runs.iter()
-                .map(|r| r.keepalive_quiet.requests_per_second)
-                .collect(),
-        );
-        let ka_flood = median(
-            runs.iter()
-                .map(|r| r.keepalive_flooded.requests_per_second)
-                .collect(),
-        );
-        let nc_quiet = median(
-            runs.iter()
-                .map(|r| r.new_connections_quiet.requests_per_second)
-                .collect(),
-        );
-        let nc_flood = median(
-            runs.iter()
-                .map(|r| r.new_connections_flooded.requests_per_second)
-                .collect(),
-        );
+        let ka_quiet = median_of(|r| r.keepalive_quiet.requests_per_second);
+        let ka_flood = median_of(|r| r.keepalive_flooded.requests_per_second);
+        let nc_quiet = median_of(|r| r.new_connections_quiet.requests_per_second);
+        let nc_flood = median_of(|r| r.new_connections_flooded.requests_per_second);
         let ka_errors: u64 = runs.iter().map(|r| r.keepalive_flooded.errors).sum();
         let failed_quiet: u64 = runs.iter().map(|r| r.new_connections_quiet.failed).sum();
         let failed_flood: u64 = runs.iter().map(|r| r.new_connections_flooded.failed).sum();
