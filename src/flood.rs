@@ -17,13 +17,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use smoltcp::{
-    phy::ChecksumCapabilities,
-    wire::{
-        EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpProtocol, Ipv4Packet,
-        Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
-    },
-};
+use smoltcp::wire::{EthernetAddress, TcpControl, TcpRepr, TcpSeqNumber};
+use xgate_userstack::wire::{self, FrameEnds};
 use xgate_xdp::bench::PacketSocket;
 
 use crate::lab::{self, Host, Lab};
@@ -74,31 +69,13 @@ fn syn_frame(source: Ipv4Addr, source_port: u16, to: Ipv4Addr, port: u16, seq: u
         timestamp: None,
         payload: &[],
     };
-    let ip = Ipv4Repr {
-        src_addr: source,
-        dst_addr: to,
-        next_header: IpProtocol::Tcp,
-        payload_len: tcp.buffer_len(),
-        hop_limit: 64,
+    let ends = FrameEnds {
+        src_mac: EthernetAddress(FLOOD_MAC),
+        dst_mac: EthernetAddress(lab::GATEWAY_MAC),
+        src_ip: source,
+        dst_ip: to,
     };
-    let checksums = ChecksumCapabilities::default();
-    let mut frame = vec![0u8; EthernetFrame::<&[u8]>::header_len() + ip.buffer_len() + ip.payload_len];
-    let mut ethernet = EthernetFrame::new_unchecked(&mut frame[..]);
-    EthernetRepr {
-        src_addr: EthernetAddress(FLOOD_MAC),
-        dst_addr: EthernetAddress(lab::GATEWAY_MAC),
-        ethertype: EthernetProtocol::Ipv4,
-    }
-    .emit(&mut ethernet);
-    let mut packet = Ipv4Packet::new_unchecked(ethernet.payload_mut());
-    ip.emit(&mut packet, &checksums);
-    tcp.emit(
-        &mut TcpPacket::new_unchecked(packet.payload_mut()),
-        &IpAddress::Ipv4(source),
-        &IpAddress::Ipv4(to),
-        &checksums,
-    );
-    frame
+    wire::tcp_frame(&ends, &tcp)
 }
 
 /// The flood's frames, one per source: address `from + i % 60,000`, port `1024 + i / 60,000`.
@@ -191,7 +168,10 @@ pub fn run(plan: &FloodPlan) -> Result<FloodOutcome, String> {
 
 #[cfg(test)]
 mod tests {
-    use smoltcp::wire::{TcpPacket, TcpRepr};
+    use smoltcp::{
+        phy::ChecksumCapabilities,
+        wire::{EthernetFrame, IpAddress, Ipv4Packet, TcpPacket},
+    };
 
     use super::*;
 

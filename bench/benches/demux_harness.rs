@@ -36,18 +36,18 @@
 
 use smoltcp::{
     iface::{Config, Interface},
-    phy::{ChecksumCapabilities, Device, DeviceCapabilities, Medium, RxToken, TxToken},
+    phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken},
     socket::tcp,
     time::Instant,
     wire::{
         ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr,
-        HardwareAddress, IpAddress, IpCidr, IpProtocol, Ipv4Address, Ipv4Packet, Ipv4Repr, TcpControl,
-        TcpPacket, TcpRepr, TcpSeqNumber,
+        HardwareAddress, IpAddress, IpCidr, IpProtocol, Ipv4Address, Ipv4Packet, TcpControl, TcpPacket,
+        TcpRepr, TcpSeqNumber,
     },
 };
 use xgate_userstack::{
     tcp_server::{ConnId, ServerConfig, Settled, TcpServer},
-    wire::{classify, FrameKind},
+    wire::{self, classify, FrameEnds, FrameKind},
 };
 
 /// Largest Ethernet frame (without FCS) the device carries.
@@ -217,31 +217,13 @@ impl Device for MemoryDevice {
 /// Writes an Ethernet + IPv4 + TCP frame from `client_ip` to the server into `buffer`, checksums
 /// filled; returns its length.
 fn write_tcp_frame(buffer: &mut [u8], client_ip: Ipv4Address, tcp: &TcpRepr<'_>) -> usize {
-    let checksums = ChecksumCapabilities::default();
-    let ip = Ipv4Repr {
-        src_addr: client_ip,
-        dst_addr: SERVER_IP,
-        next_header: IpProtocol::Tcp,
-        payload_len: tcp.buffer_len(),
-        hop_limit: 64,
+    let ends = FrameEnds {
+        src_mac: CLIENT_MAC,
+        dst_mac: SERVER_MAC,
+        src_ip: client_ip,
+        dst_ip: SERVER_IP,
     };
-    let len = ETHERNET_HEADER + ip.buffer_len() + ip.payload_len;
-    let mut frame = EthernetFrame::new_unchecked(&mut buffer[..len]);
-    EthernetRepr {
-        src_addr: CLIENT_MAC,
-        dst_addr: SERVER_MAC,
-        ethertype: EthernetProtocol::Ipv4,
-    }
-    .emit(&mut frame);
-    let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
-    ip.emit(&mut packet, &checksums);
-    tcp.emit(
-        &mut TcpPacket::new_unchecked(packet.payload_mut()),
-        &IpAddress::Ipv4(client_ip),
-        &IpAddress::Ipv4(SERVER_IP),
-        &checksums,
-    );
-    len
+    wire::write_tcp_frame(buffer, &ends, tcp)
 }
 
 /// Writes a broadcast ARP request from `client_ip` for the server's address; returns its length.

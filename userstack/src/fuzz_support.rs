@@ -38,19 +38,19 @@
 
 use smoltcp::{
     iface::{Config, Interface},
-    phy::{Checksum, ChecksumCapabilities, Device, DeviceCapabilities, Medium, RxToken, TxToken},
+    phy::{Checksum, Device, DeviceCapabilities, Medium, RxToken, TxToken},
     socket::tcp,
     time::{Duration, Instant},
     wire::{
         ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr,
-        HardwareAddress, Icmpv4Packet, IpAddress, IpCidr, IpProtocol, Ipv4Address, Ipv4Packet, Ipv4Repr,
-        TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+        HardwareAddress, Icmpv4Packet, IpAddress, IpCidr, IpProtocol, Ipv4Address, Ipv4Packet, TcpControl,
+        TcpPacket, TcpRepr, TcpSeqNumber,
     },
 };
 
 use crate::{
     tcp_server::{ConnId, ServerConfig, TcpServer, SHARD_SIZE},
-    wire::{arp_request_as_reply, arp_target_ip, classify, FrameKind},
+    wire::{arp_request_as_reply, arp_target_ip, classify, FrameEnds, FrameKind},
 };
 
 /// Largest Ethernet frame (without FCS) the device sends.
@@ -794,31 +794,13 @@ fn tcp_frame(src_port: u16, dst_port: u16, control: TcpControl, seq: u32, ack: O
         timestamp: None,
         payload: &[],
     };
-    let checksums = ChecksumCapabilities::default();
-    let ip = Ipv4Repr {
-        src_addr: CLIENT_IP,
-        dst_addr: SERVER_IP,
-        next_header: IpProtocol::Tcp,
-        payload_len: tcp.buffer_len(),
-        hop_limit: 64,
+    let ends = FrameEnds {
+        src_mac: CLIENT_MAC,
+        dst_mac: SERVER_MAC,
+        src_ip: CLIENT_IP,
+        dst_ip: SERVER_IP,
     };
-    let mut buffer = vec![0; ETHERNET_HEADER + ip.buffer_len() + ip.payload_len];
-    let mut frame = EthernetFrame::new_unchecked(&mut buffer[..]);
-    EthernetRepr {
-        src_addr: CLIENT_MAC,
-        dst_addr: SERVER_MAC,
-        ethertype: EthernetProtocol::Ipv4,
-    }
-    .emit(&mut frame);
-    let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
-    ip.emit(&mut packet, &checksums);
-    tcp.emit(
-        &mut TcpPacket::new_unchecked(packet.payload_mut()),
-        &IpAddress::Ipv4(CLIENT_IP),
-        &IpAddress::Ipv4(SERVER_IP),
-        &checksums,
-    );
-    buffer
+    crate::wire::tcp_frame(&ends, &tcp)
 }
 
 #[cfg(test)]

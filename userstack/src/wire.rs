@@ -3,7 +3,8 @@
 //! that every lane's stack should learn from.
 //!
 //! This module owns no state: [`classify`] and [`arp_request_as_reply`] are pure functions of the
-//! bytes they are given. The stack parses and checks the frame again, fully; the steering only
+//! bytes they are given. [`write_tcp_frame`] goes the other way, for the frames xgate makes up
+//! itself (the lab's SYN flood, the benchmarks' and fuzzers' clients). The stack parses and checks the frame again, fully; the steering only
 //! needs to pick the right lane and socket shard for it.
 //!
 //! Invariants:
@@ -14,6 +15,62 @@
 //!   of the TCP header (ports and flags) within the total length. Anything else is
 //!   [`FrameKind::OtherIpv4`] or [`FrameKind::Other`], which carry no ports, so a broken frame can
 //!   never be taken for a flow.
+
+use smoltcp::{
+    phy::ChecksumCapabilities,
+    wire::{
+        EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpProtocol, Ipv4Address,
+        Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr,
+    },
+};
+
+/// The link and network ends of a TCP frame to build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameEnds {
+    pub src_mac: EthernetAddress,
+    pub dst_mac: EthernetAddress,
+    pub src_ip: Ipv4Address,
+    pub dst_ip: Ipv4Address,
+}
+
+/// Writes an Ethernet II + IPv4 + `tcp` frame between `ends`, every checksum filled, at the start
+/// of `buffer`; returns its length. Panics if `buffer` is shorter than the frame.
+pub fn write_tcp_frame(buffer: &mut [u8], ends: &FrameEnds, tcp: &TcpRepr<'_>) -> usize {
+    let checksums = ChecksumCapabilities::default();
+    let ip = Ipv4Repr {
+        src_addr: ends.src_ip,
+        dst_addr: ends.dst_ip,
+        next_header: IpProtocol::Tcp,
+        payload_len: tcp.buffer_len(),
+        hop_limit: 64,
+    };
+    let len = ETHERNET_HEADER_LEN + ip.buffer_len() + ip.payload_len;
+    let mut frame = EthernetFrame::new_unchecked(&mut buffer[..len]);
+    EthernetRepr {
+        src_addr: ends.src_mac,
+        dst_addr: ends.dst_mac,
+        ethertype: EthernetProtocol::Ipv4,
+    }
+    .emit(&mut frame);
+    let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
+    ip.emit(&mut packet, &checksums);
+    tcp.emit(
+        &mut TcpPacket::new_unchecked(packet.payload_mut()),
+        &IpAddress::Ipv4(ends.src_ip),
+        &IpAddress::Ipv4(ends.dst_ip),
+        &checksums,
+    );
+    len
+}
+
+/// [`write_tcp_frame`] into a vector of the frame's length.
+pub fn tcp_frame(ends: &FrameEnds, tcp: &TcpRepr<'_>) -> Vec<u8> {
+    // smoltcp emits the IPv4 header without options.
+    let mut frame = vec![0; ETHERNET_HEADER_LEN + IPV4_MIN_HEADER_LEN + tcp.buffer_len()];
+    let len = write_tcp_frame(&mut frame, ends, tcp);
+    frame.truncate(len);
+    frame
+}
 
 /// Bytes of an Ethernet II header: destination and source addresses, then the ethertype.
 pub const ETHERNET_HEADER_LEN: usize = 14;
