@@ -1,6 +1,6 @@
 //! Lab tests of the flow layer: what XDP records per flow, the reaper removing each kind of dead
 //! flow for real (a half-open handshake, a client that retransmits, an idle client, a client
-//! that stops taking data), the SYN-flood shield under a flood of spoofed SYNs (`xgate lab
+//! that stops taking data, a client that vanishes mid-response), the SYN-flood shield under a flood of spoofed SYNs (`xgate lab
 //! flood`: as fast as one core sends), the flow
 //! table's bound under 100,000 distinct flows, and the management listener's `/metrics` (parsed
 //! by the Prometheus client library), `xgate flows`, `xgate top` and `xgate heatmap`, checked
@@ -255,6 +255,37 @@ fn the_reaper_removes_each_kind_of_dead_flow() {
         "reaped after 1 + 5 repeats (and a walk): {retrans}, RST at {rst} s"
     );
 
+    // A client that vanishes mid-response: it takes the first 20 kB of a 4 MB answer, then
+    // sends nothing more (no ACK, no RST) while the gateway has data in flight. The gateway
+    // retransmits into the silence; the reaper sees the client's ACKs stop moving and resets it.
+    let vanished = rawpeer(
+        &lab,
+        &[
+            "vanish",
+            "--ip",
+            "10.77.0.79",
+            "--port",
+            "41002",
+            "--take",
+            "20000",
+            "--seconds",
+            "10",
+        ],
+    );
+    eprintln!("reaper: the client that vanished: {vanished}");
+    assert!(vanished["taken"].as_u64().unwrap() >= 20_000, "{vanished}");
+    assert!(
+        vanished["retransmissions_seen"].as_u64().unwrap() >= 1,
+        "the gateway had unacknowledged data to send again: {vanished}"
+    );
+    let rst = vanished["rst_after_silence_s"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no RST: {vanished}"));
+    assert!(
+        (0.9..4.0).contains(&rst),
+        "RST {rst} s after the client fell silent"
+    );
+
     // Idle and stalled, with real kernel clients: one connects and sends nothing; the other
     // asks for 4 MB with a 4 KiB receive buffer and never reads, so its window closes and its
     // ACKs stop moving while the gateway still has data for it.
@@ -310,27 +341,36 @@ print(json.dumps(out))
 
     std::thread::sleep(Duration::from_millis(1200));
     let samples = scrape(&lab);
-    for reason in ["half_open", "retransmissions", "idle", "stalled"] {
+    // Stalled twice: the client that vanished and the one that stopped reading.
+    for (reason, reaped) in [
+        ("half_open", 1.0),
+        ("retransmissions", 1.0),
+        ("idle", 1.0),
+        ("stalled", 2.0),
+    ] {
         assert_eq!(
             metric(&samples, &format!("xgate_flows_reaped_total{{reason={reason}}}")),
-            1.0,
+            reaped,
             "{reason}: {samples:?}"
         );
     }
-    // The two raw peers each sent a stray segment after their RST: dropped in XDP.
+    // The three raw peers each sent a stray segment after their RST: dropped in XDP.
     assert!(
         metric(
             &samples,
             "xgate_xdp_packets_total{action=drop,reason=reaped_flow}"
-        ) >= 2.0
+        ) >= 3.0
     );
-    assert!(metric(&samples, "xgate_flow_drop_entries{}") >= 4.0);
+    assert!(metric(&samples, "xgate_flow_drop_entries{}") >= 5.0);
     // Sockets gone: no client connection is left open, and the table no longer has the flows.
     assert_eq!(metric(&samples, "xgate_lane_open_connections{lane=0}"), 0.0);
     let flows = flows_json(&lab, "age");
     for flow in flows["flows"].as_array().unwrap() {
         let port = flow["client_port"].as_u64().unwrap();
-        assert!(port != 41000 && port != 41001, "a reaped flow is back: {flow}");
+        assert!(
+            ![41000, 41001, 41002].contains(&port),
+            "a reaped flow is back: {flow}"
+        );
         assert_ne!(flow["state"], "established", "{flow}");
     }
     let stats = lab.stats();

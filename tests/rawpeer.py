@@ -5,10 +5,13 @@ or answers. Modes:
 
   halfopen  SYN, then never the final ACK: reports the SYN-ACKs and the RST the gateway sends.
   retrans   handshake, then the same data segment again and again: reports the RST.
+  vanish    handshake, a request for a large response, takes (and ACKs) the first `--take`
+            bytes, then falls silent mid-response with data still in flight: reports the
+            retransmissions it sees while silent, and the RST.
 
 (SYN floods come from `xgate lab flood`, which sends several times faster than Python can.)
 
-After a RST, `halfopen` and `retrans` send one stray segment of the dead flow (it should die in
+After a RST, each mode sends one stray segment of the dead flow (it should die in
 XDP). Output: one JSON line.
 """
 import argparse, json, random, socket, struct, time
@@ -53,7 +56,8 @@ class Peer:
         self.sock.send(tcp_frame(self.mac, self.gw_mac, a.ip, a.gw_ip, a.port, a.gw_port, seq, ack, flags, payload))
 
     def poll(self):
-        """One frame for us: answers ARP for our address; returns (flags, seq, ack) of TCP."""
+        """One frame for us: answers ARP for our address; returns (flags, seq, ack, payload
+        length) of TCP."""
         try:
             frame = self.sock.recv(4096)
         except socket.timeout:
@@ -71,10 +75,11 @@ class Peer:
             return None
         ihl = (frame[14] & 0x0F) * 4
         t = 14 + ihl
-        sport, dport, seq, ack, _, flags = struct.unpack("!HHIIBB", frame[t:t + 14])
+        sport, dport, seq, ack, offset, flags = struct.unpack("!HHIIBB", frame[t:t + 14])
         if sport != a.gw_port or dport != a.port:
             return None
-        return flags, seq, ack
+        ip_total = struct.unpack("!H", frame[16:18])[0]
+        return flags, seq, ack, ip_total - ihl - (offset >> 4) * 4
 
     def wait(self, want, seconds):
         """Frames until one whose flags include `want`; returns (frame, every frame seen)."""
@@ -140,9 +145,57 @@ def retrans(peer, args):
     return {"data_segments_sent": sent, "rst_after_s": rst_at}
 
 
+def vanish(peer, args):
+    start = time.time()
+    peer.send(7000, 0, SYN)
+    got, _ = peer.wait(SYN, 3)
+    if got is None or not got[0] & ACK:
+        return {"error": "no SYN-ACK"}
+    their = got[1] + 1
+    request = ("GET %s HTTP/1.1\r\nHost: gw\r\n\r\n" % args.path).encode()
+    peer.send(7001, their, ACK)
+    peer.send(7001, their, ACK | PSH, request)
+    mine = 7001 + len(request)
+    taken, silent_at, rst_at, retransmitted = 0, None, None, 0
+    highest = their  # one past the highest sequence number seen
+    deadline = start + args.seconds
+    while time.time() < deadline:
+        got = peer.poll()
+        if got is None:
+            continue
+        flags, seq, _, length = got
+        if flags & RST:
+            rst_at = time.time()
+            break
+        if length == 0:
+            continue
+        end = (seq + length) & 0xFFFFFFFF
+        if silent_at is not None and 0 < (highest - seq) & 0xFFFFFFFF < 1 << 31:
+            retransmitted += 1  # a range already seen, sent again
+        if 0 < (end - highest) & 0xFFFFFFFF < 1 << 31:
+            highest = end
+        if silent_at is None and seq == their:  # in order: take it and ACK it
+            their = end
+            taken += length
+            if taken >= args.take:
+                silent_at = time.time()  # from here on, nothing more from this peer
+            else:
+                peer.send(mine, their, ACK)
+    result = {
+        "taken": taken,
+        "retransmissions_seen": retransmitted,
+        "silent_after_s": None if silent_at is None else silent_at - start,
+        "rst_after_silence_s": None if rst_at is None or silent_at is None else rst_at - silent_at,
+    }
+    if rst_at is not None:
+        time.sleep(0.3)
+        peer.send(mine, their, ACK)
+    return result
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["halfopen", "retrans"])
+    p.add_argument("mode", choices=["halfopen", "retrans", "vanish"])
     p.add_argument("--iface", required=True)
     p.add_argument("--ip", default="10.77.0.77")
     p.add_argument("--mac", default="02:99:00:00:00:77")
@@ -153,9 +206,11 @@ def main():
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--repeats", type=int, default=8)
     p.add_argument("--gap", type=float, default=0.3)
+    p.add_argument("--path", default="/big.bin")
+    p.add_argument("--take", type=int, default=20000)
     args = p.parse_args()
     peer = Peer(args)
-    result = {"halfopen": halfopen, "retrans": retrans}[args.mode](peer, args)
+    result = {"halfopen": halfopen, "retrans": retrans, "vanish": vanish}[args.mode](peer, args)
     print(json.dumps(result), flush=True)
 
 
