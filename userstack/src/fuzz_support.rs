@@ -692,12 +692,14 @@ fn check_classify(frame: &[u8], kind: &FrameKind) {
 }
 
 /// What the harness reads from a TCP segment the server sent.
+#[derive(Debug)]
 struct SentSegment {
     src_port: u16,
     dst_port: u16,
     seq: u32,
     ack: Option<u32>,
     syn: bool,
+    rst: bool,
     /// Sequence space the segment takes: payload, SYN and FIN.
     len: u32,
 }
@@ -739,6 +741,7 @@ fn check_sent_frame(frame: &[u8]) -> Option<SentSegment> {
                 seq: tcp.seq_number().0 as u32,
                 ack: tcp.ack().then(|| tcp.ack_number().0 as u32),
                 syn: tcp.syn(),
+                rst: tcp.rst(),
                 len: tcp.payload().len() as u32 + u32::from(tcp.syn()) + u32::from(tcp.fin()),
             })
         }
@@ -845,5 +848,37 @@ mod tests {
             after.snd_next,
             before.snd_next.wrapping_add(RESPONSE.len() as u32)
         );
+    }
+
+    /// With one socket, the client's connection holds it, so its shard has no listener and the
+    /// socket, once free, must listen again. Listening forgets the connection, so the RST of an
+    /// abort has to go out first: aborted, settled and freed in one turn, the peer still gets it,
+    /// and the socket then takes the next connect.
+    #[test]
+    fn an_aborted_connection_gets_its_rst_before_its_socket_listens_again() {
+        let mut run = Run::new(0);
+        let peer = run.inbound_peer.unwrap();
+        let ack = tcp_frame(
+            CLIENT_PORT,
+            LISTEN_PORT,
+            TcpControl::None,
+            peer.rcv_next,
+            Some(peer.snd_next),
+        );
+        run.deliver(&ack);
+        run.turn(APP_ABORTS);
+        let sent = run.device.take_sent();
+        let rst = single_segment(&sent, CLIENT_PORT).expect("a segment to the aborted peer");
+        assert!(rst.rst && rst.seq == peer.snd_next, "not the RST: {rst:?}");
+        assert_eq!(run.server.connected(), 0);
+        run.check_roles();
+
+        let syn = tcp_frame(CLIENT_PORT + 1, LISTEN_PORT, TcpControl::Syn, CLIENT_ISS, None);
+        run.deliver(&syn);
+        run.turn(0);
+        let sent = run.device.take_sent();
+        let syn_ack = single_segment(&sent, CLIENT_PORT + 1).expect("a SYN-ACK");
+        assert!(syn_ack.syn && syn_ack.ack == Some(CLIENT_ISS.wrapping_add(1)));
+        assert_eq!(run.server.inbound_connected(), 1);
     }
 }

@@ -30,6 +30,9 @@
 //!   so the stack can only give a SYN to the socket the table is about to name.
 //! - A connected socket goes back to free only through [`TcpServer::settle`], which the
 //!   application calls when it holds no state that could leak into the socket's next connection.
+//! - A socket listens only once the RST of its last connection's abort has gone out (listening
+//!   forgets the peer the RST is for). Until the shard's next egress it waits in the free list,
+//!   and the shard may then have a free socket but no listener.
 //! - Nothing allocates after [`TcpServer::new`]: shards, table, queues and buffers are sized there.
 
 use std::collections::VecDeque;
@@ -420,10 +423,44 @@ impl TcpServer {
         shard.listener = None;
         shard.members.push(id);
         self.wake(id);
-        if let Some(next) = self.shards[shard_index as usize].free.pop() {
+        if let Some(next) = self.take_ready_free(shard_index) {
             self.listen(next);
         } else if let Some(at) = self.listening.iter().position(|&s| s == shard_index) {
             self.listening.remove(at);
+        }
+    }
+
+    /// Whether socket `id` was aborted and its RST has not gone out yet: smoltcp sends the RST
+    /// of an aborted socket with the next egress, from the connection's tuple, and `listen`
+    /// forgets the tuple. Such a socket waits in its shard's free list until that egress.
+    fn rst_pending(&mut self, id: ConnId) -> bool {
+        let socket = self.socket(id);
+        socket.state() == tcp::State::Closed && socket.remote_endpoint().is_some()
+    }
+
+    /// Takes a free socket of shard `shard_index` that may listen now (none with a RST still
+    /// to send). A shard has at most `SHARD_SIZE` free sockets.
+    fn take_ready_free(&mut self, shard_index: u32) -> Option<ConnId> {
+        let free_count = self.shards[shard_index as usize].free.len();
+        for at in (0..free_count).rev() {
+            let id = self.shards[shard_index as usize].free[at];
+            if !self.rst_pending(id) {
+                return Some(self.shards[shard_index as usize].free.swap_remove(at));
+            }
+        }
+        None
+    }
+
+    /// After shard `shard_index`'s egress: if it has free sockets but no listener (each had a
+    /// RST to send when it was freed), one of them listens now.
+    fn restore_listener(&mut self, shard_index: u32) {
+        let shard = &self.shards[shard_index as usize];
+        if shard.listener.is_some() || shard.free.is_empty() || self.listen_port_closed {
+            return;
+        }
+        if let Some(id) = self.take_ready_free(shard_index) {
+            self.listen(id);
+            self.listening.push_back(shard_index);
         }
     }
 
@@ -467,13 +504,19 @@ impl TcpServer {
             self.outbound_free.push(id);
             return;
         }
-        if self.shards[shard_index as usize].listener.is_none() && !self.listen_port_closed {
+        if self.shards[shard_index as usize].listener.is_none()
+            && !self.listen_port_closed
+            && !self.rst_pending(id)
+        {
             self.listen(id);
             // A shard is in `listening` exactly when it has a listener, so it is not there yet.
             self.listening.push_back(shard_index);
         } else {
+            // With a RST pending, the shard's egress (marked here) sends it, then one of its
+            // free sockets listens (`restore_listener`).
             self.conns[id as usize].role = Role::Free;
             self.shards[shard_index as usize].free.push(id);
+            self.mark_dirty(shard_index);
         }
     }
 
@@ -605,6 +648,7 @@ impl TcpServer {
                 shard.timer_stale = true;
                 self.stale_timers.push(index);
             }
+            self.restore_listener(index);
         }
         for index in again.drain(..) {
             self.shards[index as usize].listed = false;
