@@ -9,7 +9,12 @@
 //! source port, so `--sources` distinct (address, port) pairs. Their source MAC is a spoofed one
 //! of its own, as a forged flood's would be; the gateway never completes their handshakes.
 //!
-//! Output: one JSON line on stdout, `{"sent","seconds","rate","sources","generator"}`.
+//! With `--blind-ack`, each SYN is followed by an ACK from the same source that a blind spoofer
+//! would send: its acknowledgment number is a guess, since the spoofer never sees the SYN-ACK.
+//! Such a flood tries to pass for completed handshakes (and earn trust in the SYN shield).
+//!
+//! Output: one JSON line on stdout, `{"sent","seconds","rate","sources","generator"}`; `sent`
+//! counts every frame (SYNs and, with `--blind-ack`, their ACKs).
 
 use std::{
     net::Ipv4Addr,
@@ -44,6 +49,8 @@ pub struct FloodPlan {
     /// benchmark floods nginx on the gateway namespace's kernel address the same way).
     pub to: Ipv4Addr,
     pub port: u16,
+    /// Each SYN is followed by a blind ACK from its source (see the module doc).
+    pub blind_ack: bool,
 }
 
 /// What it did.
@@ -53,17 +60,26 @@ pub struct FloodOutcome {
     pub seconds: f64,
 }
 
-/// One SYN from `source:source_port` to `to:port` (on the gateway's link), checksums complete.
-fn syn_frame(source: Ipv4Addr, source_port: u16, to: Ipv4Addr, port: u16, seq: u32) -> Vec<u8> {
+/// One segment from `source:source_port` to `to:port` (on the gateway's link), checksums
+/// complete: a SYN with `seq` (`ack` None), or a bare ACK.
+fn flood_frame(
+    source: Ipv4Addr,
+    source_port: u16,
+    to: Ipv4Addr,
+    port: u16,
+    seq: u32,
+    ack: Option<u32>,
+) -> Vec<u8> {
+    let syn = ack.is_none();
     let tcp = TcpRepr {
         src_port: source_port,
         dst_port: port,
-        control: TcpControl::Syn,
+        control: if syn { TcpControl::Syn } else { TcpControl::None },
         seq_number: TcpSeqNumber(seq as i32),
-        ack_number: None,
+        ack_number: ack.map(|ack| TcpSeqNumber(ack as i32)),
         window_len: 64_240,
         window_scale: None,
-        max_seg_size: Some(1460),
+        max_seg_size: syn.then_some(1460),
         sack_permitted: false,
         sack_ranges: [None; 3],
         timestamp: None,
@@ -78,20 +94,39 @@ fn syn_frame(source: Ipv4Addr, source_port: u16, to: Ipv4Addr, port: u16, seq: u
     wire::tcp_frame(&ends, &tcp)
 }
 
-/// The flood's frames, one per source: address `from + i % 60,000`, port `1024 + i / 60,000`.
+/// The flood's frames, a SYN per source (each followed by its blind ACK with `blind_ack`):
+/// address `from + i % 60,000`, port `1024 + i / 60,000`.
 fn flood_frames(plan: &FloodPlan) -> Vec<Vec<u8>> {
     let base = u32::from(plan.from);
-    // Sequence numbers from a fixed xorshift: varied, as a real flood's are, and repeatable.
-    let mut seq = 0x2545_f491u32;
-    (0..plan.sources)
-        .map(|i| {
-            seq ^= seq << 13;
-            seq ^= seq >> 17;
-            seq ^= seq << 5;
-            let source = Ipv4Addr::from(base.wrapping_add(i % ADDRESSES));
-            syn_frame(source, 1024 + (i / ADDRESSES) as u16, plan.to, plan.port, seq)
-        })
-        .collect()
+    // Sequence numbers (and guessed acknowledgments) from a fixed xorshift: varied, as a real
+    // flood's are, and repeatable.
+    let mut state = 0x2545_f491u32;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        state
+    };
+    let per_source = if plan.blind_ack { 2 } else { 1 };
+    let mut frames = Vec::with_capacity(plan.sources as usize * per_source);
+    for i in 0..plan.sources {
+        let source = Ipv4Addr::from(base.wrapping_add(i % ADDRESSES));
+        let source_port = 1024 + (i / ADDRESSES) as u16;
+        let seq = next();
+        frames.push(flood_frame(source, source_port, plan.to, plan.port, seq, None));
+        if plan.blind_ack {
+            let guess = next();
+            frames.push(flood_frame(
+                source,
+                source_port,
+                plan.to,
+                plan.port,
+                seq.wrapping_add(1),
+                Some(guess),
+            ));
+        }
+    }
+    frames
 }
 
 /// Enters the lab's client namespace (this whole process: call before any thread starts).
@@ -184,6 +219,7 @@ mod tests {
             count: u64::MAX,
             to: lab::GATEWAY_IP,
             port: 80,
+            blind_ack: false,
         }
     }
 
@@ -215,6 +251,36 @@ mod tests {
         // Past 60,000 addresses the port moves on and the addresses start over.
         assert!(seen.contains(&(Ipv4Addr::new(10, 77, 1, 0), 1025)));
         assert!(seen.contains(&(Ipv4Addr::new(10, 77, 1, 1), 1025)));
+    }
+
+    #[test]
+    fn a_blind_ack_follows_each_syn_from_the_same_source() {
+        let frames = flood_frames(&FloodPlan {
+            blind_ack: true,
+            ..plan(1000)
+        });
+        assert_eq!(frames.len(), 2000);
+        let parse = |frame: &[u8]| {
+            let ip = Ipv4Packet::new_checked(&frame[14..]).unwrap();
+            let (src, dst) = (IpAddress::Ipv4(ip.src_addr()), IpAddress::Ipv4(ip.dst_addr()));
+            let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+            let repr = TcpRepr::parse(&tcp, &src, &dst, &ChecksumCapabilities::default()).unwrap();
+            (
+                ip.src_addr(),
+                repr.src_port,
+                repr.control,
+                repr.seq_number,
+                repr.ack_number,
+            )
+        };
+        for pair in frames.chunks(2) {
+            let (syn_src, syn_port, syn_control, syn_seq, syn_ack) = parse(&pair[0]);
+            let (src, port, control, seq, ack) = parse(&pair[1]);
+            assert_eq!((syn_control, syn_ack), (TcpControl::Syn, None));
+            assert_eq!((src, port, control), (syn_src, syn_port, TcpControl::None));
+            assert_eq!(seq, syn_seq + 1);
+            assert!(ack.is_some());
+        }
     }
 
     #[test]

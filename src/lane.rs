@@ -118,6 +118,8 @@ struct Connection {
     half_open_since_ms: u64,
     /// The reaper's stall check between two orders.
     stall: StallMark,
+    /// The stack accepted this connection's handshake and the reaper was told.
+    handshake_noted: bool,
 }
 
 impl Connection {
@@ -135,6 +137,7 @@ impl Connection {
             request_arrival_ns: 0,
             half_open_since_ms: NOT_SEEN,
             stall: StallMark::default(),
+            handshake_noted: false,
         }
     }
 
@@ -148,6 +151,7 @@ impl Connection {
         self.request_arrival_ns = 0;
         self.half_open_since_ms = NOT_SEEN;
         self.stall = StallMark::default();
+        self.handshake_noted = false;
     }
 }
 
@@ -800,12 +804,37 @@ impl Lane<'_> {
         }
     }
 
+    /// Once the stack has accepted client connection `id`'s handshake (the client's ACK matched
+    /// the SYN-ACK, which the XDP program cannot check), tells the reaper, which trusts the
+    /// client's address in the SYN shield.
+    fn note_handshake(&mut self, id: ConnId) {
+        let socket = self.server.socket(id);
+        if matches!(
+            socket.state(),
+            tcp::State::Closed | tcp::State::Listen | tcp::State::SynSent | tcp::State::SynReceived
+        ) {
+            return;
+        }
+        let Some(smoltcp::wire::IpEndpoint {
+            addr: smoltcp::wire::IpAddress::Ipv4(ip),
+            ..
+        }) = socket.remote_endpoint()
+        else {
+            return;
+        };
+        self.connections[id as usize].handshake_noted = true;
+        self.reaps.handshakes.note(ip.octets(), self.now_ms);
+    }
+
     /// Serves connection `id`: finishes its response, reads what arrived, closes and settles.
     fn service(&mut self, id: ConnId) {
         let index = id as usize;
         if index >= self.connections.len() {
             self.service_upstream(id);
             return;
+        }
+        if !self.connections[index].handshake_noted {
+            self.note_handshake(id);
         }
         if self.connections[index].proxy.is_some() {
             self.pump(index);

@@ -145,7 +145,7 @@ enum LabAction {
         /// How long to send.
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
-        /// Stop after this many SYNs.
+        /// Stop after this many frames (SYNs, and their ACKs with `--blind-ack`).
         #[arg(long, default_value_t = u64::MAX)]
         count: u64,
         /// Distinct spoofed (address, port) sources.
@@ -161,6 +161,10 @@ enum LabAction {
         /// The listening port.
         #[arg(long, default_value_t = 80)]
         port: u16,
+        /// Follow each SYN with an ACK from its source, its acknowledgment number guessed (a
+        /// blind spoofer posing as completed handshakes).
+        #[arg(long)]
+        blind_ack: bool,
     },
 }
 
@@ -233,6 +237,7 @@ fn main() -> ExitCode {
                     from,
                     to,
                     port,
+                    blind_ack,
                 },
         } => require_root("xgate lab flood").and_then(|_| {
             let plan = flood::FloodPlan {
@@ -243,6 +248,7 @@ fn main() -> ExitCode {
                 count,
                 to,
                 port,
+                blind_ack,
             };
             let outcome = flood::run(&plan)?;
             println!(

@@ -498,6 +498,12 @@ pub fn render_metrics(observatory: &Observatory<'_>) -> String {
         "5-tuples of reaped flows whose segments XDP drops.",
     );
     e.sample("xgate_flow_drop_entries", &[], r.drop_entries as f64);
+    e.family(
+        "xgate_flow_drop_hits",
+        "gauge",
+        "Segments XDP dropped for the drop entries alive now (an entry's hits leave with it).",
+    );
+    e.sample("xgate_flow_drop_hits", &[], r.drop_hits as f64);
     e.family("xgate_reaper_walks_total", "counter", "Walks of the flow table.");
     e.sample("xgate_reaper_walks_total", &[], r.walks as f64);
     e.family(
@@ -542,6 +548,16 @@ pub fn render_metrics(observatory: &Observatory<'_>) -> String {
         "xgate_syn_sources",
         &[("handshake", "never")],
         view.sources.0.saturating_sub(view.sources.1) as f64,
+    );
+    e.family(
+        "xgate_syn_handshake_notices_total",
+        "counter",
+        "Handshakes the TCP stack accepted whose source the SYN shield was told to trust.",
+    );
+    e.sample(
+        "xgate_syn_handshake_notices_total",
+        &[],
+        r.handshake_notices as f64,
     );
 
     type ActionField = fn(&ActionStats) -> u64;

@@ -10,6 +10,10 @@
 //! ([`StallMark`]): under overload a response can wait unsent for seconds, and a busy gateway
 //! must not reap live clients for its own delay.
 //!
+//! The reaper also carries the lanes' notices of accepted handshakes into the SYN shield's
+//! source table ([`HandshakeNotices`]): only the TCP stack knows that a client's ACK answered
+//! its SYN-ACK, so only then does a source earn the trusted SYN rate.
+//!
 //! Invariants:
 //! - The reaper runs on the main thread; it meets the lanes only through rtrb rings (orders
 //!   out, replies back), never on their data path.
@@ -165,6 +169,8 @@ pub struct ReaperCounts {
     pub drop_hits: u64,
     /// Reaped flows by reason (from the lanes' replies).
     pub reaped: [u64; ReapReason::COUNT],
+    /// Notices of accepted handshakes taken from the lanes (their sources are trusted).
+    pub handshake_notices: u64,
 }
 
 struct Pending {
@@ -183,6 +189,7 @@ pub struct Reaper {
     next_walk_ns: u64,
     orders: Vec<rtrb::Producer<ReapOrder>>,
     replies: Vec<rtrb::Consumer<ReapReply>>,
+    handshakes: Vec<rtrb::Consumer<[u8; 4]>>,
     pending: HashMap<u64, Pending>,
     pending_keys: HashMap<FlowKey, u64>,
     /// Flows a lane found quiet (nothing unacknowledged), with their `last_seen_ns` then and
@@ -196,6 +203,54 @@ pub struct Reaper {
 pub struct LaneReapRings {
     pub orders: rtrb::Consumer<ReapOrder>,
     pub replies: rtrb::Producer<ReapReply>,
+    pub handshakes: HandshakeNotices,
+}
+
+/// Notices in flight per lane.
+const NOTICE_RING: usize = 4096;
+/// Addresses a lane remembers having sent (a power of two).
+const NOTICE_MEMORY: usize = 1024;
+/// How long a lane remembers them: a source the shield's table evicted since is sent again.
+const NOTICE_MEMORY_MS: u64 = 10_000;
+
+/// A lane's notices to the reaper of client addresses whose handshake the TCP stack accepted
+/// (the client's ACK matched the SYN-ACK), so that the reaper marks them trusted in the SYN
+/// shield. The XDP program cannot tell a real handshake from a spoofed ACK; the stack can.
+///
+/// A direct-mapped memory of addresses already sent keeps a busy client from costing a notice
+/// per connection; it is cleared every [`NOTICE_MEMORY_MS`]. Nothing allocates after `new`.
+pub struct HandshakeNotices {
+    ring: rtrb::Producer<[u8; 4]>,
+    sent: Box<[u32]>,
+    forget_at_ms: u64,
+}
+
+impl HandshakeNotices {
+    fn new(ring: rtrb::Producer<[u8; 4]>) -> HandshakeNotices {
+        HandshakeNotices {
+            ring,
+            sent: vec![0; NOTICE_MEMORY].into_boxed_slice(),
+            forget_at_ms: NOTICE_MEMORY_MS,
+        }
+    }
+
+    /// The stack accepted a handshake from `source` (lane time `now_ms`). A full ring loses
+    /// the notice; the source's next connection sends it again.
+    pub fn note(&mut self, source: [u8; 4], now_ms: u64) {
+        if now_ms >= self.forget_at_ms {
+            self.sent.fill(0);
+            self.forget_at_ms = now_ms + NOTICE_MEMORY_MS;
+        }
+        let key = u32::from_ne_bytes(source);
+        // Fibonacci hashing: the top bits of the product pick the slot.
+        let slot = (key.wrapping_mul(0x9e37_79b9) >> (32 - NOTICE_MEMORY.trailing_zeros())) as usize;
+        if self.sent[slot] == key {
+            return;
+        }
+        if self.ring.push(source).is_ok() {
+            self.sent[slot] = key;
+        }
+    }
 }
 
 impl Reaper {
@@ -203,15 +258,19 @@ impl Reaper {
     pub fn new(maps: Arc<FlowMaps>, config: &FlowsConfig, lanes: usize) -> (Reaper, Vec<LaneReapRings>) {
         let mut orders = Vec::with_capacity(lanes);
         let mut replies = Vec::with_capacity(lanes);
+        let mut handshakes = Vec::with_capacity(lanes);
         let mut lane_ends = Vec::with_capacity(lanes);
         for _ in 0..lanes {
             let (order_out, order_in) = rtrb::RingBuffer::new(ORDER_RING);
             let (reply_out, reply_in) = rtrb::RingBuffer::new(ORDER_RING);
+            let (notice_out, notice_in) = rtrb::RingBuffer::new(NOTICE_RING);
             orders.push(order_out);
             replies.push(reply_in);
+            handshakes.push(notice_in);
             lane_ends.push(LaneReapRings {
                 orders: order_in,
                 replies: reply_out,
+                handshakes: HandshakeNotices::new(notice_out),
             });
         }
         let reaper = Reaper {
@@ -222,6 +281,7 @@ impl Reaper {
             next_walk_ns: 0,
             orders,
             replies,
+            handshakes,
             pending: HashMap::new(),
             pending_keys: HashMap::new(),
             quiet: HashMap::new(),
@@ -235,6 +295,7 @@ impl Reaper {
     /// (the caller wakes the lanes).
     pub fn tick(&mut self, now_ns: u64) -> bool {
         self.take_replies(now_ns);
+        self.trust_handshakes();
         if now_ns < self.next_walk_ns {
             return false;
         }
@@ -323,6 +384,22 @@ impl Reaper {
         self.pending_keys.insert(key, order.id);
         self.next_id += 1;
         true
+    }
+
+    /// Marks the sources of the handshakes the lanes' stacks accepted as trusted in the SYN
+    /// shield.
+    fn trust_handshakes(&mut self) {
+        for ring in &mut self.handshakes {
+            while let Ok(source) = ring.pop() {
+                match self.maps.trust_source(source) {
+                    Ok(()) => self.counts.handshake_notices += 1,
+                    Err(e) => {
+                        let source = std::net::Ipv4Addr::from(source);
+                        tracing::warn!(%source, error = %e, "reaper: the SYN shield refused a trusted source");
+                    }
+                }
+            }
+        }
     }
 
     fn take_replies(&mut self, now_ns: u64) {

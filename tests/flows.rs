@@ -417,7 +417,7 @@ fn a_syn_flood_from_spoofed_sources_does_not_stop_real_clients() {
     let (_, quiet_failed, quiet_rate) = curl_loop(2);
     assert!(quiet_failed.is_empty(), "{quiet_failed:?}");
 
-    let flood = std::process::Command::new(XGATE)
+    let flooding = std::process::Command::new(XGATE)
         .args(["lab", "flood", "--name", &lab.name, "--seconds", "8"])
         .args(["--from", "10.77.1.0", "--sources", "65000"])
         .stdout(std::process::Stdio::piped())
@@ -425,28 +425,67 @@ fn a_syn_flood_from_spoofed_sources_does_not_stop_real_clients() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
     let (ok, failed, curl_rate) = curl_loop(6);
-    let flood = flood.wait_with_output().unwrap();
-    assert!(flood.status.success(), "xgate lab flood failed");
-    let flood: serde_json::Value = serde_json::from_slice(&flood.stdout).unwrap();
+    let flooded = flooding.wait_with_output().unwrap();
+    assert!(flooded.status.success(), "xgate lab flood failed");
+    let flooded: serde_json::Value = serde_json::from_slice(&flooded.stdout).unwrap();
     let samples = scrape(&lab);
     let budget_drops = metric(&samples, "xgate_xdp_packets_total{action=drop,reason=syn_budget}");
     let half_open_peak = metric(&samples, "xgate_half_open_connections{}");
     eprintln!(
         "syn flood: {:.0} SYN/s sent from {} spoofed sources for {:.1} s; {budget_drops} dropped by the budget in XDP; \
          curl: {ok} requests, {curl_rate:.1}/s ({quiet_rate:.1}/s without the flood), {} failed",
-        flood["rate"].as_f64().unwrap(),
-        flood["sources"],
-        flood["seconds"].as_f64().unwrap(),
+        flooded["rate"].as_f64().unwrap(),
+        flooded["sources"],
+        flooded["seconds"].as_f64().unwrap(),
         failed.len()
     );
     assert!(failed.is_empty(), "curl failed during the flood: {failed:?}");
     assert!(ok >= 10, "only {ok} requests in 6 s");
-    assert!(flood["sent"].as_f64().unwrap() > 100_000.0, "{flood}");
+    assert!(flooded["sent"].as_f64().unwrap() > 100_000.0, "{flooded}");
     assert!(
-        budget_drops > 0.8 * flood["sent"].as_f64().unwrap(),
-        "{budget_drops} of {flood}"
+        budget_drops > 0.8 * flooded["sent"].as_f64().unwrap(),
+        "{budget_drops} of {flooded}"
     );
     eprintln!("syn flood: half-open connections at the end {half_open_peak}");
+    assert_eq!(
+        metric(&samples, "xgate_syn_sources{handshake=completed}"),
+        1.0,
+        "only the real client completed a handshake"
+    );
+
+    // Blind spoofers: each SYN followed by an ACK that guesses the SYN-ACK's number. The XDP
+    // program sees an ACK after a SYN, but only the TCP stack's word makes a source trusted, so
+    // none of them earns the trusted SYN rate and the budget keeps holding them.
+    let budget_before = budget_drops;
+    let blind = flood(
+        &lab,
+        &[
+            "--seconds",
+            "3",
+            "--from",
+            "10.77.1.0",
+            "--sources",
+            "65000",
+            "--blind-ack",
+        ],
+    );
+    let samples = scrape(&lab);
+    let syns = blind["sent"].as_f64().unwrap() / 2.0;
+    let budget_drops =
+        metric(&samples, "xgate_xdp_packets_total{action=drop,reason=syn_budget}") - budget_before;
+    eprintln!(
+        "blind-ACK flood: {:.0} frames/s, {syns:.0} SYNs, {budget_drops} dropped by the budget; \
+         trusted sources {}",
+        blind["rate"].as_f64().unwrap(),
+        metric(&samples, "xgate_syn_sources{handshake=completed}")
+    );
+    assert_eq!(
+        metric(&samples, "xgate_syn_sources{handshake=completed}"),
+        1.0,
+        "a blind ACK earned a spoofed source trust"
+    );
+    assert!(budget_drops > 0.8 * syns, "{budget_drops} of {syns} SYNs");
+    assert_eq!(lab.healthz_status().unwrap(), "200");
     lab.stop_gateway();
 }
 

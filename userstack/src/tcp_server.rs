@@ -31,8 +31,9 @@
 //! - A connected socket goes back to free only through [`TcpServer::settle`], which the
 //!   application calls when it holds no state that could leak into the socket's next connection.
 //! - A socket listens only once the RST of its last connection's abort has gone out (listening
-//!   forgets the peer the RST is for). Until the shard's next egress it waits in the free list,
-//!   and the shard may then have a free socket but no listener.
+//!   forgets the peer the RST is for), or once the shard's egress ran and could not send it.
+//!   Until that egress it waits in the free list, and the shard may then have a free socket but
+//!   no listener.
 //! - Nothing allocates after [`TcpServer::new`]: shards, table, queues and buffers are sized there.
 
 use std::collections::VecDeque;
@@ -122,6 +123,9 @@ pub struct ServerStats {
     pub refused: u64,
     /// Connections opened with [`TcpServer::connect`].
     pub connects: u64,
+    /// Aborts whose RST the shard's egress could not send before the socket had to listen
+    /// again (its peer had no link-layer address, as a spoofed source has none).
+    pub rst_dropped: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -452,16 +456,28 @@ impl TcpServer {
     }
 
     /// After shard `shard_index`'s egress: if it has free sockets but no listener (each had a
-    /// RST to send when it was freed), one of them listens now.
-    fn restore_listener(&mut self, shard_index: u32) {
+    /// RST to send when it was freed), one of them listens now. `egress_done`: the egress sent
+    /// everything the shard's sockets could send; a RST still pending then cannot go out now
+    /// (no link-layer address for its peer, as for a spoofed source, or no transmit frame), and
+    /// the shard must not stop taking connections for it: that socket listens, its RST dropped.
+    fn restore_listener(&mut self, shard_index: u32, egress_done: bool) {
         let shard = &self.shards[shard_index as usize];
         if shard.listener.is_some() || shard.free.is_empty() || self.listen_port_closed {
             return;
         }
-        if let Some(id) = self.take_ready_free(shard_index) {
-            self.listen(id);
-            self.listening.push_back(shard_index);
-        }
+        let id = match self.take_ready_free(shard_index) {
+            Some(id) => id,
+            None if egress_done => {
+                self.stats.rst_dropped += 1;
+                self.shards[shard_index as usize]
+                    .free
+                    .pop()
+                    .expect("checked: not empty")
+            }
+            None => return,
+        };
+        self.listen(id);
+        self.listening.push_back(shard_index);
     }
 
     fn listen(&mut self, id: ConnId) {
@@ -648,7 +664,7 @@ impl TcpServer {
                 shard.timer_stale = true;
                 self.stale_timers.push(index);
             }
-            self.restore_listener(index);
+            self.restore_listener(index, rounds_left > 0);
         }
         for index in again.drain(..) {
             self.shards[index as usize].listed = false;

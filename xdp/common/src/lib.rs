@@ -227,7 +227,8 @@ impl FlowKey {
 
 /// [`FlowStats::flags`]: the client's SYN was seen.
 pub const FLOW_SYN: u16 = 1;
-/// [`FlowStats::flags`]: the handshake completed (the client's first ACK was seen).
+/// [`FlowStats::flags`]: the handshake completed (the client's first ACK was seen; its ACK
+/// number is not checked here, so a spoofer can set this on its own flow, never on others').
 pub const FLOW_ESTABLISHED: u16 = 2;
 /// [`FlowStats::flags`]: the client sent a FIN.
 pub const FLOW_FIN: u16 = 4;
@@ -318,8 +319,9 @@ pub struct FlowDrop {
 pub struct SynSource {
     /// GCRA theoretical arrival time of the source's next SYN (ns).
     pub next_ns: u64,
-    /// 1 once a handshake from this source completed: its SYNs no longer draw on the global
-    /// budget and get the trusted rate.
+    /// 1 once a handshake from this source completed (set by userspace when the TCP stack
+    /// accepted the handshake's last ACK, never by the XDP program): its SYNs no longer draw on
+    /// the global budget and get the trusted rate.
     pub trusted: u32,
     pub pad: u32,
 }

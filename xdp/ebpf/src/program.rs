@@ -13,8 +13,11 @@
 //! - Counters in shared (non-per-CPU) entries are atomic adds; per-CPU arrays are plain `+=`.
 //! - The SYN shield admits a SYN only within its source's rate (GCRA per source, in the LRU hash
 //!   `SYN_SOURCES`), and, for a source that never completed a handshake, within the global
-//!   budget too (GCRA per CPU). Spoofed sources never complete one, so a flood of them spends
-//!   only the budget, while clients that did keep their own rate.
+//!   budget too (GCRA per CPU). Only userspace marks a source as having completed one, once the
+//!   TCP stack accepted the client's ACK of its SYN-ACK: this program cannot check an ACK
+//!   number against a SYN-ACK it never sees, and a blind spoofer can send an ACK after its SYN.
+//!   So a flood of spoofed sources spends only the budget, while clients that really connected
+//!   keep their own rate.
 //! - Every redirected frame carries its arrival time (`FrameMeta`, 16 bytes) in front of the
 //!   packet: the program grows the frame's head by 16 bytes (`bpf_xdp_adjust_head`) and writes the
 //!   stamp there, so the socket receives stamp + packet and userspace strips the stamp on receipt.
@@ -268,7 +271,6 @@ fn watch(segment: &Segment, bytes: usize) -> Verdict {
                 flow.last_ack = segment.ack;
                 flow.ack_progress_ns = now;
                 record_handshake(flow.handshake_ns);
-                trust(segment.key.src_ip);
             }
         } else if (segment.ack.wrapping_sub(flow.last_ack) as i32) > 0 {
             flow.last_ack = segment.ack;
@@ -396,23 +398,6 @@ fn shield(source: u32, now: u64) -> Option<Verdict> {
         }
     }
     None
-}
-
-/// A handshake from `source` completed: its SYNs are trusted from now on.
-#[inline(always)]
-fn trust(source: u32) {
-    match SYN_SOURCES.get_ptr_mut(&source) {
-        // SAFETY: the pointer comes from a successful lookup of an LRU entry.
-        Some(state) => unsafe { (*state).trusted = 1 },
-        None => {
-            let state = SynSource {
-                next_ns: 0,
-                trusted: 1,
-                pad: 0,
-            };
-            let _ = SYN_SOURCES.insert(&source, &state, 0);
-        }
-    }
 }
 
 /// Adds a handshake latency to this CPU's log2 histogram (µs buckets).

@@ -202,6 +202,19 @@ impl FlowMaps {
         Ok((live, hits))
     }
 
+    /// Marks `source` as having completed a handshake: its SYNs no longer draw on the SYN
+    /// shield's global budget and get the trusted per-source rate. Only the TCP stack can tell
+    /// (it checked the ACK number against its SYN-ACK), so only userspace calls this.
+    pub fn trust_source(&self, source: [u8; 4]) -> io::Result<()> {
+        let key = u32::from_ne_bytes(source);
+        let mut state = lookup::<u32, xgate_xdp_common::SynSource>(&self.sources, &key)?.unwrap_or_default();
+        if state.trusted != 0 {
+            return Ok(());
+        }
+        state.trusted = 1;
+        update(&self.sources, &key, &state)
+    }
+
     /// Sources the SYN shield tracks, and how many of them completed a handshake.
     pub fn sources(&self) -> io::Result<(u64, u64)> {
         let keys: Vec<u32> = keys_of(&self.sources)?;
