@@ -437,22 +437,18 @@ pub fn render_metrics(observatory: &Observatory<'_>) -> String {
     e.family(
         "xgate_tcp_handshake_duration_seconds",
         "histogram",
-        "Client SYN to the client's first ACK, measured in XDP (log2 buckets; the sum is estimated from bucket midpoints).",
+        "Client SYN to the client's first ACK, measured in XDP (log2 buckets).",
     );
     let handshake = observatory
         .maps
         .handshake_histogram()
         .unwrap_or([0; LATENCY_BUCKETS]);
-    let estimated_sum: f64 = handshake
-        .iter()
-        .enumerate()
-        .map(|(i, n)| *n as f64 * bucket_upper_micros(i) as f64 * 0.75 / 1e6)
-        .sum();
+    let handshake_sum_ns = observatory.maps.handshake_sum_ns().unwrap_or(0);
     e.histogram(
         "xgate_tcp_handshake_duration_seconds",
         &[],
         &handshake,
-        estimated_sum,
+        handshake_sum_ns as f64 / 1e9,
     );
 
     let r = &view.reaper;

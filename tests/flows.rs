@@ -160,6 +160,16 @@ fn metrics_flows_top_and_heatmap_show_the_requests_the_test_made() {
         assert_eq!(flow["retransmits"], 0, "{flow}");
         assert_eq!(flow["state"], "closing", "curl closed it: {flow}");
     }
+    // The handshake histogram's sum is the flows' handshakes added up (each flow shows whole µs).
+    let flows_handshake_s: f64 = from_client
+        .iter()
+        .map(|f| f["handshake_us"].as_u64().unwrap() as f64 / 1e6)
+        .sum();
+    let histogram_sum = metric(&samples, "xgate_tcp_handshake_duration_seconds_sum{}");
+    assert!(
+        histogram_sum >= flows_handshake_s && histogram_sum < flows_handshake_s + 20e-6,
+        "histogram sum {histogram_sum} s, flows {flows_handshake_s} s"
+    );
     let bytes: Vec<u64> = from_client.iter().map(|f| f["bytes"].as_u64().unwrap()).collect();
     assert!(
         bytes.windows(2).all(|w| w[0] >= w[1]),

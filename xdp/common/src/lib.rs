@@ -147,8 +147,11 @@ pub const SYN_SOURCES_MAP: &str = "SYN_SOURCES";
 /// Name of the per-CPU array (one entry) of [`SynBudget`]: the budget for SYNs from sources
 /// without a completed handshake.
 pub const SYN_BUDGET_MAP: &str = "SYN_BUDGET";
-/// Name of the per-CPU array of `u64` counts: the handshake-latency histogram.
+/// Name of the per-CPU array of `u64`s: the handshake-latency histogram, entries
+/// `0..LATENCY_BUCKETS` the counts and entry [`HANDSHAKE_SUM_SLOT`] the sum of the latencies.
 pub const HANDSHAKE_HISTOGRAM_MAP: &str = "HANDSHAKE_HISTOGRAM";
+/// Entry of [`HANDSHAKE_HISTOGRAM_MAP`] that sums the recorded handshake latencies (ns).
+pub const HANDSHAKE_SUM_SLOT: u32 = LATENCY_BUCKETS;
 /// Buckets of every latency histogram: bucket `i` counts latencies in `[2^i, 2^(i+1))` µs
 /// (bucket 0 also counts everything under 1 µs; the last bucket everything above).
 pub const LATENCY_BUCKETS: u32 = 32;

@@ -42,7 +42,8 @@ use aya_ebpf::{
 use xgate_xdp_common::{
     ActionStats, FlowDrop, FlowKey, FlowStats, FrameMeta, RateLimit, ShieldLimits, SynBudget, SynSource,
     Verdict, BENCH_STATS_ENTRIES, DEFAULT_FLOWS, DEFAULT_FLOW_DROPS, DEFAULT_SYN_SOURCES, FLOW_ESTABLISHED,
-    FLOW_FIN, FLOW_RST, FLOW_SYN, FRAME_META_LEN, FRAME_META_MAGIC, LATENCY_BUCKETS, MAX_QUEUES,
+    FLOW_FIN, FLOW_RST, FLOW_SYN, FRAME_META_LEN, FRAME_META_MAGIC, HANDSHAKE_SUM_SLOT, LATENCY_BUCKETS,
+    MAX_QUEUES,
 };
 
 /// The gateway's IPv4 address, wire octets as a native u32. Set by the loader before load.
@@ -83,7 +84,7 @@ static SYN_SOURCES: LruHashMap<u32, SynSource> = LruHashMap::with_max_entries(DE
 static SYN_BUDGET: PerCpuArray<SynBudget> = PerCpuArray::with_max_entries(1, 0);
 
 #[map(name = "HANDSHAKE_HISTOGRAM")]
-static HANDSHAKE_HISTOGRAM: PerCpuArray<u64> = PerCpuArray::with_max_entries(LATENCY_BUCKETS, 0);
+static HANDSHAKE_HISTOGRAM: PerCpuArray<u64> = PerCpuArray::with_max_entries(LATENCY_BUCKETS + 1, 0);
 
 #[map(name = "XSKS")]
 static XSKS: XskMap = XskMap::with_max_entries(MAX_QUEUES, 0);
@@ -400,13 +401,17 @@ fn shield(source: u32, now: u64) -> Option<Verdict> {
     None
 }
 
-/// Adds a handshake latency to this CPU's log2 histogram (µs buckets).
+/// Adds a handshake latency to this CPU's log2 histogram (µs buckets) and to its sum (ns).
 #[inline(always)]
 fn record_handshake(ns: u64) {
     let bucket = log2_bucket(ns / 1000);
     if let Some(count) = HANDSHAKE_HISTOGRAM.get_ptr_mut(bucket) {
         // SAFETY: per-CPU array entries are private to this CPU while the program runs.
         unsafe { *count += 1 };
+    }
+    if let Some(sum) = HANDSHAKE_HISTOGRAM.get_ptr_mut(HANDSHAKE_SUM_SLOT) {
+        // SAFETY: as above.
+        unsafe { *sum += ns };
     }
 }
 

@@ -19,7 +19,7 @@ use std::{
 use aya::maps::{Map, MapData};
 use xgate_xdp_common::{
     FlowDrop, FlowKey, FlowStats, ReapReason, FLOWS_MAP, FLOW_DROPS_MAP, HANDSHAKE_HISTOGRAM_MAP,
-    LATENCY_BUCKETS, SYN_SOURCES_MAP,
+    HANDSHAKE_SUM_SLOT, LATENCY_BUCKETS, SYN_SOURCES_MAP,
 };
 
 use crate::SteeringError;
@@ -232,18 +232,27 @@ impl FlowMaps {
         let mut out = [0u64; LATENCY_BUCKETS as usize];
         let mut per_cpu = vec![0u64; self.cpus];
         for (bucket, total) in out.iter_mut().enumerate() {
-            let key = bucket as u32;
-            let mut attr = ElemAttr {
-                map_fd: self.handshake.as_raw_fd() as u32,
-                key: &key as *const u32 as u64,
-                value: per_cpu.as_mut_ptr() as u64,
-                ..ElemAttr::default()
-            };
-            // The value buffer holds one 8-byte value per possible CPU, as the kernel writes.
-            bpf(BPF_MAP_LOOKUP_ELEM, &mut attr)?;
-            *total = per_cpu.iter().sum();
+            *total = self.handshake_entry(bucket as u32, &mut per_cpu)?;
         }
         Ok(out)
+    }
+
+    /// The sum of the handshake latencies the histogram counts, over CPUs (ns).
+    pub fn handshake_sum_ns(&self) -> io::Result<u64> {
+        self.handshake_entry(HANDSHAKE_SUM_SLOT, &mut vec![0u64; self.cpus])
+    }
+
+    /// Entry `key` of the per-CPU handshake array, summed over CPUs (`per_cpu`: one slot per
+    /// possible CPU, as the kernel writes).
+    fn handshake_entry(&self, key: u32, per_cpu: &mut [u64]) -> io::Result<u64> {
+        let mut attr = ElemAttr {
+            map_fd: self.handshake.as_raw_fd() as u32,
+            key: &key as *const u32 as u64,
+            value: per_cpu.as_mut_ptr() as u64,
+            ..ElemAttr::default()
+        };
+        bpf(BPF_MAP_LOOKUP_ELEM, &mut attr)?;
+        Ok(per_cpu.iter().fold(0u64, |sum, v| sum.wrapping_add(*v)))
     }
 }
 

@@ -113,6 +113,11 @@ fn a_connection_is_recorded_from_syn_to_fin() {
     assert!(bucket >= 10, "2 ms or more: {handshake_us} µs");
     assert_eq!(histogram.iter().sum::<u64>(), 1);
     assert_eq!(histogram[bucket], 1, "{handshake_us} µs: {histogram:?}");
+    assert_eq!(
+        maps.handshake_sum_ns().unwrap(),
+        flow.handshake_ns,
+        "the sum is exact"
+    );
     // Another port is not watched; the flow table has only the one flow.
     steering
         .run_on_frame(&segment(CLIENT, 40001, 8080, SYN, 1, 0, 0))
