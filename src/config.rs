@@ -105,6 +105,9 @@ pub struct ShieldConfig {
     pub max_half_open: usize,
 }
 
+/// The largest SYN rate (per second) or burst `[shield]` takes.
+const MAX_SHIELD_VALUE: u64 = 10_000_000;
+
 impl Default for ShieldConfig {
     fn default() -> Self {
         ShieldConfig {
@@ -646,6 +649,24 @@ impl Config {
                 ));
             }
         }
+        let sh = &self.shield;
+        for (key, value) in [
+            ("shield.stranger_syn_rate", sh.stranger_syn_rate),
+            ("shield.stranger_syn_burst", sh.stranger_syn_burst),
+            ("shield.known_syn_rate", sh.known_syn_rate),
+            ("shield.known_syn_burst", sh.known_syn_burst),
+            ("shield.budget_syn_rate", sh.budget_syn_rate),
+            ("shield.budget_syn_burst", sh.budget_syn_burst),
+        ] {
+            // XDP keeps a rate as whole nanoseconds between SYNs and a burst as that interval
+            // times the burst: beyond this the interval would round to nothing (no limit).
+            if value > MAX_SHIELD_VALUE {
+                return Err(err(
+                    key,
+                    format!("expected 0 to {MAX_SHIELD_VALUE} (0: no limit), got {value}"),
+                ));
+            }
+        }
         if self.shield.max_half_open > self.http.max_connections {
             return Err(err(
                 "shield.max_half_open",
@@ -857,6 +878,21 @@ mac = "02:77:00:00:00:02"
     fn bad_address_names_file_and_key() {
         let e = error_of(&GOOD.replace("10.77.0.2", "10.77.0.300"));
         assert!(e.starts_with("config bad.toml: key `gateway.ipv4`:"), "{e}");
+    }
+
+    #[test]
+    fn shield_rates_beyond_what_xdp_can_keep_are_refused() {
+        let e = error_of(&format!("{GOOD}\n[shield]\nbudget_syn_rate = 2000000000\n"));
+        assert!(
+            e.contains("`shield.budget_syn_rate`") && e.contains("0 to 10000000"),
+            "{e}"
+        );
+        let e = error_of(&format!(
+            "{GOOD}\n[shield]\nknown_syn_burst = 18446744073709551615\n"
+        ));
+        assert!(e.contains("`shield.known_syn_burst`"), "{e}");
+        let ok = format!("{GOOD}\n[shield]\nstranger_syn_rate = 10000000\nstranger_syn_burst = 10000000\n");
+        Config::parse(&ok, "ok.toml").unwrap();
     }
 
     #[test]

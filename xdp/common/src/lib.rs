@@ -359,7 +359,7 @@ impl RateLimit {
         let burst = if burst == 0 { 1 } else { burst };
         RateLimit {
             interval_ns,
-            tolerance_ns: interval_ns * (burst - 1),
+            tolerance_ns: interval_ns.saturating_mul(burst - 1),
         }
     }
 }
