@@ -743,3 +743,75 @@ impl XskPort {
         reader.release();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use xgate_xdp_common::{FrameMeta, FRAME_META_LEN, FRAME_META_MAGIC};
+
+    use super::*;
+
+    const FRAME: u32 = 4096;
+
+    /// Two UMEM frames in a buffer aligned like the UMEM (to its frame size).
+    #[repr(C, align(4096))]
+    struct TwoFrames([u8; 2 * FRAME as usize]);
+
+    fn stamp(umem: &mut TwoFrames, at: usize, arrival_ns: u64) {
+        let meta = FrameMeta {
+            magic: FRAME_META_MAGIC,
+            reserved: 0,
+            arrival_ns,
+        };
+        umem.0[at..at + 4].copy_from_slice(&meta.magic.to_ne_bytes());
+        umem.0[at + 4..at + 8].copy_from_slice(&meta.reserved.to_ne_bytes());
+        umem.0[at + 8..at + 16].copy_from_slice(&meta.arrival_ns.to_ne_bytes());
+    }
+
+    fn desc(addr: u64, len: u32) -> XdpDesc {
+        XdpDesc {
+            addr,
+            len,
+            options: 0,
+        }
+    }
+
+    fn ends(d: XdpDesc) -> (u64, u32) {
+        (d.addr, d.len)
+    }
+
+    #[test]
+    fn a_stamped_frame_becomes_its_packet_and_keeps_its_arrival_time() {
+        let mut umem = Box::new(TwoFrames([0; 2 * FRAME as usize]));
+        // The second frame, past the kernel's headroom: stamp, then a 60-byte packet.
+        let at = FRAME as usize + KERNEL_HEADROOM as usize;
+        stamp(&mut umem, at, 123_456_789);
+        umem.0[at + 16..at + 76].fill(0xab);
+        let base = NonNull::new(umem.0.as_mut_ptr()).unwrap();
+        let packet = strip_arrival_stamp(base, desc(at as u64, 16 + 60), FRAME);
+        assert_eq!(packet.addr, at as u64 + FRAME_META_LEN as u64);
+        assert_eq!(packet.len, 60);
+        assert_eq!(umem.0[packet.addr as usize], 0xab, "the packet's first byte");
+        assert_eq!(arrival_stamp(base, packet.addr), Some(123_456_789));
+    }
+
+    #[test]
+    fn frames_without_a_whole_stamp_are_left_as_they_are() {
+        let mut umem = Box::new(TwoFrames([0; 2 * FRAME as usize]));
+        let base = NonNull::new(umem.0.as_mut_ptr()).unwrap();
+        // No magic: the frame is the packet, and it has no arrival time.
+        let plain = desc(KERNEL_HEADROOM as u64, 60);
+        assert_eq!(ends(strip_arrival_stamp(base, plain, FRAME)), ends(plain));
+        assert_eq!(arrival_stamp(base, plain.addr), None);
+        // Shorter than a stamp.
+        stamp(&mut umem, 512, 7);
+        let short = desc(512, 8);
+        assert_eq!(ends(strip_arrival_stamp(base, short, FRAME)), ends(short));
+        // A stamp that would cross into the next frame is not read.
+        let at_end = desc(u64::from(FRAME) - 8, 16);
+        assert_eq!(ends(strip_arrival_stamp(base, at_end, FRAME)), ends(at_end));
+        // A packet at the very start of a 2048-byte chunk has no room for a stamp before it,
+        // whatever the bytes before it (the previous frame's) say.
+        stamp(&mut umem, FRAME as usize - 16, 9);
+        assert_eq!(arrival_stamp(base, u64::from(FRAME)), None);
+    }
+}
