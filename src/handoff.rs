@@ -194,6 +194,13 @@ lane_counters! {
     /// Loop turns that found the ring toward the HTTP stage full with requests waiting
     /// (backpressure).
     http_ring_full,
+    /// The kernel's counts for the lane's AF_XDP socket (XDP_STATISTICS), at the last sweep:
+    /// frames dropped for want of a fill-ring frame or rx-ring slot (rx_dropped), times the rx
+    /// ring was full, times the fill ring was empty, and invalid descriptors (rx and tx).
+    xsk_rx_dropped,
+    xsk_rx_ring_full,
+    xsk_fill_ring_empty,
+    xsk_invalid_descs,
 }
 
 /// Lets other lanes wake a lane that sleeps in `poll(2)`: a flag the lane sets before sleeping

@@ -570,7 +570,8 @@ impl Lane<'_> {
         }
     }
 
-    /// Publishes the UMEM frames by state, the port's tx counters and the HTTP ring's fill.
+    /// Publishes the UMEM frames by state, the port's tx counters, the HTTP ring's fill and the
+    /// kernel's counts for the AF_XDP socket.
     fn census(&mut self) {
         use xgate_userstack::FrameState;
         let census = self.port.ledger().census();
@@ -585,6 +586,13 @@ impl Lane<'_> {
         v.tx_frames = stats.tx_frames;
         v.tx_starved = stats.tx_starved;
         v.http_ring_used = (self.to_http.buffer().capacity() - self.to_http.slots()) as u64;
+        // One getsockopt per sweep; a failure leaves the last counts.
+        if let Ok(kernel) = self.port.kernel_stats() {
+            v.xsk_rx_dropped = kernel.rx_dropped;
+            v.xsk_rx_ring_full = kernel.rx_ring_full;
+            v.xsk_fill_ring_empty = kernel.rx_fill_ring_empty;
+            v.xsk_invalid_descs = kernel.rx_invalid_descs + kernel.tx_invalid_descs;
+        }
     }
 
     /// Remembers when a client connection's latest frame arrived (from its XDP stamp).

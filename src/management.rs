@@ -660,7 +660,31 @@ pub fn render_metrics(observatory: &Observatory<'_>) -> String {
             &[("lane", &lane), ("kind", "handoff_dropped")],
             v.handoff_dropped as f64,
         );
+        e.sample(
+            "xgate_lane_backpressure_events_total",
+            &[("lane", &lane), ("kind", "xsk_rx_ring_full")],
+            v.xsk_rx_ring_full as f64,
+        );
+        e.sample(
+            "xgate_lane_backpressure_events_total",
+            &[("lane", &lane), ("kind", "xsk_fill_ring_empty")],
+            v.xsk_fill_ring_empty as f64,
+        );
     }
+    per_lane(
+        &mut e,
+        "xgate_lane_xsk_rx_dropped_total",
+        "counter",
+        "Frames the kernel dropped on the way to the lane's AF_XDP socket (no fill frame or rx slot).",
+        &|v| v.xsk_rx_dropped,
+    );
+    per_lane(
+        &mut e,
+        "xgate_lane_xsk_invalid_descriptors_total",
+        "counter",
+        "Invalid descriptors the kernel found on the lane's AF_XDP rings (rx and tx).",
+        &|v| v.xsk_invalid_descs,
+    );
     e.family(
         "xgate_lane_umem_frames",
         "gauge",

@@ -141,6 +141,15 @@ fn metrics_flows_top_and_heatmap_show_the_requests_the_test_made() {
     );
     assert!(metric(&samples, "xgate_lane_rx_frames_total{lane=0}") >= 100.0);
     assert!(metric(&samples, "xgate_lane_umem_frames{lane=0,state=fill}") > 0.0);
+    // The kernel's AF_XDP counts are there; 20 requests never fill a ring.
+    assert_eq!(metric(&samples, "xgate_lane_xsk_rx_dropped_total{lane=0}"), 0.0);
+    assert_eq!(
+        metric(
+            &samples,
+            "xgate_lane_backpressure_events_total{kind=xsk_rx_ring_full,lane=0}"
+        ),
+        0.0
+    );
     assert_eq!(metric(&samples, "xgate_flows_reaped_total{reason=idle}"), 0.0);
     assert_eq!(metric(&samples, "xgate_syn_sources{handshake=completed}"), 1.0);
 
