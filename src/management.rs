@@ -645,31 +645,19 @@ pub fn render_metrics(observatory: &Observatory<'_>) -> String {
     );
     for (i, v) in lanes.iter().enumerate() {
         let lane = i.to_string();
-        e.sample(
-            "xgate_lane_backpressure_events_total",
-            &[("lane", &lane), ("kind", "http_ring_full")],
-            v.http_ring_full as f64,
-        );
-        e.sample(
-            "xgate_lane_backpressure_events_total",
-            &[("lane", &lane), ("kind", "tx_starved")],
-            v.tx_starved as f64,
-        );
-        e.sample(
-            "xgate_lane_backpressure_events_total",
-            &[("lane", &lane), ("kind", "handoff_dropped")],
-            v.handoff_dropped as f64,
-        );
-        e.sample(
-            "xgate_lane_backpressure_events_total",
-            &[("lane", &lane), ("kind", "xsk_rx_ring_full")],
-            v.xsk_rx_ring_full as f64,
-        );
-        e.sample(
-            "xgate_lane_backpressure_events_total",
-            &[("lane", &lane), ("kind", "xsk_fill_ring_empty")],
-            v.xsk_fill_ring_empty as f64,
-        );
+        for (kind, n) in [
+            ("http_ring_full", v.http_ring_full),
+            ("tx_starved", v.tx_starved),
+            ("handoff_dropped", v.handoff_dropped),
+            ("xsk_rx_ring_full", v.xsk_rx_ring_full),
+            ("xsk_fill_ring_empty", v.xsk_fill_ring_empty),
+        ] {
+            e.sample(
+                "xgate_lane_backpressure_events_total",
+                &[("lane", &lane), ("kind", kind)],
+                n as f64,
+            );
+        }
     }
     per_lane(
         &mut e,

@@ -119,14 +119,22 @@ def halfopen(peer, args):
     return {"synacks": synacks, "rst_after_s": rst_at}
 
 
-def retrans(peer, args):
-    start = time.time()
-    peer.send(5000, 0, SYN)
+def handshake(peer, iss):
+    """SYN with `iss`, the SYN-ACK, our ACK: the gateway's next sequence number, or None."""
+    peer.send(iss, 0, SYN)
     got, _ = peer.wait(SYN, 3)
     if got is None or not got[0] & ACK:
-        return {"error": "no SYN-ACK"}
+        return None
     their = got[1] + 1
-    peer.send(5001, their, ACK)
+    peer.send(iss + 1, their, ACK)
+    return their
+
+
+def retrans(peer, args):
+    start = time.time()
+    their = handshake(peer, 5000)
+    if their is None:
+        return {"error": "no SYN-ACK"}
     data = b"GET /partial HTTP/1.1\r\nHost: x\r\n"  # a head that never ends
     sent, rst_at = 0, None
     deadline = start + args.seconds
@@ -147,13 +155,10 @@ def retrans(peer, args):
 
 def vanish(peer, args):
     start = time.time()
-    peer.send(7000, 0, SYN)
-    got, _ = peer.wait(SYN, 3)
-    if got is None or not got[0] & ACK:
+    their = handshake(peer, 7000)
+    if their is None:
         return {"error": "no SYN-ACK"}
-    their = got[1] + 1
     request = ("GET %s HTTP/1.1\r\nHost: gw\r\n\r\n" % args.path).encode()
-    peer.send(7001, their, ACK)
     peer.send(7001, their, ACK | PSH, request)
     mine = 7001 + len(request)
     taken, silent_at, rst_at, retransmitted = 0, None, None, 0
