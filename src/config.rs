@@ -100,7 +100,8 @@ pub struct ShieldConfig {
     pub budget_syn_burst: u64,
     /// Sources the shield remembers (LRU).
     pub max_sources: u32,
-    /// Half-open connections a lane keeps; beyond it the oldest are aborted (0: half of
+    /// Half-open connections a lane keeps: at the bound, a new SYN evicts the oldest one that
+    /// has waited 100 ms, or is dropped unanswered if none has (0: half of
     /// `http.max_connections`).
     pub max_half_open: usize,
 }

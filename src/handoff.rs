@@ -148,6 +148,10 @@ lane_counters! {
     requests,
     accepted,
     refused,
+    /// New SYNs dropped unanswered at the half-open bound (all half-open connections young).
+    syn_deferred,
+    /// Half-open connections aborted at the bound to make room for a new SYN.
+    half_open_evicted,
     handed_out,
     handed_in,
     handoff_dropped,

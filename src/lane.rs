@@ -114,8 +114,6 @@ struct Connection {
     last_arrival_ns: u64,
     /// When the frame that began the request now in the slot arrived (0: unknown).
     request_arrival_ns: u64,
-    /// Since when (lane ms) the socket has been half-open, seen by the sweep (`NOT_SEEN`: not).
-    half_open_since_ms: u64,
     /// The reaper's stall check between two orders.
     stall: StallMark,
     /// The stack accepted this connection's handshake and the reaper was told.
@@ -135,7 +133,6 @@ impl Connection {
             head_started_ms: 0,
             last_arrival_ns: 0,
             request_arrival_ns: 0,
-            half_open_since_ms: NOT_SEEN,
             stall: StallMark::default(),
             handshake_noted: false,
         }
@@ -149,7 +146,6 @@ impl Connection {
         self.last_active_ms = NOT_SEEN;
         self.last_arrival_ns = 0;
         self.request_arrival_ns = 0;
-        self.half_open_since_ms = NOT_SEEN;
         self.stall = StallMark::default();
         self.handshake_noted = false;
     }
@@ -246,10 +242,8 @@ struct Lane<'a> {
     slot_request: usize,
     metrics: &'a LaneMetrics,
     reaps: LaneReapRings,
-    /// Half-open connections kept at most; beyond, the oldest are aborted.
-    max_half_open: usize,
-    /// Scratch for the sweep's half-open census (sized to the connections once).
-    half_open: Vec<(u64, ConnId)>,
+    /// The server's count of evicted half-open connections at the last sweep.
+    half_open_evicted_seen: u64,
     /// The listening port (to find a client's connection from the reaper's 5-tuple).
     listen_port: u16,
 }
@@ -290,6 +284,7 @@ pub fn run(config: &Config, setup: LaneSetup<'_>, stop: &AtomicBool) -> anyhow::
             keep_alive: Some(smoltcp::time::Duration::from_millis(config.tcp.keepalive_ms)),
             timeout: Some(smoltcp::time::Duration::from_millis(config.tcp.timeout_ms)),
             outbound_sockets: outbound,
+            max_half_open: config.max_half_open(),
         },
     );
     let response_capacity = (config.http.max_header_bytes + 1024).max(MAX_RESPONSE_HEAD + 1024);
@@ -362,8 +357,7 @@ pub fn run(config: &Config, setup: LaneSetup<'_>, stop: &AtomicBool) -> anyhow::
         slot_request,
         metrics: setup.metrics,
         reaps: setup.reaps,
-        max_half_open: config.max_half_open(),
-        half_open: Vec::with_capacity(sockets),
+        half_open_evicted_seen: 0,
         listen_port: gw.listen_port,
     };
     let allocations_at_start = alloc_count::thread_allocations();
@@ -373,6 +367,8 @@ pub fn run(config: &Config, setup: LaneSetup<'_>, stop: &AtomicBool) -> anyhow::
         let stats = lane.server.stats();
         lane.values.accepted = stats.accepted;
         lane.values.refused = stats.refused;
+        lane.values.syn_deferred = stats.syn_deferred;
+        lane.values.half_open_evicted = stats.half_open_evicted;
         lane.values.heap_allocations = alloc_count::thread_allocations() - allocations_at_start;
         if !lane.draining {
             lane.values.open_connections = lane.server.inbound_connected() as u64;

@@ -527,7 +527,7 @@ pub fn render_metrics(observatory: &Observatory<'_>) -> String {
     e.family(
         "xgate_half_open_evicted_total",
         "counter",
-        "Half-open connections aborted because a lane held more than shield.max_half_open.",
+        "Half-open connections aborted to make room for a new SYN at shield.max_half_open.",
     );
     e.sample("xgate_half_open_evicted_total", &[], evicted as f64);
     e.family(
@@ -659,6 +659,13 @@ pub fn render_metrics(observatory: &Observatory<'_>) -> String {
             );
         }
     }
+    per_lane(
+        &mut e,
+        "xgate_lane_syn_deferred_total",
+        "counter",
+        "New SYNs dropped unanswered at shield.max_half_open while every half-open connection was younger than 100 ms.",
+        &|v| v.syn_deferred,
+    );
     per_lane(
         &mut e,
         "xgate_lane_xsk_rx_dropped_total",

@@ -409,6 +409,7 @@ impl Harness {
                 keep_alive: None,
                 timeout: None,
                 outbound_sockets: 0,
+                max_half_open: 0,
             },
         );
         let mut harness = Harness {

@@ -37,7 +37,7 @@ use xgate_proxy::{
 };
 use xgate_userstack::tcp_server::{ConnId, ConnectError, TcpServer};
 
-use super::{Lane, NOT_SEEN};
+use super::Lane;
 use crate::routing::{PoolLimits, Routing};
 
 /// What is left of a message body, and how its end is found.
@@ -856,49 +856,17 @@ impl Lane<'_> {
         }
     }
 
-    /// Time limits of exchanges and idle connections, and health checks that are due.
-    /// Keeps half-open client connections within `max_half_open`: a census of the sockets
-    /// waiting for a handshake's last ACK, then the oldest beyond the bound are aborted (as a
-    /// kernel drops from a full SYN backlog). A SYN flood that gets past XDP's shield can then
-    /// hold at most the bound, never every socket.
-    ///
-    /// Only a connection already half-open at an earlier sweep may be aborted: one whose SYN
-    /// arrived since the last sweep may have its last ACK in flight, and a burst of real
-    /// connects (1,000 at once in the lab tests) must not lose the youngest of them. So the bound
-    /// can be exceeded for up to one sweep interval.
-    fn bound_half_open(&mut self) {
-        self.half_open.clear();
-        for index in 0..self.connections.len() {
-            let id = index as ConnId;
-            let half_open = self.server.socket(id).state() == tcp::State::SynReceived;
-            let conn = &mut self.connections[index];
-            if !half_open {
-                conn.half_open_since_ms = NOT_SEEN;
-                continue;
-            }
-            if conn.half_open_since_ms == NOT_SEEN {
-                conn.half_open_since_ms = self.now_ms;
-            }
-            // Capacity is the number of connections: never allocates.
-            self.half_open.push((conn.half_open_since_ms, id));
-        }
-        let mut evicted = 0;
-        if self.half_open.len() > self.max_half_open {
-            let excess = self.half_open.len() - self.max_half_open;
-            self.half_open.select_nth_unstable(excess - 1);
-            for i in 0..excess {
-                let (since_ms, id) = self.half_open[i];
-                if since_ms >= self.now_ms {
-                    continue;
-                }
-                self.server.abort(id);
-                evicted += 1;
-            }
-        }
-        let open = (self.half_open.len() - evicted) as u64;
-        self.metrics.record_half_open(open, evicted as u64);
+    /// Publishes the half-open client connections the server counts, and those it evicted
+    /// since the last sweep (the server keeps them within `shield.max_half_open`).
+    fn publish_half_open(&mut self) {
+        let stats = self.server.stats();
+        let evicted = stats.half_open_evicted - self.half_open_evicted_seen;
+        self.half_open_evicted_seen = stats.half_open_evicted;
+        self.metrics
+            .record_half_open(self.server.half_open() as u64, evicted);
     }
 
+    /// Time limits of exchanges and idle connections, and health checks that are due.
     pub(super) fn sweep(&mut self) {
         let now = self.now_ms;
         let mut busy = 0u64;
@@ -958,7 +926,7 @@ impl Lane<'_> {
                 self.values.idle_closed += 1;
             }
         }
-        self.bound_half_open();
+        self.publish_half_open();
         for i in 0..self.upstreams.conns.len() {
             let id = self.upstreams.first + i as ConnId;
             match self.upstreams.conns[i].owner {

@@ -33,6 +33,8 @@
 //! - a socket without a connection is closed (or in TIME-WAIT) or listening, and only inbound
 //!   sockets listen, at most one per shard (which socket is in which shard: `SHARD_SIZE`);
 //! - a woken connection is connected;
+//! - the server's half-open count stays within its bound (half the sockets here) and counts
+//!   every connected socket in SYN-RECEIVED;
 //! - every frame the device is given to send fits the MTU and parses as Ethernet from the server's
 //!   MAC: ARP, or IPv4 from the server's address with correct checksums (and TCP's), and no
 //!   segment is both SYN and RST.
@@ -299,6 +301,7 @@ impl Run {
             keep_alive: timers.then(|| Duration::from_millis(1000)),
             timeout: timers.then(|| Duration::from_millis(3000)),
             outbound_sockets: outbound,
+            max_half_open: (sockets / 2).max(1),
         };
         let mut device = MemoryDevice::new();
         let server = server(&config, &mut device);
@@ -565,6 +568,11 @@ impl Run {
             .filter(|&id| self.server.is_connected(id))
             .count();
         assert_eq!(by_socket, connected, "sockets connected vs connected count");
+        let half_open = self.server.half_open();
+        assert!(
+            half_open <= (self.sockets / 2).max(1),
+            "{half_open} half-open connections, over the bound"
+        );
         assert_eq!(
             self.server.outbound_free() + (connected - inbound),
             self.outbound,
@@ -576,8 +584,10 @@ impl Run {
     /// listening, and only inbound sockets listen, at most one per shard.
     fn check_roles(&mut self) {
         let mut listening = vec![0usize; self.sockets.div_ceil(SHARD_SIZE) + 1];
+        let mut syn_received = 0;
         for id in 0..(self.sockets + self.outbound) as ConnId {
             if self.server.is_connected(id) {
+                syn_received += usize::from(self.server.socket(id).state() == tcp::State::SynReceived);
                 continue;
             }
             let state = self.server.socket(id).state();
@@ -592,6 +602,13 @@ impl Run {
         assert!(
             listening.iter().all(|&n| n <= 1),
             "more than one listener in a shard: {listening:?}"
+        );
+        // The server's count may still include a connection a timer ended since its last
+        // segment (until the application settles it), never miss one.
+        assert!(
+            self.server.half_open() >= syn_received,
+            "{syn_received} sockets in SYN-RECEIVED, {} counted half-open",
+            self.server.half_open()
         );
     }
 }
@@ -809,6 +826,16 @@ fn tcp_frame(src_port: u16, dst_port: u16, control: TcpControl, seq: u32, ack: O
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tcp_server::EVICTABLE_AFTER;
+
+    /// Whether `sent` holds a RST to the client's port `port`.
+    fn rst_to(sent: &[Vec<u8>], port: u16) -> bool {
+        sent.iter().any(|frame| {
+            let ip = Ipv4Packet::new_unchecked(&frame[ETHERNET_HEADER..]);
+            let tcp = TcpPacket::new_unchecked(ip.payload());
+            tcp.dst_port() == port && tcp.rst()
+        })
+    }
 
     #[test]
     fn set_up_opens_both_connections() {
@@ -850,6 +877,45 @@ mod tests {
         );
     }
 
+    /// At the half-open bound, a new SYN evicts the oldest half-open connection once it has
+    /// waited `EVICTABLE_AFTER` (its peer gets a RST) and is accepted; while all are younger, a
+    /// new SYN is dropped unanswered, to be sent again.
+    #[test]
+    fn at_the_half_open_bound_the_oldest_makes_room_and_young_ones_are_kept() {
+        // Eight sockets (bound: four), one held by the set-up's connection.
+        let mut run = Run::new(7);
+        let syn = |port: u16| tcp_frame(port, LISTEN_PORT, TcpControl::Syn, CLIENT_ISS, None);
+        let answer_to = |run: &mut Run, port: u16| {
+            let sent = run.device.take_sent();
+            (single_segment(&sent, port).map(|s| s.syn), rst_to(&sent, port))
+        };
+        for port in 30_000..30_004 {
+            run.deliver(&syn(port));
+            run.turn(0);
+            assert_eq!(answer_to(&mut run, port), (Some(true), false), "a SYN-ACK");
+        }
+        assert_eq!(run.server.half_open(), 4);
+        // All four are young: the fifth SYN gets nothing back, and takes no socket.
+        run.deliver(&syn(30_004));
+        run.turn(0);
+        assert_eq!(answer_to(&mut run, 30_004), (None, false));
+        assert_eq!(run.server.stats().syn_deferred, 1);
+        assert_eq!(run.server.inbound_connected(), 5);
+        // Later, the fifth SYN again: the oldest (port 30,000) is reset, the new one accepted.
+        run.now_ms += EVICTABLE_AFTER.total_millis() as i64;
+        run.deliver(&syn(30_004));
+        run.turn(0);
+        let sent = run.device.take_sent();
+        assert!(rst_to(&sent, 30_000), "the oldest half-open connection is reset");
+        let syn_ack = single_segment(&sent, 30_004).expect("the new SYN is answered");
+        assert!(syn_ack.syn);
+        assert_eq!(run.server.half_open(), 4);
+        assert_eq!(run.server.stats().half_open_evicted, 1);
+        assert_eq!(run.server.inbound_connected(), 5);
+        run.check_counts();
+        run.check_roles();
+    }
+
     /// With one socket, the client's connection holds it, so its shard has no listener and the
     /// socket, once free, must listen again. Listening forgets the connection, so the RST of an
     /// abort has to go out first: aborted, settled and freed in one turn, the peer still gets it,
@@ -869,11 +935,10 @@ mod tests {
         run.turn(APP_ABORTS);
         let sent = run.device.take_sent();
         let rst = single_segment(&sent, CLIENT_PORT).expect("a segment to the aborted peer");
-        let is_rst = sent.iter().any(|frame| {
-            let ip = Ipv4Packet::new_unchecked(&frame[ETHERNET_HEADER..]);
-            TcpPacket::new_unchecked(ip.payload()).rst()
-        });
-        assert!(is_rst && rst.seq == peer.snd_next, "not the RST: {rst:?}");
+        assert!(
+            rst_to(&sent, CLIENT_PORT) && rst.seq == peer.snd_next,
+            "not the RST: {rst:?}"
+        );
         assert_eq!(run.server.connected(), 0);
         run.check_roles();
 

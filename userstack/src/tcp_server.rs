@@ -16,6 +16,13 @@
 //!   listens. So every free socket of the lane can take a connect, however many arrive at once:
 //!   the limit of a burst is the number of free sockets. A SYN that finds none is answered with a
 //!   RST by the stack (the client sees "connection refused"), and counted.
+//! - Half-open connections (accepted, handshake not complete) are kept within
+//!   `ServerConfig::max_half_open`, counted as they are accepted and as their sockets are seen
+//!   to leave SYN-RECEIVED. A SYN that finds the bound reached evicts the oldest half-open
+//!   connection (a RST to its peer) if that one has waited [`EVICTABLE_AFTER`], and is accepted
+//!   in its place, as a SYN cache does under a flood; if all are younger (a burst of real
+//!   connects, last ACKs in flight), the SYN is dropped unanswered and its client sends it
+//!   again.
 //! - Segments of unknown flows that are not SYNs, ARP and ICMP go to an empty socket set: the
 //!   stack answers what needs answering (RST, ARP reply, echo reply) and keeps nothing.
 //! - Connections the lane opens itself (to upstream servers) use a second group of sockets, in
@@ -40,7 +47,7 @@ use std::collections::VecDeque;
 
 use smoltcp::{
     iface::{Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet, SocketStorage},
-    phy::Device,
+    phy::{Device, RxToken as _},
     socket::tcp,
     time::{Duration, Instant},
     wire::IpEndpoint,
@@ -65,6 +72,12 @@ const EGRESS_ROUNDS: u32 = 4;
 /// Timers fire up to one tick late, like a kernel's (Linux: 4 ms at HZ=250); smoltcp's shortest
 /// timers (delayed ACK, minimum retransmission timeout) are 10 ms.
 pub const TIMER_GRANULARITY: Duration = Duration::from_millis(5);
+
+/// How long a half-open connection must have waited before a new SYN may evict it when the
+/// half-open bound is reached. Younger ones may be a burst of real connects whose last ACKs are
+/// in flight; a SYN that finds only those is dropped unanswered (its client sends it again in a
+/// second), as a kernel drops SYNs when its SYN queue is full.
+pub const EVICTABLE_AFTER: Duration = Duration::from_millis(100);
 
 /// The flow-table key of a connection to `remote` from `local_port`: the key its segments carry
 /// (see [`crate::wire::TcpFlowKey::connection_key`]), remote end first.
@@ -92,6 +105,9 @@ pub struct ServerConfig {
     pub timeout: Option<Duration>,
     /// Sockets for connections this server opens ([`TcpServer::connect`]); they never listen.
     pub outbound_sockets: usize,
+    /// Accepted connections whose handshake has not completed, at most (0: no bound beyond the
+    /// sockets). See [`TcpServer`]'s module doc.
+    pub max_half_open: usize,
 }
 
 /// Why [`TcpServer::connect`] opened nothing.
@@ -126,6 +142,11 @@ pub struct ServerStats {
     /// Aborts whose RST the shard's egress could not send before the socket had to listen
     /// again (its peer had no link-layer address, as a spoofed source has none).
     pub rst_dropped: u64,
+    /// Half-open connections aborted to make room for a new SYN (the bound was reached).
+    pub half_open_evicted: u64,
+    /// New SYNs dropped unanswered because the bound was reached by half-open connections all
+    /// younger than [`EVICTABLE_AFTER`] (the client sends its SYN again).
+    pub syn_deferred: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,6 +164,18 @@ struct Conn {
     woken: bool,
     /// An outbound socket (opened by `connect`, never listening).
     outbound: bool,
+    /// Counted in [`TcpServer::half_open`]: accepted, handshake not yet seen to complete.
+    half_open: bool,
+    /// Accepts on this socket so far (tells a stale entry of the half-open order from a live one).
+    generation: u32,
+}
+
+/// An accepted connection in the order of acceptance, for eviction of the oldest.
+#[derive(Clone, Copy)]
+struct HalfOpenEntry {
+    id: ConnId,
+    generation: u32,
+    since: Instant,
 }
 
 struct Shard {
@@ -192,6 +225,11 @@ pub struct TcpServer {
     listen_port_closed: bool,
     /// Outbound sockets with a connection.
     outbound_connected: usize,
+    /// The half-open bound (0: none), the connections counted against it, and the order they
+    /// were accepted in (entries of connections that left the state are skipped when met).
+    max_half_open: usize,
+    half_open: usize,
+    half_open_order: VecDeque<HalfOpenEntry>,
     stats: ServerStats,
 }
 
@@ -235,6 +273,8 @@ impl TcpServer {
                 role: Role::Free,
                 woken: false,
                 outbound,
+                half_open: false,
+                generation: 0,
             });
         }
         let mut server = TcpServer {
@@ -255,6 +295,9 @@ impl TcpServer {
             outbound_free: Vec::with_capacity(config.outbound_sockets),
             listen_port_closed: false,
             outbound_connected: 0,
+            max_half_open: config.max_half_open,
+            half_open: 0,
+            half_open_order: VecDeque::with_capacity(config.sockets.max(1)),
             stats: ServerStats::default(),
         };
         for id in (0..total_sockets as ConnId).rev() {
@@ -301,6 +344,7 @@ impl TcpServer {
     /// reused) like any closed connection.
     pub fn abort(&mut self, id: ConnId) {
         self.socket(id).abort();
+        self.note_half_open_left(id);
         self.wake(id);
         self.touch(id);
     }
@@ -368,6 +412,7 @@ impl TcpServer {
             let result =
                 self.iface
                     .poll_ingress_single(now, device, &mut self.shards[shard as usize].sockets);
+            self.note_half_open_left(id);
             // The stack gives a segment to the first socket that takes it, and a listener takes
             // any SYN: a repeated SYN of this flow (or one that came after its socket closed but
             // before it was settled) may have landed on the shard's listener instead of the
@@ -387,6 +432,19 @@ impl TcpServer {
         }
         let new_connection =
             segment.syn && !segment.ack && !segment.rst && segment.flow.dst_port == self.listen_port;
+        if new_connection && self.max_half_open > 0 && self.half_open >= self.max_half_open {
+            let evicted = self.evict_oldest_half_open(now);
+            if !evicted || self.listening.is_empty() {
+                // No room now (every half-open connection is young, or the evicted socket is
+                // not free yet): no answer, the client sends its SYN again.
+                self.stats.syn_deferred += 1;
+                if let Some((rx, _)) = device.receive(now) {
+                    rx.consume(|_| ());
+                    return true;
+                }
+                return false;
+            }
+        }
         let Some(&shard) = self.listening.front().filter(|_| new_connection) else {
             if new_connection {
                 self.stats.refused += 1;
@@ -408,8 +466,66 @@ impl TcpServer {
         let socket = self.socket(listener);
         if socket.state() == tcp::State::SynReceived && socket.remote_endpoint() == Some(remote) {
             self.accept(listener, key);
+            self.enter_half_open(listener, now);
         }
         result != PollIngressSingleResult::None
+    }
+
+    /// Counts the just-accepted connection `id` as half-open, youngest in the order.
+    fn enter_half_open(&mut self, id: ConnId, now: Instant) {
+        let conn = &mut self.conns[id as usize];
+        conn.generation = conn.generation.wrapping_add(1);
+        conn.half_open = true;
+        let entry = HalfOpenEntry {
+            id,
+            generation: conn.generation,
+            since: now,
+        };
+        self.half_open += 1;
+        if self.half_open_order.len() == self.half_open_order.capacity() {
+            // Only stale entries can fill it (live ones are at most the sockets, this one not
+            // among them yet): drop those rather than grow.
+            let conns = &self.conns;
+            self.half_open_order.retain(|e| {
+                conns[e.id as usize].half_open && conns[e.id as usize].generation == e.generation
+            });
+        }
+        self.half_open_order.push_back(entry);
+    }
+
+    /// Stops counting `id` as half-open once its socket left SYN-RECEIVED (the handshake
+    /// completed, or the connection ended).
+    fn note_half_open_left(&mut self, id: ConnId) {
+        if self.conns[id as usize].half_open && self.socket(id).state() != tcp::State::SynReceived {
+            self.conns[id as usize].half_open = false;
+            self.half_open -= 1;
+        }
+    }
+
+    /// Aborts the oldest half-open connection if it has waited [`EVICTABLE_AFTER`]; returns
+    /// whether it did. Its socket is free once the application settles it (it is woken).
+    fn evict_oldest_half_open(&mut self, now: Instant) -> bool {
+        while let Some(&entry) = self.half_open_order.front() {
+            let conn = &self.conns[entry.id as usize];
+            if !conn.half_open || conn.generation != entry.generation {
+                self.half_open_order.pop_front();
+                continue;
+            }
+            if now < entry.since + EVICTABLE_AFTER {
+                return false;
+            }
+            self.half_open_order.pop_front();
+            self.abort(entry.id);
+            self.stats.half_open_evicted += 1;
+            return true;
+        }
+        false
+    }
+
+    /// Accepted connections whose handshake has not completed (as of their last segment or
+    /// settle).
+    pub fn half_open(&self) -> usize {
+        self.half_open
     }
 
     /// The designated listener `id` took a SYN: enter its flow, and let another free socket of
@@ -597,6 +713,7 @@ impl TcpServer {
         let Role::Connected { key } = self.conns[id as usize].role else {
             return Settled::Closed;
         };
+        self.note_half_open_left(id);
         let state = self.socket(id).state();
         if matches!(
             state,

@@ -203,16 +203,23 @@ impl FlowMaps {
     }
 
     /// Marks `source` as having completed a handshake: its SYNs no longer draw on the SYN
-    /// shield's global budget and get the trusted per-source rate. Only the TCP stack can tell
-    /// (it checked the ACK number against its SYN-ACK), so only userspace calls this.
+    /// shield's global budget and get the trusted per-source rate, from a full burst (what it
+    /// spent at the stranger's rate is forgiven: at 100 SYNs/s, a client's first burst of
+    /// connects would otherwise hold it back for seconds). Only the TCP stack can tell (it
+    /// checked the ACK number against its SYN-ACK), so only userspace calls this.
     pub fn trust_source(&self, source: [u8; 4]) -> io::Result<()> {
         let key = u32::from_ne_bytes(source);
-        let mut state = lookup::<u32, xgate_xdp_common::SynSource>(&self.sources, &key)?.unwrap_or_default();
-        if state.trusted != 0 {
-            return Ok(());
+        if let Some(state) = lookup::<u32, xgate_xdp_common::SynSource>(&self.sources, &key)? {
+            if state.trusted != 0 {
+                return Ok(());
+            }
         }
-        state.trusted = 1;
-        update(&self.sources, &key, &state)
+        let trusted = xgate_xdp_common::SynSource {
+            next_ns: 0,
+            trusted: 1,
+            pad: 0,
+        };
+        update(&self.sources, &key, &trusted)
     }
 
     /// Sources the SYN shield tracks, and how many of them completed a handshake.

@@ -202,10 +202,10 @@ fn the_syn_shield_limits_strangers_by_budget_and_sources_by_rate() {
     assert_eq!(stats[Verdict::DropSynBudget as usize].packets, 9);
     assert_eq!(maps.sources().unwrap(), (3, 0), "no source is trusted");
     // Once the TCP stack accepted its handshake, userspace trusts the source: its SYNs skip the
-    // budget and get the trusted rate (1/s, burst 5) from where its own rate stood (two spent):
-    // three pass, the fourth is over the source's rate.
+    // budget and get the trusted rate (1/s) with a full burst of 5 (what it spent as a stranger
+    // is forgiven): five pass, the sixth is over the source's rate.
     maps.trust_source([10, 77, 0, 60]).unwrap();
-    for port in 1..5u16 {
+    for port in 1..7u16 {
         steering
             .run_on_frame(&segment([10, 77, 0, 60], 3000 + port, PORT, SYN, 1, 0, 0))
             .unwrap();
@@ -214,8 +214,8 @@ fn the_syn_shield_limits_strangers_by_budget_and_sources_by_rate() {
     assert_eq!(stats[Verdict::DropSynBudget as usize].packets, 9);
     assert_eq!(stats[Verdict::DropSynSourceRate as usize].packets, 2);
     assert_eq!(maps.sources().unwrap(), (3, 1));
-    // Only admitted SYNs made flows: 2 + 2 + 3.
-    assert_eq!(maps.flows().unwrap().len(), 7);
+    // Only admitted SYNs made flows: 2 + 2 + 5.
+    assert_eq!(maps.flows().unwrap().len(), 9);
 }
 
 #[test]
