@@ -659,12 +659,18 @@ impl Config {
             ("shield.budget_syn_rate", sh.budget_syn_rate),
             ("shield.budget_syn_burst", sh.budget_syn_burst),
         ] {
-            // XDP keeps a rate as whole nanoseconds between SYNs and a burst as that interval
-            // times the burst: beyond this the interval would round to nothing (no limit).
+            // XDP keeps a rate as whole nanoseconds between SYNs (which lose precision at high
+            // rates, and reach zero, meaning no limit, past 10^9/s) and a burst as that
+            // interval times the burst.
             if value > MAX_SHIELD_VALUE {
+                let zero = if key.ends_with("_rate") {
+                    "no limit"
+                } else {
+                    "as 1"
+                };
                 return Err(err(
                     key,
-                    format!("expected 0 to {MAX_SHIELD_VALUE} (0: no limit), got {value}"),
+                    format!("expected 0 to {MAX_SHIELD_VALUE} (0: {zero}), got {value}"),
                 ));
             }
         }

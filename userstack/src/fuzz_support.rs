@@ -916,6 +916,44 @@ mod tests {
         run.check_roles();
     }
 
+    /// A RST sends a half-open socket back to LISTEN. Before the application settles it, a new
+    /// SYN in the same receive batch must still go to the shard's designated listener, so that
+    /// the new flow is in the table and its handshake completes.
+    #[test]
+    fn a_socket_reset_in_syn_received_takes_no_new_syn() {
+        let mut run = Run::new(7);
+        run.deliver(&tcp_frame(31_000, LISTEN_PORT, TcpControl::Syn, CLIENT_ISS, None));
+        run.turn(0);
+        run.device.take_sent();
+        assert_eq!(run.server.half_open(), 1);
+        // The RST and the next client's SYN arrive together.
+        run.deliver(&tcp_frame(
+            31_000,
+            LISTEN_PORT,
+            TcpControl::Rst,
+            CLIENT_ISS.wrapping_add(1),
+            None,
+        ));
+        run.deliver(&tcp_frame(31_001, LISTEN_PORT, TcpControl::Syn, CLIENT_ISS, None));
+        run.turn(0);
+        let sent = run.device.take_sent();
+        let syn_ack = single_segment(&sent, 31_001).expect("a SYN-ACK");
+        assert_eq!(run.server.half_open(), 1, "only the new client is half-open");
+        run.deliver(&tcp_frame(
+            31_001,
+            LISTEN_PORT,
+            TcpControl::None,
+            CLIENT_ISS.wrapping_add(1),
+            Some(syn_ack.seq.wrapping_add(1)),
+        ));
+        run.turn(0);
+        let sent = run.device.take_sent();
+        assert!(!rst_to(&sent, 31_001), "the new client's ACK was refused");
+        assert_eq!(run.server.half_open(), 0);
+        assert_eq!(run.server.inbound_connected(), 2, "the set-up's and the new one");
+        run.check_roles();
+    }
+
     /// With one socket, the client's connection holds it, so its shard has no listener and the
     /// socket, once free, must listen again. Listening forgets the connection, so the RST of an
     /// abort has to go out first: aborted, settled and freed in one turn, the peer still gets it,

@@ -14,15 +14,18 @@
 //!   listener*). A SYN of an unknown flow goes to a shard that has one; right after the stack has
 //!   taken the SYN, the flow is entered in the table and another free socket of that shard
 //!   listens. So every free socket of the lane can take a connect, however many arrive at once:
-//!   the limit of a burst is the number of free sockets. A SYN that finds none is answered with a
-//!   RST by the stack (the client sees "connection refused"), and counted.
+//!   the limit of a burst is the number of free sockets. A SYN that finds none, with no half-open
+//!   connection to make room, is answered with a RST by the stack (the client sees "connection
+//!   refused"), and counted.
 //! - Half-open connections (accepted, handshake not complete) are kept within
 //!   `ServerConfig::max_half_open`, counted as they are accepted and as their sockets are seen
-//!   to leave SYN-RECEIVED. A SYN that finds the bound reached evicts the oldest half-open
-//!   connection (a RST to its peer) if that one has waited [`EVICTABLE_AFTER`], and is accepted
-//!   in its place, as a SYN cache does under a flood; if all are younger (a burst of real
-//!   connects, last ACKs in flight), the SYN is dropped unanswered and its client sends it
-//!   again.
+//!   to leave SYN-RECEIVED. A SYN that finds the bound reached (or no free socket while
+//!   half-open connections hold some) evicts the oldest half-open connection (a RST to its
+//!   peer) if that one has waited [`EVICTABLE_AFTER`], and is accepted in its place if a
+//!   listener is free, as a SYN cache does under a flood; otherwise (all are younger, a burst
+//!   of real connects with last ACKs in flight, or the evicted socket is not free yet) the SYN
+//!   is dropped unanswered and its client sends it again. A SYN that finds every socket held by
+//!   established connections is refused with a RST.
 //! - Segments of unknown flows that are not SYNs, ARP and ICMP go to an empty socket set: the
 //!   stack answers what needs answering (RST, ARP reply, echo reply) and keeps nothing.
 //! - Connections the lane opens itself (to upstream servers) use a second group of sockets, in
@@ -144,8 +147,9 @@ pub struct ServerStats {
     pub rst_dropped: u64,
     /// Half-open connections aborted to make room for a new SYN (the bound was reached).
     pub half_open_evicted: u64,
-    /// New SYNs dropped unanswered because the bound was reached by half-open connections all
-    /// younger than [`EVICTABLE_AFTER`] (the client sends its SYN again).
+    /// New SYNs dropped unanswered for want of room (the half-open bound reached by connections
+    /// all younger than [`EVICTABLE_AFTER`], or every socket taken while half-open connections
+    /// hold some): the client sends its SYN again.
     pub syn_deferred: u64,
 }
 
@@ -412,6 +416,12 @@ impl TcpServer {
             let result =
                 self.iface
                     .poll_ingress_single(now, device, &mut self.shards[shard as usize].sockets);
+            if self.socket(id).state() == tcp::State::Listen {
+                // A RST in SYN-RECEIVED sends a socket back to LISTEN, with no peer. Until the
+                // application settles it, it would take any SYN as a second listener of its
+                // shard, for a flow the table never learns: close it (no peer, so no RST).
+                self.socket(id).abort();
+            }
             self.note_half_open_left(id);
             // The stack gives a segment to the first socket that takes it, and a listener takes
             // any SYN: a repeated SYN of this flow (or one that came after its socket closed but
@@ -432,17 +442,22 @@ impl TcpServer {
         }
         let new_connection =
             segment.syn && !segment.ack && !segment.rst && segment.flow.dst_port == self.listen_port;
-        if new_connection && self.max_half_open > 0 && self.half_open >= self.max_half_open {
+        let at_bound = self.max_half_open > 0 && self.half_open >= self.max_half_open;
+        let pool_full = self.listening.is_empty() && !self.listen_port_closed;
+        if new_connection && (at_bound || (pool_full && self.half_open > 0)) {
+            // Room for the SYN comes from the oldest half-open connection, if it has waited
+            // long enough. Without room now (all are young, or every socket is taken and the
+            // evicted one is free only once the application settles it), no answer: the client
+            // sends its SYN again. A pool full of established connections alone refuses it
+            // with a RST below.
             let evicted = self.evict_oldest_half_open(now);
             if !evicted || self.listening.is_empty() {
-                // No room now (every half-open connection is young, or the evicted socket is
-                // not free yet): no answer, the client sends its SYN again.
+                let Some((rx, _)) = device.receive(now) else {
+                    return false;
+                };
+                rx.consume(|_| ());
                 self.stats.syn_deferred += 1;
-                if let Some((rx, _)) = device.receive(now) {
-                    rx.consume(|_| ());
-                    return true;
-                }
-                return false;
+                return true;
             }
         }
         let Some(&shard) = self.listening.front().filter(|_| new_connection) else {
@@ -464,8 +479,10 @@ impl TcpServer {
             segment.flow.src_port,
         );
         let socket = self.socket(listener);
-        if socket.state() == tcp::State::SynReceived && socket.remote_endpoint() == Some(remote) {
-            self.accept(listener, key);
+        if socket.state() == tcp::State::SynReceived
+            && socket.remote_endpoint() == Some(remote)
+            && self.accept(listener, key)
+        {
             self.enter_half_open(listener, now);
         }
         result != PollIngressSingleResult::None
@@ -530,11 +547,12 @@ impl TcpServer {
 
     /// The designated listener `id` took a SYN: enter its flow, and let another free socket of
     /// the shard listen.
-    fn accept(&mut self, id: ConnId, key: u64) {
+    /// Returns whether it did (entering the flow cannot fail: the table holds as many entries
+    /// as there are sockets; if it did, the SYN is aborted).
+    fn accept(&mut self, id: ConnId, key: u64) -> bool {
         if self.flows.insert(key, id).is_err() {
-            // Cannot happen: the table holds as many entries as there are sockets.
             self.socket(id).abort();
-            return;
+            return false;
         }
         self.stats.accepted += 1;
         let shard_index = self.conns[id as usize].shard;
@@ -548,6 +566,7 @@ impl TcpServer {
         } else if let Some(at) = self.listening.iter().position(|&s| s == shard_index) {
             self.listening.remove(at);
         }
+        true
     }
 
     /// Whether socket `id` was aborted and its RST has not gone out yet: smoltcp sends the RST

@@ -806,7 +806,8 @@ mod tests {
         stamp(&mut umem, 512, 7);
         let short = desc(512, 8);
         assert_eq!(ends(strip_arrival_stamp(base, short, FRAME)), ends(short));
-        // A stamp that would cross into the next frame is not read.
+        // A stamp that would cross into the next frame is not read (its magic is there).
+        umem.0[FRAME as usize - 8..FRAME as usize - 4].copy_from_slice(&FRAME_META_MAGIC.to_ne_bytes());
         let at_end = desc(u64::from(FRAME) - 8, 16);
         assert_eq!(ends(strip_arrival_stamp(base, at_end, FRAME)), ends(at_end));
         // A packet at the very start of a 2048-byte chunk has no room for a stamp before it,
