@@ -523,6 +523,29 @@ mod tests {
     }
 
     #[test]
+    fn a_source_is_noticed_once_per_memory_period_and_a_lost_notice_is_sent_again() {
+        let (ring, mut reaper_end) = rtrb::RingBuffer::new(2);
+        let mut notices = HandshakeNotices::new(ring);
+        notices.note([10, 77, 0, 1], 0);
+        notices.note([10, 77, 0, 1], 5);
+        notices.note([10, 77, 0, 9], 6);
+        assert_eq!(reaper_end.pop(), Ok([10, 77, 0, 1]));
+        assert_eq!(reaper_end.pop(), Ok([10, 77, 0, 9]));
+        assert!(reaper_end.pop().is_err(), "the repeat was not sent");
+        // A full ring loses a notice, which is not remembered as sent.
+        notices.note([10, 77, 0, 2], 7);
+        notices.note([10, 77, 0, 3], 8);
+        notices.note([10, 77, 0, 4], 9);
+        assert_eq!(reaper_end.pop(), Ok([10, 77, 0, 2]));
+        assert_eq!(reaper_end.pop(), Ok([10, 77, 0, 3]));
+        notices.note([10, 77, 0, 4], 10);
+        assert_eq!(reaper_end.pop(), Ok([10, 77, 0, 4]));
+        // After the memory period, a known source is sent again.
+        notices.note([10, 77, 0, 1], NOTICE_MEMORY_MS + 1);
+        assert_eq!(reaper_end.pop(), Ok([10, 77, 0, 1]));
+    }
+
+    #[test]
     fn a_lane_short_of_transmit_frames_confirms_no_stall() {
         let mut mark = StallMark::default();
         assert!(!mark.confirm(4000, 10), "first sight: marked");

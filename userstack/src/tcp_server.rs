@@ -76,8 +76,8 @@ const EGRESS_ROUNDS: u32 = 4;
 /// timers (delayed ACK, minimum retransmission timeout) are 10 ms.
 pub const TIMER_GRANULARITY: Duration = Duration::from_millis(5);
 
-/// How long a half-open connection must have waited before a new SYN may evict it when the
-/// half-open bound is reached. Younger ones may be a burst of real connects whose last ACKs are
+/// How long a half-open connection must have waited before a new SYN may evict it (at the
+/// half-open bound, or with no free socket). Younger ones may be a burst of real connects whose last ACKs are
 /// in flight; a SYN that finds only those is dropped unanswered (its client sends it again in a
 /// second), as a kernel drops SYNs when its SYN queue is full.
 pub const EVICTABLE_AFTER: Duration = Duration::from_millis(100);
@@ -546,9 +546,8 @@ impl TcpServer {
     }
 
     /// The designated listener `id` took a SYN: enter its flow, and let another free socket of
-    /// the shard listen.
-    /// Returns whether it did (entering the flow cannot fail: the table holds as many entries
-    /// as there are sockets; if it did, the SYN is aborted).
+    /// the shard listen. Returns whether it did: entering the flow cannot fail (the table holds
+    /// as many entries as there are sockets), and if it did, the SYN is aborted.
     fn accept(&mut self, id: ConnId, key: u64) -> bool {
         if self.flows.insert(key, id).is_err() {
             self.socket(id).abort();
@@ -663,11 +662,13 @@ impl TcpServer {
             // A shard is in `listening` exactly when it has a listener, so it is not there yet.
             self.listening.push_back(shard_index);
         } else {
-            // With a RST pending, the shard's egress (marked here) sends it, then one of its
-            // free sockets listens (`restore_listener`).
             self.conns[id as usize].role = Role::Free;
             self.shards[shard_index as usize].free.push(id);
-            self.mark_dirty(shard_index);
+            if self.rst_pending(id) {
+                // The shard's egress sends the RST, then one of its free sockets listens if
+                // none does (`restore_listener`).
+                self.mark_dirty(shard_index);
+            }
         }
     }
 
