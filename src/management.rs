@@ -589,6 +589,22 @@ pub fn render_metrics(observatory: &Observatory<'_>) -> String {
             e.sample(name, &[("lane", &i.to_string())], get(values) as f64);
         }
     };
+    // The same, with a second label: `get` gives each of its values and the count.
+    type Labelled = Vec<(&'static str, u64)>;
+    let per_lane_by = |e: &mut Exposition,
+                       name: &str,
+                       kind: &str,
+                       help: &str,
+                       label: &str,
+                       get: &dyn Fn(&crate::handoff::CounterValues) -> Labelled| {
+        e.family(name, kind, help);
+        for (i, values) in lanes.iter().enumerate() {
+            let lane = i.to_string();
+            for (value, n) in get(values) {
+                e.sample(name, &[("lane", &lane), (label, value)], n as f64);
+            }
+        }
+    };
     per_lane(
         &mut e,
         "xgate_lane_rx_frames_total",
@@ -638,27 +654,22 @@ pub fn render_metrics(observatory: &Observatory<'_>) -> String {
         "Slots in use in a lane's ring toward its HTTP stage.",
         &|v| v.http_ring_used,
     );
-    e.family(
+    per_lane_by(
+        &mut e,
         "xgate_lane_backpressure_events_total",
         "counter",
         "Times a lane had to hold work back, by kind.",
+        "kind",
+        &|v| {
+            vec![
+                ("http_ring_full", v.http_ring_full),
+                ("tx_starved", v.tx_starved),
+                ("handoff_dropped", v.handoff_dropped),
+                ("xsk_rx_ring_full", v.xsk_rx_ring_full),
+                ("xsk_fill_ring_empty", v.xsk_fill_ring_empty),
+            ]
+        },
     );
-    for (i, v) in lanes.iter().enumerate() {
-        let lane = i.to_string();
-        for (kind, n) in [
-            ("http_ring_full", v.http_ring_full),
-            ("tx_starved", v.tx_starved),
-            ("handoff_dropped", v.handoff_dropped),
-            ("xsk_rx_ring_full", v.xsk_rx_ring_full),
-            ("xsk_fill_ring_empty", v.xsk_fill_ring_empty),
-        ] {
-            e.sample(
-                "xgate_lane_backpressure_events_total",
-                &[("lane", &lane), ("kind", kind)],
-                n as f64,
-            );
-        }
-    }
     per_lane(
         &mut e,
         "xgate_lane_syn_deferred_total",
@@ -680,28 +691,23 @@ pub fn render_metrics(observatory: &Observatory<'_>) -> String {
         "Invalid descriptors the kernel found on the lane's AF_XDP rings (rx and tx).",
         &|v| v.xsk_invalid_descs,
     );
-    e.family(
+    per_lane_by(
+        &mut e,
         "xgate_lane_umem_frames",
         "gauge",
         "A lane's UMEM frames by state (fill and tx_free are the free ones).",
+        "state",
+        &|v| {
+            vec![
+                ("fill", v.umem_fill),
+                ("in_stack", v.umem_in_stack),
+                ("tx_free", v.umem_tx_free),
+                ("tx_pending", v.umem_tx_pending),
+                ("tx_ring", v.umem_tx_ring),
+                ("lent", v.umem_lent),
+            ]
+        },
     );
-    for (i, v) in lanes.iter().enumerate() {
-        let lane = i.to_string();
-        for (state, n) in [
-            ("fill", v.umem_fill),
-            ("in_stack", v.umem_in_stack),
-            ("tx_free", v.umem_tx_free),
-            ("tx_pending", v.umem_tx_pending),
-            ("tx_ring", v.umem_tx_ring),
-            ("lent", v.umem_lent),
-        ] {
-            e.sample(
-                "xgate_lane_umem_frames",
-                &[("lane", &lane), ("state", state)],
-                n as f64,
-            );
-        }
-    }
     per_lane(
         &mut e,
         "xgate_lane_heap_allocations_total",
