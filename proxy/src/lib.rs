@@ -10,6 +10,8 @@
 //!   own;
 //! - [`routes`] is the route table, [`upstream`] the pools (member choice, Maglev, health);
 //! - [`gateway`] puts them together: one verdict per request head (refuse, answer, forward);
+//! - [`exchange`] streams a forwarded request to its upstream and the response back, through
+//!   the byte streams of [`stream`] (the sockets stay with the owner);
 //! - [`responder`] is the fixed responder (`/healthz`) the micro benchmarks measure.
 //!
 //! Invariants:
@@ -25,6 +27,7 @@
 
 pub mod chunked;
 pub mod direct;
+pub mod exchange;
 mod fields;
 pub mod forward;
 #[doc(hidden)]
@@ -35,11 +38,16 @@ pub mod request;
 pub mod responder;
 pub mod response;
 pub mod routes;
+pub mod stream;
 pub mod upstream;
 mod writer;
 
 pub use chunked::{ChunkError, ChunkedDecoder, Feed};
 pub use direct::{write_direct, write_error};
+pub use exchange::{
+    BodyLeft, End, Exchange, ExchangeTimeouts, Expiry, PumpContext, Pumped, RequestFault, ResponsePhase,
+    SlotBuffers, UpstreamFault,
+};
 pub use forward::{write_upstream_head, ForwardOptions};
 pub use limits::{Limits, MAX_HEADERS};
 pub use request::{frame_request, BodyFraming, Refusal, RequestHead};
@@ -47,3 +55,4 @@ pub use responder::{Outcome, Responder, MIN_RESPONSE_BUFFER};
 pub use response::{
     frame_response, write_client_head, ClientHeadOptions, ResponseBody, ResponseError, ResponseHead,
 };
+pub use stream::{Pair, Side, Stream, StreamPair, StreamState};
