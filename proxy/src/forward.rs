@@ -23,7 +23,7 @@
 //! Invariants: nothing is allocated (the head is re-parsed into a stack array and written into
 //! the caller's buffer); a head that does not fit is never reported as written.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use httparse::{Header, Request, Status, EMPTY_HEADER};
 
@@ -38,7 +38,7 @@ use crate::{
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ForwardOptions<'a> {
     /// The client's address, appended to `X-Forwarded-For`.
-    pub client_ip: Ipv4Addr,
+    pub client_ip: IpAddr,
     /// A `Host` value replacing the client's, if set.
     pub host_rewrite: Option<&'a str>,
     /// The upstream's `host[:port]`, the `Host` of an HTTP/1.0 request that has none.
@@ -69,7 +69,7 @@ pub fn write_upstream_head(
     }
     let headers: &[Header<'_>] = request.headers;
     let via: &[u8] = if head.http10 { b"1.0 xgate" } else { b"1.1 xgate" };
-    let put_client_ip = |c: &mut Cursor<'_>| put_ipv4(c, opts.client_ip);
+    let put_client_ip = |c: &mut Cursor<'_>| put_ip(c, opts.client_ip);
 
     let mut c = Cursor::new(out);
     c.put(head.method.as_bytes())
@@ -124,13 +124,27 @@ pub fn write_upstream_head(
     c.finish()
 }
 
-/// Appends `ip` in dotted-decimal form.
-fn put_ipv4(c: &mut Cursor<'_>, ip: Ipv4Addr) {
-    for (i, octet) in ip.octets().into_iter().enumerate() {
-        if i > 0 {
-            c.put(b".");
+/// Appends `ip`: IPv4 in dotted-decimal form, IPv6 in its RFC 5952 text form (no brackets, as
+/// `X-Forwarded-For` carries it). Allocation-free.
+fn put_ip(c: &mut Cursor<'_>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(ip) => {
+            for (i, octet) in ip.octets().into_iter().enumerate() {
+                if i > 0 {
+                    c.put(b".");
+                }
+                c.put_decimal(usize::from(octet));
+            }
         }
-        c.put_decimal(usize::from(octet));
+        IpAddr::V6(ip) => {
+            use std::io::Write;
+            // The longest IPv6 text form is 45 bytes (an IPv4-mapped address).
+            let mut text = [0u8; 48];
+            let mut room = &mut text[..];
+            let _ = write!(room, "{ip}");
+            let len = 48 - room.len();
+            c.put(&text[..len]);
+        }
     }
 }
 

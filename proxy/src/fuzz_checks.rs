@@ -54,7 +54,7 @@ pub fn check_request(data: &[u8]) {
     };
     assert!(head.head_len > 0 && head.head_len <= data.len());
     let options = ForwardOptions {
-        client_ip: Ipv4Addr::new(192, 0, 2, 1),
+        client_ip: Ipv4Addr::new(192, 0, 2, 1).into(),
         host_rewrite: data.len().is_multiple_of(2).then_some("rewritten.test"),
         upstream_authority: "upstream.test:8080",
         strip_expect: data.len().is_multiple_of(3),

@@ -20,7 +20,7 @@
 //!   (`max_buffered`), and consumes it; a larger one is refused with 413 (and invalid chunked
 //!   framing with 400), so the gateway never buffers more than it was sized for.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use crate::{
     direct::{write_direct, write_error},
@@ -117,7 +117,7 @@ impl Gateway {
     /// Decides what to do with the first request in `input` from `client`; writes the answer or
     /// the upstream head into `out` (at least [`MIN_RESPONSE_BUFFER`](crate::MIN_RESPONSE_BUFFER)
     /// bytes, and as large as the largest head plus 1 KiB for a forward).
-    pub fn decide(&self, input: &[u8], client: Ipv4Addr, out: &mut [u8]) -> Verdict {
+    pub fn decide(&self, input: &[u8], client: IpAddr, out: &mut [u8]) -> Verdict {
         let head = match frame_request(input, &self.limits) {
             Ok(None) => return Verdict::Incomplete,
             Ok(Some(head)) => head,
@@ -168,7 +168,10 @@ impl Gateway {
                     return refuse(431, input, out);
                 };
                 let hash = match self.hash_keys.get(*pool).and_then(Option::as_ref) {
-                    Some(HashKey::ClientIp) => Some(hash_key(&client.octets())),
+                    Some(HashKey::ClientIp) => Some(match client {
+                        IpAddr::V4(ip) => hash_key(&ip.octets()),
+                        IpAddr::V6(ip) => hash_key(&ip.octets()),
+                    }),
                     Some(HashKey::Header(name)) => header_value(&input[..head.head_len], name).map(hash_key),
                     None => None,
                 };

@@ -22,10 +22,8 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Fails the test with a clear message unless running as root (the lab needs it).
 pub fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
+    assert!(
+        xgate_gateway::sys::is_root(),
         "xgate's lab tests create network namespaces and attach XDP: run them as root"
     );
 }
@@ -84,19 +82,12 @@ impl TestLab {
         let name = unique_name(tag);
         let config_path = std::env::temp_dir().join(format!("{name}.toml"));
         let stderr_path = std::env::temp_dir().join(format!("{name}.stderr"));
-        let out = output(
-            Command::new(XGATE)
-                .args([
-                    "lab",
-                    "up",
-                    "--name",
-                    &name,
-                    "--queues",
-                    &queues.to_string(),
-                    "--config-out",
-                ])
-                .arg(&config_path),
-        );
+        // The lab crate, linked directly: the namespaces, and the gateway config they are made for.
+        let up = xgate_lab::Lab::new(&name).and_then(|mut lab| {
+            lab.queues = queues;
+            lab.up()
+        });
+        std::fs::write(&config_path, xgate_lab::gateway_config().to_toml()).unwrap();
         let lab = TestLab {
             _hugepage_lock: lock,
             name,
@@ -106,11 +97,9 @@ impl TestLab {
             stdout: None,
             stderr_path,
         };
-        assert!(
-            out.status.success(),
-            "lab up failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        if let Err(error) = up {
+            panic!("lab up failed: {error}");
+        }
         lab
     }
 
@@ -165,8 +154,7 @@ impl TestLab {
     /// Asks the running xgate for its per-lane counters (SIGUSR1) and returns its `stats` event.
     pub fn stats(&mut self) -> serde_json::Value {
         let pid = self.gateway.as_ref().expect("gateway running").id();
-        // SAFETY: kill(2) on our own unreaped child.
-        unsafe { libc::kill(pid as i32, libc::SIGUSR1) };
+        let _ = xgate_gateway::sys::send_signal(pid as i32, libc::SIGUSR1);
         let rx = self.stdout.as_ref().expect("gateway running");
         loop {
             let line = rx
@@ -189,8 +177,7 @@ impl TestLab {
         signal: i32,
     ) -> (std::process::ExitStatus, Option<serde_json::Value>) {
         let mut child = self.gateway.take().expect("gateway running");
-        // SAFETY: kill(2) on our own unreaped child.
-        unsafe { libc::kill(child.id() as i32, signal) };
+        let _ = xgate_gateway::sys::send_signal(child.id() as i32, signal);
         // SIGTERM drains first (connections with a request in progress finish).
         let deadline = Instant::now() + Duration::from_secs(15);
         let status = loop {
@@ -372,8 +359,7 @@ impl TestLab {
     /// Sends `signal` to the running xgate.
     pub fn signal_gateway(&self, signal: i32) {
         let pid = self.gateway.as_ref().expect("gateway running").id();
-        // SAFETY: kill(2) on our own unreaped child.
-        unsafe { libc::kill(pid as i32, signal) };
+        let _ = xgate_gateway::sys::send_signal(pid as i32, signal);
     }
 
     /// The next event named `name` xgate prints within `timeout` (other lines are skipped).
@@ -473,9 +459,9 @@ impl Drop for TestLab {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let _ = Command::new(XGATE)
-            .args(["lab", "down", "--name", &self.name])
-            .output();
+        if let Ok(lab) = xgate_lab::Lab::new(&self.name) {
+            let _ = lab.down();
+        }
         let _ = std::fs::remove_file(&self.config_path);
         let _ = std::fs::remove_file(&self.stderr_path);
         let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("{}-nginx", self.name)));
@@ -485,6 +471,7 @@ impl Drop for TestLab {
 /// A lock on /run/xgate-hugepages-test.lock (the hugepages crate's tests take it too): tests
 /// that need the host's hugepages to themselves hold it exclusively (`LOCK_EX`), every other lab
 /// holds it shared (`LOCK_SH`).
+#[allow(unsafe_code)]
 pub fn hugepage_lock(mode: i32) -> std::fs::File {
     use std::os::fd::AsRawFd;
     let file = std::fs::OpenOptions::new()

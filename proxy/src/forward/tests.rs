@@ -1,11 +1,12 @@
 use super::*;
 use crate::{limits::Limits, request::frame_request};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 const IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 7);
 
 fn options() -> ForwardOptions<'static> {
     ForwardOptions {
-        client_ip: IP,
+        client_ip: IpAddr::V4(IP),
         host_rewrite: None,
         upstream_authority: "backend:8080",
         strip_expect: false,
@@ -30,6 +31,20 @@ fn plain_request_has_exact_bytes() {
         text,
         "GET /a?b HTTP/1.1\r\nHost: gw\r\nAccept: */*\r\nX-Forwarded-For: 203.0.113.7\r\n\
          X-Forwarded-Proto: http\r\nVia: 1.1 xgate\r\nConnection: keep-alive\r\n\r\n"
+    );
+}
+
+#[test]
+fn an_ipv6_client_is_forwarded_in_its_text_form() {
+    let mut opts = options();
+    opts.client_ip = IpAddr::V6(Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 1));
+    let text = forward(b"GET / HTTP/1.1\r\nHost: gw\r\n\r\n", &opts);
+    assert!(text.contains("\r\nX-Forwarded-For: fd77::1\r\n"), "{text}");
+    opts.client_ip = IpAddr::V6(Ipv4Addr::new(203, 0, 113, 7).to_ipv6_mapped());
+    let text = forward(b"GET / HTTP/1.1\r\nHost: gw\r\n\r\n", &opts);
+    assert!(
+        text.contains("\r\nX-Forwarded-For: ::ffff:203.0.113.7\r\n"),
+        "{text}"
     );
 }
 
@@ -73,7 +88,7 @@ fn forwarded_for_is_appended_and_merged() {
     let text = forward(
         b"GET / HTTP/1.1\r\nHost: gw\r\n\r\n",
         &ForwardOptions {
-            client_ip: Ipv4Addr::new(0, 0, 0, 0),
+            client_ip: Ipv4Addr::new(0, 0, 0, 0).into(),
             ..options()
         },
     );

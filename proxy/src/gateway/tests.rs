@@ -3,6 +3,7 @@ use crate::{
     routes::{DirectAnswer, HostMatch, MethodSet, Route},
     upstream::{Passive, PoolSpec},
 };
+use std::net::Ipv4Addr;
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 
@@ -45,7 +46,7 @@ fn gateway(policy: Policy) -> Gateway {
 
 fn decide(g: &Gateway, input: &[u8]) -> (Verdict, String) {
     let mut out = vec![0u8; 8192];
-    let verdict = g.decide(input, CLIENT, &mut out);
+    let verdict = g.decide(input, CLIENT.into(), &mut out);
     let written = match verdict {
         Verdict::Respond { written, .. } => written,
         Verdict::Forward(f) => f.written,

@@ -8,6 +8,7 @@
 //! - The gateway address is written into the program before it is loaded; it cannot change while
 //!   attached.
 
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod flows;
 

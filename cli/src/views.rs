@@ -14,19 +14,20 @@ use std::{
 
 use serde_json::Value;
 
-use crate::metrics::{quantile_micros, Histogram, LATENCY_BUCKETS};
+use anyhow::{anyhow, bail};
+use xgate_gateway::metrics::{quantile_micros, Histogram, LATENCY_BUCKETS};
 
 /// GETs `path` from the management listener at `addr` and parses the JSON body.
-pub fn fetch_json(addr: SocketAddr, path: &str) -> Result<Value, String> {
+pub fn fetch_json(addr: SocketAddr, path: &str) -> anyhow::Result<Value> {
     let body = fetch(addr, path)?;
     serde_json::from_str(&body)
-        .map_err(|e| format!("{path}: the gateway answered something that is not JSON: {e}"))
+        .map_err(|e| anyhow!("{path}: the gateway answered something that is not JSON: {e}"))
 }
 
 /// GETs `path` and returns the body of a 200 answer.
-pub fn fetch(addr: SocketAddr, path: &str) -> Result<String, String> {
+pub fn fetch(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
     let unreachable = |e: std::io::Error| {
-        format!(
+        anyhow!(
             "cannot reach the gateway's management listener at {addr}: {e} (is xgate running, in this network namespace, with metrics.listen = \"{addr}\"?)"
         )
     };
@@ -44,10 +45,10 @@ pub fn fetch(addr: SocketAddr, path: &str) -> Result<String, String> {
     let text = String::from_utf8_lossy(&answer);
     let (head, body) = text
         .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("{path}: the gateway's answer has no complete head"))?;
+        .ok_or_else(|| anyhow!("{path}: the gateway's answer has no complete head"))?;
     let status = head.split(' ').nth(1).unwrap_or("");
     if status != "200" {
-        return Err(format!("{path}: the gateway answered {status}: {}", body.trim()));
+        bail!("{path}: the gateway answered {status}: {}", body.trim());
     }
     Ok(body.to_string())
 }
@@ -198,8 +199,10 @@ pub fn top_screen(previous: Option<&Value>, now: &Value, seconds: f64) -> String
 
 /// The `/heatmap` answer as an SVG document: time on x (one column per second), latency bucket
 /// on y (fastest at the bottom), colour by count on a log scale (white: none).
-pub fn heatmap_svg(heatmap: &Value) -> Result<String, String> {
-    let rows = heatmap["rows"].as_array().ok_or("the heat map has no rows")?;
+pub fn heatmap_svg(heatmap: &Value) -> anyhow::Result<String> {
+    let rows = heatmap["rows"]
+        .as_array()
+        .ok_or_else(|| anyhow!("the heat map has no rows"))?;
     let counts: Vec<Histogram> = rows.iter().map(|r| histogram_of(&r["counts"])).collect();
     // Only the bucket range that has any count, with a margin of one.
     let used = |pick: fn(&mut dyn Iterator<Item = usize>) -> Option<usize>| {
@@ -267,7 +270,7 @@ pub fn heatmap_svg(heatmap: &Value) -> Result<String, String> {
         let _ = writeln!(
             svg,
             "<text x=\"4\" y=\"{y}\">&lt;{}</text>",
-            micros_text(crate::metrics::bucket_upper_micros(bucket))
+            micros_text(xgate_gateway::metrics::bucket_upper_micros(bucket))
         );
     }
     let axis_y = top + buckets * cell_h + 15;

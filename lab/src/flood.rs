@@ -18,7 +18,6 @@
 
 use std::{
     net::Ipv4Addr,
-    os::fd::AsRawFd as _,
     time::{Duration, Instant},
 };
 
@@ -26,7 +25,7 @@ use smoltcp::wire::{EthernetAddress, TcpControl, TcpRepr, TcpSeqNumber};
 use xgate_userstack::wire::{self, FrameEnds};
 use xgate_xdp::bench::PacketSocket;
 
-use crate::lab::{self, Host, Lab};
+use crate::netns::{self as lab, Host, Lab};
 
 /// The source MAC of every flood frame: no host of the lab has it.
 const FLOOD_MAC: [u8; 6] = [0x02, 0x99, 0, 0, 0, 0x77];
@@ -140,25 +139,12 @@ fn enter_client_namespace(lab: &Lab) -> Result<(), String> {
             lab.name
         )
     })?;
-    // SAFETY: `file` is an open nsfs file; setns(CLONE_NEWNET) changes only this process's (one
-    // thread's) network namespace.
-    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(format!(
-            "setns {}: {}",
-            path.display(),
-            std::io::Error::last_os_error()
-        ));
-    }
-    Ok(())
+    crate::sys::enter_network_namespace(&file).map_err(|e| format!("setns {}: {e}", path.display()))
 }
 
 fn interface_index(name: &str) -> Result<u32, String> {
-    let c_name = std::ffi::CString::new(name).map_err(|_| format!("bad interface name {name:?}"))?;
-    // SAFETY: `c_name` is a valid NUL-terminated string; if_nametoindex only reads it.
-    match unsafe { libc::if_nametoindex(c_name.as_ptr()) } {
-        0 => Err(format!("no interface {name} in the lab's client namespace")),
-        index => Ok(index),
-    }
+    crate::sys::interface_index(name)
+        .ok_or_else(|| format!("no interface {name} in the lab's client namespace"))
 }
 
 /// Runs the flood of `plan` until `plan.seconds` pass or `plan.count` SYNs are sent. Ctrl-C

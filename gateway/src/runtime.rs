@@ -24,12 +24,15 @@ use xgate_xdp::{Steering, Verdict as XdpVerdict};
 
 use crate::{
     config::Config,
-    handoff::{link_lanes, CounterValues, LaneCounters, LaneWake},
-    lane::{self, monotonic_ns, LaneReport, LaneSetup, COUNTED_STATUSES},
+    counters::{CounterValues, LaneCounters},
+    handoff::{link_lanes, LaneWake},
+    lane::{self, LaneReport, LaneSetup},
     management::{self, ControlView, Observatory},
     metrics::LaneMetrics,
+    metrics::COUNTED_STATUSES,
     reaper::Reaper,
     routing::Routing,
+    sys::{self, monotonic_ns},
 };
 
 /// How often the main thread refreshes what the management listener shows (and the heat map
@@ -166,17 +169,6 @@ fn plan(config: &Config) -> anyhow::Result<Vec<Option<core_affinity::CoreId>>> {
     Ok((0..lanes).map(|i| cores.get(i).copied()).collect())
 }
 
-/// 64 random bits from the kernel (getrandom(2)).
-fn random_seed() -> anyhow::Result<u64> {
-    let mut seed = [0u8; 8];
-    // SAFETY: getrandom writes at most `seed.len()` bytes into the live buffer it is given.
-    let n = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), 0) };
-    if n != seed.len() as isize {
-        return Err(std::io::Error::last_os_error()).context("getrandom");
-    }
-    Ok(u64::from_ne_bytes(seed))
-}
-
 fn counters_json(lane: usize, values: &CounterValues) -> String {
     let fields: Vec<String> = values
         .named()
@@ -262,7 +254,9 @@ pub fn run(
         .map(|_| LaneWake::new().context("eventfd"))
         .collect::<anyhow::Result<_>>()?;
     let counters: Vec<LaneCounters> = (0..lanes).map(|_| LaneCounters::default()).collect();
-    let seeds: Vec<u64> = (0..lanes).map(|_| random_seed()).collect::<anyhow::Result<_>>()?;
+    let seeds: Vec<u64> = (0..lanes)
+        .map(|_| sys::random_u64().context("getrandom"))
+        .collect::<anyhow::Result<_>>()?;
     let lane_metrics: Vec<LaneMetrics> = (0..lanes).map(|_| LaneMetrics::default()).collect();
     let (mut reaper, reap_ends) = Reaper::new(Arc::clone(&maps), &config.flows, lanes);
     let mut reap_ends = reap_ends.into_iter();

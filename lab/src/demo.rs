@@ -11,10 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{
-    config::Config,
-    lab::{self, Host, Lab},
-};
+use crate::netns::{self as lab, Host, Lab};
 
 /// Removes the lab and stops the gateway when dropped.
 struct Cleanup {
@@ -34,8 +31,8 @@ impl Drop for Cleanup {
 }
 
 fn stop_child(child: &mut Child) {
-    // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    // The child is ours and not reaped yet, so its pid is still its own.
+    crate::sys::signal(child.id() as i32, libc::SIGTERM);
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
@@ -66,7 +63,9 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len()) - 1]
 }
 
-pub fn run(name: &str, requests: usize) -> Result<(), String> {
+/// Runs the demo on lab `name` with the `xgate` binary at `xgate`, sending `requests` requests
+/// over one keep-alive connection for the latency summary.
+pub fn run(xgate: &std::path::Path, name: &str, requests: usize) -> Result<(), String> {
     let lab = Lab::new(name)?;
     println!("== building the lab `{name}`");
     lab.up()?;
@@ -75,12 +74,14 @@ pub fn run(name: &str, requests: usize) -> Result<(), String> {
         gateway: None,
     };
     let config_path = std::env::temp_dir().join(format!("xgate-{name}.toml"));
-    std::fs::write(&config_path, Config::for_lab().to_toml()).map_err(|e| e.to_string())?;
+    std::fs::write(&config_path, crate::gateway_config().to_toml()).map_err(|e| e.to_string())?;
 
     println!("== starting xgate in {}", lab.netns(Host::Gateway));
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut child = lab
-        .command(Host::Gateway, exe.to_str().ok_or("executable path is not UTF-8")?)
+        .command(
+            Host::Gateway,
+            xgate.to_str().ok_or("executable path is not UTF-8")?,
+        )
         .args([
             "run",
             "--config",

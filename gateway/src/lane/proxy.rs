@@ -316,9 +316,7 @@ impl Lane<'_> {
         let max_body = self.max_body;
         let now = self.now_ms;
         let conn = &mut self.connections[index];
-        let slot = self
-            .table
-            .slot(conn.slot.as_mut().expect("the lane holds the slot"));
+        let slot = conn.slot.as_mut().expect("the lane holds the slot").slot();
         // The request head was rewritten into the response buffer: drop it from the request
         // buffer, which now starts with the body (if any).
         slot.consume_request(forward.head_len);
@@ -450,9 +448,7 @@ impl Lane<'_> {
     /// more and is dropped.
     fn answer_and_close(&mut self, index: usize, status: u16, is_head: bool, route: Option<usize>) {
         let conn = &mut self.connections[index];
-        let slot = self
-            .table
-            .slot(conn.slot.as_mut().expect("the lane holds the slot"));
+        let slot = conn.slot.as_mut().expect("the lane holds the slot").slot();
         let written = write_error(status, is_head, true, &mut slot.response);
         slot.request_len = 0;
         slot.verdict = Some(Verdict::Respond {
@@ -586,9 +582,7 @@ impl Lane<'_> {
         }
         let mut progress = false;
         let conn = &mut self.connections[index];
-        let slot = self
-            .table
-            .slot(conn.slot.as_mut().expect("the lane holds the slot"));
+        let slot = conn.slot.as_mut().expect("the lane holds the slot").slot();
         // 1. The request head.
         if x.head_sent < x.head_len {
             let socket = self.server.socket(up);
@@ -726,9 +720,7 @@ impl Lane<'_> {
         // 5. The client head.
         if let ResponsePhase::SendingHead { len, sent } = x.phase {
             let conn = &mut self.connections[index];
-            let slot = self
-                .table
-                .slot(conn.slot.as_mut().expect("the lane holds the slot"));
+            let slot = conn.slot.as_mut().expect("the lane holds the slot").slot();
             let socket = self.server.socket(client);
             let n = socket.send_slice(&slot.response[sent..len]).unwrap_or(0);
             progress |= n > 0;
@@ -797,9 +789,7 @@ impl Lane<'_> {
             self.values.requests += 1;
             self.log_access(index, &x, x.status);
             let conn = &mut self.connections[index];
-            let slot = self
-                .table
-                .slot(conn.slot.as_mut().expect("the lane holds the slot"));
+            let slot = conn.slot.as_mut().expect("the lane holds the slot").slot();
             if x.client_close {
                 self.server.socket(client).close();
                 conn.closing = true;
@@ -902,7 +892,7 @@ impl Lane<'_> {
             if conn.closing || conn.queued || conn.slot.is_none() {
                 continue;
             }
-            let slot = self.table.slot(conn.slot.as_mut().expect("checked"));
+            let slot = conn.slot.as_mut().expect("checked").slot();
             if slot.verdict.is_some() {
                 continue;
             }

@@ -203,8 +203,7 @@ impl Lab {
             if let Ok(out) = Command::new("ip").args(["netns", "pids", &ns]).output() {
                 for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                     if let Ok(pid) = pid.parse::<i32>() {
-                        // SAFETY: kill(2) with a pid read from the namespace; no memory involved.
-                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                        crate::sys::signal(pid, libc::SIGKILL);
                     }
                 }
             }

@@ -1,27 +1,19 @@
-//! `xgate`: the kernel-bypass HTTP gateway's one binary.
+//! `xgate`: the kernel-bypass HTTP gateway's one binary, a thin command line over the gateway
+//! crate (`run`, `reload`), the lab crate (`lab up|down|flood`, `demo`) and the operator's views
+//! of a running gateway (`flows`, `top`, `heatmap`, in [`views`]).
 //!
-//! Subcommands: `run` (the gateway), `lab up|down|flood` (the network-namespace lab and its SYN
-//! flood), `demo` (lab, gateway and real client in one go).
+//! Errors reach the operator here, as one `xgate: error: …` line and a failing exit code.
 
-mod access_log;
-mod alloc_count;
-mod config;
-mod demo;
-mod exchange;
-mod flood;
-mod handoff;
-mod lab;
-mod lane;
-mod lanes;
-mod logging;
-mod management;
-mod metrics;
-mod reaper;
-mod routing;
+#![forbid(unsafe_code)]
+
 mod views;
 
+use anyhow::{anyhow, bail, Context};
+use xgate_gateway::{config, logging, runtime, sys};
+use xgate_lab as lab;
+
 #[global_allocator]
-static ALLOCATOR: alloc_count::CountingAllocator = alloc_count::CountingAllocator;
+static ALLOCATOR: sys::alloc::CountingAllocator = sys::alloc::CountingAllocator;
 
 use std::{
     path::PathBuf,
@@ -176,7 +168,7 @@ static REPORT: AtomicBool = AtomicBool::new(false);
 static DRAIN: AtomicBool = AtomicBool::new(false);
 static RELOAD: AtomicBool = AtomicBool::new(false);
 
-extern "C" fn on_signal(signal: libc::c_int) {
+extern "C" fn on_signal(signal: i32) {
     match signal {
         libc::SIGUSR1 => REPORT.store(true, Ordering::SeqCst),
         libc::SIGHUP => RELOAD.store(true, Ordering::SeqCst),
@@ -189,31 +181,23 @@ extern "C" fn on_signal(signal: libc::c_int) {
 /// SIGTERM drains the gateway (a second SIGTERM or SIGINT stops it at once); SIGHUP reloads the
 /// configuration; SIGUSR1 asks for a `stats` event.
 fn install_signal_handlers() {
-    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGUSR1, libc::SIGHUP] {
-        // SAFETY: installs an async-signal-safe handler (a single atomic store) with an
-        // otherwise zeroed sigaction; the struct lives across the call.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_signal as *const () as usize;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(signal, &action, std::ptr::null_mut());
-        }
-    }
+    // `on_signal` is async-signal-safe: a single atomic store.
+    sys::on_signals(
+        &[libc::SIGINT, libc::SIGTERM, libc::SIGUSR1, libc::SIGHUP],
+        on_signal,
+    );
 }
 
-fn require_root(what: &str) -> Result<(), String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err(format!(
-            "{what} needs root (CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW): run it with sudo or as root"
-        ));
+fn require_root(what: &str) -> anyhow::Result<()> {
+    if !sys::is_root() {
+        bail!("{what} needs root (CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW): run it with sudo or as root");
     }
     Ok(())
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result: Result<(), String> = match cli.command {
+    let result: anyhow::Result<()> = match cli.command {
         Command::Run { config } => run(&config),
         Command::Reload { config, pid } => reload(&config, pid),
         Command::Lab {
@@ -226,7 +210,11 @@ fn main() -> ExitCode {
         } => lab_up(&name, config_out, queues),
         Command::Lab {
             action: LabAction::Down { name },
-        } => require_root("xgate lab down").and_then(|_| lab::Lab::new(&name)?.down()),
+        } => require_root("xgate lab down").and_then(|_| {
+            lab::Lab::new(&name)
+                .and_then(|lab| lab.down())
+                .map_err(|e| anyhow!(e))
+        }),
         Command::Lab {
             action:
                 LabAction::Flood {
@@ -240,7 +228,7 @@ fn main() -> ExitCode {
                     blind_ack,
                 },
         } => require_root("xgate lab flood").and_then(|_| {
-            let plan = flood::FloodPlan {
+            let plan = lab::flood::FloodPlan {
                 lab: name,
                 from,
                 sources,
@@ -250,7 +238,7 @@ fn main() -> ExitCode {
                 port,
                 blind_ack,
             };
-            let outcome = flood::run(&plan)?;
+            let outcome = lab::flood::run(&plan).map_err(|e| anyhow!(e))?;
             println!(
                 "{}",
                 serde_json::json!({
@@ -263,9 +251,10 @@ fn main() -> ExitCode {
             );
             Ok(())
         }),
-        Command::Demo { name, requests } => {
-            require_root("xgate demo").and_then(|_| demo::run(&name, requests))
-        }
+        Command::Demo { name, requests } => require_root("xgate demo").and_then(|_| {
+            let xgate = std::env::current_exe().context("locating the xgate binary")?;
+            lab::demo::run(&xgate, &name, requests).map_err(|e| anyhow!(e))
+        }),
         Command::Flows {
             addr,
             sort,
@@ -282,14 +271,14 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("xgate: error: {message}");
+        Err(error) => {
+            eprintln!("xgate: error: {error:#}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn flows(addr: std::net::SocketAddr, sort: &str, limit: Option<usize>, json: bool) -> Result<(), String> {
+fn flows(addr: std::net::SocketAddr, sort: &str, limit: Option<usize>, json: bool) -> anyhow::Result<()> {
     let mut path = format!("/flows?sort={sort}");
     if let Some(limit) = limit {
         path.push_str(&format!("&limit={limit}"));
@@ -307,7 +296,7 @@ fn top(
     iterations: Option<u64>,
     interval_ms: u64,
     plain: bool,
-) -> Result<(), String> {
+) -> anyhow::Result<()> {
     use std::io::IsTerminal;
     let redraw = !plain && std::io::stdout().is_terminal();
     let interval = std::time::Duration::from_millis(interval_ms.max(100));
@@ -336,10 +325,10 @@ fn top(
     }
 }
 
-fn heatmap(addr: std::net::SocketAddr, kind: &str, out: &std::path::Path) -> Result<(), String> {
+fn heatmap(addr: std::net::SocketAddr, kind: &str, out: &std::path::Path) -> anyhow::Result<()> {
     let map = views::fetch_json(addr, &format!("/heatmap?kind={kind}"))?;
     let svg = views::heatmap_svg(&map)?;
-    std::fs::write(out, svg).map_err(|e| format!("writing {}: {e}", out.display()))?;
+    std::fs::write(out, svg).with_context(|| format!("writing {}", out.display()))?;
     println!(
         "{} heat map of {} s written to {}",
         kind,
@@ -349,37 +338,30 @@ fn heatmap(addr: std::net::SocketAddr, kind: &str, out: &std::path::Path) -> Res
     Ok(())
 }
 
-fn run(path: &std::path::Path) -> Result<(), String> {
-    let config = config::Config::load(path).map_err(|e| e.to_string())?;
+fn run(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = config::Config::load(path)?;
     logging::init(&config.log.level);
     require_root("xgate run")?;
     install_signal_handlers();
     let stdout = std::io::stdout();
     let mut events = stdout.lock();
-    let signals = lanes::Signals {
+    let signals = runtime::Signals {
         stop: &STOP,
         report: &REPORT,
         drain: &DRAIN,
         reload: &RELOAD,
     };
-    lanes::run(&config, path, &signals, &mut events).map_err(|e| format!("{e:#}"))?;
-    Ok(())
+    runtime::run(&config, path, &signals, &mut events)
 }
 
 /// `xgate reload`: checks the file first (so its errors reach the operator here), then asks
 /// the running gateway to load it with SIGHUP.
-fn reload(config: &std::path::Path, pid: i32) -> Result<(), String> {
-    config::Config::load(config).map_err(|e| e.to_string())?;
+fn reload(config: &std::path::Path, pid: i32) -> anyhow::Result<()> {
+    config::Config::load(config)?;
     if pid <= 0 {
-        return Err(format!("--pid {pid}: expected the gateway's process id"));
+        bail!("--pid {pid}: expected the gateway's process id");
     }
-    // SAFETY: kill(2) with a positive pid and a valid signal number has no memory effects.
-    if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
-        return Err(format!(
-            "cannot signal process {pid}: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
+    sys::send_signal(pid, libc::SIGHUP).with_context(|| format!("cannot signal process {pid}"))?;
     println!(
         "config {} is valid; asked process {pid} to reload it",
         config.display()
@@ -387,23 +369,23 @@ fn reload(config: &std::path::Path, pid: i32) -> Result<(), String> {
     Ok(())
 }
 
-fn lab_up(name: &str, config_out: Option<PathBuf>, queues: u32) -> Result<(), String> {
+fn lab_up(name: &str, config_out: Option<PathBuf>, queues: u32) -> anyhow::Result<()> {
     require_root("xgate lab up")?;
-    let mut lab = lab::Lab::new(name)?;
+    let mut lab = lab::Lab::new(name).map_err(|e| anyhow!(e))?;
     lab.queues = queues;
-    lab.up()?;
-    let config = config::Config::for_lab().to_toml();
+    lab.up().map_err(|e| anyhow!(e))?;
+    let config = lab::gateway_config().to_toml();
     if let Some(path) = &config_out {
-        std::fs::write(path, &config).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        std::fs::write(path, &config).with_context(|| format!("writing {}", path.display()))?;
     }
     println!(
         "lab `{name}` is up: client {} ({}-cli), gateway {} owned by xgate ({}-gw, kernel keeps {}), backend {} ({}-be)",
-        lab::CLIENT_IP,
+        lab::netns::CLIENT_IP,
         name,
-        lab::GATEWAY_IP,
+        lab::netns::GATEWAY_IP,
         name,
-        lab::GATEWAY_HOST_IP,
-        lab::BACKEND_IP,
+        lab::netns::GATEWAY_HOST_IP,
+        lab::netns::BACKEND_IP,
         name
     );
     match config_out {

@@ -29,10 +29,10 @@ use serde_json::{json, Value};
 use xgate_xdp::{ActionStats, FlowMaps, ReapReason, Verdict, FLOW_ESTABLISHED, FLOW_FIN, FLOW_RST};
 
 use crate::{
-    handoff::LaneCounters,
-    lane::COUNTED_STATUSES,
+    counters::LaneCounters,
     metrics::{
-        bucket_upper_micros, Exposition, Histogram, LaneMetrics, LATENCY_BUCKETS, ROUTE_SLOTS, UNROUTED,
+        bucket_upper_micros, Exposition, Histogram, LaneMetrics, COUNTED_STATUSES, LATENCY_BUCKETS,
+        ROUTE_SLOTS, UNROUTED,
     },
     reaper::ReaperCounts,
 };
@@ -239,7 +239,7 @@ pub fn flows_json(observatory: &Observatory<'_>, sort: &str, limit: usize) -> Re
         .maps
         .flows()
         .map_err(|e| format!("reading the flow table: {e}\n"))?;
-    let now = crate::lane::monotonic_ns();
+    let now = crate::sys::monotonic_ns();
     match sort {
         "latency" => flows.sort_by_key(|f| std::cmp::Reverse(f.stats.handshake_ns)),
         "bytes" => flows.sort_by_key(|f| std::cmp::Reverse(f.stats.bytes)),
@@ -583,7 +583,7 @@ pub fn render_metrics(observatory: &Observatory<'_>) -> String {
                     name: &str,
                     kind: &str,
                     help: &str,
-                    get: &dyn Fn(&crate::handoff::CounterValues) -> u64| {
+                    get: &dyn Fn(&crate::counters::CounterValues) -> u64| {
         e.family(name, kind, help);
         for (i, values) in lanes.iter().enumerate() {
             e.sample(name, &[("lane", &i.to_string())], get(values) as f64);
@@ -596,7 +596,7 @@ pub fn render_metrics(observatory: &Observatory<'_>) -> String {
                        kind: &str,
                        help: &str,
                        label: &str,
-                       get: &dyn Fn(&crate::handoff::CounterValues) -> Labelled| {
+                       get: &dyn Fn(&crate::counters::CounterValues) -> Labelled| {
         e.family(name, kind, help);
         for (i, values) in lanes.iter().enumerate() {
             let lane = i.to_string();

@@ -29,7 +29,7 @@
 //!   a closed connection is only settled, and its socket reused, once its slot is home).
 //! - After start-up, serving a request allocates nothing: sockets, buffers, slots, rings, the
 //!   flow table and the ready queue are sized from the configuration. The lane counts its own
-//!   heap allocations (see `alloc_count`) and reports them.
+//!   heap allocations (see `sys::alloc`) and reports them.
 //! - The loop sleeps only when it has nothing to do, in `poll(2)` on the AF_XDP socket and the
 //!   eventfd other lanes signal, bounded by the stack's next timer and the next sweep.
 
@@ -44,7 +44,10 @@ use smoltcp::{
     time::Instant as SmolInstant,
     wire::{EthernetAddress, HardwareAddress, IpCidr},
 };
-use xgate_proxy::gateway::{Gateway, Verdict};
+use xgate_proxy::{
+    gateway::{Gateway, Verdict},
+    stream::Stream,
+};
 use xgate_userstack::{
     device::HandedFrameDevice,
     tcp_server::{ConnId, ServerConfig, Settled, TcpServer},
@@ -54,13 +57,16 @@ use xgate_userstack::{
 
 use crate::{
     access_log::AccessLog,
-    alloc_count,
     config::Config,
-    exchange::{HttpStage, SlotHandle, SlotTable, BATCH},
-    handoff::{CounterValues, Handed, LaneCounters, LaneLinks, LaneWake},
+    counters::{CounterValues, LaneCounters},
+    handoff::{Handed, LaneLinks, LaneWake},
     metrics::LaneMetrics,
+    metrics::COUNTED_STATUSES,
     reaper::{LaneReapRings, ReapOrder, ReapOutcome, ReapReply, StallMark},
     routing::{Routing, TimeoutsConfig},
+    stage::{self, HttpStage, SlotHandle, BATCH},
+    sys::{self, monotonic_ns},
+    transport::SocketStream,
 };
 use xgate_xdp::ReapReason;
 
@@ -83,12 +89,6 @@ const RX_BURST: usize = 64;
 const SPIN_BEFORE_SLEEP: u32 = 200;
 /// Longest sleep, so a stop request is seen promptly.
 const MAX_SLEEP_MS: i64 = 100;
-/// Statuses counted by the lane (the last entry counts any other).
-pub const COUNTED_STATUSES: [u16; 22] = [
-    200, 201, 204, 206, 301, 302, 304, 400, 401, 403, 404, 405, 408, 413, 414, 417, 431, 500, 502, 503, 504,
-    0,
-];
-
 /// `Connection::last_active_ms` of a socket whose connection the lane has not served yet.
 pub(crate) const NOT_SEEN: u64 = u64::MAX;
 
@@ -179,17 +179,6 @@ pub struct LaneReport {
     pub links: LaneLinks,
 }
 
-/// CLOCK_MONOTONIC in nanoseconds: the clock of the XDP program's arrival stamps.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into the live `ts`; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 fn now(start: std::time::Instant) -> SmolInstant {
     SmolInstant::from_micros(start.elapsed().as_micros() as i64)
 }
@@ -202,7 +191,6 @@ struct Lane<'a> {
     wakes: &'a [LaneWake],
     counters: &'a LaneCounters,
     server: TcpServer,
-    table: Arc<SlotTable>,
     connections: Vec<Connection>,
     /// Connections with a request waiting for room in the request ring.
     ready: VecDeque<ConnId>,
@@ -289,8 +277,7 @@ pub fn run(config: &Config, setup: LaneSetup<'_>, stop: &AtomicBool) -> anyhow::
     );
     let response_capacity = (config.http.max_header_bytes + 1024).max(MAX_RESPONSE_HEAD + 1024);
     let slot_request = config.http.max_header_bytes + SLOT_BODY;
-    let (table, handles) = SlotTable::new(sockets, slot_request, response_capacity);
-    let table = Arc::new(table);
+    let handles = stage::slots(sockets, slot_request, response_capacity);
     let connections = handles.into_iter().map(Connection::new).collect();
     let ring = config.http.ring_size.min(sockets).max(1);
     let (to_http, stage_in) = rtrb::RingBuffer::<SlotHandle>::new(ring);
@@ -321,12 +308,10 @@ pub fn run(config: &Config, setup: LaneSetup<'_>, stop: &AtomicBool) -> anyhow::
         counters: setup.counters,
         server,
         http: HttpStage::new(
-            Arc::clone(&table),
             stage_in,
             stage_out,
             Gateway::new(&routing.routes, &routing.pools, limits, &authority, slot_request),
         ),
-        table,
         connections,
         ready: VecDeque::with_capacity(sockets),
         to_http,
@@ -360,7 +345,7 @@ pub fn run(config: &Config, setup: LaneSetup<'_>, stop: &AtomicBool) -> anyhow::
         half_open_evicted_seen: 0,
         listen_port: gw.listen_port,
     };
-    let allocations_at_start = alloc_count::thread_allocations();
+    let allocations_at_start = sys::alloc::thread_allocations();
     let mut idle_turns = 0u32;
     while !stop.load(Ordering::Relaxed) {
         let busy = lane.turn();
@@ -369,7 +354,7 @@ pub fn run(config: &Config, setup: LaneSetup<'_>, stop: &AtomicBool) -> anyhow::
         lane.values.refused = stats.refused;
         lane.values.syn_deferred = stats.syn_deferred;
         lane.values.half_open_evicted = stats.half_open_evicted;
-        lane.values.heap_allocations = alloc_count::thread_allocations() - allocations_at_start;
+        lane.values.heap_allocations = sys::alloc::thread_allocations() - allocations_at_start;
         if !lane.draining {
             lane.values.open_connections = lane.server.inbound_connected() as u64;
         }
@@ -663,9 +648,7 @@ impl Lane<'_> {
                 };
                 taken += 1;
                 self.values.handed_in += 1;
-                // SAFETY: every lane's port is created before the lanes' thread scope and
-                // dropped after it (see `lanes::run`), so the lending port's UMEM is mapped.
-                let bytes = unsafe { handed.frame.bytes() };
+                let (bytes, arrival) = sys::lent_frame(&handed.frame);
                 let kind = wire::classify(bytes);
                 if self.passes_on(&kind, usize::from(handed.hops)) {
                     self.pass_on(Handed {
@@ -674,8 +657,6 @@ impl Lane<'_> {
                     });
                     continue;
                 }
-                // SAFETY: as for `bytes` just above.
-                let arrival = unsafe { handed.frame.arrival_ns() };
                 let mut device = HandedFrameDevice::new(bytes, self.port);
                 self.server.ingress(timestamp, &mut device, &kind);
                 if !device.consumed() {
@@ -758,7 +739,7 @@ impl Lane<'_> {
         while let Ok(mut handle) = self.from_http.pop() {
             any = true;
             let index = handle.index();
-            let slot = self.table.slot(&mut handle);
+            let slot = handle.slot();
             let verdict = slot.verdict;
             match verdict {
                 Some(Verdict::Respond { status, route, .. }) => {
@@ -853,16 +834,12 @@ impl Lane<'_> {
             // At the HTTP stage: served again when the handle returns.
             return;
         };
-        let slot = self.table.slot(handle);
-        let socket = self.server.socket(id);
+        let slot = handle.slot();
+        let mut stream = SocketStream::of(&mut self.server, id);
         if conn.last_active_ms == NOT_SEEN {
             // A new connection: its keep-alive idle time starts now.
             conn.last_active_ms = now_ms;
-            if let Some(smoltcp::wire::IpEndpoint {
-                addr: smoltcp::wire::IpAddress::Ipv4(ip),
-                ..
-            }) = socket.remote_endpoint()
-            {
+            if let Some(ip) = stream.remote_ip() {
                 slot.client_ip = ip;
             }
         }
@@ -875,13 +852,12 @@ impl Lane<'_> {
             ..
         }) = slot.verdict
         {
-            if socket.may_send() && conn.response_sent < written {
-                if let Ok(n) = socket.send_slice(&slot.response[conn.response_sent..written]) {
-                    conn.response_sent += n;
-                    touched |= n > 0;
-                }
+            if conn.response_sent < written {
+                let n = stream.send(&slot.response[conn.response_sent..written]);
+                conn.response_sent += n;
+                touched |= n > 0;
             }
-            if conn.response_sent >= written || !socket.may_send() {
+            if conn.response_sent >= written || !stream.may_send() {
                 slot.consume_request(consumed);
                 slot.verdict = None;
                 conn.response_sent = 0;
@@ -892,7 +868,7 @@ impl Lane<'_> {
                     conn.request_arrival_ns = conn.last_arrival_ns;
                 }
                 if close || self.draining {
-                    socket.close();
+                    stream.close();
                     touched = true;
                     conn.closing = true;
                     slot.request_len = 0;
@@ -906,28 +882,22 @@ impl Lane<'_> {
         //    after a closing response, read only to discard.
         if slot.verdict.is_none() {
             if conn.closing {
-                while let Ok(n) = socket.recv(|bytes| (bytes.len(), bytes.len())) {
-                    if n == 0 {
-                        break;
-                    }
-                    touched = true;
-                }
-            } else if socket.can_recv() && slot.request_len < slot.request.len() {
+                touched |= stream.discard_received();
+            } else if stream.can_recv() && slot.request_len < slot.request.len() {
                 let start_len = slot.request_len;
-                if let Ok(n) = socket.recv_slice(&mut slot.request[start_len..]) {
-                    if start_len == 0 && n > 0 {
-                        conn.head_started_ms = now_ms;
-                        conn.request_arrival_ns = conn.last_arrival_ns;
-                    }
-                    slot.request_len += n;
-                    conn.unseen_bytes |= n > 0;
-                    touched |= n > 0;
+                let n = stream.recv(&mut slot.request[start_len..]);
+                if start_len == 0 && n > 0 {
+                    conn.head_started_ms = now_ms;
+                    conn.request_arrival_ns = conn.last_arrival_ns;
                 }
+                slot.request_len += n;
+                conn.unseen_bytes |= n > 0;
+                touched |= n > 0;
             }
         }
         // 3. The peer closed its side and nothing is left to answer: close ours.
-        if socket.state() == tcp::State::CloseWait && !conn.unseen_bytes && slot.verdict.is_none() {
-            socket.close();
+        if stream.peer_closed() && !conn.unseen_bytes && slot.verdict.is_none() {
+            stream.close();
             touched = true;
         }
         if touched {
@@ -960,20 +930,8 @@ impl Lane<'_> {
         wake.sleeping.store(true, Ordering::SeqCst);
         std::sync::atomic::fence(Ordering::SeqCst);
         if !self.port.rx_available() && !self.links.has_input() {
-            let mut fds = [
-                libc::pollfd {
-                    fd: std::os::fd::AsRawFd::as_raw_fd(&self.port.fd()),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-                libc::pollfd {
-                    fd: wake.event_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-            ];
-            // SAFETY: `fds` is a valid array of two pollfd for the duration of the call.
-            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, delay_ms as i32) };
+            let fds = [std::os::fd::AsRawFd::as_raw_fd(&self.port.fd()), wake.event_fd()];
+            sys::poll_readable(fds, delay_ms as i32);
         }
         wake.sleeping.store(false, Ordering::SeqCst);
         wake.drain();

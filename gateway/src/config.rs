@@ -249,6 +249,24 @@ pub struct GatewayConfig {
     pub listen_port: u16,
 }
 
+impl GatewayConfig {
+    /// Interface `interface` answered on `ipv4`/`prefix_len` with `mac`; the other keys at their
+    /// defaults.
+    pub fn new(interface: &str, ipv4: Ipv4Addr, prefix_len: u8, mac: [u8; 6]) -> GatewayConfig {
+        GatewayConfig {
+            interface: interface.to_string(),
+            queue: 0,
+            lanes: None,
+            cores: None,
+            allow_uncovered_queues: false,
+            ipv4,
+            prefix_len,
+            mac: MacAddr(mac),
+            listen_port: default_listen_port(),
+        }
+    }
+}
+
 /// The AF_XDP UMEM.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -715,20 +733,11 @@ impl Config {
         }
     }
 
-    /// The configuration `xgate lab up` is made for: the gateway side of the lab.
-    pub fn for_lab() -> Config {
+    /// A configuration for `gateway` with every other section at its defaults (no routes, no
+    /// upstreams).
+    pub fn new(gateway: GatewayConfig) -> Config {
         Config {
-            gateway: GatewayConfig {
-                interface: crate::lab::GATEWAY_IFACE.to_string(),
-                queue: 0,
-                lanes: None,
-                cores: None,
-                allow_uncovered_queues: false,
-                ipv4: crate::lab::GATEWAY_IP,
-                prefix_len: 24,
-                mac: MacAddr(crate::lab::GATEWAY_MAC),
-                listen_port: 80,
-            },
+            gateway,
             umem: UmemConfig::default(),
             http: HttpConfig::default(),
             tcp: TcpConfig::default(),
@@ -833,7 +842,7 @@ fn table_above(text: &str, offset: usize) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const GOOD: &str = r#"
@@ -842,6 +851,16 @@ interface = "xg-gw"
 ipv4 = "10.77.0.2"
 mac = "02:77:00:00:00:02"
 "#;
+
+    /// A configuration for the address and interface of `GOOD`.
+    pub(crate) fn sample() -> Config {
+        Config::new(GatewayConfig::new(
+            "xg-gw",
+            Ipv4Addr::new(10, 77, 0, 2),
+            24,
+            [2, 0x77, 0, 0, 0, 2],
+        ))
+    }
 
     #[test]
     fn minimal_config_gets_defaults() {
@@ -855,7 +874,7 @@ mac = "02:77:00:00:00:02"
 
     #[test]
     fn lab_config_round_trips_through_toml() {
-        let mut c = Config::for_lab();
+        let mut c = sample();
         assert_eq!(Config::parse(&c.to_toml(), "lab.toml").unwrap(), c);
         c.gateway.lanes = Some(2);
         c.gateway.cores = Some(vec![0, 1]);

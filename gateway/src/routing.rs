@@ -516,7 +516,7 @@ mod tests {
 
     /// The lab's config with `extra` appended; the error's key, or `None` if it loads.
     fn key_of_error(extra: &str) -> Option<String> {
-        let text = format!("{}\n{extra}", Config::for_lab().to_toml());
+        let text = format!("{}\n{extra}", crate::config::tests::sample().to_toml());
         Config::parse(&text, "t.toml")
             .err()
             .map(|e| e.key.unwrap_or_default())
@@ -531,7 +531,7 @@ mod tests {
              health = {{ path = \"/h\", interval_ms = 500, timeout_ms = 100 }}\n\
              [[route]]\nhost = \"*.example.com\"\npath_prefix = \"/api\"\nmethods = [\"GET\", \"POST\"]\nupstream = \"app\"\n\
              [[route]]\nanswer = {{ status = 503, body = \"later\\n\", headers = {{ \"Retry-After\" = \"5\" }} }}\n",
-            Config::for_lab().to_toml()
+            crate::config::tests::sample().to_toml()
         );
         let config = Config::parse(&text, "t.toml").unwrap();
         let routing = config.routing();

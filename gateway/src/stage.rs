@@ -2,11 +2,11 @@
 //!
 //! Why the ring sits here: the network loop (AF_XDP rings, smoltcp) must never wait on HTTP work,
 //! and HTTP work (framing, routing, writing direct answers and the heads of forwarded requests)
-//! must never touch the stack's state. So the loop copies a connection's received bytes from its smoltcp socket
-//! buffer into that connection's slot and sends the slot's *handle* to the worker over a
-//! wait-free rtrb ring; the worker parses the bytes in place, writes the response into the same
-//! slot, and sends the handle back over a second ring. No request or response bytes cross a ring;
-//! four bytes of handle do.
+//! must never touch the stack's state. So the loop copies a connection's received bytes from its
+//! smoltcp socket buffer into that connection's slot and sends the slot's *handle* to the worker
+//! over a wait-free rtrb ring; the worker parses the bytes in place, writes the response into the
+//! same slot, and sends the handle back over a second ring. No request or response bytes cross a
+//! ring; the handle (a pointer to the slot and its index) does.
 //!
 //! The HTTP side is an [`HttpStage`]: it owns the consumer end of the request ring and the
 //! producer end of the response ring, and answers up to [`BATCH`] handles per call. A lane calls
@@ -15,11 +15,10 @@
 //! hand-off); the rings are the boundary that would let the stage run on a core of its own.
 //!
 //! Invariants:
-//! - There is exactly one [`SlotHandle`] per slot, created once by [`SlotTable::new`]; handles
-//!   are neither `Copy` nor `Clone` and carry the id of the table that made them. Holding the
-//!   handle is the only way to reach the slot ([`SlotTable::slot`] takes `&mut SlotHandle` and
-//!   refuses a handle of another table), so the slot is never accessed by two threads at once:
-//!   ownership moves with the handle through the ring.
+//! - A [`SlotHandle`] owns its slot (a box made once by [`slots`]); handles are neither `Copy`
+//!   nor `Clone`, and holding the handle is the only way to reach the slot
+//!   ([`SlotHandle::slot`]), so the slot is never accessed by two threads at once: ownership moves
+//!   with the handle through the ring, checked by the compiler rather than by `unsafe` code.
 //! - Slots are sized at start; nothing here allocates after that.
 //! - The response ring is at least as large as the request ring and the stage takes no more
 //!   handles than the response ring has room for, so no handle is ever stuck between the two.
@@ -28,14 +27,6 @@
 //!   handle is back, so TCP's receive window closes toward the client.
 
 use xgate_proxy::gateway::{Gateway, Verdict};
-
-use std::{
-    cell::UnsafeCell,
-    sync::atomic::{AtomicU32, Ordering},
-};
-
-/// Source of table ids, so a handle can only open slots of the table that made it.
-static NEXT_TABLE_ID: AtomicU32 = AtomicU32::new(0);
 
 /// Most handles moved through a ring in one chunk.
 pub const BATCH: usize = 32;
@@ -50,7 +41,7 @@ pub struct Slot {
     /// What the worker decided for the bytes in the slot; `None` until it has looked.
     pub verdict: Option<Verdict>,
     /// The client's address (for `X-Forwarded-For` and hashing), set by the lane.
-    pub client_ip: std::net::Ipv4Addr,
+    pub client_ip: std::net::IpAddr,
 }
 
 impl Slot {
@@ -68,11 +59,10 @@ impl Slot {
     }
 }
 
-/// The only key to one slot. Moving it moves the right to use the slot.
-#[derive(Debug, PartialEq, Eq)]
+/// The only key to one slot, and its owner. Moving it moves the right to use the slot.
 pub struct SlotHandle {
-    table: u32,
     index: u32,
+    slot: Box<Slot>,
 }
 
 impl SlotHandle {
@@ -80,67 +70,40 @@ impl SlotHandle {
     pub fn index(&self) -> usize {
         self.index as usize
     }
+
+    /// The slot this handle owns.
+    pub fn slot(&mut self) -> &mut Slot {
+        &mut self.slot
+    }
 }
 
-/// All slots of one lane, shared by the loop and the worker.
-pub struct SlotTable {
-    id: u32,
-    slots: Box<[UnsafeCell<Slot>]>,
+impl std::fmt::Debug for SlotHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlotHandle").field("index", &self.index).finish()
+    }
 }
 
-// SAFETY: a slot is reached only through `slot(&mut SlotHandle)`, which checks that the handle
-// belongs to this table, and exactly one handle exists per slot (see the module invariants), so no
-// two threads ever access the same slot at once.
-unsafe impl Sync for SlotTable {}
-
-impl SlotTable {
-    /// `count` slots of `request_capacity` request bytes and `response_capacity` response
-    /// bytes, and their handles.
-    pub fn new(
-        count: usize,
-        request_capacity: usize,
-        response_capacity: usize,
-    ) -> (SlotTable, Vec<SlotHandle>) {
-        let slots = (0..count)
-            .map(|_| {
-                UnsafeCell::new(Slot {
-                    request: vec![0; request_capacity].into_boxed_slice(),
-                    request_len: 0,
-                    response: vec![0; response_capacity].into_boxed_slice(),
-                    verdict: None,
-                    client_ip: std::net::Ipv4Addr::UNSPECIFIED,
-                })
-            })
-            .collect();
-        let id = NEXT_TABLE_ID.fetch_add(1, Ordering::Relaxed);
-        let handles = (0..count as u32)
-            .map(|index| SlotHandle { table: id, index })
-            .collect();
-        (SlotTable { id, slots }, handles)
-    }
-
-    /// The slot `handle` owns.
-    ///
-    /// # Panics
-    ///
-    /// If `handle` was made by another table (a programming error).
-    pub fn slot<'a>(&'a self, handle: &'a mut SlotHandle) -> &'a mut Slot {
-        assert_eq!(
-            handle.table, self.id,
-            "slot handle used with a table that did not make it"
-        );
-        // SAFETY: `handle` is the unique handle of this slot of this table (checked above) and is
-        // mutably borrowed for as long as the returned reference lives, so no other reference to
-        // the slot can exist.
-        unsafe { &mut *self.slots[handle.index()].get() }
-    }
+/// `count` slots of `request_capacity` request bytes and `response_capacity` response bytes,
+/// as their handles (handle `i` has index `i`).
+pub fn slots(count: usize, request_capacity: usize, response_capacity: usize) -> Vec<SlotHandle> {
+    (0..count as u32)
+        .map(|index| SlotHandle {
+            index,
+            slot: Box::new(Slot {
+                request: vec![0; request_capacity].into_boxed_slice(),
+                request_len: 0,
+                response: vec![0; response_capacity].into_boxed_slice(),
+                verdict: None,
+                client_ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
+            }),
+        })
+        .collect()
 }
 
 /// The HTTP stage: takes slot handles from the request ring, answers the request at the front
 /// of each slot, and sends the handles back over the response ring. Owns no socket and no
 /// packet memory.
 pub struct HttpStage {
-    table: std::sync::Arc<SlotTable>,
     requests: rtrb::Consumer<SlotHandle>,
     responses: rtrb::Producer<SlotHandle>,
     gateway: Gateway,
@@ -148,13 +111,11 @@ pub struct HttpStage {
 
 impl HttpStage {
     pub fn new(
-        table: std::sync::Arc<SlotTable>,
         requests: rtrb::Consumer<SlotHandle>,
         responses: rtrb::Producer<SlotHandle>,
         gateway: Gateway,
     ) -> HttpStage {
         HttpStage {
-            table,
             requests,
             responses,
             gateway,
@@ -177,10 +138,9 @@ impl HttpStage {
             .responses
             .write_chunk_uninit(count)
             .expect("room counted above");
-        let table = &self.table;
         let gateway = &self.gateway;
         out.fill_from_iter(chunk.into_iter().map(|mut handle| {
-            let slot = table.slot(&mut handle);
+            let slot = handle.slot();
             slot.verdict = Some(gateway.decide(
                 &slot.request[..slot.request_len],
                 slot.client_ip,
@@ -195,12 +155,11 @@ impl HttpStage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     #[test]
     fn consume_keeps_pipelined_remainder() {
-        let (table, mut handles) = SlotTable::new(1, 64, 16);
-        let slot = table.slot(&mut handles[0]);
+        let mut handles = slots(1, 64, 16);
+        let slot = handles[0].slot();
         slot.request[..10].copy_from_slice(b"abcdefghij");
         slot.request_len = 10;
         slot.consume_request(4);
@@ -210,11 +169,19 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "did not make it")]
-    fn a_handle_of_another_table_is_refused() {
-        let (first, _first_handles) = SlotTable::new(1, 8, 8);
-        let (_second, mut second_handles) = SlotTable::new(1, 8, 8);
-        first.slot(&mut second_handles[0]);
+    fn each_handle_owns_a_slot_of_its_own() {
+        let mut handles = slots(4, 8, 8);
+        for (i, handle) in handles.iter_mut().enumerate() {
+            assert_eq!(handle.index(), i);
+            handle.slot().request[0] = i as u8;
+        }
+        for (i, handle) in handles.iter_mut().enumerate() {
+            assert_eq!(
+                handle.slot().request[0],
+                i as u8,
+                "slot {i} shared with another handle"
+            );
+        }
     }
 
     /// Handles travel to a worker thread and back through two rtrb rings many times; every
@@ -223,16 +190,14 @@ mod tests {
     fn handles_round_trip_between_threads_without_loss() {
         const SLOTS: usize = 8;
         const ROUNDS: u32 = 20_000;
-        let (table, handles) = SlotTable::new(SLOTS, 16, 16);
-        let table = Arc::new(table);
+        let handles = slots(SLOTS, 16, 16);
         let (mut to_worker, mut worker_in) = rtrb::RingBuffer::<SlotHandle>::new(SLOTS);
         let (mut worker_out, mut from_worker) = rtrb::RingBuffer::<SlotHandle>::new(SLOTS);
-        let worker_table = Arc::clone(&table);
         let worker = std::thread::spawn(move || {
             let mut served = 0u32;
             while served < ROUNDS * SLOTS as u32 {
                 if let Ok(mut handle) = worker_in.pop() {
-                    let slot = worker_table.slot(&mut handle);
+                    let slot = handle.slot();
                     let n = u32::from_le_bytes(slot.request[..4].try_into().unwrap());
                     slot.response[..4].copy_from_slice(&(n + 1).to_le_bytes());
                     worker_out.push(handle).expect("ring holds every handle");
@@ -245,7 +210,7 @@ mod tests {
         let mut expected = [0u32; SLOTS];
         for mut handle in handles {
             let i = handle.index();
-            table.slot(&mut handle).request[..4].copy_from_slice(&0u32.to_le_bytes());
+            handle.slot().request[..4].copy_from_slice(&0u32.to_le_bytes());
             expected[i] = 0;
             to_worker.push(handle).unwrap();
         }
@@ -253,7 +218,7 @@ mod tests {
         while done < ROUNDS * SLOTS as u32 {
             if let Ok(mut handle) = from_worker.pop() {
                 let i = handle.index();
-                let slot = table.slot(&mut handle);
+                let slot = handle.slot();
                 let answer = u32::from_le_bytes(slot.response[..4].try_into().unwrap());
                 assert_eq!(answer, expected[i] + 1, "slot {i} saw a stale response");
                 expected[i] = answer;
@@ -320,12 +285,10 @@ mod tests {
     #[test]
     fn http_stage_serves_in_order_and_respects_the_response_ring() {
         const SLOTS: usize = 40;
-        let (table, handles) = SlotTable::new(SLOTS, 256, 512);
-        let table = Arc::new(table);
+        let handles = slots(SLOTS, 256, 512);
         let (mut to_stage, stage_in) = rtrb::RingBuffer::<SlotHandle>::new(SLOTS);
         let (stage_out, mut from_stage) = rtrb::RingBuffer::<SlotHandle>::new(8);
         let mut stage = HttpStage::new(
-            Arc::clone(&table),
             stage_in,
             stage_out,
             Gateway::new(
@@ -337,7 +300,7 @@ mod tests {
             ),
         );
         for (i, mut handle) in handles.into_iter().enumerate() {
-            let slot = table.slot(&mut handle);
+            let slot = handle.slot();
             let path = if i % 2 == 0 { "/healthz" } else { "/nope" };
             let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
             slot.request[..request.len()].copy_from_slice(request.as_bytes());
@@ -350,7 +313,7 @@ mod tests {
             assert!(served <= 8, "took {served} handles with room for 8 responses");
             while let Ok(mut handle) = from_stage.pop() {
                 let index = handle.index();
-                let status = match table.slot(&mut handle).verdict {
+                let status = match handle.slot().verdict {
                     Some(Verdict::Respond { status, .. }) => status,
                     other => panic!("slot {index}: {other:?}"),
                 };

@@ -18,7 +18,11 @@ use std::{
 use xgate_xdp::ReapReason;
 pub use xgate_xdp::LATENCY_BUCKETS as LATENCY_BUCKETS_U32;
 
-use crate::lane::COUNTED_STATUSES;
+/// Statuses counted by the lane (the last entry counts any other).
+pub const COUNTED_STATUSES: [u16; 22] = [
+    200, 201, 204, 206, 301, 302, 304, 400, 401, 403, 404, 405, 408, 413, 414, 417, 431, 500, 502, 503, 504,
+    0,
+];
 
 /// Buckets of every latency histogram.
 pub const LATENCY_BUCKETS: usize = LATENCY_BUCKETS_U32 as usize;

@@ -78,7 +78,7 @@ impl AccessLog {
         if self.buffer.len() > PIPE_ATOMIC {
             // Write what came before this line, then keep the line.
             let line = start;
-            write_all(&self.buffer[..line]);
+            crate::sys::write_stdout(&self.buffer[..line]);
             self.buffer.drain(..line);
         }
     }
@@ -86,25 +86,8 @@ impl AccessLog {
     /// Writes the buffered lines.
     pub fn flush(&mut self) {
         if !self.buffer.is_empty() {
-            write_all(&self.buffer);
+            crate::sys::write_stdout(&self.buffer);
             self.buffer.clear();
         }
-    }
-}
-
-/// Writes `bytes` to file descriptor 1, retrying short writes; errors (a closed stdout) drop
-/// the lines.
-fn write_all(mut bytes: &[u8]) {
-    while !bytes.is_empty() {
-        // SAFETY: `bytes` is a live, initialised buffer of `bytes.len()` bytes for the call;
-        // write(2) only reads it.
-        let n = unsafe { libc::write(1, bytes.as_ptr().cast(), bytes.len()) };
-        if n <= 0 {
-            if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return;
-        }
-        bytes = &bytes[n as usize..];
     }
 }
