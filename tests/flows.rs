@@ -15,7 +15,7 @@ use std::{
 
 use common::{output, TestLab, GATEWAY_IP, XGATE};
 
-const RAWPEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/rawpeer.py");
+const RAWPEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/rawpeer.py");
 
 /// Debian's Python, which has the Prometheus client library (bootstrap installs it).
 const SYSTEM_PYTHON: &str = "/usr/bin/python3";

@@ -275,7 +275,7 @@ fn the_umem_lives_on_hugepages_when_reserved_and_says_once_when_not() {
         "{stderr}"
     );
 
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/hugepages/setup.sh");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../hugepages/setup.sh");
     // The lab's UMEM: 4096 frames x 4096 B = 16 MiB = 8 pages.
     let out = output(
         std::process::Command::new("bash")

@@ -71,8 +71,11 @@ use crate::{
 use xgate_xdp::ReapReason;
 
 mod proxy;
+mod sweep;
+mod upstream;
 
-use proxy::{ProxyExchange, Upstreams};
+use proxy::Proxied;
+use upstream::Upstreams;
 
 /// Bytes of each TCP socket's receive and transmit buffers.
 const SOCKET_BUFFER: usize = 16 * 1024;
@@ -105,7 +108,7 @@ struct Connection {
     /// A response with `close` was sent: further bytes from the peer are read and discarded.
     closing: bool,
     /// The proxied request in flight, if any.
-    proxy: Option<ProxyExchange>,
+    proxy: Option<Proxied>,
     /// When the connection last finished a request or was accepted (keep-alive idle limit).
     last_active_ms: u64,
     /// When the first byte of the request head now in the slot arrived (header read limit).
@@ -508,22 +511,23 @@ impl Lane<'_> {
     }
 
     /// One access-log line for the exchange of connection `index` (when the log is on).
-    fn log_access(&mut self, index: usize, x: &ProxyExchange, status: u16) {
+    fn log_access(&mut self, index: usize, proxied: &Proxied, status: u16) {
         let Some(log) = self.access_log.as_mut() else {
             return;
         };
         let client = self.server.socket(index as ConnId).remote_endpoint();
-        let upstream = x
+        let upstream = proxied
             .upstream
             .map(|id| self.upstreams.conns[(id - self.upstreams.first) as usize].addr);
+        let x = &proxied.exchange;
         log.write(
             self.now_ms,
             client,
-            x.forward.route,
+            x.forward().route,
             upstream,
             status,
-            x.response_bytes,
-            self.now_ms.saturating_sub(x.started_ms),
+            x.response_bytes(),
+            self.now_ms.saturating_sub(x.started_ms()),
         );
     }
 

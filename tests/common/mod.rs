@@ -300,7 +300,7 @@ impl TestLab {
     /// `10.77.0.4:port`, answering `/hello` with `hello from <name>`; waits until it listens.
     /// Returns its index for [`TestLab::kill_backend`]; killed when the lab goes down.
     pub fn start_backend(&mut self, port: u16, name: &str) -> usize {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/backend.py");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/backend.py");
         let mut child = self
             .exec("be", "python3")
             .args([script, BACKEND_IP, &port.to_string(), name])

@@ -1,0 +1,454 @@
+//! The upstream side of a lane: its pools (member choice and health, from the proxy crate), its
+//! upstream connections on the lane's own stack and who holds each, the idle keep-alive lists,
+//! the local ports it connects from, and the health probes.
+//!
+//! Invariants:
+//! - An upstream connection belongs to exactly one owner: a client exchange, the idle list of
+//!   its member, a health probe, or nobody (closing or free).
+//! - Nothing here allocates per request: pools, idle lists and the connection table are sized
+//!   at start (and on reload).
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use smoltcp::socket::tcp;
+use xgate_proxy::{gateway::health_request, upstream::Pool};
+use xgate_userstack::tcp_server::{ConnId, ConnectError, TcpServer};
+
+use super::{
+    proxy::{exchange_timeouts, BAD_GATEWAY},
+    Lane,
+};
+use crate::routing::{PoolLimits, Routing};
+
+/// Who holds an upstream connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Owner {
+    /// Free (its socket is closed and settled).
+    Free,
+    /// Closing: settled once the socket has closed.
+    Closing,
+    /// In its member's idle list.
+    Idle { since_ms: u64 },
+    /// Carrying the exchange of this client connection.
+    Client(ConnId),
+    /// A health check of its member.
+    Probe { deadline_ms: u64, sent: bool },
+}
+
+/// An upstream connection.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct UpstreamConn {
+    pub owner: Owner,
+    pub pool: u16,
+    pub member: u16,
+    pub addr: SocketAddrV4,
+    /// Requests sent over this connection.
+    pub requests: u32,
+}
+
+/// A lane's upstream side: pools (member choice and health), connections and idle lists.
+pub(super) struct Upstreams {
+    /// Connection id of the first outbound socket.
+    pub first: ConnId,
+    pub conns: Vec<UpstreamConn>,
+    pub pools: Vec<Pool>,
+    pub limits: Vec<PoolLimits>,
+    /// Idle connections per pool and member (stacks: the most recently used is reused first).
+    pub idle: Vec<Vec<Vec<ConnId>>>,
+    /// Local ports this lane opens connections from, and the next to try.
+    pub ports: std::ops::Range<u16>,
+    pub next_port: u16,
+    /// Steering that brings replies back to this lane (with more than one lane).
+    pub steering: Option<xgate_userstack::rss::FlowSteering>,
+}
+
+impl Upstreams {
+    /// Pools built from `routing`, `outbound` connections starting at id `first`, local ports
+    /// from `ports`.
+    pub fn new(
+        routing: &Routing,
+        first: ConnId,
+        outbound: usize,
+        ports: std::ops::Range<u16>,
+        steering: Option<xgate_userstack::rss::FlowSteering>,
+    ) -> Upstreams {
+        let unset = UpstreamConn {
+            owner: Owner::Free,
+            pool: 0,
+            member: 0,
+            addr: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+            requests: 0,
+        };
+        let mut upstreams = Upstreams {
+            first,
+            conns: vec![unset; outbound],
+            pools: Vec::new(),
+            limits: Vec::new(),
+            idle: Vec::new(),
+            next_port: ports.start,
+            ports,
+            steering,
+        };
+        upstreams.install(routing);
+        upstreams
+    }
+
+    /// Installs the pools of `routing`, keeping the state (health, ejections, outstanding
+    /// requests) of members that stay. Idle lists are rebuilt empty: the caller closes the
+    /// connections that were idle.
+    fn install(&mut self, routing: &Routing) {
+        let pools: Vec<Pool> = routing
+            .pools
+            .iter()
+            .map(|spec| {
+                let mut pool = Pool::new(spec.clone()).expect("validated when the config was loaded");
+                if let Some(old) = self.pools.iter().find(|old| old.spec().name == spec.name) {
+                    pool.carry_state_from(old);
+                }
+                pool
+            })
+            .collect();
+        self.idle = routing
+            .pools
+            .iter()
+            .zip(&routing.pool_limits)
+            .map(|(spec, limits)| {
+                (0..spec.members.len())
+                    .map(|_| Vec::with_capacity(limits.max_idle))
+                    .collect()
+            })
+            .collect();
+        self.pools = pools;
+        self.limits = routing.pool_limits.clone();
+    }
+
+    pub(super) fn conn(&mut self, id: ConnId) -> &mut UpstreamConn {
+        &mut self.conns[(id - self.first) as usize]
+    }
+
+    /// The pool and member index of `addr` in pool `pool` now (members may have moved after a
+    /// reload), if it is still there.
+    pub(super) fn member_now(&self, pool: u16, member: u16, addr: SocketAddrV4) -> Option<(usize, usize)> {
+        let pool = usize::from(pool);
+        let p = self.pools.get(pool)?;
+        if p.members().get(usize::from(member)).map(|m| m.addr) == Some(addr) {
+            return Some((pool, usize::from(member)));
+        }
+        p.members().iter().position(|m| m.addr == addr).map(|m| (pool, m))
+    }
+
+    /// A local port for a connection to `remote` that no connection of `server` uses (and,
+    /// with steering, whose replies come back to `lane`).
+    fn local_port(&mut self, server: &TcpServer, remote: SocketAddrV4, lane: u16) -> Option<u16> {
+        let span = self.ports.end - self.ports.start;
+        let mut tried = 0u16;
+        let mut fallback = None;
+        while tried < span {
+            let port = self.next_port;
+            self.next_port = if port + 1 >= self.ports.end {
+                self.ports.start
+            } else {
+                port + 1
+            };
+            tried += 1;
+            if server.port_in_use(remote, port) {
+                continue;
+            }
+            let Some(steering) = &self.steering else {
+                return Some(port);
+            };
+            let steered = steering.pick_local_port(lane, [0; 4], remote.ip().octets(), remote.port(), [port]);
+            if steered.is_some() {
+                return Some(port);
+            }
+            fallback.get_or_insert(port);
+            // About one port in `lanes` is steered home; give up on steering after a few dozen.
+            if tried > 64 {
+                return fallback;
+            }
+        }
+        fallback
+    }
+}
+
+impl Lane<'_> {
+    /// Picks a member and gives the exchange a connection to it (idle or new). On failure the
+    /// client gets 503 (no member eligible) or 502 (no socket or port to connect from).
+    /// `no_member` is the status when no member is eligible: 503 for a new request, the first
+    /// failure's status for a retry that finds no other member.
+    pub(super) fn assign_upstream(&mut self, index: usize, exclude: Option<usize>, no_member: u16) -> bool {
+        let now = self.now_ms;
+        let forward = *self.connections[index]
+            .proxy
+            .as_ref()
+            .expect("an exchange")
+            .exchange
+            .forward();
+        let pool_index = forward.pool;
+        if pool_index >= self.upstreams.pools.len() {
+            // A reload removed the pool while this request waited for a retry.
+            self.fail_exchange(index, no_member);
+            return false;
+        }
+        let pool = &mut self.upstreams.pools[pool_index];
+        let Some(member) = pool.pick(forward.hash, exclude, now) else {
+            self.fail_exchange(index, no_member);
+            return false;
+        };
+        let addr = pool.members()[member].addr;
+        // An idle connection, checked alive first.
+        while let Some(id) = self.upstreams.idle[pool_index][member].pop() {
+            let socket = self.server.socket(id);
+            if socket.state() == tcp::State::Established && !socket.can_recv() {
+                self.adopt(index, id, member, true);
+                return true;
+            }
+            self.close_upstream(id, true);
+        }
+        let Some(port) = self.upstreams.local_port(&self.server, addr, self.index as u16) else {
+            self.fail_exchange(index, BAD_GATEWAY);
+            return false;
+        };
+        match self.server.connect(addr, port) {
+            Ok(id) => {
+                *self.upstreams.conn(id) = UpstreamConn {
+                    owner: Owner::Free,
+                    pool: pool_index as u16,
+                    member: member as u16,
+                    addr,
+                    requests: 0,
+                };
+                self.adopt(index, id, member, false);
+                true
+            }
+            Err(ConnectError::NoFreeSocket | ConnectError::PortInUse | ConnectError::Refused) => {
+                self.values.upstream_connect_failures += 1;
+                self.fail_exchange(index, BAD_GATEWAY);
+                false
+            }
+        }
+    }
+
+    /// Gives upstream connection `id` to the exchange of client `index`.
+    fn adopt(&mut self, index: usize, id: ConnId, member: usize, reused: bool) {
+        let now = self.now_ms;
+        let timeouts = exchange_timeouts(&self.timeouts);
+        let conn = self.upstreams.conn(id);
+        conn.owner = Owner::Client(index as ConnId);
+        conn.requests += 1;
+        let pool = usize::from(conn.pool);
+        self.upstreams.pools[pool].begin(member);
+        let proxied = self.connections[index].proxy.as_mut().expect("an exchange");
+        proxied.upstream = Some(id);
+        proxied.exchange.assigned(member as u16, reused, now, &timeouts);
+        self.server.touch(id);
+    }
+
+    /// Releases an exchange's upstream connection `upstream`: back to the idle list when `reusable`,
+    /// else aborted. Its member's outstanding request ends either way.
+    pub(super) fn drop_upstream_of(&mut self, upstream: Option<ConnId>, reusable: bool) {
+        let Some(id) = upstream else { return };
+        let conn = *self.upstreams.conn(id);
+        if let Some((pool, member)) = self.upstreams.member_now(conn.pool, conn.member, conn.addr) {
+            self.upstreams.pools[pool].finish(member);
+            let limits = &self.upstreams.limits[pool];
+            let under_limit =
+                limits.max_requests_per_connection == 0 || conn.requests < limits.max_requests_per_connection;
+            let idle = &mut self.upstreams.idle[pool][member];
+            if reusable && under_limit && idle.len() < limits.max_idle && !self.draining {
+                idle.push(id);
+                let now = self.now_ms;
+                let conn = self.upstreams.conn(id);
+                conn.owner = Owner::Idle { since_ms: now };
+                conn.pool = pool as u16;
+                conn.member = member as u16;
+                return;
+            }
+            // A healthy connection over its limits is closed politely.
+            self.close_upstream(id, !reusable);
+            return;
+        }
+        self.close_upstream(id, true);
+    }
+
+    /// Takes idle connection `id` out of its member's idle list and closes it: politely when it
+    /// is still a clean connection (open, or closed by the upstream with nothing unread), with a
+    /// reset when the upstream sent bytes nobody asked for.
+    pub(super) fn retire_idle(&mut self, id: ConnId) {
+        let conn = *self.upstreams.conn(id);
+        if let Some((pool, member)) = self.upstreams.member_now(conn.pool, conn.member, conn.addr) {
+            let idle = &mut self.upstreams.idle[pool][member];
+            if let Some(at) = idle.iter().position(|&i| i == id) {
+                idle.swap_remove(at);
+            }
+        }
+        let socket = self.server.socket(id);
+        let clean =
+            matches!(socket.state(), tcp::State::Established | tcp::State::CloseWait) && !socket.can_recv();
+        self.close_upstream(id, !clean);
+    }
+
+    /// Closes upstream connection `id` (a FIN, or a RST when `abort`); its socket is settled
+    /// once closed.
+    pub(super) fn close_upstream(&mut self, id: ConnId, abort: bool) {
+        let socket = self.server.socket(id);
+        if abort {
+            socket.abort();
+        } else {
+            socket.close();
+        }
+        self.upstreams.conn(id).owner = Owner::Closing;
+        self.server.touch(id);
+        self.settle_upstream(id);
+    }
+
+    pub(super) fn settle_upstream(&mut self, id: ConnId) {
+        if self.server.settle(id) == xgate_userstack::tcp_server::Settled::Closed {
+            self.upstreams.conn(id).owner = Owner::Free;
+        }
+    }
+
+    /// Something happened on upstream connection `id`: serve its owner.
+    pub(super) fn service_upstream(&mut self, id: ConnId) {
+        match self.upstreams.conn(id).owner {
+            Owner::Client(client) => self.pump(client as usize),
+            Owner::Idle { .. } => {
+                // An idle connection that the upstream closed, or that sent bytes nobody asked
+                // for, is of no more use.
+                let socket = self.server.socket(id);
+                if socket.state() != tcp::State::Established || socket.can_recv() {
+                    self.retire_idle(id);
+                }
+            }
+            Owner::Probe { .. } => self.pump_probe(id),
+            Owner::Closing | Owner::Free => self.settle_upstream(id),
+        }
+    }
+
+    /// Opens a health-check connection for every member whose check is due.
+    pub(super) fn start_probes(&mut self) {
+        let now = self.now_ms;
+        for pool in 0..self.upstreams.pools.len() {
+            while let Some(member) = self.upstreams.pools[pool].next_check_due(now) {
+                let addr = self.upstreams.pools[pool].members()[member].addr;
+                let timeout = self.upstreams.pools[pool]
+                    .spec()
+                    .health
+                    .as_ref()
+                    .map_or(1_000, |h| h.timeout_ms);
+                let opened = self
+                    .upstreams
+                    .local_port(&self.server, addr, self.index as u16)
+                    .and_then(|port| self.server.connect(addr, port).ok());
+                let Some(id) = opened else {
+                    self.upstreams.pools[pool].record_check(member, false, now);
+                    continue;
+                };
+                *self.upstreams.conn(id) = UpstreamConn {
+                    owner: Owner::Probe {
+                        deadline_ms: now + timeout,
+                        sent: false,
+                    },
+                    pool: pool as u16,
+                    member: member as u16,
+                    addr,
+                    requests: 1,
+                };
+            }
+        }
+    }
+
+    /// Drives a health check: send `GET path`, read the status line, close.
+    fn pump_probe(&mut self, id: ConnId) {
+        let Owner::Probe { deadline_ms, sent } = self.upstreams.conn(id).owner else {
+            return;
+        };
+        let conn = *self.upstreams.conn(id);
+        let socket = self.server.socket(id);
+        match socket.state() {
+            tcp::State::SynSent | tcp::State::SynReceived => return,
+            tcp::State::Established | tcp::State::CloseWait => {}
+            _ if socket.can_recv() => {}
+            _ => {
+                self.probe_done(id, false);
+                return;
+            }
+        }
+        if !sent {
+            // The pool may have gone with a reload while the probe connected.
+            let path = self
+                .upstreams
+                .pools
+                .get(usize::from(conn.pool))
+                .and_then(|pool| pool.spec().health.as_ref())
+                .map_or("/", |h| &h.path);
+            let mut request = [0u8; 512];
+            let len = health_request(path, conn.addr, &mut request);
+            let socket = self.server.socket(id);
+            if socket.send_capacity() - socket.send_queue() < len {
+                return;
+            }
+            let _ = socket.send_slice(&request[..len]);
+            self.upstreams.conn(id).owner = Owner::Probe {
+                deadline_ms,
+                sent: true,
+            };
+            self.server.touch(id);
+            return;
+        }
+        let mut head = [0u8; 16];
+        let n = self.server.socket(id).peek_slice(&mut head).unwrap_or(0);
+        if n >= 12 {
+            let ok = head.starts_with(b"HTTP/1.") && matches!(head[9], b'2' | b'3');
+            self.probe_done(id, ok);
+        } else if !self.server.socket(id).may_recv() {
+            self.probe_done(id, false);
+        }
+    }
+
+    pub(super) fn probe_done(&mut self, id: ConnId, ok: bool) {
+        let now = self.now_ms;
+        let conn = *self.upstreams.conn(id);
+        if let Some((pool, member)) = self.upstreams.member_now(conn.pool, conn.member, conn.addr) {
+            self.upstreams.pools[pool].record_check(member, ok, now);
+        }
+        self.close_upstream(id, true);
+    }
+
+    /// Installs a new routing (a reload): the HTTP stage routes with it from its next request;
+    /// exchanges in flight finish with the members they have; idle connections to members
+    /// that left are closed.
+    pub(super) fn apply_routing(&mut self, routing: &Routing) {
+        for pool in 0..self.upstreams.idle.len() {
+            for member in 0..self.upstreams.idle[pool].len() {
+                while let Some(id) = self.upstreams.idle[pool][member].pop() {
+                    self.close_upstream(id, false);
+                }
+            }
+        }
+        self.upstreams.install(routing);
+    }
+
+    /// The upstream side's timers: idle connections past their time (or all, while
+    /// draining), health probes past their deadline, closing connections to settle.
+    pub(super) fn sweep_upstreams(&mut self) {
+        let now = self.now_ms;
+        for i in 0..self.upstreams.conns.len() {
+            let id = self.upstreams.first + i as ConnId;
+            match self.upstreams.conns[i].owner {
+                Owner::Idle { since_ms } => {
+                    let pool = usize::from(self.upstreams.conns[i].pool);
+                    let limit = self.upstreams.limits.get(pool).map_or(0, |l| l.idle_timeout_ms);
+                    if now >= since_ms + limit || self.draining {
+                        self.retire_idle(id);
+                    }
+                }
+                Owner::Probe { deadline_ms, .. } if now >= deadline_ms => {
+                    self.probe_done(id, false);
+                }
+                Owner::Closing => self.settle_upstream(id),
+                _ => {}
+            }
+        }
+    }
+}
