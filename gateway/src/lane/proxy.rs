@@ -74,7 +74,7 @@ impl Lane<'_> {
         slot.consume_request(forward.head_len);
         conn.response_sent = 0;
         conn.proxy = Some(Proxied {
-            exchange: Exchange::new(forward, self.max_body, self.draining, self.now_ms),
+            exchange: Exchange::new(forward, self.proxying.max_body, self.draining, self.now_ms),
             upstream: None,
         });
         self.pump(index);
@@ -103,8 +103,8 @@ impl Lane<'_> {
         let cx = PumpContext {
             now_ms: self.now_ms,
             draining: self.draining,
-            max_response_head: self.max_response_head,
-            timeouts: exchange_timeouts(&self.timeouts),
+            max_response_head: self.proxying.max_response_head,
+            timeouts: exchange_timeouts(&self.proxying.timeouts),
         };
         let slot = self.connections[index]
             .slot
@@ -121,7 +121,9 @@ impl Lane<'_> {
             client,
             upstream: up,
         };
-        let pumped = proxied.exchange.pump(&mut io, buffers, &mut self.scratch, &cx);
+        let pumped = proxied
+            .exchange
+            .pump(&mut io, buffers, &mut self.proxying.scratch, &cx);
         self.connections[index].proxy = Some(proxied);
         self.carry_out(index, up, pumped);
     }

@@ -47,7 +47,7 @@ impl Lane<'_> {
             }
             if slot.request_len > 0 {
                 // A request head that has not ended in time (slow headers).
-                if now >= conn.head_started_ms + self.timeouts.header_read_ms {
+                if now >= conn.head_started_ms + self.proxying.timeouts.header_read_ms {
                     self.values.timeouts += 1;
                     self.answer_and_close(index, REQUEST_TIMEOUT, false, None);
                     self.service(id);
@@ -55,7 +55,7 @@ impl Lane<'_> {
             } else if now
                 >= conn
                     .last_active_ms
-                    .saturating_add(self.timeouts.keepalive_idle_ms)
+                    .saturating_add(self.proxying.timeouts.keepalive_idle_ms)
                 || self.draining
             {
                 // Idle keep-alive connection (or draining: no request in flight).

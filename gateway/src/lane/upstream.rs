@@ -232,7 +232,7 @@ impl Lane<'_> {
     /// Gives upstream connection `id` to the exchange of client `index`.
     fn adopt(&mut self, index: usize, id: ConnId, member: usize, reused: bool) {
         let now = self.now_ms;
-        let timeouts = exchange_timeouts(&self.timeouts);
+        let timeouts = exchange_timeouts(&self.proxying.timeouts);
         let conn = self.upstreams.conn(id);
         conn.owner = Owner::Client(index as ConnId);
         conn.requests += 1;

@@ -1,0 +1,383 @@
+//! The Prometheus text exposition of `/metrics`: every family the gateway shows, in groups
+//! (HTTP, flows and the SYN shield, the XDP program's counters, per-lane counters), each group
+//! one function over the [`Observatory`].
+
+use xgate_xdp::{ActionStats, ReapReason, Verdict};
+
+use super::{lane_sums, ControlView, Observatory};
+use crate::{
+    counters::LaneCounters,
+    metrics::{Exposition, COUNTED_STATUSES, LATENCY_BUCKETS, ROUTE_SLOTS, UNROUTED},
+};
+
+/// The whole `/metrics` page.
+pub fn render_metrics(observatory: &Observatory<'_>) -> String {
+    let mut e = Exposition::new();
+    let view = observatory.view.lock().unwrap_or_else(|e| e.into_inner());
+    http_families(&mut e, observatory, &view);
+    flow_families(&mut e, observatory, &view);
+    xdp_families(&mut e, &view);
+    drop(view);
+    lane_families(&mut e, observatory);
+    e.finish()
+}
+
+/// Requests by route and status, and their latency by route.
+fn http_families(e: &mut Exposition, observatory: &Observatory<'_>, view: &ControlView) {
+    let route_name = |slot: usize| -> String {
+        if slot == UNROUTED {
+            return "(none)".to_string();
+        }
+        view.route_names
+            .get(slot)
+            .map_or_else(|| format!("route{slot}"), |n| n.to_string())
+    };
+
+    e.family(
+        "xgate_http_requests_total",
+        "counter",
+        "Responses sent, by route and status.",
+    );
+    let mut routes_seen = Vec::new();
+    for slot in 0..ROUTE_SLOTS {
+        let mut by_status = [0u64; COUNTED_STATUSES.len()];
+        for lane in observatory.metrics {
+            for (t, n) in by_status.iter_mut().zip(lane.requests(slot)) {
+                *t += n;
+            }
+        }
+        if by_status.iter().all(|n| *n == 0) {
+            continue;
+        }
+        routes_seen.push(slot);
+        let name = route_name(slot);
+        for (status, n) in COUNTED_STATUSES.iter().zip(by_status) {
+            if n > 0 {
+                let status = if *status == 0 {
+                    "other".to_string()
+                } else {
+                    status.to_string()
+                };
+                e.sample(
+                    "xgate_http_requests_total",
+                    &[("route", &name), ("status", &status)],
+                    n as f64,
+                );
+            }
+        }
+    }
+    e.family(
+        "xgate_http_request_duration_seconds",
+        "histogram",
+        "From the request's first frame arriving in XDP to its response being queued for the socket, by route.",
+    );
+    for slot in routes_seen {
+        let mut histogram = [0u64; LATENCY_BUCKETS];
+        let mut sum_ns = 0u64;
+        for lane in observatory.metrics {
+            let (h, s) = lane.latency(slot);
+            for (t, n) in histogram.iter_mut().zip(h) {
+                *t += n;
+            }
+            sum_ns += s;
+        }
+        if histogram.iter().sum::<u64>() > 0 {
+            e.histogram(
+                "xgate_http_request_duration_seconds",
+                &[("route", &route_name(slot))],
+                &histogram,
+                sum_ns as f64 / 1e9,
+            );
+        }
+    }
+}
+
+/// The handshake histogram, the flow table, the reaper and the SYN shield.
+fn flow_families(e: &mut Exposition, observatory: &Observatory<'_>, view: &ControlView) {
+    e.family(
+        "xgate_tcp_handshake_duration_seconds",
+        "histogram",
+        "Client SYN to the client's first ACK, measured in XDP (log2 buckets).",
+    );
+    let handshake = observatory
+        .maps
+        .handshake_histogram()
+        .unwrap_or([0; LATENCY_BUCKETS]);
+    let handshake_sum_ns = observatory.maps.handshake_sum_ns().unwrap_or(0);
+    e.histogram(
+        "xgate_tcp_handshake_duration_seconds",
+        &[],
+        &handshake,
+        handshake_sum_ns as f64 / 1e9,
+    );
+
+    let r = &view.reaper;
+    e.family(
+        "xgate_flows",
+        "gauge",
+        "Flows in the XDP flow table at the reaper's last walk, by state.",
+    );
+    e.sample("xgate_flows", &[("state", "half_open")], r.half_open as f64);
+    e.sample("xgate_flows", &[("state", "established")], r.established as f64);
+    e.sample("xgate_flows", &[("state", "closed")], r.closed as f64);
+    let (_, _, reaped, half_open, evicted) = lane_sums(observatory);
+    e.family(
+        "xgate_flows_reaped_total",
+        "counter",
+        "Dead flows removed by the reaper (socket aborted, 5-tuple dropped in XDP), by reason.",
+    );
+    for reason in ReapReason::ALL {
+        e.sample(
+            "xgate_flows_reaped_total",
+            &[("reason", reason.name())],
+            reaped[reason as usize] as f64,
+        );
+    }
+    e.family(
+        "xgate_flows_removed_total",
+        "counter",
+        "Flow-table entries removed without a reap: no lane held the flow (stale), or it ended (closed).",
+    );
+    e.sample(
+        "xgate_flows_removed_total",
+        &[("cause", "stale")],
+        r.stale_removed as f64,
+    );
+    e.sample(
+        "xgate_flows_removed_total",
+        &[("cause", "closed")],
+        r.closed_removed as f64,
+    );
+    e.family(
+        "xgate_flow_drop_entries",
+        "gauge",
+        "5-tuples of reaped flows whose segments XDP drops.",
+    );
+    e.sample("xgate_flow_drop_entries", &[], r.drop_entries as f64);
+    e.family(
+        "xgate_flow_drop_hits",
+        "gauge",
+        "Segments XDP dropped for the drop entries alive now (an entry's hits leave with it).",
+    );
+    e.sample("xgate_flow_drop_hits", &[], r.drop_hits as f64);
+    e.family("xgate_reaper_walks_total", "counter", "Walks of the flow table.");
+    e.sample("xgate_reaper_walks_total", &[], r.walks as f64);
+    e.family(
+        "xgate_reaper_walk_duration_seconds",
+        "gauge",
+        "How long the last walk of the flow table took.",
+    );
+    e.sample(
+        "xgate_reaper_walk_duration_seconds",
+        &[],
+        r.last_walk_micros as f64 / 1e6,
+    );
+    e.family(
+        "xgate_reaper_orders_refused_total",
+        "counter",
+        "Reap orders a full lane ring refused (sent again at the next walk).",
+    );
+    e.sample("xgate_reaper_orders_refused_total", &[], r.orders_refused as f64);
+    e.family(
+        "xgate_half_open_connections",
+        "gauge",
+        "Half-open client connections held by the lanes.",
+    );
+    e.sample("xgate_half_open_connections", &[], half_open as f64);
+    e.family(
+        "xgate_half_open_evicted_total",
+        "counter",
+        "Half-open connections aborted to make room for a new SYN at shield.max_half_open.",
+    );
+    e.sample("xgate_half_open_evicted_total", &[], evicted as f64);
+    e.family(
+        "xgate_syn_sources",
+        "gauge",
+        "Sources the SYN shield tracks, by whether they completed a handshake.",
+    );
+    e.sample(
+        "xgate_syn_sources",
+        &[("handshake", "completed")],
+        view.sources.1 as f64,
+    );
+    e.sample(
+        "xgate_syn_sources",
+        &[("handshake", "never")],
+        view.sources.0.saturating_sub(view.sources.1) as f64,
+    );
+    e.family(
+        "xgate_syn_handshake_notices_total",
+        "counter",
+        "Handshakes the TCP stack accepted whose source the SYN shield was told to trust.",
+    );
+    e.sample(
+        "xgate_syn_handshake_notices_total",
+        &[],
+        r.handshake_notices as f64,
+    );
+}
+
+/// Frames and bytes the XDP program handled, by action and reason.
+fn xdp_families(e: &mut Exposition, view: &ControlView) {
+    type ActionField = fn(&ActionStats) -> u64;
+    let families: [(&str, &str, ActionField); 2] = [
+        (
+            "xgate_xdp_packets_total",
+            "Frames the XDP program handled, by action and reason.",
+            |s| s.packets,
+        ),
+        (
+            "xgate_xdp_bytes_total",
+            "Bytes of the frames the XDP program handled, by action and reason.",
+            |s| s.bytes,
+        ),
+    ];
+    for (name, help, field) in families {
+        e.family(name, "counter", help);
+        for v in Verdict::ALL {
+            let n = view.xdp.get(v as usize).map_or(0, field);
+            e.sample(name, &[("action", v.action()), ("reason", v.reason())], n as f64);
+        }
+    }
+}
+
+/// Each lane's own counters.
+fn lane_families(e: &mut Exposition, observatory: &Observatory<'_>) {
+    let lanes: Vec<_> = observatory.counters.iter().map(LaneCounters::read).collect();
+    let per_lane = |e: &mut Exposition,
+                    name: &str,
+                    kind: &str,
+                    help: &str,
+                    get: &dyn Fn(&crate::counters::CounterValues) -> u64| {
+        e.family(name, kind, help);
+        for (i, values) in lanes.iter().enumerate() {
+            e.sample(name, &[("lane", &i.to_string())], get(values) as f64);
+        }
+    };
+    // The same, with a second label: `get` gives each of its values and the count.
+    type Labelled = Vec<(&'static str, u64)>;
+    let per_lane_by = |e: &mut Exposition,
+                       name: &str,
+                       kind: &str,
+                       help: &str,
+                       label: &str,
+                       get: &dyn Fn(&crate::counters::CounterValues) -> Labelled| {
+        e.family(name, kind, help);
+        for (i, values) in lanes.iter().enumerate() {
+            let lane = i.to_string();
+            for (value, n) in get(values) {
+                e.sample(name, &[("lane", &lane), (label, value)], n as f64);
+            }
+        }
+    };
+    per_lane(
+        e,
+        "xgate_lane_rx_frames_total",
+        "counter",
+        "Frames a lane's stack or rings took.",
+        &|v| v.rx_frames,
+    );
+    per_lane(
+        e,
+        "xgate_lane_tx_frames_total",
+        "counter",
+        "Frames a lane's stack sent.",
+        &|v| v.tx_frames,
+    );
+    per_lane(
+        e,
+        "xgate_lane_requests_total",
+        "counter",
+        "Requests a lane answered.",
+        &|v| v.requests,
+    );
+    per_lane(
+        e,
+        "xgate_lane_connections_accepted_total",
+        "counter",
+        "Client connections a lane accepted.",
+        &|v| v.accepted,
+    );
+    per_lane(
+        e,
+        "xgate_lane_open_connections",
+        "gauge",
+        "Client connections open on a lane.",
+        &|v| v.open_connections,
+    );
+    per_lane(
+        e,
+        "xgate_lane_in_flight_requests",
+        "gauge",
+        "Proxied requests in flight on a lane.",
+        &|v| v.in_flight,
+    );
+    per_lane(
+        e,
+        "xgate_lane_http_ring_used",
+        "gauge",
+        "Slots in use in a lane's ring toward its HTTP stage.",
+        &|v| v.http_ring_used,
+    );
+    per_lane_by(
+        e,
+        "xgate_lane_backpressure_events_total",
+        "counter",
+        "Times a lane had to hold work back, by kind.",
+        "kind",
+        &|v| {
+            vec![
+                ("http_ring_full", v.http_ring_full),
+                ("tx_starved", v.tx_starved),
+                ("handoff_dropped", v.handoff_dropped),
+                ("xsk_rx_ring_full", v.xsk_rx_ring_full),
+                ("xsk_fill_ring_empty", v.xsk_fill_ring_empty),
+            ]
+        },
+    );
+    per_lane(
+        e,
+        "xgate_lane_syn_deferred_total",
+        "counter",
+        "New SYNs dropped unanswered at shield.max_half_open while every half-open connection was younger than 100 ms.",
+        &|v| v.syn_deferred,
+    );
+    per_lane(
+        e,
+        "xgate_lane_xsk_rx_dropped_total",
+        "counter",
+        "Frames the kernel dropped on the way to the lane's AF_XDP socket (no fill frame or rx slot).",
+        &|v| v.xsk_rx_dropped,
+    );
+    per_lane(
+        e,
+        "xgate_lane_xsk_invalid_descriptors_total",
+        "counter",
+        "Invalid descriptors the kernel found on the lane's AF_XDP rings (rx and tx).",
+        &|v| v.xsk_invalid_descs,
+    );
+    per_lane_by(
+        e,
+        "xgate_lane_umem_frames",
+        "gauge",
+        "A lane's UMEM frames by state (fill and tx_free are the free ones).",
+        "state",
+        &|v| {
+            vec![
+                ("fill", v.umem_fill),
+                ("in_stack", v.umem_in_stack),
+                ("tx_free", v.umem_tx_free),
+                ("tx_pending", v.umem_tx_pending),
+                ("tx_ring", v.umem_tx_ring),
+                ("lent", v.umem_lent),
+            ]
+        },
+    );
+    per_lane(
+        e,
+        "xgate_lane_heap_allocations_total",
+        "counter",
+        "Heap allocations a lane made since it started serving.",
+        &|v| v.heap_allocations,
+    );
+}
