@@ -8,7 +8,7 @@
 
 mod views;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 use xgate_gateway::{config, logging, runtime, sys};
 use xgate_lab as lab;
 
@@ -213,7 +213,7 @@ fn main() -> ExitCode {
         } => require_root("xgate lab down").and_then(|_| {
             lab::Lab::new(&name)
                 .and_then(|lab| lab.down())
-                .map_err(|e| anyhow!(e))
+                .map_err(anyhow::Error::from)
         }),
         Command::Lab {
             action:
@@ -238,7 +238,7 @@ fn main() -> ExitCode {
                 port,
                 blind_ack,
             };
-            let outcome = lab::flood::run(&plan).map_err(|e| anyhow!(e))?;
+            let outcome = lab::flood::run(&plan)?;
             println!(
                 "{}",
                 serde_json::json!({
@@ -253,7 +253,7 @@ fn main() -> ExitCode {
         }),
         Command::Demo { name, requests } => require_root("xgate demo").and_then(|_| {
             let xgate = std::env::current_exe().context("locating the xgate binary")?;
-            lab::demo::run(&xgate, &name, requests).map_err(|e| anyhow!(e))
+            Ok(lab::demo::run(&xgate, &name, requests)?)
         }),
         Command::Flows {
             addr,
@@ -351,7 +351,7 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
         drain: &DRAIN,
         reload: &RELOAD,
     };
-    runtime::run(&config, path, &signals, &mut events)
+    Ok(runtime::run(&config, path, &signals, &mut events)?)
 }
 
 /// `xgate reload`: checks the file first (so its errors reach the operator here), then asks
@@ -371,9 +371,9 @@ fn reload(config: &std::path::Path, pid: i32) -> anyhow::Result<()> {
 
 fn lab_up(name: &str, config_out: Option<PathBuf>, queues: u32) -> anyhow::Result<()> {
     require_root("xgate lab up")?;
-    let mut lab = lab::Lab::new(name).map_err(|e| anyhow!(e))?;
+    let mut lab = lab::Lab::new(name)?;
     lab.queues = queues;
-    lab.up().map_err(|e| anyhow!(e))?;
+    lab.up()?;
     let config = lab::gateway_config().to_toml();
     if let Some(path) = &config_out {
         std::fs::write(path, &config).with_context(|| format!("writing {}", path.display()))?;

@@ -53,6 +53,7 @@ use crate::{
     access_log::AccessLog,
     config::Config,
     counters::{CounterValues, LaneCounters},
+    error::RunError,
     handoff::{LaneLinks, LaneWake},
     metrics::LaneMetrics,
     metrics::COUNTED_STATUSES,
@@ -260,7 +261,7 @@ struct Lane<'a> {
 }
 
 /// Runs one lane until `stop` is set.
-pub fn run(config: &Config, setup: LaneSetup<'_>, stop: &AtomicBool) -> anyhow::Result<LaneReport> {
+pub fn run(config: &Config, setup: LaneSetup<'_>, stop: &AtomicBool) -> Result<LaneReport, RunError> {
     if let Some(core) = setup.core {
         if !core_affinity::set_for_current(core) {
             tracing::warn!(

@@ -24,6 +24,7 @@
 pub mod access_log;
 pub mod config;
 pub mod counters;
+pub mod error;
 pub mod handoff;
 mod lane;
 pub mod logging;
@@ -37,6 +38,7 @@ pub mod sys;
 pub mod transport;
 
 pub use config::Config;
+pub use error::RunError;
 
 /// The unit tests count allocations as the binary does (it installs the same allocator).
 #[cfg(test)]

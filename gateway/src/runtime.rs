@@ -18,13 +18,13 @@ use std::{
     time::Duration,
 };
 
-use anyhow::Context;
 use xgate_userstack::{FrameState, PortConfig, XskPort};
 use xgate_xdp::{Steering, Verdict as XdpVerdict};
 
 use crate::{
     config::Config,
     counters::{CounterValues, LaneCounters},
+    error::RunError,
     handoff::{link_lanes, LaneWake},
     lane::{self, LaneReport, LaneSetup},
     management::{self, ControlView, Observatory},
@@ -125,7 +125,7 @@ fn allowed_cores() -> Vec<core_affinity::CoreId> {
 }
 
 /// How many lanes, and the core of each (`None`: not pinned).
-fn plan(config: &Config) -> anyhow::Result<Vec<Option<core_affinity::CoreId>>> {
+fn plan(config: &Config) -> Result<Vec<Option<core_affinity::CoreId>>, RunError> {
     let gw = &config.gateway;
     let all_queues = rx_queues(&gw.interface);
     let queues = all_queues.saturating_sub(gw.queue as usize).max(1);
@@ -136,13 +136,13 @@ fn plan(config: &Config) -> anyhow::Result<Vec<Option<core_affinity::CoreId>>> {
     let lanes = match gw.lanes {
         Some(lanes) => {
             if lanes > queues {
-                anyhow::bail!(
+                return Err(RunError::Lanes(format!(
                     "config: key `gateway.lanes`: {lanes} lanes need {lanes} rx queues of `{}` from queue {}, \
                      but it has {queues} (more: ethtool -L {} combined {lanes}, or numrxqueues for veth)",
                     gw.interface,
                     gw.queue,
                     gw.interface
-                );
+                )));
             }
             lanes
         }
@@ -154,7 +154,7 @@ fn plan(config: &Config) -> anyhow::Result<Vec<Option<core_affinity::CoreId>>> {
             .filter(|q| !covered.contains(q))
             .map(|q| q.to_string())
             .collect();
-        anyhow::bail!(
+        return Err(RunError::Lanes(format!(
             "`{iface}` has {all_queues} rx queues but the lanes cover only queues {}..{}: frames for {} that land on \
              queue {} would be dropped. Give every queue a lane (gateway.lanes, with a core each), or shrink the \
              interface to the lanes (ethtool -L {iface} combined {lanes}; veth: ethtool -L {iface} rx {lanes} tx {lanes}), \
@@ -164,7 +164,7 @@ fn plan(config: &Config) -> anyhow::Result<Vec<Option<core_affinity::CoreId>>> {
             gw.ipv4,
             uncovered.join(", "),
             iface = gw.interface,
-        );
+        )));
     }
     Ok((0..lanes).map(|i| cores.get(i).copied()).collect())
 }
@@ -197,7 +197,7 @@ pub fn run(
     config_path: &std::path::Path,
     signals: &Signals,
     events: &mut dyn Write,
-) -> anyhow::Result<()> {
+) -> Result<(), RunError> {
     let stop = signals.stop;
     let gw = &config.gateway;
     let cores = plan(config)?;
@@ -205,12 +205,11 @@ pub fn run(
     let mut steering = Steering::attach_with(&gw.interface, &config.xdp_options())?;
     let maps = Arc::new(steering.flow_maps()?);
     let listener = if config.metrics.enabled {
-        let listener = std::net::TcpListener::bind(config.metrics.listen).with_context(|| {
-            format!(
-                "config: key `metrics.listen`: cannot listen on {} (in use? another address, or metrics.enabled = false)",
-                config.metrics.listen
-            )
-        })?;
+        let listener =
+            std::net::TcpListener::bind(config.metrics.listen).map_err(|cause| RunError::Management {
+                addr: config.metrics.listen,
+                cause,
+            })?;
         Some(listener)
     } else {
         None
@@ -251,12 +250,22 @@ pub fn run(
     // Every lane's port has the same UMEM: half of its frames are rx frames.
     let links = link_lanes(lanes, config.umem.frames as usize / 2);
     let wakes: Vec<LaneWake> = (0..lanes)
-        .map(|_| LaneWake::new().context("eventfd"))
-        .collect::<anyhow::Result<_>>()?;
+        .map(|_| {
+            LaneWake::new().map_err(|cause| RunError::System {
+                what: "eventfd",
+                cause,
+            })
+        })
+        .collect::<Result<_, _>>()?;
     let counters: Vec<LaneCounters> = (0..lanes).map(|_| LaneCounters::default()).collect();
     let seeds: Vec<u64> = (0..lanes)
-        .map(|_| sys::random_u64().context("getrandom"))
-        .collect::<anyhow::Result<_>>()?;
+        .map(|_| {
+            sys::random_u64().map_err(|cause| RunError::System {
+                what: "getrandom",
+                cause,
+            })
+        })
+        .collect::<Result<_, _>>()?;
     let lane_metrics: Vec<LaneMetrics> = (0..lanes).map(|_| LaneMetrics::default()).collect();
     let (mut reaper, reap_ends) = Reaper::new(Arc::clone(&maps), &config.flows, lanes);
     let mut reap_ends = reap_ends.into_iter();
@@ -293,7 +302,7 @@ pub fn run(
         .unzip();
     let mut reload_ends = reload_ends.into_iter();
     let mut drain_deadline: Option<std::time::Instant> = None;
-    let reports: Vec<anyhow::Result<LaneReport>> = std::thread::scope(|scope| {
+    let reports: Vec<Result<LaneReport, RunError>> = std::thread::scope(|scope| {
         let mut threads = Vec::with_capacity(lanes);
         for ((index, (port, links)), core) in
             ports.iter_mut().zip(links).enumerate().zip(cores.iter().copied())
@@ -394,13 +403,11 @@ pub fn run(
         }
         threads
             .into_iter()
-            .map(|t| {
-                t.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a lane panicked")))
-            })
+            .enumerate()
+            .map(|(lane, t)| t.join().unwrap_or(Err(RunError::LanePanicked(lane))))
             .collect()
     });
-    let mut reports: Vec<LaneReport> = reports.into_iter().collect::<anyhow::Result<_>>()?;
+    let mut reports: Vec<LaneReport> = reports.into_iter().collect::<Result<_, _>>()?;
     // Every lane has stopped: frames still in the rings go home to the ports that lent them.
     for (lane, report) in reports.iter_mut().enumerate() {
         for frames in report.links.frames_in.iter_mut().flatten() {
@@ -436,7 +443,7 @@ fn write_stopped(
     steering: &Steering,
     ports: &[XskPort],
     reports: &[LaneReport],
-) -> anyhow::Result<()> {
+) -> Result<(), RunError> {
     let xdp = steering.verdict_stats()?;
     let mut statuses = [0u64; COUNTED_STATUSES.len()];
     let mut census = [0usize; FrameState::COUNT];

@@ -11,7 +11,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::netns::{self as lab, Host, Lab};
+use crate::{
+    netns::{self as lab, Host, Lab},
+    LabError,
+};
 
 /// Removes the lab and stops the gateway when dropped.
 struct Cleanup {
@@ -44,12 +47,19 @@ fn stop_child(child: &mut Child) {
     let _ = child.wait();
 }
 
-fn output_of(cmd: &mut Command) -> Result<String, String> {
-    let out = cmd.output().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+fn output_of(cmd: &mut Command) -> Result<String, LabError> {
+    let out = cmd.output().map_err(|cause| LabError::CannotRun {
+        program: format!("{cmd:?}"),
+        cause,
+        hint: "",
+    })?;
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
         text.push_str(&String::from_utf8_lossy(&out.stderr));
-        return Err(format!("{cmd:?} failed: {}", text.trim()));
+        return Err(LabError::Failed {
+            command: format!("{cmd:?}"),
+            output: text.trim().to_string(),
+        });
     }
     Ok(text)
 }
@@ -65,7 +75,7 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// Runs the demo on lab `name` with the `xgate` binary at `xgate`, sending `requests` requests
 /// over one keep-alive connection for the latency summary.
-pub fn run(xgate: &std::path::Path, name: &str, requests: usize) -> Result<(), String> {
+pub fn run(xgate: &std::path::Path, name: &str, requests: usize) -> Result<(), LabError> {
     let lab = Lab::new(name)?;
     println!("== building the lab `{name}`");
     lab.up()?;
@@ -74,22 +84,27 @@ pub fn run(xgate: &std::path::Path, name: &str, requests: usize) -> Result<(), S
         gateway: None,
     };
     let config_path = std::env::temp_dir().join(format!("xgate-{name}.toml"));
-    std::fs::write(&config_path, crate::gateway_config().to_toml()).map_err(|e| e.to_string())?;
+    std::fs::write(&config_path, crate::gateway_config().to_toml())
+        .map_err(LabError::io(format!("writing {}", config_path.display())))?;
 
     println!("== starting xgate in {}", lab.netns(Host::Gateway));
     let mut child = lab
         .command(
             Host::Gateway,
-            xgate.to_str().ok_or("executable path is not UTF-8")?,
+            xgate
+                .to_str()
+                .ok_or_else(|| LabError::Refused("executable path is not UTF-8".into()))?,
         )
         .args([
             "run",
             "--config",
-            config_path.to_str().ok_or("config path is not UTF-8")?,
+            config_path
+                .to_str()
+                .ok_or_else(|| LabError::Refused("config path is not UTF-8".into()))?,
         ])
         .stdout(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("starting xgate: {e}"))?;
+        .map_err(LabError::io("starting xgate"))?;
     let stdout = child.stdout.take().expect("piped");
     cleanup.gateway = Some(child);
     let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
@@ -102,7 +117,7 @@ pub fn run(xgate: &std::path::Path, name: &str, requests: usize) -> Result<(), S
     });
     let ready = lines_rx
         .recv_timeout(Duration::from_secs(30))
-        .map_err(|_| "xgate did not report ready within 30 s".to_string())?;
+        .map_err(|_| LabError::Demo("xgate did not report ready within 30 s".into()))?;
     println!("xgate: {ready}");
 
     let gateway = lab::GATEWAY_IP.to_string();
@@ -146,7 +161,7 @@ pub fn run(xgate: &std::path::Path, name: &str, requests: usize) -> Result<(), S
         curl.args(["-o", "/dev/null", &url]);
     }
     let started = Instant::now();
-    let text = output_of(&mut curl).unwrap_or_else(|e| e);
+    let text = output_of(&mut curl).unwrap_or_else(|e| e.to_string());
     let elapsed = started.elapsed();
     let mut latencies_ms = Vec::with_capacity(requests);
     let (mut ok, mut errors, mut connects) = (0usize, 0usize, 0usize);
@@ -209,7 +224,7 @@ pub fn run(xgate: &std::path::Path, name: &str, requests: usize) -> Result<(), S
     drop(cleanup);
     let _ = std::fs::remove_file(&config_path);
     if errors > 0 {
-        return Err(format!("{errors} of {requests} requests failed"));
+        return Err(LabError::Demo(format!("{errors} of {requests} requests failed")));
     }
     println!("done");
     Ok(())

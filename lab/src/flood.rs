@@ -25,7 +25,10 @@ use smoltcp::wire::{EthernetAddress, TcpControl, TcpRepr, TcpSeqNumber};
 use xgate_userstack::wire::{self, FrameEnds};
 use xgate_xdp::bench::PacketSocket;
 
-use crate::netns::{self as lab, Host, Lab};
+use crate::{
+    netns::{self as lab, Host, Lab},
+    LabError,
+};
 
 /// The source MAC of every flood frame: no host of the lab has it.
 const FLOOD_MAC: [u8; 6] = [0x02, 0x99, 0, 0, 0, 0x77];
@@ -129,39 +132,41 @@ fn flood_frames(plan: &FloodPlan) -> Vec<Vec<u8>> {
 }
 
 /// Enters the lab's client namespace (this whole process: call before any thread starts).
-fn enter_client_namespace(lab: &Lab) -> Result<(), String> {
+fn enter_client_namespace(lab: &Lab) -> Result<(), LabError> {
     let path = std::path::Path::new("/run/netns").join(lab.netns(Host::Client));
-    let file = std::fs::File::open(&path).map_err(|e| {
-        format!(
-            "{}: {e} (is lab `{}` up? xgate lab up --name {})",
-            path.display(),
-            lab.name,
-            lab.name
-        )
-    })?;
-    crate::sys::enter_network_namespace(&file).map_err(|e| format!("setns {}: {e}", path.display()))
+    let file = std::fs::File::open(&path).map_err(LabError::io(format!(
+        "{} (is lab `{}` up? xgate lab up --name {})",
+        path.display(),
+        lab.name,
+        lab.name
+    )))?;
+    crate::sys::enter_network_namespace(&file).map_err(LabError::io(format!("setns {}", path.display())))
 }
 
-fn interface_index(name: &str) -> Result<u32, String> {
+fn interface_index(name: &str) -> Result<u32, LabError> {
     crate::sys::interface_index(name)
-        .ok_or_else(|| format!("no interface {name} in the lab's client namespace"))
+        .ok_or_else(|| LabError::Refused(format!("no interface {name} in the lab's client namespace")))
 }
 
 /// Runs the flood of `plan` until `plan.seconds` pass or `plan.count` SYNs are sent. Ctrl-C
 /// simply ends the process: the flood holds nothing that needs cleaning up.
-pub fn run(plan: &FloodPlan) -> Result<FloodOutcome, String> {
+pub fn run(plan: &FloodPlan) -> Result<FloodOutcome, LabError> {
     if plan.sources == 0 || plan.sources > MAX_SOURCES {
-        return Err(format!(
+        return Err(LabError::Refused(format!(
             "--sources must be 1..={MAX_SOURCES}, got {}",
             plan.sources
-        ));
+        )));
     }
     if !(plan.seconds > 0.0 && plan.seconds <= 3600.0) {
-        return Err(format!("--seconds must be in (0, 3600], got {}", plan.seconds));
+        return Err(LabError::Refused(format!(
+            "--seconds must be in (0, 3600], got {}",
+            plan.seconds
+        )));
     }
     let lab = Lab::new(&plan.lab)?;
     enter_client_namespace(&lab)?;
-    let socket = PacketSocket::bind(interface_index(lab::CLIENT_IFACE)?).map_err(|e| e.to_string())?;
+    let socket = PacketSocket::bind(interface_index(lab::CLIENT_IFACE)?)
+        .map_err(|e| LabError::Refused(format!("packet socket on {}: {e}", lab::CLIENT_IFACE)))?;
     let frames = flood_frames(plan);
     let mut batch: Vec<&[u8]> = Vec::with_capacity(BATCH);
     let deadline = Duration::from_secs_f64(plan.seconds);
@@ -178,7 +183,12 @@ pub fn run(plan: &FloodPlan) -> Result<FloodOutcome, String> {
         match socket.send_batch(&batch) {
             Ok(n) => sent += n as u64,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("sending the flood on {}: {e}", lab::CLIENT_IFACE)),
+            Err(e) => {
+                return Err(LabError::io(format!(
+                    "sending the flood on {}",
+                    lab::CLIENT_IFACE
+                ))(e))
+            }
         }
     }
     Ok(FloodOutcome {
@@ -271,16 +281,16 @@ mod tests {
 
     #[test]
     fn bad_plans_are_refused_before_anything_is_sent() {
-        assert!(run(&plan(0)).unwrap_err().contains("--sources"));
+        assert!(run(&plan(0)).unwrap_err().to_string().contains("--sources"));
         let mut long = plan(10);
         long.seconds = 0.0;
-        assert!(run(&long).unwrap_err().contains("--seconds"));
+        assert!(run(&long).unwrap_err().to_string().contains("--seconds"));
         // A lab that is not up is named, with the command that makes it.
         let missing = FloodPlan {
             lab: "nolab9".into(),
             ..plan(10)
         };
-        let err = run(&missing).unwrap_err();
+        let err = run(&missing).unwrap_err().to_string();
         assert!(err.contains("xgate lab up --name nolab9"), "{err}");
     }
 }

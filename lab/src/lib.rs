@@ -11,10 +11,12 @@
 //! configuration, never a part of it.
 
 pub mod demo;
+mod error;
 pub mod flood;
 pub mod netns;
 mod sys;
 
+pub use error::LabError;
 pub use netns::{Host, Lab, DEFAULT_NAME};
 
 use xgate_gateway::config::{Config, GatewayConfig};

@@ -19,6 +19,8 @@
 
 use std::{net::Ipv4Addr, process::Command};
 
+use crate::LabError;
+
 pub const CLIENT_IFACE: &str = "xg-cli";
 pub const GATEWAY_IFACE: &str = "xg-gw";
 pub const BACKEND_IFACE: &str = "xg-be";
@@ -61,36 +63,35 @@ impl Host {
     }
 }
 
-fn run(args: &[&str]) -> Result<(), String> {
-    let output = Command::new(args[0]).args(&args[1..]).output().map_err(|e| {
-        format!(
-            "cannot run `{}`: {e} (install iproute2 and ethtool: scripts/bootstrap.sh)",
-            args[0]
-        )
-    })?;
+fn run(args: &[&str]) -> Result<(), LabError> {
+    let output = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(|cause| LabError::CannotRun {
+            program: args[0].to_string(),
+            cause,
+            hint: " (install iproute2 and ethtool: scripts/bootstrap.sh)",
+        })?;
     if output.status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "`{}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
+        Err(LabError::Failed {
+            command: args.join(" "),
+            output: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        })
     }
 }
 
 impl Lab {
     /// A lab named `name`: 1-40 characters of `[A-Za-z0-9_-]`.
-    pub fn new(name: &str) -> Result<Lab, String> {
+    pub fn new(name: &str) -> Result<Lab, LabError> {
         if name.is_empty()
             || name.len() > 40
             || !name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
-            return Err(format!(
-                "lab name `{name}`: expected 1-40 characters of letters, digits, `-` or `_`"
-            ));
+            return Err(LabError::BadName(name.to_string()));
         }
         Ok(Lab {
             name: name.to_string(),
@@ -104,7 +105,7 @@ impl Lab {
     }
 
     /// Creates the lab. If part of it already exists (say, after a crash), it is removed first.
-    pub fn up(&self) -> Result<(), String> {
+    pub fn up(&self) -> Result<(), LabError> {
         self.down()?;
         let result = self.build();
         if result.is_err() {
@@ -113,7 +114,7 @@ impl Lab {
         result
     }
 
-    fn build(&self) -> Result<(), String> {
+    fn build(&self) -> Result<(), LabError> {
         for host in Host::ALL {
             run(&["ip", "netns", "add", &self.netns(host)])?;
             run(&["ip", "-n", &self.netns(host), "link", "set", "lo", "up"])?;
@@ -194,7 +195,7 @@ impl Lab {
 
     /// Removes every namespace of the lab (and with them their links), ending any process still
     /// running inside. Succeeds when nothing is left, also if nothing was there.
-    pub fn down(&self) -> Result<(), String> {
+    pub fn down(&self) -> Result<(), LabError> {
         for host in Host::ALL {
             let ns = self.netns(host);
             if !std::path::Path::new("/run/netns").join(&ns).exists() {
