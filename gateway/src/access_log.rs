@@ -10,9 +10,7 @@
 //! whole; after start-up nothing here allocates (the buffer is reserved once, lines are formatted
 //! into it with `write!`).
 
-use std::{io::Write, net::SocketAddrV4};
-
-use smoltcp::wire::IpEndpoint;
+use std::{io::Write, net::SocketAddr};
 
 /// The most bytes written at once (Linux's `PIPE_BUF`).
 const PIPE_ATOMIC: usize = 4096;
@@ -44,9 +42,9 @@ impl AccessLog {
     pub fn write(
         &mut self,
         at_ms: u64,
-        client: Option<IpEndpoint>,
+        client: Option<SocketAddr>,
         route: usize,
-        upstream: Option<SocketAddrV4>,
+        upstream: Option<SocketAddr>,
         status: u16,
         bytes: u64,
         duration_ms: u64,

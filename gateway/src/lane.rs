@@ -489,10 +489,14 @@ impl Lane<'_> {
     /// Carries out the reaper's order: aborts the connection from `order.client` if this lane
     /// has it and it is dead (a stall is confirmed first, see `StallMark`).
     fn reap(&mut self, order: &ReapOrder) -> ReapOutcome {
+        // The flow table (userstack) keys IPv4 flows so far: an IPv6 client is not here.
+        let std::net::SocketAddr::V4(client) = order.client else {
+            return ReapOutcome::NotHere;
+        };
         let flow = wire::TcpFlowKey {
-            src_ip: order.client.ip().octets(),
+            src_ip: client.ip().octets(),
             dst_ip: self.address.own_ip,
-            src_port: order.client.port(),
+            src_port: client.port(),
             dst_port: self.address.listen_port,
         };
         let Some(id) = self.server.find(&flow) else {

@@ -20,7 +20,11 @@
 //! - A flow is counted as reaped once, by the lane that aborted it. A flow no lane owns (its
 //!   socket already closed) is removed from the table as stale, not counted as reaped.
 
-use std::{collections::HashMap, net::SocketAddrV4, sync::Arc};
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr, SocketAddrV4},
+    sync::Arc,
+};
 
 use xgate_xdp::{FlowKey, FlowMaps, FlowStats, ReapReason, FLOW_ESTABLISHED, FLOW_FIN, FLOW_RST, FLOW_SYN};
 
@@ -88,7 +92,7 @@ fn closed_and_gone(stats: &FlowStats, now_ns: u64) -> bool {
 #[derive(Clone, Copy, Debug)]
 pub struct ReapOrder {
     pub id: u64,
-    pub client: SocketAddrV4,
+    pub client: SocketAddr,
     pub reason: ReapReason,
 }
 
@@ -189,7 +193,7 @@ pub struct Reaper {
     next_walk_ns: u64,
     orders: Vec<rtrb::Producer<ReapOrder>>,
     replies: Vec<rtrb::Consumer<ReapReply>>,
-    handshakes: Vec<rtrb::Consumer<[u8; 4]>>,
+    handshakes: Vec<rtrb::Consumer<IpAddr>>,
     pending: HashMap<u64, Pending>,
     pending_keys: HashMap<FlowKey, u64>,
     /// Flows a lane found quiet (nothing unacknowledged), with their `last_seen_ns` then and
@@ -220,35 +224,41 @@ const NOTICE_MEMORY_MS: u64 = 10_000;
 /// A direct-mapped memory of addresses already sent keeps a busy client from costing a notice
 /// per connection; it is cleared every [`NOTICE_MEMORY_MS`]. Nothing allocates after `new`.
 pub struct HandshakeNotices {
-    ring: rtrb::Producer<[u8; 4]>,
-    sent: Box<[u32]>,
+    ring: rtrb::Producer<IpAddr>,
+    sent: Box<[Option<IpAddr>]>,
     forget_at_ms: u64,
 }
 
 impl HandshakeNotices {
-    fn new(ring: rtrb::Producer<[u8; 4]>) -> HandshakeNotices {
+    fn new(ring: rtrb::Producer<IpAddr>) -> HandshakeNotices {
         HandshakeNotices {
             ring,
-            sent: vec![0; NOTICE_MEMORY].into_boxed_slice(),
+            sent: vec![None; NOTICE_MEMORY].into_boxed_slice(),
             forget_at_ms: NOTICE_MEMORY_MS,
         }
     }
 
     /// The stack accepted a handshake from `source` (lane time `now_ms`). A full ring loses
     /// the notice; the source's next connection sends it again.
-    pub fn note(&mut self, source: [u8; 4], now_ms: u64) {
+    pub fn note(&mut self, source: IpAddr, now_ms: u64) {
         if now_ms >= self.forget_at_ms {
-            self.sent.fill(0);
+            self.sent.fill(None);
             self.forget_at_ms = now_ms + NOTICE_MEMORY_MS;
         }
-        let key = u32::from_ne_bytes(source);
+        let key = match source {
+            IpAddr::V4(ip) => u32::from_ne_bytes(ip.octets()),
+            IpAddr::V6(ip) => {
+                let words = ip.to_bits();
+                (words as u32) ^ ((words >> 32) as u32) ^ ((words >> 64) as u32) ^ ((words >> 96) as u32)
+            }
+        };
         // Fibonacci hashing: the top bits of the product pick the slot.
         let slot = (key.wrapping_mul(0x9e37_79b9) >> (32 - NOTICE_MEMORY.trailing_zeros())) as usize;
-        if self.sent[slot] == key {
+        if self.sent[slot] == Some(source) {
             return;
         }
         if self.ring.push(source).is_ok() {
-            self.sent[slot] = key;
+            self.sent[slot] = Some(source);
         }
     }
 }
@@ -362,7 +372,7 @@ impl Reaper {
     fn order(&mut self, key: FlowKey, reason: ReapReason) -> bool {
         let order = ReapOrder {
             id: self.next_id,
-            client: SocketAddrV4::new(key.src().into(), key.src_port()),
+            client: SocketAddrV4::new(key.src().into(), key.src_port()).into(),
             reason,
         };
         if self.orders.iter().any(|ring| ring.slots() == 0) {
@@ -391,10 +401,13 @@ impl Reaper {
     fn trust_handshakes(&mut self) {
         for ring in &mut self.handshakes {
             while let Ok(source) = ring.pop() {
-                match self.maps.trust_source(source) {
+                // The shield's source table is IPv4 so far; an IPv6 source is not trusted there.
+                let IpAddr::V4(v4) = source else {
+                    continue;
+                };
+                match self.maps.trust_source(v4.octets()) {
                     Ok(()) => self.counts.handshake_notices += 1,
                     Err(e) => {
-                        let source = std::net::Ipv4Addr::from(source);
                         tracing::warn!(%source, error = %e, "reaper: the SYN shield refused a trusted source");
                     }
                 }
@@ -522,27 +535,31 @@ mod tests {
         assert!(!mark.confirm(100, 0));
     }
 
+    fn lab_ip(host: u8) -> IpAddr {
+        IpAddr::V4(std::net::Ipv4Addr::new(10, 77, 0, host))
+    }
+
     #[test]
     fn a_source_is_noticed_once_per_memory_period_and_a_lost_notice_is_sent_again() {
         let (ring, mut reaper_end) = rtrb::RingBuffer::new(2);
         let mut notices = HandshakeNotices::new(ring);
-        notices.note([10, 77, 0, 1], 0);
-        notices.note([10, 77, 0, 1], 5);
-        notices.note([10, 77, 0, 9], 6);
-        assert_eq!(reaper_end.pop(), Ok([10, 77, 0, 1]));
-        assert_eq!(reaper_end.pop(), Ok([10, 77, 0, 9]));
+        notices.note(lab_ip(1), 0);
+        notices.note(lab_ip(1), 5);
+        notices.note(lab_ip(9), 6);
+        assert_eq!(reaper_end.pop(), Ok(lab_ip(1)));
+        assert_eq!(reaper_end.pop(), Ok(lab_ip(9)));
         assert!(reaper_end.pop().is_err(), "the repeat was not sent");
         // A full ring loses a notice, which is not remembered as sent.
-        notices.note([10, 77, 0, 2], 7);
-        notices.note([10, 77, 0, 3], 8);
-        notices.note([10, 77, 0, 4], 9);
-        assert_eq!(reaper_end.pop(), Ok([10, 77, 0, 2]));
-        assert_eq!(reaper_end.pop(), Ok([10, 77, 0, 3]));
-        notices.note([10, 77, 0, 4], 10);
-        assert_eq!(reaper_end.pop(), Ok([10, 77, 0, 4]));
+        notices.note(lab_ip(2), 7);
+        notices.note(lab_ip(3), 8);
+        notices.note(lab_ip(4), 9);
+        assert_eq!(reaper_end.pop(), Ok(lab_ip(2)));
+        assert_eq!(reaper_end.pop(), Ok(lab_ip(3)));
+        notices.note(lab_ip(4), 10);
+        assert_eq!(reaper_end.pop(), Ok(lab_ip(4)));
         // After the memory period, a known source is sent again.
-        notices.note([10, 77, 0, 1], NOTICE_MEMORY_MS + 1);
-        assert_eq!(reaper_end.pop(), Ok([10, 77, 0, 1]));
+        notices.note(lab_ip(1), NOTICE_MEMORY_MS + 1);
+        assert_eq!(reaper_end.pop(), Ok(lab_ip(1)));
     }
 
     #[test]

@@ -301,7 +301,7 @@ impl Routing {
                         format!("expected a unicast address and a port above 0, got `{addr}`"),
                     ));
                 }
-                members.push((parsed, weight));
+                members.push((parsed.into(), weight));
             }
             let policy = match u.policy.as_str() {
                 "round_robin" => Policy::RoundRobin,

@@ -69,7 +69,9 @@ pub fn write_upstream_head(
     }
     let headers: &[Header<'_>] = request.headers;
     let via: &[u8] = if head.http10 { b"1.0 xgate" } else { b"1.1 xgate" };
-    let put_client_ip = |c: &mut Cursor<'_>| put_ip(c, opts.client_ip);
+    let put_client_ip = |c: &mut Cursor<'_>| {
+        c.put_ip(opts.client_ip);
+    };
 
     let mut c = Cursor::new(out);
     c.put(head.method.as_bytes())
@@ -122,30 +124,6 @@ pub fn write_upstream_head(
     }
     c.put(b"Connection: keep-alive\r\n\r\n");
     c.finish()
-}
-
-/// Appends `ip`: IPv4 in dotted-decimal form, IPv6 in its RFC 5952 text form (no brackets, as
-/// `X-Forwarded-For` carries it). Allocation-free.
-fn put_ip(c: &mut Cursor<'_>, ip: IpAddr) {
-    match ip {
-        IpAddr::V4(ip) => {
-            for (i, octet) in ip.octets().into_iter().enumerate() {
-                if i > 0 {
-                    c.put(b".");
-                }
-                c.put_decimal(usize::from(octet));
-            }
-        }
-        IpAddr::V6(ip) => {
-            use std::io::Write;
-            // The longest IPv6 text form is 45 bytes (an IPv4-mapped address).
-            let mut text = [0u8; 48];
-            let mut room = &mut text[..];
-            let _ = write!(room, "{ip}");
-            let len = 48 - room.len();
-            c.put(&text[..len]);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -281,21 +281,13 @@ impl Gateway {
 
 /// Writes the request of an active health check, `GET path` to `member` with
 /// `Connection: close`, into `out`; returns its length (0 if `out` is too small).
-pub fn health_request(path: &str, member: std::net::SocketAddrV4, out: &mut [u8]) -> usize {
+pub fn health_request(path: &str, member: std::net::SocketAddr, out: &mut [u8]) -> usize {
     let mut cursor = crate::writer::Cursor::new(out);
     cursor
         .put(b"GET ")
         .put(path.as_bytes())
-        .put(b" HTTP/1.1\r\nHost: ");
-    for (i, octet) in member.ip().octets().iter().enumerate() {
-        if i > 0 {
-            cursor.put(b".");
-        }
-        cursor.put_decimal(usize::from(*octet));
-    }
-    cursor
-        .put(b":")
-        .put_decimal(usize::from(member.port()))
+        .put(b" HTTP/1.1\r\nHost: ")
+        .put_authority(member)
         .put(b"\r\nUser-Agent: xgate-health\r\nConnection: close\r\n\r\n");
     cursor.finish().unwrap_or(0)
 }

@@ -44,7 +44,7 @@
 //! - every member owns at least one Maglev table entry, so the walk always finds an eligible
 //!   member when there is one.
 
-use std::{collections::HashMap, net::SocketAddrV4};
+use std::{collections::HashMap, net::SocketAddr};
 
 /// Maglev table size used by [`Pool::new`]: a prime well above any sensible member count.
 pub const DEFAULT_TABLE_SIZE: usize = 65_537;
@@ -118,7 +118,7 @@ pub struct PoolSpec {
     /// Name for logs, metrics and routes.
     pub name: Box<str>,
     /// Member addresses and weights (`1..=MAX_WEIGHT`), no address twice.
-    pub members: Vec<(SocketAddrV4, u32)>,
+    pub members: Vec<(SocketAddr, u32)>,
     /// How members are picked.
     pub policy: Policy,
     /// Active health checks; `None` leaves every member healthy.
@@ -131,7 +131,7 @@ pub struct PoolSpec {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Member {
     /// Where the member listens.
-    pub addr: SocketAddrV4,
+    pub addr: SocketAddr,
     /// Its weight, in `1..=MAX_WEIGHT`.
     pub weight: u32,
     healthy: bool,
@@ -147,7 +147,7 @@ pub struct Member {
 }
 
 impl Member {
-    fn new(addr: SocketAddrV4, weight: u32) -> Member {
+    fn new(addr: SocketAddr, weight: u32) -> Member {
         Member {
             addr,
             weight,
@@ -258,7 +258,7 @@ impl Pool {
     }
 
     /// The index of the member at `addr`, if any (to carry an index across a reload).
-    pub fn index_of(&self, addr: SocketAddrV4) -> Option<usize> {
+    pub fn index_of(&self, addr: SocketAddr) -> Option<usize> {
         self.members.iter().position(|m| m.addr == addr)
     }
 
@@ -434,7 +434,7 @@ impl Pool {
     /// active checks (the next check keeps its last start time, with this pool's interval);
     /// passive failures and ejection when this pool ejects. Round-robin credit starts afresh.
     pub fn carry_state_from(&mut self, old: &Pool) {
-        let old_index: HashMap<SocketAddrV4, usize> =
+        let old_index: HashMap<SocketAddr, usize> =
             old.members.iter().enumerate().map(|(i, m)| (m.addr, i)).collect();
         let new_interval = self.spec.health.as_ref().map(|h| h.interval_ms);
         let old_interval = old.spec.health.as_ref().map(|h| h.interval_ms);
@@ -542,16 +542,27 @@ fn validate(spec: &PoolSpec) -> Result<(), String> {
 /// free entry when it has a turn. Turns are proportional to weight: each round a member earns
 /// its weight in credit and takes a turn per `max_weight` credit; every member's credit starts
 /// so that it takes a turn in the first round, giving it at least one entry.
-fn maglev_table(members: &[(SocketAddrV4, u32)], size: usize) -> Box<[u16]> {
+fn maglev_table(members: &[(SocketAddr, u32)], size: usize) -> Box<[u16]> {
     let modulus = size as u64;
     let permutations: Vec<(u64, u64)> = members
         .iter()
         .map(|(addr, _)| {
-            let mut bytes = [0u8; 6];
-            bytes[..4].copy_from_slice(&addr.ip().octets());
-            bytes[4..].copy_from_slice(&addr.port().to_be_bytes());
-            let offset = avalanche(fnv1a(OFFSET_SEED, &bytes)) % modulus;
-            let skip = avalanche(fnv1a(SKIP_SEED, &bytes)) % (modulus - 1) + 1;
+            // Address then port, in network order: 6 bytes for IPv4, 18 for IPv6.
+            let mut bytes = [0u8; 18];
+            let ip_len = match addr.ip() {
+                std::net::IpAddr::V4(ip) => {
+                    bytes[..4].copy_from_slice(&ip.octets());
+                    4
+                }
+                std::net::IpAddr::V6(ip) => {
+                    bytes[..16].copy_from_slice(&ip.octets());
+                    16
+                }
+            };
+            bytes[ip_len..ip_len + 2].copy_from_slice(&addr.port().to_be_bytes());
+            let bytes = &bytes[..ip_len + 2];
+            let offset = avalanche(fnv1a(OFFSET_SEED, bytes)) % modulus;
+            let skip = avalanche(fnv1a(SKIP_SEED, bytes)) % (modulus - 1) + 1;
             (offset, skip)
         })
         .collect();

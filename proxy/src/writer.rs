@@ -47,6 +47,40 @@ impl<'a> Cursor<'a> {
         self.put(&digits[i..])
     }
 
+    /// Appends `ip`: IPv4 in dotted-decimal form, IPv6 in its RFC 5952 text form (no brackets).
+    /// Allocation-free.
+    pub(crate) fn put_ip(&mut self, ip: std::net::IpAddr) -> &mut Self {
+        match ip {
+            std::net::IpAddr::V4(ip) => {
+                for (i, octet) in ip.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        self.put(b".");
+                    }
+                    self.put_decimal(usize::from(octet));
+                }
+                self
+            }
+            std::net::IpAddr::V6(ip) => {
+                use std::io::Write;
+                // The longest IPv6 text form is 45 bytes (an IPv4-mapped address).
+                let mut text = [0u8; 48];
+                let mut room = &mut text[..];
+                let _ = write!(room, "{ip}");
+                let len = 48 - room.len();
+                self.put(&text[..len])
+            }
+        }
+    }
+
+    /// Appends `addr` as a URI authority: `a.b.c.d:port` or `[v6]:port`.
+    pub(crate) fn put_authority(&mut self, addr: std::net::SocketAddr) -> &mut Self {
+        match addr {
+            std::net::SocketAddr::V4(_) => self.put_ip(addr.ip()),
+            std::net::SocketAddr::V6(_) => self.put(b"[").put_ip(addr.ip()).put(b"]"),
+        };
+        self.put(b":").put_decimal(usize::from(addr.port()))
+    }
+
     /// Bytes written, or `None` if the buffer was too small.
     pub(crate) fn finish(&self) -> Option<usize> {
         (!self.overflow).then_some(self.pos)

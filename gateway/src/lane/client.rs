@@ -42,7 +42,11 @@ impl Lane<'_> {
         let Some(log) = self.access_log.as_mut() else {
             return;
         };
-        let client = self.server.socket(index as ConnId).remote_endpoint();
+        let client = self
+            .server
+            .socket(index as ConnId)
+            .remote_endpoint()
+            .map(|endpoint| std::net::SocketAddr::new(endpoint.addr.into(), endpoint.port));
         let upstream = proxied
             .upstream
             .map(|id| self.upstreams.conns[(id - self.upstreams.first) as usize].addr);
@@ -129,15 +133,14 @@ impl Lane<'_> {
         ) {
             return;
         }
-        let Some(smoltcp::wire::IpEndpoint {
-            addr: smoltcp::wire::IpAddress::Ipv4(ip),
-            ..
-        }) = socket.remote_endpoint()
-        else {
+        let Some(endpoint) = socket.remote_endpoint() else {
             return;
         };
         self.connections[id as usize].handshake_noted = true;
-        self.control.reaps.handshakes.note(ip.octets(), self.now_ms);
+        self.control
+            .reaps
+            .handshakes
+            .note(endpoint.addr.into(), self.now_ms);
     }
 
     /// Serves connection `id`: finishes its response, reads what arrived, closes and settles.

@@ -8,7 +8,7 @@
 //! - Nothing here allocates per request: pools, idle lists and the connection table are sized
 //!   at start (and on reload).
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use smoltcp::socket::tcp;
 use xgate_proxy::{gateway::health_request, upstream::Pool};
@@ -41,7 +41,7 @@ pub(super) struct UpstreamConn {
     pub owner: Owner,
     pub pool: u16,
     pub member: u16,
-    pub addr: SocketAddrV4,
+    pub addr: SocketAddr,
     /// Requests sent over this connection.
     pub requests: u32,
 }
@@ -76,7 +76,7 @@ impl Upstreams {
             owner: Owner::Free,
             pool: 0,
             member: 0,
-            addr: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+            addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)),
             requests: 0,
         };
         let mut upstreams = Upstreams {
@@ -128,7 +128,7 @@ impl Upstreams {
 
     /// The pool and member index of `addr` in pool `pool` now (members may have moved after a
     /// reload), if it is still there.
-    pub(super) fn member_now(&self, pool: u16, member: u16, addr: SocketAddrV4) -> Option<(usize, usize)> {
+    pub(super) fn member_now(&self, pool: u16, member: u16, addr: SocketAddr) -> Option<(usize, usize)> {
         let pool = usize::from(pool);
         let p = self.pools.get(pool)?;
         if p.members().get(usize::from(member)).map(|m| m.addr) == Some(addr) {
@@ -171,7 +171,35 @@ impl Upstreams {
     }
 }
 
+/// What opening an upstream connection gave.
+enum Opened {
+    /// A connection, its SYN on the way.
+    Connecting(ConnId),
+    /// No local port to connect from (or an address family the stack does not speak yet).
+    NoPort,
+    /// The stack refused the connect (no free socket, or the port was taken meanwhile).
+    Refused,
+}
+
 impl Lane<'_> {
+    /// Opens a connection to `addr` from a free local port, steered home when it can be. The
+    /// userspace stack speaks IPv4 only so far (the configuration refuses IPv6 members), so an
+    /// IPv6 address has no port to come from.
+    fn open_upstream(&mut self, addr: SocketAddr) -> Opened {
+        let SocketAddr::V4(remote) = addr else {
+            return Opened::NoPort;
+        };
+        let Some(port) = self.upstreams.local_port(&self.server, remote, self.index as u16) else {
+            return Opened::NoPort;
+        };
+        match self.server.connect(remote, port) {
+            Ok(id) => Opened::Connecting(id),
+            Err(ConnectError::NoFreeSocket | ConnectError::PortInUse | ConnectError::Refused) => {
+                Opened::Refused
+            }
+        }
+    }
+
     /// Picks a member and gives the exchange a connection to it (idle or new). On failure the
     /// client gets 503 (no member eligible) or 502 (no socket or port to connect from).
     /// `no_member` is the status when no member is eligible: 503 for a new request, the first
@@ -205,12 +233,12 @@ impl Lane<'_> {
             }
             self.close_upstream(id, true);
         }
-        let Some(port) = self.upstreams.local_port(&self.server, addr, self.index as u16) else {
-            self.fail_exchange(index, BAD_GATEWAY);
-            return false;
-        };
-        match self.server.connect(addr, port) {
-            Ok(id) => {
+        match self.open_upstream(addr) {
+            Opened::NoPort => {
+                self.fail_exchange(index, BAD_GATEWAY);
+                false
+            }
+            Opened::Connecting(id) => {
                 *self.upstreams.conn(id) = UpstreamConn {
                     owner: Owner::Free,
                     pool: pool_index as u16,
@@ -221,7 +249,7 @@ impl Lane<'_> {
                 self.adopt(index, id, member, false);
                 true
             }
-            Err(ConnectError::NoFreeSocket | ConnectError::PortInUse | ConnectError::Refused) => {
+            Opened::Refused => {
                 self.values.upstream_connect_failures += 1;
                 self.fail_exchange(index, BAD_GATEWAY);
                 false
@@ -336,11 +364,7 @@ impl Lane<'_> {
                     .health
                     .as_ref()
                     .map_or(1_000, |h| h.timeout_ms);
-                let opened = self
-                    .upstreams
-                    .local_port(&self.server, addr, self.index as u16)
-                    .and_then(|port| self.server.connect(addr, port).ok());
-                let Some(id) = opened else {
+                let Opened::Connecting(id) = self.open_upstream(addr) else {
                     self.upstreams.pools[pool].record_check(member, false, now);
                     continue;
                 };

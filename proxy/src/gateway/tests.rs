@@ -199,3 +199,23 @@ fn dot_segments_are_refused_before_routing() {
         assert!(matches!(verdict, Verdict::Forward(_)), "{path}: {verdict:?}");
     }
 }
+
+#[test]
+fn a_health_check_names_its_member_as_the_host_in_either_family() {
+    let mut out = [0u8; 256];
+    let v4: std::net::SocketAddr = "10.77.0.4:8080".parse().unwrap();
+    let n = health_request("/healthz", v4, &mut out);
+    assert_eq!(
+        &out[..n],
+        b"GET /healthz HTTP/1.1\r\nHost: 10.77.0.4:8080\r\nUser-Agent: xgate-health\r\nConnection: close\r\n\r\n"
+    );
+    let v6: std::net::SocketAddr = "[fd77::4]:8080".parse().unwrap();
+    let n = health_request("/healthz", v6, &mut out);
+    let text = std::str::from_utf8(&out[..n]).unwrap();
+    assert!(text.contains("\r\nHost: [fd77::4]:8080\r\n"), "{text}");
+    assert_eq!(
+        health_request("/healthz", v6, &mut out[..20]),
+        0,
+        "too small: nothing"
+    );
+}

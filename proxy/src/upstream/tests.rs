@@ -1,9 +1,9 @@
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use super::*;
 
-fn addr(n: u8) -> SocketAddrV4 {
-    SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, n), 8080)
+fn addr(n: u8) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, n), 8080))
 }
 
 fn spec(weights: &[u32], policy: Policy) -> PoolSpec {
