@@ -470,7 +470,13 @@ impl Exchange {
         progress: &mut bool,
     ) -> Step {
         let result = if *slot.request_len > 0 {
-            let room = io.send_room(Side::Upstream);
+            // An upstream that may not send any more (reset, or closed) takes nothing: the bytes
+            // stay in the slot and step 4 sees the upstream gone.
+            let room = if io.may_send(Side::Upstream) {
+                io.send_room(Side::Upstream)
+            } else {
+                0
+            };
             let len = self.request_body.want(room.min(*slot.request_len));
             self.request_body.advance(&slot.request[..len]).inspect(|&take| {
                 let sent = io.send(Side::Upstream, &slot.request[..take]);

@@ -293,6 +293,17 @@ fn a_slot_body_waits_for_upstream_send_room() {
 }
 
 #[test]
+fn a_slot_body_for_an_upstream_reset_meanwhile_stays_in_the_slot_and_the_upstream_failed() {
+    let mut rig = Rig::new(post(), POST_HEAD).slot(b"hello");
+    rig.upstream = MemoryStream::new(POST_HEAD.len(), 4096);
+    rig.pump_on();
+    assert_eq!(rig.upstream_got(), POST_HEAD, "the body waits for room");
+    rig.upstream.reset();
+    assert_eq!(rig.pump().end, upstream_fault(UpstreamFault::ClosedBeforeHead));
+    assert_eq!(rig.slot_bytes(), b"hello", "nothing taken for a stream that cannot send");
+}
+
+#[test]
 fn a_chunked_body_ends_at_its_last_chunk() {
     let mut rig = Rig::new(chunked_post(), CHUNKED_HEAD);
     rig.pump_on();
