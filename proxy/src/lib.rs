@@ -30,7 +30,7 @@ pub mod direct;
 pub mod exchange;
 mod fields;
 pub mod forward;
-#[doc(hidden)]
+#[cfg(any(test, feature = "testing"))]
 pub mod fuzz_checks;
 pub mod gateway;
 pub mod limits;
