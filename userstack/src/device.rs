@@ -9,6 +9,9 @@
 //!   Should the ledger refuse that frame (a bug elsewhere), the token leaves it alone and the
 //!   stack's frame is written to a scratch buffer and not sent (counted as `tx_refused`).
 //! - No bytes are copied between the UMEM and the stack in either direction.
+//!
+//! This module builds on [`crate::xsk`] (the port's rings, frames and ledger), never the other
+//! way round: the port knows nothing of `smoltcp`.
 
 use smoltcp::{
     phy::{self, Device, DeviceCapabilities, Medium},
@@ -57,7 +60,7 @@ pub struct XskTxToken<'a> {
 }
 
 impl<'a> XskTxToken<'a> {
-    pub(crate) fn new(
+    fn new(
         base: std::ptr::NonNull<u8>,
         frame_size: u32,
         ledger: &'a FrameLedger,
@@ -103,6 +106,25 @@ impl phy::TxToken for XskTxToken<'_> {
         }
         self.frames.refused += 1;
         f(&mut self.frames.scratch[..len])
+    }
+}
+
+impl XskPort {
+    /// A tx token, if a tx frame is free (completions are reclaimed first when none is).
+    pub fn tx_token(&mut self) -> Option<XskTxToken<'_>> {
+        if self.tx.free.is_empty() {
+            self.reclaim_tx();
+            if self.tx.free.is_empty() {
+                self.stats.tx_starved += 1;
+                return None;
+            }
+        }
+        Some(XskTxToken::new(
+            self.base,
+            self.frame_size,
+            &self.ledger,
+            &mut self.tx,
+        ))
     }
 }
 

@@ -641,23 +641,6 @@ impl XskPort {
         }
     }
 
-    /// A tx token, if a tx frame is free (completions are reclaimed first when none is).
-    pub fn tx_token(&mut self) -> Option<crate::device::XskTxToken<'_>> {
-        if self.tx.free.is_empty() {
-            self.reclaim_tx();
-            if self.tx.free.is_empty() {
-                self.stats.tx_starved += 1;
-                return None;
-            }
-        }
-        Some(crate::device::XskTxToken::new(
-            self.base,
-            self.frame_size,
-            &self.ledger,
-            &mut self.tx,
-        ))
-    }
-
     /// The bytes of a received frame that lie inside its UMEM frame (the kernel's length, cut at
     /// the frame's end so that no slice can reach into the next frame).
     pub(crate) fn rx_len(&self, desc: XdpDesc) -> usize {
