@@ -45,28 +45,32 @@
 //!   Until that egress it waits in the free list, and the shard may then have a free socket but
 //!   no listener.
 //! - Nothing allocates after [`TcpServer::new`]: shards, table, queues and buffers are sized there.
+//!
+//! The server, its roles and its outbound connections are here; the rest is split by what it
+//! does: `ingress` (a frame to its flow's shard, new flows to a listener), `half_open` (the SYN
+//! cache's accounting and eviction), `listeners` (a socket's way between listening, connected
+//! and free) and `egress` (egress polls and timers).
+
+mod egress;
+mod half_open;
+mod ingress;
+mod listeners;
 
 use std::collections::VecDeque;
 
 use smoltcp::{
-    iface::{Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet, SocketStorage},
-    phy::{Device, RxToken as _},
+    iface::{Interface, SocketHandle, SocketSet, SocketStorage},
     socket::tcp,
     time::{Duration, Instant},
     wire::IpEndpoint,
 };
 
-use crate::{
-    flows::FlowTable,
-    wire::{FrameKind, TcpSegmentInfo},
-};
+use self::half_open::HalfOpenEntry;
+use crate::{flows::FlowTable, wire::TcpSegmentInfo};
 
 /// Sockets per shard: the most sockets smoltcp looks at for one frame (ingress) and for one
 /// egress poll.
 pub const SHARD_SIZE: usize = 16;
-
-/// Egress passes per shard and call (smoltcp sends at most one segment per socket per pass).
-const EGRESS_ROUNDS: u32 = 4;
 
 /// How often shards' timer deadlines are brought up to date: xgate's timer tick. Computing a
 /// shard's deadline visits each of its sockets, and with 10,000 connections nearly every shard
@@ -172,14 +176,6 @@ struct Conn {
     half_open: bool,
     /// Accepts on this socket so far (tells a stale entry of the half-open order from a live one).
     generation: u32,
-}
-
-/// An accepted connection in the order of acceptance, for eviction of the oldest.
-#[derive(Clone, Copy)]
-struct HalfOpenEntry {
-    id: ConnId,
-    generation: u32,
-    since: Instant,
 }
 
 struct Shard {
@@ -383,295 +379,6 @@ impl TcpServer {
         }
     }
 
-    /// Hands one frame of `device` to the stack, to the shard its flow (`kind`, classified from
-    /// the same frame) belongs to. Returns whether the device gave the stack a frame.
-    pub fn ingress<D: Device + ?Sized>(&mut self, now: Instant, device: &mut D, kind: &FrameKind) -> bool {
-        match kind {
-            FrameKind::Tcp(segment) => self.ingress_tcp(now, device, segment),
-            _ => {
-                self.iface.poll_ingress_single(now, device, &mut self.stray) != PollIngressSingleResult::None
-            }
-        }
-    }
-
-    /// A neighbour may have been learned (an ARP frame for this lane's address went in): every
-    /// shard polls egress once, so sockets waiting for that neighbour can send. O(shards): call
-    /// it only for ARP aimed at this lane's address, which the stack learns from, not for every
-    /// ARP broadcast on the link.
-    pub fn neighbours_changed(&mut self) {
-        for shard in 0..self.shards.len() as u32 {
-            self.mark_dirty(shard);
-        }
-    }
-
-    fn ingress_tcp<D: Device + ?Sized>(
-        &mut self,
-        now: Instant,
-        device: &mut D,
-        segment: &TcpSegmentInfo,
-    ) -> bool {
-        let key = segment.flow.connection_key();
-        if let Some(id) = self.flows.get(key) {
-            let shard = self.conns[id as usize].shard;
-            let result =
-                self.iface
-                    .poll_ingress_single(now, device, &mut self.shards[shard as usize].sockets);
-            if self.socket(id).state() == tcp::State::Listen {
-                // A RST in SYN-RECEIVED sends a socket back to LISTEN, with no peer. Until the
-                // application settles it, it would take any SYN as a second listener of its
-                // shard, for a flow the table never learns: close it (no peer, so no RST).
-                self.socket(id).abort();
-            }
-            self.note_half_open_left(id);
-            // The stack gives a segment to the first socket that takes it, and a listener takes
-            // any SYN: a repeated SYN of this flow (or one that came after its socket closed but
-            // before it was settled) may have landed on the shard's listener instead of the
-            // flow's socket. That listener would then hold a connection no table knows, and the
-            // shard would take no new ones: drop the SYN and let it listen again (the client
-            // sends its SYN again, and finds the flow's own socket or, once settled, a listener).
-            if segment.syn && !segment.ack && !segment.rst {
-                if let Some(listener) = self.shards[shard as usize].listener {
-                    if self.socket(listener).state() != tcp::State::Listen {
-                        self.listen(listener);
-                    }
-                }
-            }
-            self.mark_dirty(shard);
-            self.wake(id);
-            return result != PollIngressSingleResult::None;
-        }
-        let new_connection =
-            segment.syn && !segment.ack && !segment.rst && segment.flow.dst_port == self.listen_port;
-        let at_bound = self.max_half_open > 0 && self.half_open >= self.max_half_open;
-        let pool_full = self.listening.is_empty() && !self.listen_port_closed;
-        if new_connection && (at_bound || (pool_full && self.half_open > 0)) {
-            // Room for the SYN comes from the oldest half-open connection, if it has waited
-            // long enough. Without room now (all are young, or every socket is taken and the
-            // evicted one is free only once the application settles it), no answer: the client
-            // sends its SYN again. A pool full of established connections alone refuses it
-            // with a RST below.
-            let evicted = self.evict_oldest_half_open(now);
-            if !evicted || self.listening.is_empty() {
-                let Some((rx, _)) = device.receive(now) else {
-                    return false;
-                };
-                rx.consume(|_| ());
-                self.stats.syn_deferred += 1;
-                return true;
-            }
-        }
-        let Some(&shard) = self.listening.front().filter(|_| new_connection) else {
-            if new_connection {
-                self.stats.refused += 1;
-            }
-            return self.iface.poll_ingress_single(now, device, &mut self.stray)
-                != PollIngressSingleResult::None;
-        };
-        let result = self
-            .iface
-            .poll_ingress_single(now, device, &mut self.shards[shard as usize].sockets);
-        self.mark_dirty(shard);
-        let listener = self.shards[shard as usize]
-            .listener
-            .expect("a listening shard has a listener");
-        let remote = IpEndpoint::new(
-            smoltcp::wire::IpAddress::Ipv4(segment.flow.src_ip.into()),
-            segment.flow.src_port,
-        );
-        let socket = self.socket(listener);
-        if socket.state() == tcp::State::SynReceived
-            && socket.remote_endpoint() == Some(remote)
-            && self.accept(listener, key)
-        {
-            self.enter_half_open(listener, now);
-        }
-        result != PollIngressSingleResult::None
-    }
-
-    /// Counts the just-accepted connection `id` as half-open, youngest in the order.
-    fn enter_half_open(&mut self, id: ConnId, now: Instant) {
-        let conn = &mut self.conns[id as usize];
-        conn.generation = conn.generation.wrapping_add(1);
-        conn.half_open = true;
-        let entry = HalfOpenEntry {
-            id,
-            generation: conn.generation,
-            since: now,
-        };
-        self.half_open += 1;
-        if self.half_open_order.len() == self.half_open_order.capacity() {
-            // Only stale entries can fill it (live ones are at most the sockets, this one not
-            // among them yet): drop those rather than grow.
-            let conns = &self.conns;
-            self.half_open_order.retain(|e| {
-                conns[e.id as usize].half_open && conns[e.id as usize].generation == e.generation
-            });
-        }
-        self.half_open_order.push_back(entry);
-    }
-
-    /// Stops counting `id` as half-open once its socket left SYN-RECEIVED (the handshake
-    /// completed, or the connection ended).
-    fn note_half_open_left(&mut self, id: ConnId) {
-        if self.conns[id as usize].half_open && self.socket(id).state() != tcp::State::SynReceived {
-            self.conns[id as usize].half_open = false;
-            self.half_open -= 1;
-        }
-    }
-
-    /// Aborts the oldest half-open connection if it has waited [`EVICTABLE_AFTER`]; returns
-    /// whether it did. Its socket is free once the application settles it (it is woken).
-    fn evict_oldest_half_open(&mut self, now: Instant) -> bool {
-        while let Some(&entry) = self.half_open_order.front() {
-            let conn = &self.conns[entry.id as usize];
-            if !conn.half_open || conn.generation != entry.generation {
-                self.half_open_order.pop_front();
-                continue;
-            }
-            if now < entry.since + EVICTABLE_AFTER {
-                return false;
-            }
-            self.half_open_order.pop_front();
-            self.abort(entry.id);
-            self.stats.half_open_evicted += 1;
-            return true;
-        }
-        false
-    }
-
-    /// Accepted connections whose handshake has not completed (as of their last segment or
-    /// settle).
-    pub fn half_open(&self) -> usize {
-        self.half_open
-    }
-
-    /// The designated listener `id` took a SYN: enter its flow, and let another free socket of
-    /// the shard listen. Returns whether it did: entering the flow cannot fail (the table holds
-    /// as many entries as there are sockets), and if it did, the SYN is aborted.
-    fn accept(&mut self, id: ConnId, key: u64) -> bool {
-        if self.flows.insert(key, id).is_err() {
-            self.socket(id).abort();
-            return false;
-        }
-        self.stats.accepted += 1;
-        let shard_index = self.conns[id as usize].shard;
-        self.conns[id as usize].role = Role::Connected { key };
-        let shard = &mut self.shards[shard_index as usize];
-        shard.listener = None;
-        shard.members.push(id);
-        self.wake(id);
-        if let Some(next) = self.take_ready_free(shard_index) {
-            self.listen(next);
-        } else if let Some(at) = self.listening.iter().position(|&s| s == shard_index) {
-            self.listening.remove(at);
-        }
-        true
-    }
-
-    /// Whether socket `id` was aborted and its RST has not gone out yet: smoltcp sends the RST
-    /// of an aborted socket with the next egress, from the connection's tuple, and `listen`
-    /// forgets the tuple. Such a socket waits in its shard's free list until that egress.
-    fn rst_pending(&mut self, id: ConnId) -> bool {
-        let socket = self.socket(id);
-        socket.state() == tcp::State::Closed && socket.remote_endpoint().is_some()
-    }
-
-    /// Takes a free socket of shard `shard_index` that may listen now (none with a RST still
-    /// to send). A shard has at most `SHARD_SIZE` free sockets.
-    fn take_ready_free(&mut self, shard_index: u32) -> Option<ConnId> {
-        let free_count = self.shards[shard_index as usize].free.len();
-        for at in (0..free_count).rev() {
-            let id = self.shards[shard_index as usize].free[at];
-            if !self.rst_pending(id) {
-                return Some(self.shards[shard_index as usize].free.swap_remove(at));
-            }
-        }
-        None
-    }
-
-    /// After shard `shard_index`'s egress: if it has free sockets but no listener (each had a
-    /// RST to send when it was freed), one of them listens now. `egress_done`: the egress sent
-    /// everything the shard's sockets could send; a RST still pending then cannot go out now
-    /// (no link-layer address for its peer, as for a spoofed source, or no transmit frame), and
-    /// the shard must not stop taking connections for it: that socket listens, its RST dropped.
-    fn restore_listener(&mut self, shard_index: u32, egress_done: bool) {
-        let shard = &self.shards[shard_index as usize];
-        if shard.listener.is_some() || shard.free.is_empty() || self.listen_port_closed {
-            return;
-        }
-        let id = match self.take_ready_free(shard_index) {
-            Some(id) => id,
-            None if egress_done => {
-                self.stats.rst_dropped += 1;
-                self.shards[shard_index as usize]
-                    .free
-                    .pop()
-                    .expect("checked: not empty")
-            }
-            None => return,
-        };
-        self.listen(id);
-        self.listening.push_back(shard_index);
-    }
-
-    fn listen(&mut self, id: ConnId) {
-        let port = self.listen_port;
-        let shard_index = self.conns[id as usize].shard;
-        // A listener that took a SYN and is made to listen again must not keep the egress
-        // silence of that SYN's peer (see `forget_egress_state`).
-        self.forget_egress_state(id);
-        let socket = self.socket(id);
-        socket.abort();
-        socket.listen(port).expect("the listen port is not zero");
-        self.conns[id as usize].role = Role::Listening;
-        self.shards[shard_index as usize].listener = Some(id);
-    }
-
-    /// A free socket listens if its shard has no listener; otherwise it waits in the free list.
-    /// A free outbound socket waits in the outbound free list.
-    /// smoltcp keeps per-socket egress state beside the socket (a neighbour it waits for, and
-    /// a silence of up to a second before it tries again). A socket reused for a new peer must
-    /// not inherit its last peer's: taken out of its set and put back, it starts afresh, in the
-    /// same slot (the only free one), so its handle does not change.
-    fn forget_egress_state(&mut self, id: ConnId) {
-        let conn = &mut self.conns[id as usize];
-        let sockets = &mut self.shards[conn.shard as usize].sockets;
-        let socket = sockets.remove(conn.handle);
-        let handle = sockets.add(socket);
-        debug_assert_eq!(handle, conn.handle, "the freed slot is the one reused");
-        conn.handle = handle;
-    }
-
-    fn make_free(&mut self, id: ConnId) {
-        let shard_index = self.conns[id as usize].shard;
-        // A closed or TIME-WAIT socket is left as it is: aborting it would send its old peer a
-        // RST. An open one (a listener that fell back, at shutdown) is closed.
-        if self.socket(id).is_open() {
-            self.socket(id).abort();
-        }
-        if self.conns[id as usize].outbound {
-            self.conns[id as usize].role = Role::Free;
-            self.outbound_free.push(id);
-            return;
-        }
-        if self.shards[shard_index as usize].listener.is_none()
-            && !self.listen_port_closed
-            && !self.rst_pending(id)
-        {
-            self.listen(id);
-            // A shard is in `listening` exactly when it has a listener, so it is not there yet.
-            self.listening.push_back(shard_index);
-        } else {
-            self.conns[id as usize].role = Role::Free;
-            self.shards[shard_index as usize].free.push(id);
-            if self.rst_pending(id) {
-                // The shard's egress sends the RST, then one of its free sockets listens if
-                // none does (`restore_listener`).
-                self.mark_dirty(shard_index);
-            }
-        }
-    }
-
     /// Whether a connection from local port `local_port` to `remote` would collide with one this
     /// server holds (or with the listen port).
     pub fn port_in_use(&self, remote: std::net::SocketAddrV4, local_port: u16) -> bool {
@@ -760,108 +467,6 @@ impl TcpServer {
             entry.listed = true;
             self.dirty.push(shard);
         }
-    }
-
-    /// Polls egress for shards with work and for shards whose timer is due, and keeps the
-    /// shards' deadlines. Returns whether anything was sent.
-    ///
-    /// Timers run with [`TIMER_GRANULARITY`]: a shard's next deadline is recomputed at most once
-    /// per tick however many segments it sends (the stack's own timers are 10 ms and longer),
-    /// because computing it visits every socket of the shard.
-    pub fn egress<D: Device + ?Sized>(&mut self, now: Instant, device: &mut D) -> bool {
-        if self.next_timer.is_some_and(|at| at <= now) {
-            self.fire_timers(now);
-        }
-        let mut sent = false;
-        let mut again = std::mem::take(&mut self.dirty_again);
-        while let Some(index) = self.dirty.pop() {
-            let shard = &mut self.shards[index as usize];
-            shard.listed = false;
-            if !shard.dirty {
-                continue;
-            }
-            shard.dirty = false;
-            // Bounded: each round sends what the sockets have; a few rounds cover sockets that
-            // had more than one segment ready.
-            let mut rounds_left = EGRESS_ROUNDS;
-            while rounds_left > 0 {
-                if self.iface.poll_egress(now, device, &mut shard.sockets) == PollResult::None {
-                    break;
-                }
-                sent = true;
-                rounds_left -= 1;
-            }
-            if rounds_left == 0 {
-                // Every round sent something: more may be waiting. Poll again next turn rather
-                // than at the next timer tick.
-                shard.dirty = true;
-                again.push(index);
-            }
-            if !shard.timer_stale {
-                shard.timer_stale = true;
-                self.stale_timers.push(index);
-            }
-            self.restore_listener(index, rounds_left > 0);
-        }
-        for index in again.drain(..) {
-            self.shards[index as usize].listed = false;
-            self.mark_dirty(index);
-        }
-        self.dirty_again = again;
-        self.wake_timed_out();
-        if now >= self.timer_tick + TIMER_GRANULARITY {
-            self.timer_tick = now;
-            while let Some(index) = self.stale_timers.pop() {
-                let shard = &mut self.shards[index as usize];
-                shard.timer_stale = false;
-                shard.poll_at = self.iface.poll_at(now, &shard.sockets);
-                if let Some(at) = shard.poll_at {
-                    self.next_timer = Some(self.next_timer.map_or(at, |t| t.min(at)));
-                }
-            }
-        }
-        sent
-    }
-
-    /// Marks every shard whose deadline has come for egress. The stack handles its timers
-    /// itself (retransmission, keep-alive, delayed ACK); the application only needs to hear of
-    /// connections the timers ended, so after the shard's egress its sockets' states are
-    /// checked, not served.
-    fn fire_timers(&mut self, now: Instant) {
-        self.next_timer = None;
-        for index in 0..self.shards.len() {
-            match self.shards[index].poll_at {
-                Some(at) if at <= now => {
-                    self.shards[index].poll_at = None;
-                    self.fired.push(index as u32);
-                    self.mark_dirty(index as u32);
-                }
-                Some(at) => self.next_timer = Some(self.next_timer.map_or(at, |t| t.min(at))),
-                None => {}
-            }
-        }
-    }
-
-    /// Wakes the connections of shards whose timers fired that the timers closed.
-    fn wake_timed_out(&mut self) {
-        while let Some(index) = self.fired.pop() {
-            let index = index as usize;
-            for member in 0..self.shards[index].members.len() {
-                let id = self.shards[index].members[member];
-                if !self.socket(id).is_open() || self.socket(id).state() == tcp::State::Listen {
-                    self.wake(id);
-                }
-            }
-        }
-    }
-
-    /// How long the lane may sleep before the stack needs it (None: until a frame arrives).
-    pub fn poll_delay(&self, now: Instant) -> Option<Duration> {
-        if !self.dirty.is_empty() {
-            return Some(Duration::ZERO);
-        }
-        self.next_timer
-            .map(|at| if at > now { at - now } else { Duration::ZERO })
     }
 
     /// Stops taking new connections: every listener is closed (a SYN is then answered with a

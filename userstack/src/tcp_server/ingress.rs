@@ -1,0 +1,122 @@
+//! Flow demux: each frame goes to the one shard its flow belongs to (one `poll_ingress_single`
+//! over at most `SHARD_SIZE` sockets); a SYN of a new flow to a shard with a designated listener,
+//! or, with no room, to the SYN cache's rules (`half_open`); anything else to the empty set of
+//! stray sockets.
+
+use smoltcp::{
+    iface::PollIngressSingleResult,
+    phy::{Device, RxToken as _},
+    socket::tcp,
+    time::Instant,
+    wire::IpEndpoint,
+};
+
+use super::TcpServer;
+use crate::wire::{FrameKind, TcpSegmentInfo};
+
+impl TcpServer {
+    /// Hands one frame of `device` to the stack, to the shard its flow (`kind`, classified from
+    /// the same frame) belongs to. Returns whether the device gave the stack a frame.
+    pub fn ingress<D: Device + ?Sized>(&mut self, now: Instant, device: &mut D, kind: &FrameKind) -> bool {
+        match kind {
+            FrameKind::Tcp(segment) => self.ingress_tcp(now, device, segment),
+            _ => {
+                self.iface.poll_ingress_single(now, device, &mut self.stray) != PollIngressSingleResult::None
+            }
+        }
+    }
+
+    /// A neighbour may have been learned (an ARP frame for this lane's address went in): every
+    /// shard polls egress once, so sockets waiting for that neighbour can send. O(shards): call
+    /// it only for ARP aimed at this lane's address, which the stack learns from, not for every
+    /// ARP broadcast on the link.
+    pub fn neighbours_changed(&mut self) {
+        for shard in 0..self.shards.len() as u32 {
+            self.mark_dirty(shard);
+        }
+    }
+
+    fn ingress_tcp<D: Device + ?Sized>(
+        &mut self,
+        now: Instant,
+        device: &mut D,
+        segment: &TcpSegmentInfo,
+    ) -> bool {
+        let key = segment.flow.connection_key();
+        if let Some(id) = self.flows.get(key) {
+            let shard = self.conns[id as usize].shard;
+            let result =
+                self.iface
+                    .poll_ingress_single(now, device, &mut self.shards[shard as usize].sockets);
+            if self.socket(id).state() == tcp::State::Listen {
+                // A RST in SYN-RECEIVED sends a socket back to LISTEN, with no peer. Until the
+                // application settles it, it would take any SYN as a second listener of its
+                // shard, for a flow the table never learns: close it (no peer, so no RST).
+                self.socket(id).abort();
+            }
+            self.note_half_open_left(id);
+            // The stack gives a segment to the first socket that takes it, and a listener takes
+            // any SYN: a repeated SYN of this flow (or one that came after its socket closed but
+            // before it was settled) may have landed on the shard's listener instead of the
+            // flow's socket. That listener would then hold a connection no table knows, and the
+            // shard would take no new ones: drop the SYN and let it listen again (the client
+            // sends its SYN again, and finds the flow's own socket or, once settled, a listener).
+            if segment.syn && !segment.ack && !segment.rst {
+                if let Some(listener) = self.shards[shard as usize].listener {
+                    if self.socket(listener).state() != tcp::State::Listen {
+                        self.listen(listener);
+                    }
+                }
+            }
+            self.mark_dirty(shard);
+            self.wake(id);
+            return result != PollIngressSingleResult::None;
+        }
+        let new_connection =
+            segment.syn && !segment.ack && !segment.rst && segment.flow.dst_port == self.listen_port;
+        let at_bound = self.max_half_open > 0 && self.half_open >= self.max_half_open;
+        let pool_full = self.listening.is_empty() && !self.listen_port_closed;
+        if new_connection && (at_bound || (pool_full && self.half_open > 0)) {
+            // Room for the SYN comes from the oldest half-open connection, if it has waited
+            // long enough. Without room now (all are young, or every socket is taken and the
+            // evicted one is free only once the application settles it), no answer: the client
+            // sends its SYN again. A pool full of established connections alone refuses it
+            // with a RST below.
+            let evicted = self.evict_oldest_half_open(now);
+            if !evicted || self.listening.is_empty() {
+                let Some((rx, _)) = device.receive(now) else {
+                    return false;
+                };
+                rx.consume(|_| ());
+                self.stats.syn_deferred += 1;
+                return true;
+            }
+        }
+        let Some(&shard) = self.listening.front().filter(|_| new_connection) else {
+            if new_connection {
+                self.stats.refused += 1;
+            }
+            return self.iface.poll_ingress_single(now, device, &mut self.stray)
+                != PollIngressSingleResult::None;
+        };
+        let result = self
+            .iface
+            .poll_ingress_single(now, device, &mut self.shards[shard as usize].sockets);
+        self.mark_dirty(shard);
+        let listener = self.shards[shard as usize]
+            .listener
+            .expect("a listening shard has a listener");
+        let remote = IpEndpoint::new(
+            smoltcp::wire::IpAddress::Ipv4(segment.flow.src_ip.into()),
+            segment.flow.src_port,
+        );
+        let socket = self.socket(listener);
+        if socket.state() == tcp::State::SynReceived
+            && socket.remote_endpoint() == Some(remote)
+            && self.accept(listener, key)
+        {
+            self.enter_half_open(listener, now);
+        }
+        result != PollIngressSingleResult::None
+    }
+}
