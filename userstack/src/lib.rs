@@ -24,6 +24,9 @@
 pub mod device;
 pub mod flows;
 pub mod frames;
+/// Test support, not part of the product: built for this crate's own tests and with the
+/// `fuzz-support` feature (the `frame` fuzz target, the corpus test).
+#[cfg(any(test, feature = "fuzz-support"))]
 #[doc(hidden)]
 pub mod fuzz_support;
 pub mod rss;
