@@ -11,7 +11,9 @@
 //! - No bytes are copied between the UMEM and the stack in either direction.
 //!
 //! This module builds on [`crate::xsk`] (the port's rings, frames and ledger), never the other
-//! way round: the port knows nothing of `smoltcp`.
+//! way round: the port knows nothing of `smoltcp`. Its `unsafe` is the two slices a token lends
+//! into the UMEM, each argued where it is made.
+#![allow(unsafe_code)]
 
 use smoltcp::{
     phy::{self, Device, DeviceCapabilities, Medium},

@@ -16,6 +16,10 @@
 //! - [`rss`]: how a NIC's receive-side scaling assigns flows to queues, for picking the local
 //!   ports of connections a lane opens.
 //!
+//! `unsafe` (denied by the workspace) is allowed only in [`xsk`] and its submodules and in
+//! [`device`]: the AF_XDP socket, the UMEM the kernel writes, and the slices of it lent to the
+//! stack. Each block states why it holds in a `// SAFETY:` comment.
+//!
 //! Why xdpilone: it registers memory the caller owns as the UMEM, so xgate maps the UMEM itself
 //! (2 MiB hugepages through `xgate-hugepages`, and later per NUMA node) instead of letting the
 //! AF_XDP library allocate it; it is pure Rust, so no C libxdp/libbpf is built, and it never loads
