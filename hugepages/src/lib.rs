@@ -21,8 +21,12 @@
 //! - Normal-page fallback memory is also locked (`mlock`) when the process is allowed to, so it
 //!   is not swapped out under the data path. Hugepages are never swapped.
 //!
+//! `unsafe` is allowed only in the `sys` module (`mlock`, and the tests' few calls).
+//!
 //! Hugepages are reserved on the host with `hugepages/setup.sh N` (see its README); [`status`]
 //! reads the host's counters from `/proc/meminfo`.
+
+mod sys;
 
 use std::{io, ptr::NonNull};
 
@@ -228,11 +232,7 @@ impl Region {
             .populate()
             .map_anon()
             .map_err(|source| Error::Map { mib, source })?;
-        // SAFETY: `map` is a live mapping of exactly `map.len()` bytes starting at `map.as_ptr()`,
-        // owned by this function; mlock only pins its pages and does not touch their contents. A
-        // failure (no CAP_IPC_LOCK, RLIMIT_MEMLOCK too low) only means the pages stay swappable,
-        // so its result is deliberately ignored.
-        let _ = unsafe { libc::mlock(map.as_ptr().cast(), map.len()) };
+        sys::lock_if_allowed(&map);
         Ok(Region {
             map,
             backing: Backing::NormalPages,
@@ -289,8 +289,6 @@ impl std::fmt::Debug for Region {
 
 #[cfg(test)]
 mod tests {
-    use std::os::fd::AsRawFd;
-
     use super::*;
 
     /// A real /proc/meminfo from a host with a 2 MiB pool, trimmed.
@@ -370,8 +368,7 @@ Hugetlb:           32768 kB
     impl HostPool {
         /// `None` (after saying why) when not root: the pool cannot be changed then.
         fn take(test: &str) -> Option<HostPool> {
-            // SAFETY: geteuid has no preconditions and cannot fail.
-            if unsafe { libc::geteuid() } != 0 {
+            if !sys::is_root() {
                 eprintln!("skipping {test}: it changes {NR_HUGEPAGES}, which needs root");
                 return None;
             }
@@ -381,9 +378,8 @@ Hugetlb:           32768 kB
                 .write(true)
                 .open("/run/xgate-hugepages-test.lock")
                 .unwrap();
-            // SAFETY: flock on a descriptor `lock` owns and keeps open for the guard's lifetime;
-            // LOCK_EX blocks until the lock is ours.
-            let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+            // The guard keeps `lock` open, and so holds the lock, for its lifetime.
+            let rc = sys::flock_exclusive(&lock);
             assert_eq!(rc, 0, "flock: {}", io::Error::last_os_error());
             Some(HostPool {
                 _lock: lock,
@@ -400,9 +396,7 @@ Hugetlb:           32768 kB
 
     fn fill_and_check(region: &mut Region) {
         let len = region.len();
-        // SAFETY: the slice covers exactly the region's mapping, which is readable and writable
-        // and outlives the slice (both end with this function's borrow of `region`).
-        let bytes = unsafe { region.as_non_null_slice().as_mut() };
+        let bytes = sys::region_bytes(region);
         assert_eq!(bytes.len(), len);
         bytes.fill(0xa5);
         bytes[len - 1] = 0x5a;

@@ -3,6 +3,9 @@
 //! The hugepage pool is global, so the test holds an exclusive flock on
 //! /run/xgate-hugepages-test.lock (the crate's unit tests and xgate's lab tests take the same one)
 //! and writes the original `nr_hugepages` back when it ends, failures included.
+//!
+//! The flock and the root check are calls into the kernel, the only `unsafe` here.
+#![allow(unsafe_code)]
 
 use std::{os::fd::AsRawFd, process::Command};
 
