@@ -5,6 +5,9 @@
 //! feature adds the `aya::Pod` impls userspace needs to read maps.
 #![no_std]
 
+#[cfg(feature = "user")]
+mod pod;
+
 /// Name of the global in the XDP program holding the gateway's IPv4 address.
 ///
 /// The value is the address's four octets as they appear on the wire, reinterpreted as a native
@@ -107,29 +110,6 @@ pub struct ActionStats {
     pub packets: u64,
     pub bytes: u64,
 }
-
-#[cfg(feature = "user")]
-// SAFETY: ActionStats is #[repr(C)], made of two u64 with no padding, valid for any bit pattern.
-unsafe impl aya::Pod for ActionStats {}
-#[cfg(feature = "user")]
-// SAFETY: #[repr(C)] of u32/u16/u8 fields laid out without implicit padding (16 bytes), valid for
-// any bit pattern.
-unsafe impl aya::Pod for FlowKey {}
-#[cfg(feature = "user")]
-// SAFETY: #[repr(C)] of u64 then u32 fields, 72 bytes with no padding, valid for any bit pattern.
-unsafe impl aya::Pod for FlowStats {}
-#[cfg(feature = "user")]
-// SAFETY: #[repr(C)] u64 + two u32, no padding, valid for any bit pattern.
-unsafe impl aya::Pod for FlowDrop {}
-#[cfg(feature = "user")]
-// SAFETY: #[repr(C)] u64 + two u32, no padding, valid for any bit pattern.
-unsafe impl aya::Pod for SynSource {}
-#[cfg(feature = "user")]
-// SAFETY: #[repr(C)] one u64, valid for any bit pattern.
-unsafe impl aya::Pod for SynBudget {}
-#[cfg(feature = "user")]
-// SAFETY: #[repr(C)] of six u64, no padding, valid for any bit pattern.
-unsafe impl aya::Pod for ShieldLimits {}
 
 /// Name of the global holding the listening TCP port, in wire order reinterpreted as a native
 /// `u16` and widened to `u32`: the flows the program watches are the TCP flows to that port.
