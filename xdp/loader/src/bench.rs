@@ -24,6 +24,10 @@
 //!   (and counters) are private to it and start at zero.
 //! - [`DropCounter`] is attached natively or not at all (a generic-mode number would measure the
 //!   skb path, not XDP), through a BPF link: dropping it, or the process dying, detaches it.
+//!
+//! The packet socket's calls into the kernel are this module's `unsafe` (allowed here, denied
+//! by the workspace).
+#![allow(unsafe_code)]
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 

@@ -10,6 +10,9 @@
 //! - Keys and values cross the syscall boundary as the `#[repr(C)]` types of `xgate-xdp-common`,
 //!   whose sizes match the maps' key and value sizes (checked at open).
 //! - Nothing here runs on a lane's data path.
+//!
+//! The `bpf(2)` call is this module's `unsafe` (allowed here, denied by the workspace).
+#![allow(unsafe_code)]
 
 use std::{
     io,

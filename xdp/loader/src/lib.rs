@@ -7,10 +7,14 @@
 //!   the link's file descriptor): a crashed gateway never leaves its program attached.
 //! - The gateway address is written into the program before it is loaded; it cannot change while
 //!   attached.
+//!
+//! `unsafe` (denied by the workspace) is allowed only in `flows` (the `bpf(2)` map commands),
+//! `bench` (the packet socket) and `sys` (if_nametoindex).
 
 #[cfg(feature = "bench")]
 pub mod bench;
 pub mod flows;
+mod sys;
 
 use std::{net::Ipv4Addr, os::fd::AsRawFd};
 
@@ -129,8 +133,7 @@ impl Steering {
         // Check the interface first so the error names it, not a later attach failure.
         let c_name = std::ffi::CString::new(interface)
             .map_err(|_| SteeringError::NoSuchInterface(interface.to_string()))?;
-        // SAFETY: c_name is a valid NUL-terminated string; if_nametoindex only reads it.
-        if unsafe { libc::if_nametoindex(c_name.as_ptr()) } == 0 {
+        if sys::interface_index(&c_name) == 0 {
             return Err(SteeringError::NoSuchInterface(interface.to_string()));
         }
         let mut steering = Steering::load_with(options)?;

@@ -3,6 +3,10 @@
 //! in live-frames mode, or its packet-socket fallback where the kernel refuses live frames, as
 //! this lab's does) sends frames across a real veth pair (in a private network namespace) to the
 //! drop program, counts them, and stops early when interrupted. Needs root (BPF, namespaces).
+//!
+//! The calls into the kernel (unshare, if_nametoindex, the SIGUSR1 handler and the signal that
+//! interrupts the sender, the root check) are this test's only `unsafe`.
+#![allow(unsafe_code)]
 
 use std::{
     os::unix::thread::JoinHandleExt as _,
@@ -19,11 +23,8 @@ const XDP_DROP: u32 = 1;
 
 fn require_root() {
     // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "loading the XDP programs needs root"
-    );
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "loading the XDP programs needs root");
 }
 
 /// An Ethernet + IPv4/UDP-looking frame of `len` bytes (no FCS), cut short if `len` is below a
@@ -98,11 +99,8 @@ fn ip(args: &[&str]) {
 fn with_fresh_veth(body: impl FnOnce(u32, DropCounter) + Send + 'static) {
     std::thread::spawn(move || {
         // SAFETY: unshare(CLONE_NEWNET) only changes this thread's network namespace.
-        assert_eq!(
-            unsafe { libc::unshare(libc::CLONE_NEWNET) },
-            0,
-            "unshare(CLONE_NEWNET)"
-        );
+        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "unshare(CLONE_NEWNET)");
         // No IPv6 here, or the links coming up send router solicitations and MLD reports that
         // the drop program would count too. (/proc/sys/net follows the writing thread's netns.)
         for knob in ["all", "default"] {

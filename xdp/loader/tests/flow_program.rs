@@ -1,6 +1,9 @@
 //! The flow layer of the XDP program, run by the kernel on crafted TCP segments
 //! (BPF_PROG_TEST_RUN): flow entries, handshake latency, retransmissions, FIN/RST, the drop map,
 //! the SYN shield and the flow table's bound. Needs root (loading BPF).
+//!
+//! The root check and the monotonic clock are calls into the kernel, this test's only `unsafe`.
+#![allow(unsafe_code)]
 
 use std::net::Ipv4Addr;
 
@@ -37,11 +40,8 @@ fn segment(src: [u8; 4], sport: u16, dport: u16, flags: u8, seq: u32, ack: u32, 
 
 fn load(options: XdpOptions) -> Steering {
     // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "loading the XDP program needs root"
-    );
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "loading the XDP program needs root");
     Steering::load_with(&options).expect("the program loads and verifies")
 }
 

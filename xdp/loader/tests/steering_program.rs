@@ -1,6 +1,9 @@
 //! The XDP program itself, run by the kernel on crafted frames (BPF_PROG_TEST_RUN): what it
 //! steers, what it leaves to the host, how it treats frames too short to parse, and that each
 //! frame is counted once under its verdict. Needs root (loading BPF).
+//!
+//! The root check is a call into the kernel, this test's only `unsafe`.
+#![allow(unsafe_code)]
 
 use std::net::Ipv4Addr;
 
@@ -35,11 +38,8 @@ fn arp_for(target: Ipv4Addr) -> Vec<u8> {
 
 fn load() -> Steering {
     // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "loading the XDP program needs root"
-    );
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "loading the XDP program needs root");
     Steering::load(GATEWAY).expect("the program loads and verifies")
 }
 
