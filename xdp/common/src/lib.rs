@@ -16,15 +16,16 @@ pub const GATEWAY_IPV4_GLOBAL: &str = "GATEWAY_IPV4";
 
 /// Name of the XSKMAP (rx queue index → AF_XDP socket).
 pub const XSK_MAP: &str = "XSKS";
-/// Name of the per-CPU array of [`ActionStats`], indexed by [`Verdict`].
+/// Name of the per-CPU array of [`ActionStats`], indexed by [`XdpVerdict`].
 pub const VERDICT_STATS_MAP: &str = "VERDICT_STATS";
 /// Entries in the XSKMAP: the most rx queues one interface may have bound.
 pub const MAX_QUEUES: u32 = 64;
 
-/// What the XDP program decided for one frame; the index into [`VERDICT_STATS_MAP`].
+/// What the XDP program decided for one frame: the XDP action it ends in ([`XdpVerdict::action`])
+/// and why ([`XdpVerdict::reason`]); the index into [`VERDICT_STATS_MAP`].
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub enum XdpVerdict {
     /// Not addressed to the gateway: the host kernel keeps it (XDP_PASS).
     PassNotOurs = 0,
     /// Too short to parse as Ethernet/ARP/IPv4: left to the kernel (XDP_PASS).
@@ -47,63 +48,67 @@ pub enum Verdict {
     DropNoHeadroom = 8,
 }
 
-impl Verdict {
+/// The old name of [`XdpVerdict`], kept until every user has moved to the new one.
+#[doc(hidden)]
+pub type Verdict = XdpVerdict;
+
+impl XdpVerdict {
     /// Number of verdicts (size of [`VERDICT_STATS_MAP`]).
     pub const COUNT: u32 = 9;
     /// Every verdict, in index order.
-    pub const ALL: [Verdict; Self::COUNT as usize] = [
-        Verdict::PassNotOurs,
-        Verdict::PassMalformed,
-        Verdict::RedirectArp,
-        Verdict::RedirectIpv4,
-        Verdict::DropNoSocket,
-        Verdict::DropReapedFlow,
-        Verdict::DropSynSourceRate,
-        Verdict::DropSynBudget,
-        Verdict::DropNoHeadroom,
+    pub const ALL: [XdpVerdict; Self::COUNT as usize] = [
+        XdpVerdict::PassNotOurs,
+        XdpVerdict::PassMalformed,
+        XdpVerdict::RedirectArp,
+        XdpVerdict::RedirectIpv4,
+        XdpVerdict::DropNoSocket,
+        XdpVerdict::DropReapedFlow,
+        XdpVerdict::DropSynSourceRate,
+        XdpVerdict::DropSynBudget,
+        XdpVerdict::DropNoHeadroom,
     ];
 
     /// Stable snake_case name, used in logs and metrics.
     pub const fn name(self) -> &'static str {
         match self {
-            Verdict::PassNotOurs => "pass_not_ours",
-            Verdict::PassMalformed => "pass_malformed",
-            Verdict::RedirectArp => "redirect_arp",
-            Verdict::RedirectIpv4 => "redirect_ipv4",
-            Verdict::DropNoSocket => "drop_no_socket",
-            Verdict::DropReapedFlow => "drop_reaped_flow",
-            Verdict::DropSynSourceRate => "drop_syn_source_rate",
-            Verdict::DropSynBudget => "drop_syn_budget",
-            Verdict::DropNoHeadroom => "drop_no_headroom",
+            XdpVerdict::PassNotOurs => "pass_not_ours",
+            XdpVerdict::PassMalformed => "pass_malformed",
+            XdpVerdict::RedirectArp => "redirect_arp",
+            XdpVerdict::RedirectIpv4 => "redirect_ipv4",
+            XdpVerdict::DropNoSocket => "drop_no_socket",
+            XdpVerdict::DropReapedFlow => "drop_reaped_flow",
+            XdpVerdict::DropSynSourceRate => "drop_syn_source_rate",
+            XdpVerdict::DropSynBudget => "drop_syn_budget",
+            XdpVerdict::DropNoHeadroom => "drop_no_headroom",
         }
     }
 
     /// The XDP action this verdict ends in (`pass`, `redirect` or `drop`).
     pub const fn action(self) -> &'static str {
         match self {
-            Verdict::PassNotOurs | Verdict::PassMalformed => "pass",
-            Verdict::RedirectArp | Verdict::RedirectIpv4 => "redirect",
+            XdpVerdict::PassNotOurs | XdpVerdict::PassMalformed => "pass",
+            XdpVerdict::RedirectArp | XdpVerdict::RedirectIpv4 => "redirect",
             _ => "drop",
         }
     }
 
-    /// Why, within [`Verdict::action`] (e.g. `not_ours`, `ipv4`, `syn_budget`).
+    /// Why, within [`XdpVerdict::action`] (e.g. `not_ours`, `ipv4`, `syn_budget`).
     pub const fn reason(self) -> &'static str {
         match self {
-            Verdict::PassNotOurs => "not_ours",
-            Verdict::PassMalformed => "malformed",
-            Verdict::RedirectArp => "arp",
-            Verdict::RedirectIpv4 => "ipv4",
-            Verdict::DropNoSocket => "no_socket",
-            Verdict::DropReapedFlow => "reaped_flow",
-            Verdict::DropSynSourceRate => "syn_source_rate",
-            Verdict::DropSynBudget => "syn_budget",
-            Verdict::DropNoHeadroom => "no_headroom",
+            XdpVerdict::PassNotOurs => "not_ours",
+            XdpVerdict::PassMalformed => "malformed",
+            XdpVerdict::RedirectArp => "arp",
+            XdpVerdict::RedirectIpv4 => "ipv4",
+            XdpVerdict::DropNoSocket => "no_socket",
+            XdpVerdict::DropReapedFlow => "reaped_flow",
+            XdpVerdict::DropSynSourceRate => "syn_source_rate",
+            XdpVerdict::DropSynBudget => "syn_budget",
+            XdpVerdict::DropNoHeadroom => "no_headroom",
         }
     }
 }
 
-/// Packets and bytes counted for one [`Verdict`] on one CPU.
+/// Packets and bytes counted for one [`XdpVerdict`] on one CPU.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ActionStats {
@@ -379,9 +384,9 @@ mod tests {
 
     #[test]
     fn verdict_indices_match_their_position_and_names_are_unique() {
-        for (i, verdict) in Verdict::ALL.iter().enumerate() {
+        for (i, verdict) in XdpVerdict::ALL.iter().enumerate() {
             assert_eq!(*verdict as usize, i);
-            for other in &Verdict::ALL[i + 1..] {
+            for other in &XdpVerdict::ALL[i + 1..] {
                 assert_ne!(verdict.name(), other.name());
             }
         }

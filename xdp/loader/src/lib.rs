@@ -25,13 +25,17 @@ use aya::{
 };
 pub use flows::{Flow, FlowMaps};
 pub use xgate_xdp_common::{
-    ActionStats, FlowDrop, FlowKey, FlowStats, RateLimit, ReapReason, ShieldLimits, Verdict,
+    ActionStats, FlowDrop, FlowKey, FlowStats, RateLimit, ReapReason, ShieldLimits, XdpVerdict,
     FLOW_ESTABLISHED, FLOW_FIN, FLOW_RST, FLOW_SYN, LATENCY_BUCKETS,
 };
 use xgate_xdp_common::{
     DEFAULT_FLOWS, DEFAULT_FLOW_DROPS, DEFAULT_SYN_SOURCES, FLOWS_MAP, FLOW_DROPS_MAP, GATEWAY_IPV4_GLOBAL,
     LISTEN_PORT_GLOBAL, MAX_QUEUES, SHIELD_GLOBAL, SYN_SOURCES_MAP, VERDICT_STATS_MAP, XSK_MAP,
 };
+
+/// The old name of [`XdpVerdict`], kept until every user has moved to the new one.
+#[doc(hidden)]
+pub type Verdict = XdpVerdict;
 
 /// What the program is loaded with: the gateway's address and port, the flow layer's map sizes
 /// and the SYN shield's limits.
@@ -251,16 +255,16 @@ impl Steering {
             .map_err(|e| SteeringError::Other(e.to_string()))
     }
 
-    /// Packets and bytes per verdict, summed over all CPUs, in [`Verdict::ALL`] order.
-    pub fn verdict_stats(&self) -> Result<[ActionStats; Verdict::COUNT as usize], SteeringError> {
+    /// Packets and bytes per verdict, summed over all CPUs, in [`XdpVerdict::ALL`] order.
+    pub fn verdict_stats(&self) -> Result<[ActionStats; XdpVerdict::COUNT as usize], SteeringError> {
         let map = self
             .ebpf
             .map(VERDICT_STATS_MAP)
             .ok_or_else(|| SteeringError::Other(format!("map {VERDICT_STATS_MAP} missing")))?;
         let stats =
             PerCpuArray::<_, ActionStats>::try_from(map).map_err(|e| SteeringError::Other(e.to_string()))?;
-        let mut out = [ActionStats::default(); Verdict::COUNT as usize];
-        for verdict in Verdict::ALL {
+        let mut out = [ActionStats::default(); XdpVerdict::COUNT as usize];
+        for verdict in XdpVerdict::ALL {
             let per_cpu = stats
                 .get(&(verdict as u32), 0)
                 .map_err(|e| SteeringError::Other(e.to_string()))?;

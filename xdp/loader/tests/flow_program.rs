@@ -8,8 +8,8 @@
 use std::net::Ipv4Addr;
 
 use xgate_xdp::{
-    FlowKey, RateLimit, ReapReason, ShieldLimits, Steering, Verdict, XdpOptions, FLOW_ESTABLISHED, FLOW_FIN,
-    FLOW_RST, FLOW_SYN,
+    FlowKey, RateLimit, ReapReason, ShieldLimits, Steering, XdpOptions, XdpVerdict, FLOW_ESTABLISHED,
+    FLOW_FIN, FLOW_RST, FLOW_SYN,
 };
 
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
@@ -142,7 +142,7 @@ fn a_dropped_flow_dies_in_xdp_until_its_entry_expires_and_a_new_syn_clears_it() 
     );
     assert_eq!(maps.dropped(&key).unwrap().unwrap().hits, 1);
     assert_eq!(
-        steering.verdict_stats().unwrap()[Verdict::DropReapedFlow as usize].packets,
+        steering.verdict_stats().unwrap()[XdpVerdict::DropReapedFlow as usize].packets,
         1
     );
     // An expired entry drops nothing and is removed.
@@ -180,7 +180,7 @@ fn the_syn_shield_limits_strangers_by_budget_and_sources_by_rate() {
             .unwrap();
     }
     let stats = steering.verdict_stats().unwrap();
-    assert_eq!(stats[Verdict::DropSynSourceRate as usize].packets, 1);
+    assert_eq!(stats[XdpVerdict::DropSynSourceRate as usize].packets, 1);
     // Many strangers, one SYN each: the budget (4, two spent) lets two more through.
     for host in 60..70u8 {
         steering
@@ -188,7 +188,7 @@ fn the_syn_shield_limits_strangers_by_budget_and_sources_by_rate() {
             .unwrap();
     }
     let stats = steering.verdict_stats().unwrap();
-    assert_eq!(stats[Verdict::DropSynBudget as usize].packets, 8);
+    assert_eq!(stats[XdpVerdict::DropSynBudget as usize].packets, 8);
     // An ACK after its SYN earns a source nothing here: the program cannot check the ACK number
     // against a SYN-ACK it never saw, and a blind spoofer sends ACKs too. The source's next SYN
     // is within its own rate (its burst of 2) but meets the spent budget.
@@ -199,7 +199,7 @@ fn the_syn_shield_limits_strangers_by_budget_and_sources_by_rate() {
         .run_on_frame(&segment([10, 77, 0, 60], 3000, PORT, SYN, 1, 0, 0))
         .unwrap();
     let stats = steering.verdict_stats().unwrap();
-    assert_eq!(stats[Verdict::DropSynBudget as usize].packets, 9);
+    assert_eq!(stats[XdpVerdict::DropSynBudget as usize].packets, 9);
     assert_eq!(maps.sources().unwrap(), (3, 0), "no source is trusted");
     // Once the TCP stack accepted its handshake, userspace trusts the source: its SYNs skip the
     // budget and get the trusted rate (1/s) with a full burst of 5 (what it spent as a stranger
@@ -211,8 +211,8 @@ fn the_syn_shield_limits_strangers_by_budget_and_sources_by_rate() {
             .unwrap();
     }
     let stats = steering.verdict_stats().unwrap();
-    assert_eq!(stats[Verdict::DropSynBudget as usize].packets, 9);
-    assert_eq!(stats[Verdict::DropSynSourceRate as usize].packets, 2);
+    assert_eq!(stats[XdpVerdict::DropSynBudget as usize].packets, 9);
+    assert_eq!(stats[XdpVerdict::DropSynSourceRate as usize].packets, 2);
     assert_eq!(maps.sources().unwrap(), (3, 1));
     // Only admitted SYNs made flows: 2 + 2 + 5.
     assert_eq!(maps.flows().unwrap().len(), 9);

@@ -7,7 +7,7 @@
 
 use std::net::Ipv4Addr;
 
-use xgate_xdp::{Steering, Verdict};
+use xgate_xdp::{Steering, XdpVerdict};
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
@@ -67,10 +67,10 @@ fn frames_for_the_gateway_are_steered_and_the_rest_passes() {
     assert_eq!(steering.run_on_frame(&ipv6).unwrap(), XDP_PASS);
 
     let stats = steering.verdict_stats().unwrap();
-    assert_eq!(stats[Verdict::DropNoSocket as usize].packets, 2);
-    assert_eq!(stats[Verdict::PassNotOurs as usize].packets, 3);
-    assert_eq!(stats[Verdict::RedirectIpv4 as usize].packets, 0);
-    assert_eq!(stats[Verdict::PassMalformed as usize].packets, 0);
+    assert_eq!(stats[XdpVerdict::DropNoSocket as usize].packets, 2);
+    assert_eq!(stats[XdpVerdict::PassNotOurs as usize].packets, 3);
+    assert_eq!(stats[XdpVerdict::RedirectIpv4 as usize].packets, 0);
+    assert_eq!(stats[XdpVerdict::PassMalformed as usize].packets, 0);
 }
 
 #[test]
@@ -98,11 +98,11 @@ fn truncated_frames_pass_to_the_kernel_as_malformed() {
         runs += 1;
     }
     let stats = steering.verdict_stats().unwrap();
-    assert_eq!(stats[Verdict::PassMalformed as usize].packets, runs);
+    assert_eq!(stats[XdpVerdict::PassMalformed as usize].packets, runs);
     assert_eq!(
         stats.iter().map(|s| s.packets).sum::<u64>(),
         runs,
         "a frame was counted twice"
     );
-    assert!(stats[Verdict::PassMalformed as usize].bytes > 0);
+    assert!(stats[XdpVerdict::PassMalformed as usize].bytes > 0);
 }
