@@ -84,6 +84,20 @@ fn tcp_ipv4_input(flow: &TcpFlowKey) -> [u8; TCP_IPV4_INPUT_LEN] {
     input
 }
 
+/// Why [`FlowSteering::new`] refused an indirection table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RssTableError {
+    #[error("the RSS indirection table is empty: it needs at least one entry")]
+    Empty,
+    /// Entry `entry` names lane `u16::MAX`: the lane count would not fit a `u16`.
+    #[error(
+        "RSS indirection table entry {entry} names lane {lane}, above the highest lane {highest}",
+        lane = u16::MAX,
+        highest = u16::MAX - 1
+    )]
+    LaneOutOfRange { entry: usize },
+}
+
 /// A NIC's RSS configuration for TCP/IPv4 — its key and indirection table — answering which lane
 /// receives a flow.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,16 +111,12 @@ impl FlowSteering {
     /// Steering with `key` and the indirection table `indirection` (entry `i` is the lane that
     /// receives packets whose hash is `i` modulo the table length). Refused, with the reason, if
     /// the table is empty or names lane `u16::MAX` (the lane count would not fit a `u16`).
-    pub fn new(key: [u8; 40], indirection: Vec<u16>) -> Result<FlowSteering, String> {
+    pub fn new(key: [u8; 40], indirection: Vec<u16>) -> Result<FlowSteering, RssTableError> {
         if indirection.is_empty() {
-            return Err("the RSS indirection table is empty: it needs at least one entry".to_string());
+            return Err(RssTableError::Empty);
         }
         if let Some(entry) = indirection.iter().position(|&lane| lane == u16::MAX) {
-            return Err(format!(
-                "RSS indirection table entry {entry} names lane {}, above the highest lane {}",
-                u16::MAX,
-                u16::MAX - 1
-            ));
+            return Err(RssTableError::LaneOutOfRange { entry });
         }
         Ok(FlowSteering {
             key,
@@ -267,10 +277,16 @@ mod tests {
     fn tables_must_name_lanes() {
         assert!(FlowSteering::new(DEFAULT_RSS_KEY, Vec::new())
             .unwrap_err()
+            .to_string()
             .contains("empty"));
         assert!(FlowSteering::new(DEFAULT_RSS_KEY, vec![0, u16::MAX])
             .unwrap_err()
+            .to_string()
             .contains("entry 1"));
+        assert_eq!(
+            RssTableError::LaneOutOfRange { entry: 1 }.to_string(),
+            "RSS indirection table entry 1 names lane 65535, above the highest lane 65534"
+        );
         let steering = FlowSteering::new(DEFAULT_RSS_KEY, vec![3, 0, 3]).unwrap();
         assert_eq!(steering.lanes(), 4);
         assert_eq!(FlowSteering::round_robin(DEFAULT_RSS_KEY, 1).lanes(), 1);
