@@ -23,11 +23,13 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 
 /// Why [`FlowTable::insert`] refused an entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FlowTableError {
     /// The table holds [`FlowTable::max_entries`] entries already.
+    #[error("the flow table is full")]
     Full,
     /// The key is in the table already, with this value (which is left as it was).
+    #[error("the flow is in the table already (value {0})")]
     Exists(u32),
 }
 

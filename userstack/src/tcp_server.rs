@@ -118,13 +118,16 @@ pub struct ServerConfig {
 }
 
 /// Why [`TcpServer::connect`] opened nothing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ConnectError {
     /// Every outbound socket is in use.
+    #[error("every outbound socket is in use")]
     NoFreeSocket,
     /// The local port is zero, the listen port, or already used toward that remote end.
+    #[error("the local port is zero, the listen port, or already used toward that remote end")]
     PortInUse,
     /// The stack refused the endpoints (for example an unspecified remote address).
+    #[error("the TCP stack refused the connection's endpoints")]
     Refused,
 }
 
