@@ -26,7 +26,7 @@ use std::{
 };
 
 use serde_json::{json, Value};
-use xgate_xdp::{ActionStats, FlowMaps, ReapReason, Verdict, FLOW_ESTABLISHED, FLOW_FIN, FLOW_RST};
+use xgate_xdp::{ActionStats, FlowMaps, ReapReason, XdpVerdict, FLOW_ESTABLISHED, FLOW_FIN, FLOW_RST};
 
 use crate::{
     counters::LaneCounters,
@@ -318,7 +318,7 @@ pub fn top_json(observatory: &Observatory<'_>) -> Value {
             }
             acc
         });
-    let drops: serde_json::Map<String, Value> = Verdict::ALL
+    let drops: serde_json::Map<String, Value> = XdpVerdict::ALL
         .iter()
         .filter(|v| v.action() == "drop")
         .map(|v| {
@@ -345,7 +345,7 @@ pub fn top_json(observatory: &Observatory<'_>) -> Value {
         "flows_established": view.reaper.established,
         "reaped": reaped_json,
         "xdp_drops": drops,
-        "xdp_redirected": view.xdp.get(Verdict::RedirectIpv4 as usize).map_or(0, |s| s.packets),
+        "xdp_redirected": view.xdp.get(XdpVerdict::RedirectIpv4 as usize).map_or(0, |s| s.packets),
     })
 }
 

@@ -19,7 +19,7 @@ use std::{
 };
 
 use xgate_userstack::{FrameState, PortConfig, XskPort};
-use xgate_xdp::{Steering, Verdict as XdpVerdict};
+use xgate_xdp::{Steering, XdpVerdict};
 
 use crate::{
     config::Config,

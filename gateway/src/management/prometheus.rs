@@ -2,7 +2,7 @@
 //! (HTTP, flows and the SYN shield, the XDP program's counters, per-lane counters), each group
 //! one function over the [`Observatory`].
 
-use xgate_xdp::{ActionStats, ReapReason, Verdict};
+use xgate_xdp::{ActionStats, ReapReason, XdpVerdict};
 
 use super::{lane_sums, ControlView, Observatory};
 use crate::{
@@ -234,7 +234,7 @@ fn xdp_families(e: &mut Exposition, view: &ControlView) {
     ];
     for (name, help, field) in families {
         e.family(name, "counter", help);
-        for v in Verdict::ALL {
+        for v in XdpVerdict::ALL {
             let n = view.xdp.get(v as usize).map_or(0, field);
             e.sample(name, &[("action", v.action()), ("reason", v.reason())], n as f64);
         }

@@ -300,7 +300,11 @@ fn a_slot_body_for_an_upstream_reset_meanwhile_stays_in_the_slot_and_the_upstrea
     assert_eq!(rig.upstream_got(), POST_HEAD, "the body waits for room");
     rig.upstream.reset();
     assert_eq!(rig.pump().end, upstream_fault(UpstreamFault::ClosedBeforeHead));
-    assert_eq!(rig.slot_bytes(), b"hello", "nothing taken for a stream that cannot send");
+    assert_eq!(
+        rig.slot_bytes(),
+        b"hello",
+        "nothing taken for a stream that cannot send"
+    );
 }
 
 #[test]

@@ -41,9 +41,9 @@ use aya_ebpf::{
 };
 use xgate_xdp_common::{
     ActionStats, FlowDrop, FlowKey, FlowStats, FrameMeta, RateLimit, ShieldLimits, SynBudget, SynSource,
-    Verdict, BENCH_STATS_ENTRIES, DEFAULT_FLOWS, DEFAULT_FLOW_DROPS, DEFAULT_SYN_SOURCES, FLOW_ESTABLISHED,
-    FLOW_FIN, FLOW_RST, FLOW_SYN, FRAME_META_LEN, FRAME_META_MAGIC, HANDSHAKE_SUM_SLOT, LATENCY_BUCKETS,
-    MAX_QUEUES,
+    XdpVerdict, BENCH_STATS_ENTRIES, DEFAULT_FLOWS, DEFAULT_FLOW_DROPS, DEFAULT_SYN_SOURCES,
+    FLOW_ESTABLISHED, FLOW_FIN, FLOW_RST, FLOW_SYN, FRAME_META_LEN, FRAME_META_MAGIC, HANDSHAKE_SUM_SLOT,
+    LATENCY_BUCKETS, MAX_QUEUES,
 };
 
 /// The gateway's IPv4 address, wire octets as a native u32. Set by the loader before load.
@@ -90,7 +90,7 @@ static HANDSHAKE_HISTOGRAM: PerCpuArray<u64> = PerCpuArray::with_max_entries(LAT
 static XSKS: XskMap = XskMap::with_max_entries(MAX_QUEUES, 0);
 
 #[map(name = "VERDICT_STATS")]
-static VERDICT_STATS: PerCpuArray<ActionStats> = PerCpuArray::with_max_entries(Verdict::COUNT, 0);
+static VERDICT_STATS: PerCpuArray<ActionStats> = PerCpuArray::with_max_entries(XdpVerdict::COUNT, 0);
 
 /// Every frame `xgate_bench_drop` saw, per CPU, at index 0. Written only by that benchmark
 /// program; the steering program never touches it.
@@ -122,22 +122,22 @@ const TCP_ACK: u8 = 0x10;
 pub fn xgate_steer(ctx: XdpContext) -> u32 {
     let bytes = ctx.data_end() - ctx.data();
     let mut verdict = classify(&ctx);
-    if verdict == Verdict::RedirectIpv4 {
+    if verdict == XdpVerdict::RedirectIpv4 {
         if let Some(segment) = read_segment(&ctx) {
             verdict = watch(&segment, bytes);
         }
     }
     let action = match verdict {
-        Verdict::PassNotOurs | Verdict::PassMalformed => xdp_action::XDP_PASS,
-        Verdict::RedirectArp | Verdict::RedirectIpv4 => {
+        XdpVerdict::PassNotOurs | XdpVerdict::PassMalformed => xdp_action::XDP_PASS,
+        XdpVerdict::RedirectArp | XdpVerdict::RedirectIpv4 => {
             if !stamp_arrival(&ctx) {
-                verdict = Verdict::DropNoHeadroom;
+                verdict = XdpVerdict::DropNoHeadroom;
                 xdp_action::XDP_DROP
             } else {
                 match XSKS.redirect(ctx.rx_queue_index(), 0) {
                     Ok(action) => action,
                     Err(_) => {
-                        verdict = Verdict::DropNoSocket;
+                        verdict = XdpVerdict::DropNoSocket;
                         xdp_action::XDP_DROP
                     }
                 }
@@ -227,7 +227,7 @@ fn read_segment(ctx: &XdpContext) -> Option<Segment> {
 /// Applies the drop map and the SYN shield to `segment` and records it in its flow. Returns
 /// `RedirectIpv4` or the drop verdict.
 #[inline(always)]
-fn watch(segment: &Segment, bytes: usize) -> Verdict {
+fn watch(segment: &Segment, bytes: usize) -> XdpVerdict {
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     let opens = segment.flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
@@ -238,7 +238,7 @@ fn watch(segment: &Segment, bytes: usize) -> Verdict {
         if now < expires && !opens {
             // SAFETY: as above; `hits` is a field of that live entry.
             add_u32(unsafe { core::ptr::addr_of_mut!((*drop).hits) }, 1);
-            return Verdict::DropReapedFlow;
+            return XdpVerdict::DropReapedFlow;
         }
         let _ = FLOW_DROPS.remove(&segment.key);
     }
@@ -247,10 +247,10 @@ fn watch(segment: &Segment, bytes: usize) -> Verdict {
             return refused;
         }
         open_flow(segment, bytes, now);
-        return Verdict::RedirectIpv4;
+        return XdpVerdict::RedirectIpv4;
     }
     let Some(flow) = FLOWS.get_ptr_mut(&segment.key) else {
-        return Verdict::RedirectIpv4;
+        return XdpVerdict::RedirectIpv4;
     };
     count_segment(flow, bytes);
     // SAFETY: the pointer comes from a successful lookup of an LRU entry, which stays valid for
@@ -290,7 +290,7 @@ fn watch(segment: &Segment, bytes: usize) -> Verdict {
             flow.ack_progress_ns = now;
         }
     }
-    Verdict::RedirectIpv4
+    XdpVerdict::RedirectIpv4
 }
 
 /// A client SYN: a new flow entry, or a repeated SYN of a handshake not yet complete.
@@ -365,7 +365,7 @@ fn admit(next: &mut u64, limit: &RateLimit, now: u64) -> bool {
 
 /// The SYN shield: `None` if a SYN from `source` may pass, else the drop verdict.
 #[inline(always)]
-fn shield(source: u32, now: u64) -> Option<Verdict> {
+fn shield(source: u32, now: u64) -> Option<XdpVerdict> {
     // SAFETY: a plain global of integers; the volatile read keeps the loader's values.
     let limits = unsafe { core::ptr::read_volatile(&SHIELD) };
     let trusted = match SYN_SOURCES.get_ptr_mut(&source) {
@@ -379,7 +379,7 @@ fn shield(source: u32, now: u64) -> Option<Verdict> {
                 &limits.untrusted_source
             };
             if !admit(&mut state.next_ns, limit, now) {
-                return Some(Verdict::DropSynSourceRate);
+                return Some(XdpVerdict::DropSynSourceRate);
             }
             trusted
         }
@@ -389,7 +389,7 @@ fn shield(source: u32, now: u64) -> Option<Verdict> {
         if let Some(budget) = SYN_BUDGET.get_ptr_mut(0) {
             // SAFETY: per-CPU array entries are private to this CPU while the program runs.
             if !admit(unsafe { &mut (*budget).next_ns }, &limits.budget, now) {
-                return Some(Verdict::DropSynBudget);
+                return Some(XdpVerdict::DropSynBudget);
             }
         }
         if SYN_SOURCES.get_ptr(&source).is_none() {
@@ -501,32 +501,32 @@ fn count_into(stats: &PerCpuArray<ActionStats>, bytes: usize) {
 }
 
 #[inline(always)]
-fn classify(ctx: &XdpContext) -> Verdict {
+fn classify(ctx: &XdpContext) -> XdpVerdict {
     let gateway = unsafe {
         // SAFETY: GATEWAY_IPV4 is a plain u32 global; the volatile read stops the compiler from
         // folding the zero initialiser that the loader rewrites before load.
         core::ptr::read_volatile(&GATEWAY_IPV4)
     };
     let Some(ether_type) = read_be16(ctx, 12) else {
-        return Verdict::PassMalformed;
+        return XdpVerdict::PassMalformed;
     };
     match ether_type {
         ETH_P_ARP => match read_u32(ctx, ETH_HDR_LEN + ARP_TPA_OFFSET) {
-            Some(target) if target == gateway => Verdict::RedirectArp,
-            Some(_) => Verdict::PassNotOurs,
-            None => Verdict::PassMalformed,
+            Some(target) if target == gateway => XdpVerdict::RedirectArp,
+            Some(_) => XdpVerdict::PassNotOurs,
+            None => XdpVerdict::PassMalformed,
         },
         ETH_P_IPV4 => {
             if ctx.data() + ETH_HDR_LEN + IPV4_MIN_HDR_LEN > ctx.data_end() {
-                return Verdict::PassMalformed;
+                return XdpVerdict::PassMalformed;
             }
             match read_u32(ctx, ETH_HDR_LEN + IPV4_DST_OFFSET) {
-                Some(dst) if dst == gateway => Verdict::RedirectIpv4,
-                Some(_) => Verdict::PassNotOurs,
-                None => Verdict::PassMalformed,
+                Some(dst) if dst == gateway => XdpVerdict::RedirectIpv4,
+                Some(_) => XdpVerdict::PassNotOurs,
+                None => XdpVerdict::PassMalformed,
             }
         }
-        _ => Verdict::PassNotOurs,
+        _ => XdpVerdict::PassNotOurs,
     }
 }
 
@@ -556,7 +556,7 @@ fn read_u32(ctx: &XdpContext, offset: usize) -> Option<u32> {
 }
 
 #[inline(always)]
-fn count(verdict: Verdict, bytes: usize) {
+fn count(verdict: XdpVerdict, bytes: usize) {
     if let Some(stats) = VERDICT_STATS.get_ptr_mut(verdict as u32) {
         // SAFETY: per-CPU array entries are private to this CPU while the program runs, so a plain
         // read-modify-write cannot race; the pointer comes from a successful map lookup.
