@@ -18,7 +18,11 @@ use super::{
     proxy::{exchange_timeouts, BAD_GATEWAY},
     Lane,
 };
-use crate::routing::{PoolLimits, Routing};
+use crate::{
+    routing::{PoolLimits, Routing},
+    transport::SocketStream,
+};
+use xgate_proxy::stream::Stream;
 
 /// Who holds an upstream connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -408,11 +412,11 @@ impl Lane<'_> {
                 .map_or("/", |h| &h.path);
             let mut request = [0u8; 512];
             let len = health_request(path, conn.addr, &mut request);
-            let socket = self.server.socket(id);
-            if socket.send_capacity() - socket.send_queue() < len {
+            let mut stream = SocketStream::of(&mut self.server, id);
+            if stream.send_room() < len {
                 return;
             }
-            let _ = socket.send_slice(&request[..len]);
+            stream.send(&request[..len]);
             self.upstreams.conn(id).owner = Owner::Probe {
                 deadline_ms,
                 sent: true,
@@ -421,11 +425,13 @@ impl Lane<'_> {
             return;
         }
         let mut head = [0u8; 16];
-        let n = self.server.socket(id).peek_slice(&mut head).unwrap_or(0);
+        let mut stream = SocketStream::of(&mut self.server, id);
+        let n = stream.peek(&mut head);
+        let closed = !stream.may_recv();
         if n >= 12 {
             let ok = head.starts_with(b"HTTP/1.") && matches!(head[9], b'2' | b'3');
             self.probe_done(id, ok);
-        } else if !self.server.socket(id).may_recv() {
+        } else if closed {
             self.probe_done(id, false);
         }
     }
