@@ -13,6 +13,7 @@ mod loadgen;
 mod packets;
 mod process;
 mod report;
+mod results;
 mod suite;
 
 use std::process::ExitCode;

@@ -18,7 +18,7 @@ use anyhow::Context;
 use plotters::prelude::*;
 use serde_json::Value;
 
-use crate::suite::{
+use crate::results::{
     proxy_reference, FloodCase, FloodRun, HttpCase, NewConnectionRun, RunFigures, SuiteResults,
     DIRECT_SERVER, NGINX_PROXY_SERVER, OPEN_LOOP_CLIENT, PROXY_SERVERS, TWO_LANES_SERVER, XGATE_PROXY_SERVER,
 };
@@ -227,8 +227,8 @@ fn flood_section(out: &mut String, cases: &[FloodCase]) {
          CPU from the clients too: read the ratios side by side, not as the defense's cost alone. xgate's socket pool \
          gets {} more sockets here, room for the half-open connections its shield admits.\n",
         first.connections,
-        crate::suite::NEW_CONNECTION_CLIENTS,
-        thousands(crate::suite::FLOOD_POOL_MARGIN as f64),
+        crate::results::NEW_CONNECTION_CLIENTS,
+        thousands(crate::results::FLOOD_POOL_MARGIN as f64),
     );
     let _ = writeln!(
         out,
@@ -1237,7 +1237,7 @@ Transfer/sec:      8.96MB
             git: "abc1234".into(),
             command: "xgate-bench suite --smoke".into(),
             plan: serde_json::from_value(plan).unwrap(),
-            machine: crate::suite::Machine {
+            machine: crate::results::Machine {
                 cpu_model: "cpu".into(),
                 cpus: 2,
                 kernel: "6.1".into(),
@@ -1277,7 +1277,7 @@ Transfer/sec:      8.96MB
             completed: rps as u64 * 2,
             failed,
         };
-        let flood_run = |quiet: f64, flooded: f64, syn: f64| crate::suite::FloodRun {
+        let flood_run = |quiet: f64, flooded: f64, syn: f64| crate::results::FloodRun {
             keepalive_quiet: run(quiet, 400.0, 900.0),
             keepalive_flooded: run(flooded, 500.0, 1000.0),
             new_connections_quiet: new_connections(8000.0, 0),
