@@ -179,3 +179,25 @@ pub const PROXY_SERVERS: [&str; 3] = [XGATE_PROXY_SERVER, NGINX_PROXY_SERVER, DI
 /// The client label of open-loop cases (the terminating ones, servers `xgate` and `nginx`, and
 /// the proxy section's, servers [`PROXY_SERVERS`]).
 pub const OPEN_LOOP_CLIENT: &str = "xgate-bench open loop";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_written_before_the_proxy_section_still_read() {
+        let plan: Plan = serde_json::from_str(
+            r#"{"mode":"quick","connections":[10,100],"repeats":3,"warmup_seconds":0.5,
+                "duration_seconds":2.0,"wrk_connections":[100],"packet_seconds":1.0,"profile":false}"#,
+        )
+        .unwrap();
+        assert!(plan.proxy_connections.is_empty());
+    }
+
+    #[test]
+    fn the_proxy_reference_is_100_or_the_first_count() {
+        assert_eq!(proxy_reference(&[10, 100, 1000]), Some(100));
+        assert_eq!(proxy_reference(&[10, 1000]), Some(10));
+        assert_eq!(proxy_reference(&[]), None);
+    }
+}
