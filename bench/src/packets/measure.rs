@@ -79,11 +79,7 @@ struct RunningGenerator {
 }
 
 impl RunningGenerator {
-    fn start(
-        generator: Arc<FrameGenerator>,
-        frame: Vec<u8>,
-        settings: RunSettings,
-    ) -> RunningGenerator {
+    fn start(generator: Arc<FrameGenerator>, frame: Vec<u8>, settings: RunSettings) -> RunningGenerator {
         let control = Arc::new(GeneratorControl::default());
         let thread = {
             let control = Arc::clone(&control);

@@ -55,7 +55,7 @@ use crate::{
 
 use self::{
     host::{check_file_limit, date_and_revision, hold_suite_lock, machine, require_tools, WorkDir},
-    lab::{sysctl, LabGuard, BACKEND_NS, CLIENT_NS, GATEWAY_NS, LAB},
+    lab::{lab_gateway_config, lab_up, sysctl, BACKEND_NS, CLIENT_NS, GATEWAY_NS},
     runs::OutputWithTimeout,
     servers::Server,
 };
@@ -164,19 +164,7 @@ pub fn run(args: &SuiteArgs) -> anyhow::Result<()> {
         plan.duration_seconds
     );
 
-    let lab_config_path = work.join("lab.toml");
-    let _ = Command::new(&xgate).args(["lab", "down", "--name", LAB]).output();
-    let up = Command::new(&xgate)
-        .args(["lab", "up", "--name", LAB, "--queues", "2", "--config-out"])
-        .arg(&lab_config_path)
-        .output()?;
-    if !up.status.success() {
-        bail!(
-            "xgate lab up failed: {}",
-            String::from_utf8_lossy(&up.stderr).trim()
-        );
-    }
-    let _lab = LabGuard { xgate: xgate.clone() };
+    let _lab = lab_up()?;
     sysctl(
         GATEWAY_NS,
         &["net.core.somaxconn=16384", "net.ipv4.tcp_max_syn_backlog=16384"],
@@ -192,7 +180,7 @@ pub fn run(args: &SuiteArgs) -> anyhow::Result<()> {
         xgate,
         bench: bench.clone(),
         work: work.clone(),
-        lab_config: std::fs::read_to_string(&lab_config_path)?,
+        lab_config: lab_gateway_config(),
         progress: Progress {
             done: 0,
             total: plan.steps(),
