@@ -15,6 +15,7 @@ mod process;
 mod report;
 mod results;
 mod suite;
+mod sys;
 
 use std::process::ExitCode;
 

@@ -3,7 +3,6 @@
 //! frame, warm up, count, stop the generator.
 
 use std::{
-    os::unix::thread::JoinHandleExt as _,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -19,7 +18,10 @@ use xgate_xdp::{
     Steering, Verdict,
 };
 
-use crate::process::{check_interrupted, interrupted};
+use crate::{
+    process::{check_interrupted, interrupted},
+    sys,
+};
 
 use super::{
     frame::udp_frame,
@@ -123,9 +125,9 @@ impl RunningGenerator {
             }
             // A packet-socket send sees the flag; a live-frames call, inside the kernel, the signal.
             self.generator.interrupt();
-            // SAFETY: the thread has not been joined, so its pthread_t is still valid; the signal
-            // has a do-nothing handler (installed by `run`), so it only interrupts a system call.
-            unsafe { libc::pthread_kill(thread.as_pthread_t(), GENERATOR_STOP_SIGNAL) };
+            // The signal has a do-nothing handler (installed by `run`), so it only interrupts a
+            // system call.
+            sys::signal_thread(&thread, GENERATOR_STOP_SIGNAL);
             thread::sleep(Duration::from_millis(2));
         }
         thread

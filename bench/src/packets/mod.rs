@@ -96,7 +96,10 @@ use anyhow::{bail, Context};
 use clap::Args;
 use xgate_xdp::bench::MAX_LIVE_BATCH;
 
-use crate::process::{check_interrupted, install_interrupt_handlers, require_root, set_signal_handler};
+use crate::{
+    process::{check_interrupted, install_interrupt_handlers, require_root},
+    sys::{self, set_signal_handler},
+};
 
 use self::{
     measure::{measure_once, RunOutcome, RunSettings},
@@ -280,20 +283,12 @@ fn check_cpus(args: &PacketArgs) -> anyhow::Result<()> {
             args.generator_cpu
         );
     }
-    // SAFETY: an all-zero cpu_set_t is the empty set.
-    let mut allowed: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: sched_getaffinity writes at most size_of::<cpu_set_t>() bytes into `allowed`.
-    let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut allowed) };
-    if rc != 0 {
-        bail!("sched_getaffinity: {}", std::io::Error::last_os_error());
-    }
+    let allowed = sys::allowed_cpus().context("sched_getaffinity")?;
     for (flag, cpu) in [
         ("--generator-cpu", args.generator_cpu),
         ("--receiver-cpu", args.receiver_cpu),
     ] {
-        // SAFETY: CPU_ISSET only reads the set; cpu is checked against the set's capacity first.
-        let usable = cpu < libc::CPU_SETSIZE as usize && unsafe { libc::CPU_ISSET(cpu, &allowed) };
-        if !usable {
+        if !allowed.contains(cpu) {
             bail!("{flag} {cpu}: that CPU is not available to this process (see `nproc`, `taskset -p $$`)");
         }
     }

@@ -3,7 +3,6 @@
 
 use std::{
     fs::File,
-    os::fd::AsRawFd,
     path::Path,
     process::Command,
     thread,
@@ -12,7 +11,7 @@ use std::{
 
 use anyhow::{bail, Context};
 
-use crate::process::check_interrupted;
+use crate::{process::check_interrupted, sys};
 
 use super::{
     LOCK_PATH, LOCK_TIMEOUT, MTU, RX_INTERFACE, RX_MAC, RX_NAMESPACE, TX_INTERFACE, TX_IP, TX_MAC,
@@ -21,46 +20,22 @@ use super::{
 
 /// Pins the calling thread to `cpu`.
 pub(super) fn pin_current_thread(cpu: usize) -> anyhow::Result<()> {
-    // SAFETY: an all-zero cpu_set_t is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: CPU_SET writes one bit inside `set`; `cpu` was checked against CPU_SETSIZE by
-    // `check_cpus`.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: pid 0 is the calling thread; the kernel reads size_of::<cpu_set_t>() bytes of `set`.
-    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
-    if rc != 0 {
-        bail!(
-            "pinning a thread to CPU {cpu}: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-    Ok(())
+    sys::pin_current_thread(cpu).with_context(|| format!("pinning a thread to CPU {cpu}"))
 }
 
 /// Moves the calling thread (only) into the named network namespace.
 pub(super) fn enter_namespace(name: &str) -> anyhow::Result<()> {
     let path = Path::new("/run/netns").join(name);
     let file = File::open(&path).with_context(|| format!("opening network namespace {}", path.display()))?;
-    // SAFETY: `file` is an open nsfs file; setns(CLONE_NEWNET) changes only this thread's network
-    // namespace and touches no memory of ours.
-    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    if rc != 0 {
-        bail!(
-            "entering network namespace {name}: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-    Ok(())
+    sys::enter_network_namespace(&file).with_context(|| format!("entering network namespace {name}"))
 }
 
 pub(super) fn interface_index(name: &str) -> anyhow::Result<u32> {
     let c_name = std::ffi::CString::new(name)?;
-    // SAFETY: c_name is a valid NUL-terminated string; if_nametoindex only reads it.
-    let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
-    if index == 0 {
-        bail!("no interface {name} in this namespace");
+    match sys::interface_index(&c_name) {
+        Some(index) => Ok(index),
+        None => bail!("no interface {name} in this namespace"),
     }
-    Ok(index)
 }
 
 /// Serialises `packets` runs: two would fight over the same namespaces.
@@ -78,8 +53,7 @@ impl RunLock {
             .with_context(|| format!("opening {LOCK_PATH}"))?;
         let deadline = Instant::now() + LOCK_TIMEOUT;
         loop {
-            // SAFETY: flock on a file descriptor we own; it touches no memory.
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            if sys::try_lock_exclusive(&file) {
                 return Ok(RunLock { _file: file });
             }
             check_interrupted()?;

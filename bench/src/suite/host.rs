@@ -12,6 +12,7 @@ use anyhow::{bail, Context};
 use crate::{
     process::require_root,
     results::{Machine, Plan},
+    sys,
 };
 
 fn output_of(program: &str, args: &[&str]) -> Option<String> {
@@ -115,15 +116,13 @@ const SUITE_LOCK: &str = "/run/xgate-bench-suite.lock";
 
 /// Takes the suite lock, or says who has it. The lock goes with the returned file.
 pub(super) fn hold_suite_lock() -> anyhow::Result<std::fs::File> {
-    use std::os::fd::AsRawFd;
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(SUITE_LOCK)
         .with_context(|| format!("opening {SUITE_LOCK}"))?;
-    // SAFETY: flock on a descriptor this function owns; no memory is involved.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+    if !sys::try_lock_exclusive(&file) {
         bail!("another benchmark suite is running (it holds {SUITE_LOCK}); wait for it to finish");
     }
     Ok(file)
@@ -142,20 +141,16 @@ impl Drop for WorkDir {
 /// connection; this process's limit is what they inherit).
 pub(super) fn check_file_limit(plan: &Plan) -> anyhow::Result<()> {
     let most = plan.connections.iter().copied().max().unwrap_or(0) as u64 + 256;
-    // SAFETY: an all-zero rlimit is a valid value of the plain-data struct.
-    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
-    // SAFETY: getrlimit writes one rlimit into the live, correctly typed struct it is given.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+    let Some(limit) = sys::open_file_limit() else {
         return Ok(());
-    }
-    if (limit.rlim_cur as u64) < most {
+    };
+    if limit.rlim_cur < most as libc::rlim_t {
         let raised = libc::rlimit {
             rlim_cur: (most as libc::rlim_t).min(limit.rlim_max),
             rlim_max: limit.rlim_max,
         };
-        // SAFETY: setrlimit reads one rlimit from the live struct it is given.
-        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) };
-        if (raised.rlim_cur as u64) < most {
+        let _ = sys::set_open_file_limit(&raised);
+        if raised.rlim_cur < most as libc::rlim_t {
             bail!(
                 "open-file limit {} is below the {most} the largest connection count needs: raise it (ulimit -n) or pass smaller --connections",
                 limit.rlim_max

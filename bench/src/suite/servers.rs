@@ -16,6 +16,7 @@ use serde_json::Value;
 use crate::{
     process::check_interrupted,
     results::{DIRECT_SERVER, NGINX_PROXY_SERVER, TWO_LANES_SERVER, XGATE_PROXY_SERVER},
+    sys,
 };
 
 use super::{
@@ -102,11 +103,9 @@ fn check_served_by_backend(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Sends `signal` to `child` (our own, still unreaped, so its pid cannot have been reused).
 pub(super) fn signal(child: &Child, signal: libc::c_int) {
-    // SAFETY: kill has no memory-safety preconditions; the pid is our own live child's.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, signal);
-    }
+    sys::signal_process(child.id(), signal);
 }
 
 /// Stops a server: `signal`, then SIGKILL if it has not exited within 5 s.
