@@ -27,6 +27,72 @@ pub struct Plan {
     /// Connection counts of the proxy section (absent from results written before it existed).
     #[serde(default)]
     pub proxy_connections: Vec<usize>,
+    /// The sections this run measured (`--only`); written only when some were left out, so
+    /// absent means every section.
+    #[serde(default = "Section::every", skip_serializing_if = "Section::is_every")]
+    pub sections: Vec<Section>,
+}
+
+impl Plan {
+    /// Whether this run measures `section`.
+    pub fn runs(&self, section: Section) -> bool {
+        self.sections.contains(&section)
+    }
+}
+
+/// A part of the suite that `--only` can select.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Section {
+    /// xgate terminating, closed loop, at every connection count (and its profile, if planned).
+    Xgate,
+    /// nginx terminating, closed loop, at every connection count.
+    Nginx,
+    /// wrk beside the load generator against the terminating servers run, where planned.
+    Wrk,
+    /// Both terminating servers in open loop at one offered rate (needs xgate and nginx).
+    OpenLoop,
+    /// xgate with two lanes.
+    TwoLanes,
+    /// Proxy mode, closed loop: xgate as the proxy.
+    XgateProxy,
+    /// Proxy mode, closed loop: nginx as the proxy.
+    NginxProxy,
+    /// Proxy mode, closed loop: the client on the backend directly.
+    Direct,
+    /// Proxy mode, all three in open loop at one offered rate (needs xgate-proxy, nginx-proxy and
+    /// direct).
+    ProxyOpenLoop,
+    /// The SYN-flood section.
+    Flood,
+    /// The packet path (`xgate-bench packets`).
+    Packets,
+}
+
+impl Section {
+    /// Every section, in the order the suite runs them.
+    pub const ALL: [Section; 11] = [
+        Section::Xgate,
+        Section::Nginx,
+        Section::Wrk,
+        Section::OpenLoop,
+        Section::TwoLanes,
+        Section::XgateProxy,
+        Section::NginxProxy,
+        Section::Direct,
+        Section::ProxyOpenLoop,
+        Section::Flood,
+        Section::Packets,
+    ];
+
+    fn every() -> Vec<Section> {
+        Section::ALL.to_vec()
+    }
+
+    /// Whether `sections` holds every section.
+    pub fn is_every(sections: &[Section]) -> bool {
+        Section::ALL.iter().all(|section| sections.contains(section))
+    }
 }
 
 /// The proxy section's reference count, where its open-loop runs take place and its goals are
@@ -192,6 +258,21 @@ mod tests {
         )
         .unwrap();
         assert!(plan.proxy_connections.is_empty());
+    }
+
+    #[test]
+    fn sections_are_written_only_when_some_were_left_out() {
+        let text = r#"{"mode":"quick","connections":[100],"repeats":3,"warmup_seconds":0.5,
+            "duration_seconds":2.0,"wrk_connections":[],"packet_seconds":1.0,"profile":false,
+            "proxy_connections":[100]}"#;
+        let mut plan: Plan = serde_json::from_str(text).unwrap();
+        assert!(Section::ALL.iter().all(|&section| plan.runs(section)));
+        assert!(serde_json::to_value(&plan).unwrap().get("sections").is_none());
+        plan.sections = vec![Section::Xgate, Section::XgateProxy];
+        let json = serde_json::to_value(&plan).unwrap();
+        assert_eq!(json["sections"], serde_json::json!(["xgate", "xgate-proxy"]));
+        let back: Plan = serde_json::from_value(json).unwrap();
+        assert!(back.runs(Section::XgateProxy) && !back.runs(Section::Nginx));
     }
 
     #[test]

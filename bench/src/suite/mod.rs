@@ -13,6 +13,9 @@
 //!    closed loop, then all three in open loop at one offered rate (coordinated-omission corrected).
 //! 3. The packet path: `xgate-bench packets` (AF_XDP receive vs XDP_DROP on one veth).
 //!
+//! `--only` runs some of these sections (see [`Section`]), `--xgate` names the xgate binary under
+//! test: `scripts/ab.sh` compares two binaries that way.
+//!
 //! Pinning: every server runs on CPU 0 and every client on CPU 1 (`taskset`). On veth the kernel
 //! delivers a packet on the *sender's* CPU, so part of each server's receive work lands on the
 //! client's CPU and part of the client's on the server's; both servers get the same treatment,
@@ -46,16 +49,18 @@ use std::{
 
 use anyhow::{bail, Context};
 use clap::Args;
+use serde_json::Value;
 
 use crate::{
     process::install_interrupt_handlers,
     report,
-    results::{Plan, SuiteResults},
+    results::{Plan, Section, SuiteResults},
 };
 
 use self::{
     host::{check_file_limit, date_and_revision, hold_suite_lock, machine, require_tools, WorkDir},
     lab::{lab_gateway_config, lab_up, sysctl, BACKEND_NS, CLIENT_NS, GATEWAY_NS},
+    plan::results_md_path,
     runs::OutputWithTimeout,
     servers::Server,
 };
@@ -86,6 +91,13 @@ pub struct SuiteArgs {
     /// Record a CPU profile (perf) of xgate at 100 connections (default in --full).
     #[arg(long)]
     pub profile: bool,
+    /// Run only these sections, comma-separated (default: all). A run that leaves some out
+    /// rewrites no RESULTS.md unless --results-md is given.
+    #[arg(long, value_delimiter = ',', value_enum)]
+    pub only: Option<Vec<Section>>,
+    /// The xgate binary under test (default: the `xgate` next to xgate-bench).
+    #[arg(long)]
+    pub xgate: Option<PathBuf>,
 }
 
 /// Prints a progress bar on stderr.
@@ -143,7 +155,17 @@ pub fn run(args: &SuiteArgs) -> anyhow::Result<()> {
     // lab and work directory are still removed by their guards.
     install_interrupt_handlers();
     let bench = std::env::current_exe().context("locating xgate-bench")?;
-    let xgate = bench.with_file_name("xgate");
+    let xgate = match &args.xgate {
+        Some(path) => {
+            let xgate = std::fs::canonicalize(path).with_context(|| format!("--xgate {}", path.display()))?;
+            if !xgate.is_file() {
+                bail!("--xgate {}: not a file", path.display());
+            }
+            eprintln!("xgate under test: {}", xgate.display());
+            xgate
+        }
+        None => bench.with_file_name("xgate"),
+    };
     if !xgate.exists() {
         bail!(
             "no xgate binary next to {} (build both: cargo build --release -p xgate -p xgate-bench)",
@@ -190,29 +212,29 @@ pub fn run(args: &SuiteArgs) -> anyhow::Result<()> {
     };
     let mut http = Vec::new();
     let mut profile = Vec::new();
-    suite.run_server(Server::Xgate, &mut http, &mut profile)?;
-    suite.run_server(Server::Nginx, &mut http, &mut profile)?;
-    suite.run_open_loop(&mut http)?;
-    suite.run_two_lanes(&mut http)?;
+    if suite.plan.runs(Section::Xgate) {
+        suite.run_server(Server::Xgate, &mut http, &mut profile)?;
+    }
+    if suite.plan.runs(Section::Nginx) {
+        suite.run_server(Server::Nginx, &mut http, &mut profile)?;
+    }
+    if suite.plan.runs(Section::OpenLoop) {
+        suite.run_open_loop(&mut http)?;
+    }
+    if suite.plan.runs(Section::TwoLanes) {
+        suite.run_two_lanes(&mut http)?;
+    }
     suite.run_proxy(&mut http)?;
-    let flood = suite.run_flood()?;
-
-    let packets = Command::new(&bench)
-        .args([
-            "packets",
-            "--json",
-            "--seconds",
-            &suite.plan.packet_seconds.to_string(),
-        ])
-        .args(["--repeats", &suite.plan.repeats.to_string()])
-        .stderr(Stdio::piped())
-        .output_with_timeout(Duration::from_secs(300))?;
-    let packet_path = if packets.status.success() {
-        serde_json::from_slice(&packets.stdout).context("parsing xgate-bench packets output")?
+    let flood = if suite.plan.runs(Section::Flood) {
+        suite.run_flood()?
     } else {
-        serde_json::json!({ "error": String::from_utf8_lossy(&packets.stderr).trim() })
+        Vec::new()
     };
-    suite.progress.step("packet path measured");
+    let packet_path = if suite.plan.runs(Section::Packets) {
+        measure_packet_path(&mut suite)?
+    } else {
+        Value::Null
+    };
 
     let results = SuiteResults {
         schema: 1,
@@ -233,12 +255,7 @@ pub fn run(args: &SuiteArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let stem = args.out.join(format!("{date}-{git}"));
     let written = report::write_all(&results, &stem)?;
-    let results_md = match (&args.results_md, results.plan.mode.as_str()) {
-        (Some(path), _) => Some(path.clone()),
-        (None, "smoke") => None,
-        (None, _) => Some(PathBuf::from("bench/RESULTS.md")),
-    };
-    if let Some(path) = results_md {
+    if let Some(path) = results_md_path(args, &results.plan) {
         report::write_results_md(&results, &stem, &path)?;
         eprintln!("wrote {}", path.display());
     }
@@ -246,6 +263,27 @@ pub fn run(args: &SuiteArgs) -> anyhow::Result<()> {
         eprintln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// Runs `xgate-bench packets` as a child and returns its JSON, or its error as JSON.
+fn measure_packet_path(suite: &mut Suite) -> anyhow::Result<Value> {
+    let packets = Command::new(&suite.bench)
+        .args([
+            "packets",
+            "--json",
+            "--seconds",
+            &suite.plan.packet_seconds.to_string(),
+        ])
+        .args(["--repeats", &suite.plan.repeats.to_string()])
+        .stderr(Stdio::piped())
+        .output_with_timeout(Duration::from_secs(300))?;
+    let packet_path = if packets.status.success() {
+        serde_json::from_slice(&packets.stdout).context("parsing xgate-bench packets output")?
+    } else {
+        serde_json::json!({ "error": String::from_utf8_lossy(&packets.stderr).trim() })
+    };
+    suite.progress.step("packet path measured");
+    Ok(packet_path)
 }
 
 #[derive(Args, Clone, Debug)]

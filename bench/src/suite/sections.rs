@@ -7,11 +7,13 @@ use anyhow::bail;
 use crate::{
     process::check_interrupted,
     report,
-    results::{proxy_reference, HttpCase, ProfileSection, RunFigures, OPEN_LOOP_CLIENT, TWO_LANES_SERVER},
+    results::{
+        proxy_reference, HttpCase, ProfileSection, RunFigures, Section, OPEN_LOOP_CLIENT, TWO_LANES_SERVER,
+    },
 };
 
 use super::{
-    plan::PROFILED_CONNECTIONS,
+    plan::{PROFILED_CONNECTIONS, PROXY_CASES},
     servers::{stop, NginxRole, Server, UPSTREAM_MARGIN},
     Suite,
 };
@@ -138,8 +140,8 @@ impl Suite {
     /// and the client on the backend directly, closed loop at the plan's proxy connection counts;
     /// then all three in open loop at the reference count (see [`proxy_reference`]), at one rate
     /// for all: half the lower of the two proxies' closed-loop medians there, so that neither
-    /// proxy is saturated. The backend runs (on the client's CPU) for the whole section and is
-    /// stopped at its end.
+    /// proxy is saturated. Only the cases the plan's sections keep run (`--only`). The backend
+    /// runs (on the client's CPU) for the whole section and is stopped at its end.
     pub(super) fn run_proxy(&mut self, cases: &mut Vec<HttpCase>) -> anyhow::Result<()> {
         let counts = self.plan.proxy_connections.clone();
         let (Some(&most), Some(reference)) = (counts.iter().max(), proxy_reference(&counts)) else {
@@ -150,7 +152,13 @@ impl Suite {
         let backend = self.start_nginx(NginxRole::Backend, most + UPSTREAM_MARGIN)?;
         let mut measure = || -> anyhow::Result<()> {
             for &connections in &counts {
-                for server in [Server::XgateProxy, Server::NginxProxy, Server::Direct] {
+                let planned: Vec<Server> = [Server::XgateProxy, Server::NginxProxy, Server::Direct]
+                    .into_iter()
+                    .zip(PROXY_CASES)
+                    .filter(|&(_, case)| self.plan.runs(case))
+                    .map(|(server, _)| server)
+                    .collect();
+                for server in planned {
                     let runs = self.repeated(server, connections, "xgate-bench", |suite| {
                         suite.generator_run(server, connections)
                     })?;
@@ -173,6 +181,9 @@ impl Suite {
                     })
                     .map_or(0.0, |s| s.median)
             };
+            if !self.plan.runs(Section::ProxyOpenLoop) {
+                return Ok(());
+            }
             let rate = (median_rps(Server::XgateProxy).min(median_rps(Server::NginxProxy)) * 0.5).max(100.0);
             for server in [Server::XgateProxy, Server::NginxProxy, Server::Direct] {
                 let label = format!("open loop at {rate:.0} req/s");
