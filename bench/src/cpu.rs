@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use crate::sys;
+
 /// Busy and total CPU time of the whole machine since boot.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct MachineCpu {
@@ -35,9 +37,7 @@ pub fn parse_proc_stat(text: &str, ticks_per_second: u64) -> Option<MachineCpu> 
 
 impl MachineCpu {
     pub fn sample() -> MachineCpu {
-        // SAFETY: sysconf has no memory-safety preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-        let hz = if hz > 0 { hz as u64 } else { 100 };
+        let hz = sys::clock_ticks_per_second().unwrap_or(100);
         std::fs::read_to_string("/proc/stat")
             .ok()
             .and_then(|text| parse_proc_stat(&text, hz))
@@ -61,12 +61,9 @@ pub fn children_cpu_time() -> Duration {
 }
 
 fn rusage_time(who: libc::c_int) -> Duration {
-    // SAFETY: an all-zero rusage is a valid value of the plain-data struct.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage writes one rusage into the live, correctly typed struct it is given.
-    if unsafe { libc::getrusage(who, &mut usage) } != 0 {
+    let Some(usage) = sys::rusage(who) else {
         return Duration::ZERO;
-    }
+    };
     let time = |tv: libc::timeval| Duration::new(tv.tv_sec as u64, tv.tv_usec as u32 * 1000);
     time(usage.ru_utime) + time(usage.ru_stime)
 }

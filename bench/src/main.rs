@@ -13,7 +13,9 @@ mod loadgen;
 mod packets;
 mod process;
 mod report;
+mod results;
 mod suite;
+mod sys;
 
 use std::process::ExitCode;
 
