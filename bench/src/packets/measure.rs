@@ -15,7 +15,7 @@ use anyhow::{bail, Context};
 use xgate_userstack::xsk::{PortConfig, XskPort};
 use xgate_xdp::{
     bench::{DropCounter, FrameGenerator, SendEnd},
-    Steering, Verdict,
+    Steering, XdpVerdict,
 };
 
 use crate::{
@@ -285,7 +285,7 @@ impl Receiver {
             snapshot.rx_dropped = kernel.rx_dropped;
             snapshot.rx_ring_full = kernel.rx_ring_full;
             snapshot.fill_ring_empty = kernel.rx_fill_ring_empty;
-            snapshot.redirected = af_xdp.steering.verdict_stats()?[Verdict::RedirectIpv4 as usize].packets;
+            snapshot.redirected = af_xdp.steering.verdict_stats()?[XdpVerdict::RedirectIpv4 as usize].packets;
         }
         Ok(snapshot)
     }

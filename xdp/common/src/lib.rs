@@ -48,10 +48,6 @@ pub enum XdpVerdict {
     DropNoHeadroom = 8,
 }
 
-/// The old name of [`XdpVerdict`], kept until every user has moved to the new one.
-#[doc(hidden)]
-pub type Verdict = XdpVerdict;
-
 impl XdpVerdict {
     /// Number of verdicts (size of [`VERDICT_STATS_MAP`]).
     pub const COUNT: u32 = 9;

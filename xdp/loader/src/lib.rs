@@ -33,10 +33,6 @@ use xgate_xdp_common::{
     LISTEN_PORT_GLOBAL, MAX_QUEUES, SHIELD_GLOBAL, SYN_SOURCES_MAP, VERDICT_STATS_MAP, XSK_MAP,
 };
 
-/// The old name of [`XdpVerdict`], kept until every user has moved to the new one.
-#[doc(hidden)]
-pub type Verdict = XdpVerdict;
-
 /// What the program is loaded with: the gateway's address and port, the flow layer's map sizes
 /// and the SYN shield's limits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
