@@ -2,21 +2,23 @@
 # A/B comparison of two xgate binaries on this machine: with the same settings, each round runs
 # the benchmark suite (which builds its lab) once with OLD and once with NEW, for ROUNDS rounds
 # (default 3; OLD goes first in odd rounds and NEW in even ones, so that drift hits both alike).
-# Only the xgate sections that matter run: xgate terminating at 100 and 10,000 connections, and
-# xgate as a proxy at 100 (the suite's proxy section stops at 1,000 connections). Then it prints,
+# Only the xgate sections that matter run: xgate terminating and xgate as a proxy, each at 100
+# and 10,000 connections. Then it prints,
 # per case, each binary's median requests/s and p99 over the rounds with their min–max, NEW/OLD,
 # and the client-side limits the suite recorded. Needs root and 2 CPUs, like scripts/bench.sh.
 #
 #   scripts/ab.sh OLD_XGATE NEW_XGATE [ROUNDS] [-- SUITE_ARGS...]
 #   scripts/ab.sh --summary DIR      print the summary of an earlier A/B run again
 #
-# Each run is `xgate-bench suite --only xgate,xgate-proxy --connections 100,10000 --xgate BIN
-# --out DIR SUITE_ARGS` (quick mode unless SUITE_ARGS say --full; e.g. `-- --repeats 5`).
+# Each run is `xgate-bench suite --only xgate,xgate-proxy --connections 100,10000
+# --proxy-connections 100,10000 --xgate BIN --out DIR SUITE_ARGS` (quick mode unless SUITE_ARGS
+# say --full; e.g. `-- --repeats 5`).
 # Environment (optional): AB_OUT, where the runs go (default target/ab/<UTC time>; one directory
-# per round and binary, and summary.md); AB_CONNECTIONS (default 100,10000).
+# per round and binary, and summary.md); AB_CONNECTIONS and AB_PROXY_CONNECTIONS (both default
+# 100,10000).
 set -euo pipefail
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
 
 summarise() {
     python3 - "$1" <<'PY'
@@ -200,6 +202,7 @@ out=${out:-$PWD/target/ab/$(date -u +%Y%m%d-%H%M%S)}
 mkdir -p "$out"
 printf 'old=%s\nnew=%s\n' "$old" "$new" >"$out/binaries"
 connections=${AB_CONNECTIONS:-100,10000}
+proxy_connections=${AB_PROXY_CONNECTIONS:-100,10000}
 failed=0
 for ((round = 1; round <= rounds; round++)); do
     if ((round % 2)); then order=(old new); else order=(new old); fi
@@ -207,7 +210,7 @@ for ((round = 1; round <= rounds; round++)); do
         if [[ $side == old ]]; then bin=$old; else bin=$new; fi
         echo "ab.sh: round $round/$rounds, ${side^^}: $bin" >&2
         if ! target/release/xgate-bench suite --only xgate,xgate-proxy --connections "$connections" \
-            --xgate "$bin" --out "$out/round$round-$side" "${extra[@]}"; then
+            --proxy-connections "$proxy_connections" --xgate "$bin" --out "$out/round$round-$side" "${extra[@]}"; then
             echo "ab.sh: round $round, ${side^^} failed; going on with the rest" >&2
             failed=1
         fi

@@ -98,6 +98,10 @@ pub struct SuiteArgs {
     /// The xgate binary under test (default: the `xgate` next to xgate-bench).
     #[arg(long)]
     pub xgate: Option<PathBuf>,
+    /// Connection counts of the proxy section, comma-separated (default: 100 in the quick
+    /// mode, every count up to 1000 in the full one); 1 to 20000 each.
+    #[arg(long, value_delimiter = ',')]
+    pub proxy_connections: Option<Vec<usize>>,
 }
 
 /// Prints a progress bar on stderr.

@@ -75,7 +75,15 @@ impl Plan {
             plan.wrk_connections.retain(|c| connections.contains(c));
         }
         plan.profile |= args.profile;
-        plan.proxy_connections = proxy_connections(&plan.mode, &plan.connections);
+        plan.proxy_connections = match &args.proxy_connections {
+            Some(counts) => {
+                if counts.is_empty() || counts.iter().any(|&c| c == 0 || c > 20_000) {
+                    bail!("--proxy-connections: each count must be between 1 and 20000");
+                }
+                counts.clone()
+            }
+            None => proxy_connections(&plan.mode, &plan.connections),
+        };
         if let Some(only) = &args.only {
             plan.select(only)?;
         }
@@ -231,6 +239,7 @@ mod tests {
             profile: false,
             only: None,
             xgate: None,
+            proxy_connections: None,
         };
         let plan = Plan::from_args(&args).unwrap();
         assert_eq!(plan.proxy_connections, vec![100]);
@@ -253,6 +262,22 @@ mod tests {
             suite: SuiteArgs,
         }
         Cli::try_parse_from(std::iter::once("suite").chain(args.iter().copied())).map(|cli| cli.suite)
+    }
+
+    #[test]
+    fn proxy_connections_override_the_mode_and_are_checked() {
+        let args = parse(&["--quick", "--proxy-connections", "100,10000"]).unwrap();
+        assert_eq!(
+            Plan::from_args(&args).unwrap().proxy_connections,
+            vec![100, 10_000]
+        );
+        let args = parse(&["--quick"]).unwrap();
+        assert_eq!(Plan::from_args(&args).unwrap().proxy_connections, vec![100]);
+        for bad in ["0", "20001"] {
+            let args = parse(&["--quick", "--proxy-connections", bad]).unwrap();
+            let error = Plan::from_args(&args).unwrap_err().to_string();
+            assert!(error.contains("--proxy-connections"), "{error}");
+        }
     }
 
     #[test]
