@@ -19,6 +19,8 @@ use xgate_proxy::{
 
 /// Most bytes of a direct answer's body (it must fit a connection's response slot with its head).
 pub const MAX_DIRECT_BODY: usize = 4096;
+/// The most idle connections `max_idle` may keep per member and lane.
+pub const MAX_IDLE_PER_MEMBER: usize = 4096;
 
 /// One `[[upstream]]` pool.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -341,10 +343,10 @@ impl Routing {
                     format!("expected 1..=100000, got {}", u.idle_timeout_ms),
                 ));
             }
-            if u.max_idle > 4096 {
+            if u.max_idle > MAX_IDLE_PER_MEMBER {
                 return Err((
                     key("upstream", i, "max_idle"),
-                    format!("expected 0..=4096, got {}", u.max_idle),
+                    format!("expected 0..={MAX_IDLE_PER_MEMBER}, got {}", u.max_idle),
                 ));
             }
             let health = u.health.as_ref().map(|h| HealthCheck {

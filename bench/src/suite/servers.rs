@@ -12,6 +12,7 @@ use std::{
 
 use anyhow::{bail, Context};
 use serde_json::Value;
+use xgate_gateway::routing::MAX_IDLE_PER_MEMBER;
 
 use crate::{
     process::check_interrupted,
@@ -160,8 +161,9 @@ impl Server {
 
 /// xgate's config for one run: the lab's, with the socket pool sized for `connections` and
 /// `lanes` lanes on `cpus`; with `proxy`, also the backend as its one upstream pool behind a
-/// route that takes every request, with as many upstream sockets as connections (plus a margin)
-/// and no limit on requests per upstream connection (as the nginx proxy is given).
+/// route that takes every request, with as many upstream sockets as connections (plus a margin),
+/// as many idle upstream connections as the pool (up to the config's bound, 4,096 per member and
+/// lane) and no limit on requests per upstream connection (as the nginx proxy is given).
 fn xgate_config(lab_config: &str, connections: usize, lanes: usize, cpus: &str, proxy: bool) -> String {
     let pool = connections + POOL_MARGIN;
     let mut config = lab_config
@@ -185,8 +187,9 @@ fn xgate_config(lab_config: &str, connections: usize, lanes: usize, cpus: &str, 
         .collect::<Vec<_>>()
         .join("\n");
     if proxy {
+        let max_idle = pool.min(MAX_IDLE_PER_MEMBER);
         config.push_str(&format!(
-            "\n\n[[upstream]]\nname = \"backend\"\nmembers = [\"{BACKEND_TARGET}\"]\nmax_idle = {pool}\n\
+            "\n\n[[upstream]]\nname = \"backend\"\nmembers = [\"{BACKEND_TARGET}\"]\nmax_idle = {max_idle}\n\
              max_requests_per_connection = 0\n\n[[route]]\nupstream = \"backend\"\n"
         ));
     }
@@ -428,6 +431,26 @@ mod tests {
         assert_eq!(table(&proxy, "[[route]]").trim(), "upstream = \"backend\"");
         // Everything else of the lab's config is kept.
         assert!(table(&proxy, "[tcp]").contains("timeout_ms = 60000"));
+    }
+
+    /// The configs the suite starts xgate with are ones xgate accepts, at every count the suite
+    /// allows (the idle pool is capped at the config's bound).
+    #[test]
+    fn xgate_accepts_the_suite_configs_up_to_the_largest_count() {
+        let lab = xgate_lab::gateway_config().to_toml();
+        for connections in [10, 100, 10_000, 20_000] {
+            for proxy in [false, true] {
+                let text = xgate_config(&lab, connections, 1, "0", proxy);
+                if let Err(error) = xgate_gateway::Config::parse(&text, "suite.toml") {
+                    panic!("{connections} connections, proxy {proxy}: {error}\n{text}");
+                }
+            }
+        }
+        let proxy = xgate_config(&lab, 10_000, 1, "0", true);
+        assert!(
+            table(&proxy, "[[upstream]]").contains("max_idle = 4096\n"),
+            "{proxy}"
+        );
     }
 
     #[test]
