@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::bail;
 
-use crate::sys::{self, set_signal_handler};
+use xgate_gateway::sys;
 
 /// Set by SIGINT or SIGTERM once [`install_interrupt_handlers`] has run.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -18,8 +18,7 @@ extern "C" fn note_interrupt(_signal: libc::c_int) {
 
 /// From now on Ctrl-C and SIGTERM set the interrupted flag instead of killing the process.
 pub fn install_interrupt_handlers() {
-    set_signal_handler(libc::SIGINT, note_interrupt);
-    set_signal_handler(libc::SIGTERM, note_interrupt);
+    sys::on_signals(&[libc::SIGINT, libc::SIGTERM], note_interrupt);
 }
 
 /// Whether SIGINT or SIGTERM has arrived.
@@ -37,7 +36,7 @@ pub fn check_interrupted() -> anyhow::Result<()> {
 
 /// Fails with `why` unless this process runs as root.
 pub fn require_root(why: &str) -> anyhow::Result<()> {
-    if sys::effective_uid() != 0 {
+    if !sys::is_root() {
         bail!("{why}");
     }
     Ok(())

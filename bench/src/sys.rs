@@ -1,15 +1,14 @@
-//! Every call the harness makes into the C library that needs `unsafe`, behind safe functions:
-//! the clock tick, CPU time, signals, the effective user, file locks, the open-file limit, CPU
-//! affinity, network namespaces and interface indexes. The rest of the crate is `unsafe`-free
-//! (`unsafe_code` is denied at the workspace level and allowed only here).
+//! Every call the harness makes into the C library that needs `unsafe` and that the gateway's and
+//! the lab's `sys` modules do not already offer (signals to processes, the effective user,
+//! network namespaces and interface indexes are theirs), behind safe functions: the clock tick,
+//! CPU time, a signal to a thread, file locks, the open-file limit, CPU affinity. The rest of the
+//! crate is `unsafe`-free (`unsafe_code` is denied at the workspace level and allowed only here).
 //!
 //! Invariant: each `unsafe` block states in a `// SAFETY:` comment why it holds; no function here
 //! hands out a raw pointer or a buffer the kernel may still write.
 #![allow(unsafe_code)]
 
-use std::{
-    ffi::CStr, fs::File, io, os::fd::AsRawFd, os::unix::thread::JoinHandleExt as _, thread::JoinHandle,
-};
+use std::{fs::File, io, os::fd::AsRawFd, os::unix::thread::JoinHandleExt as _, thread::JoinHandle};
 
 /// Ticks per second of the times in `/proc/stat` (USER_HZ), if the system says.
 pub fn clock_ticks_per_second() -> Option<u64> {
@@ -29,43 +28,11 @@ pub fn rusage(who: libc::c_int) -> Option<libc::rusage> {
     Some(usage)
 }
 
-/// Installs `handler` for `signal`, without SA_RESTART: a blocking system call in progress
-/// returns EINTR, so the caller's loop sees its flag. The handler must be async-signal-safe (an
-/// atomic store, or nothing).
-pub fn set_signal_handler(signal: libc::c_int, handler: extern "C" fn(libc::c_int)) {
-    // SAFETY: an all-zero sigaction is a valid value; the handler is async-signal-safe (the
-    // caller's promise), and sigaction only reads the struct it is given, which lives across the
-    // call.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = handler as *const () as libc::sighandler_t;
-        libc::sigemptyset(&mut action.sa_mask);
-        libc::sigaction(signal, &action, std::ptr::null_mut());
-    }
-}
-
-/// Sends `signal` to process `pid`; a pid that is zero or out of range is ignored.
-pub fn signal_process(pid: u32, signal: libc::c_int) {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return;
-    };
-    if pid > 0 {
-        // SAFETY: kill(2) with a positive pid and a signal number has no memory effects.
-        unsafe { libc::kill(pid, signal) };
-    }
-}
-
 /// Sends `signal` to the thread of `thread` (to interrupt a system call it is blocked in).
 pub fn signal_thread<T>(thread: &JoinHandle<T>, signal: libc::c_int) {
     // SAFETY: the handle is borrowed, so the thread has been neither joined nor detached and its
     // pthread_t is still valid; pthread_kill touches no memory of ours.
     unsafe { libc::pthread_kill(thread.as_pthread_t(), signal) };
-}
-
-/// The effective user id of this process.
-pub fn effective_uid() -> u32 {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() }
 }
 
 /// Takes an exclusive lock on `file` without waiting (flock `LOCK_EX | LOCK_NB`): true if this
@@ -135,25 +102,6 @@ pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
     Ok(())
 }
 
-/// Moves the calling thread (only) into the network namespace `file` (an open nsfs file).
-pub fn enter_network_namespace(file: &File) -> io::Result<()> {
-    // SAFETY: `file` is an open file for the whole call; setns(CLONE_NEWNET) changes only the
-    // calling thread's network namespace and touches no memory of ours.
-    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// The index of interface `name` in the calling thread's network namespace, if it exists.
-pub fn interface_index(name: &CStr) -> Option<u32> {
-    // SAFETY: `name` is a valid NUL-terminated string for the call; if_nametoindex only reads it.
-    match unsafe { libc::if_nametoindex(name.as_ptr()) } {
-        0 => None,
-        index => Some(index),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,12 +112,6 @@ mod tests {
         assert!((0..libc::CPU_SETSIZE as usize).any(|cpu| allowed.contains(cpu)));
         assert!(!allowed.contains(libc::CPU_SETSIZE as usize));
         assert!(pin_current_thread(libc::CPU_SETSIZE as usize).is_err());
-    }
-
-    #[test]
-    fn the_loopback_interface_has_an_index_and_nonsense_has_none() {
-        assert!(interface_index(c"lo").is_some());
-        assert_eq!(interface_index(c"no-such-if0"), None);
     }
 
     #[test]

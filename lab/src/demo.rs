@@ -35,7 +35,7 @@ impl Drop for Cleanup {
 
 fn stop_child(child: &mut Child) {
     // The child is ours and not reaped yet, so its pid is still its own.
-    crate::sys::signal(child.id() as i32, libc::SIGTERM);
+    let _ = xgate_gateway::sys::send_signal(child.id() as i32, libc::SIGTERM);
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {

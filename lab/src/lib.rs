@@ -14,7 +14,7 @@ pub mod demo;
 mod error;
 pub mod flood;
 pub mod netns;
-mod sys;
+pub mod sys;
 
 pub use error::LabError;
 pub use netns::{Host, Lab, DEFAULT_NAME};

@@ -204,7 +204,7 @@ impl Lab {
             if let Ok(out) = Command::new("ip").args(["netns", "pids", &ns]).output() {
                 for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                     if let Ok(pid) = pid.parse::<i32>() {
-                        crate::sys::signal(pid, libc::SIGKILL);
+                        let _ = xgate_gateway::sys::send_signal(pid, libc::SIGKILL);
                     }
                 }
             }

@@ -98,7 +98,7 @@ use xgate_xdp::bench::MAX_LIVE_BATCH;
 
 use crate::{
     process::{check_interrupted, install_interrupt_handlers, require_root},
-    sys::{self, set_signal_handler},
+    sys,
 };
 
 use self::{
@@ -235,7 +235,7 @@ pub fn run(args: &PacketArgs) -> anyhow::Result<()> {
     require_root("`xgate-bench packets` needs root: it creates network namespaces and loads XDP programs")?;
     check_cpus(args)?;
     install_interrupt_handlers();
-    set_signal_handler(GENERATOR_STOP_SIGNAL, ignore_signal);
+    xgate_gateway::sys::on_signals(&[GENERATOR_STOP_SIGNAL], ignore_signal);
     let _lock = RunLock::acquire()?;
     let topology = Topology::create()?;
     let result = run_cases(args, &sizes, &topology);

@@ -27,12 +27,12 @@ pub(super) fn pin_current_thread(cpu: usize) -> anyhow::Result<()> {
 pub(super) fn enter_namespace(name: &str) -> anyhow::Result<()> {
     let path = Path::new("/run/netns").join(name);
     let file = File::open(&path).with_context(|| format!("opening network namespace {}", path.display()))?;
-    sys::enter_network_namespace(&file).with_context(|| format!("entering network namespace {name}"))
+    xgate_lab::sys::enter_network_namespace(&file)
+        .with_context(|| format!("entering network namespace {name}"))
 }
 
 pub(super) fn interface_index(name: &str) -> anyhow::Result<u32> {
-    let c_name = std::ffi::CString::new(name)?;
-    match sys::interface_index(&c_name) {
+    match xgate_lab::sys::interface_index(name) {
         Some(index) => Ok(index),
         None => bail!("no interface {name} in this namespace"),
     }

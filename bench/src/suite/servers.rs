@@ -17,7 +17,6 @@ use xgate_gateway::routing::MAX_IDLE_PER_MEMBER;
 use crate::{
     process::check_interrupted,
     results::{DIRECT_SERVER, NGINX_PROXY_SERVER, TWO_LANES_SERVER, XGATE_PROXY_SERVER},
-    sys,
 };
 
 use super::{
@@ -106,7 +105,9 @@ fn check_served_by_backend(url: &str) -> anyhow::Result<()> {
 
 /// Sends `signal` to `child` (our own, still unreaped, so its pid cannot have been reused).
 pub(super) fn signal(child: &Child, signal: libc::c_int) {
-    sys::signal_process(child.id(), signal);
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = xgate_gateway::sys::send_signal(pid, signal);
+    }
 }
 
 /// Stops a server: `signal`, then SIGKILL if it has not exited within 5 s.
