@@ -183,9 +183,7 @@ impl Lane<'_> {
     /// goes on as a plain one (or closes, `close_client`).
     fn complete(&mut self, index: usize, reusable: bool, close_client: bool) {
         let client = index as ConnId;
-        let proxied = self.connections[index].proxy.take().expect("an exchange");
-        self.values.in_flight -= 1;
-        self.drop_upstream_of(proxied.upstream, reusable);
+        let proxied = self.end_exchange(index, reusable).expect("an exchange");
         self.values.requests += 1;
         self.log_access(index, &proxied, proxied.exchange.status());
         let conn = &mut self.connections[index];
@@ -206,11 +204,18 @@ impl Lane<'_> {
     /// The client of exchange `index` went away: its upstream connection is aborted, nothing
     /// is answered.
     fn client_gone(&mut self, index: usize) {
-        let proxied = self.connections[index].proxy.take().expect("an exchange");
-        self.values.in_flight -= 1;
-        self.drop_upstream_of(proxied.upstream, false);
+        let proxied = self.end_exchange(index, false).expect("an exchange");
         self.log_access(index, &proxied, CLIENT_GONE);
         self.server.wake(index as ConnId);
+    }
+
+    /// Takes the exchange of client `index` off its connection, if it has one: it is no longer in
+    /// flight, and its upstream connection goes back to the idle list (`reusable`) or is dropped.
+    fn end_exchange(&mut self, index: usize, reusable: bool) -> Option<Proxied> {
+        let proxied = self.connections[index].proxy.take()?;
+        self.values.in_flight -= 1;
+        self.drop_upstream_of(proxied.upstream, reusable);
+        Some(proxied)
     }
 
     /// Records a response (or a failure) of the member behind upstream connection `up`.
@@ -226,11 +231,9 @@ impl Lane<'_> {
     /// response went out yet) or a reset (if it did). The upstream connection, if any, is
     /// aborted and its member's request finished.
     pub(super) fn fail_exchange(&mut self, index: usize, status: u16) {
-        let Some(proxied) = self.connections[index].proxy.take() else {
+        let Some(proxied) = self.end_exchange(index, false) else {
             return;
         };
-        self.values.in_flight -= 1;
-        self.drop_upstream_of(proxied.upstream, false);
         let client = index as ConnId;
         let response_begun = proxied.exchange.response_begun();
         if response_begun {
