@@ -410,6 +410,7 @@ impl Harness {
                 timeout: None,
                 outbound_sockets: 0,
                 max_half_open: 0,
+                reset_when_full: false,
             },
         );
         let mut harness = Harness {

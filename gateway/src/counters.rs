@@ -64,10 +64,23 @@ lane_counters! {
     heap_allocations,
     /// Connections opened to upstream members (proxying and health checks).
     upstream_connects,
-    /// Upstream connects that failed (refused, unreachable, timed out, no socket or port).
+    /// Upstream connects that failed (refused or reset by the member, timed out, no local port).
     upstream_connect_failures,
-    /// Requests moved once to another member after a failed connect.
+    /// Requests moved once to another member (or tried again on the only one) after a failed
+    /// connect.
     upstream_retries,
+    /// Requests that waited in a pool's queue for a connection (in-flight limit, or no free
+    /// upstream socket).
+    upstream_queued,
+    /// Requests answered 503 because their pool's queue was full.
+    upstream_queue_full,
+    /// Requests answered 503 after waiting `queue_timeout_ms` in their pool's queue.
+    upstream_queue_timeouts,
+    /// Idle upstream connections closed because recent demand no longer needed them.
+    upstream_idle_trimmed,
+    /// SYNs of new clients dropped unanswered because every client socket was taken (the
+    /// client sends its SYN again).
+    syn_dropped_full,
     /// Upstream responses that could not be framed (then 502, or a reset once begun).
     bad_upstream_responses,
     /// Request bodies with invalid chunked framing or over the size limit.

@@ -65,6 +65,7 @@ use crate::{
 use xgate_xdp::ReapReason;
 
 mod client;
+mod demand;
 mod proxy;
 mod receive;
 mod sweep;
@@ -297,6 +298,7 @@ pub fn run(config: &Config, setup: LaneSetup<'_>, stop: &AtomicBool) -> Result<L
             timeout: Some(smoltcp::time::Duration::from_millis(config.tcp.timeout_ms)),
             outbound_sockets: outbound,
             max_half_open: config.max_half_open(),
+            reset_when_full: config.http.reset_when_full,
         },
     );
     let response_capacity = (config.http.max_header_bytes + 1024).max(MAX_RESPONSE_HEAD + 1024);
@@ -322,6 +324,7 @@ pub fn run(config: &Config, setup: LaneSetup<'_>, stop: &AtomicBool) -> Result<L
         outbound,
         first_port..first_port + share,
         steering,
+        lanes,
     );
     let mut lane = Lane {
         index: setup.index,
@@ -386,6 +389,7 @@ pub fn run(config: &Config, setup: LaneSetup<'_>, stop: &AtomicBool) -> Result<L
         let stats = lane.server.stats();
         lane.values.accepted = stats.accepted;
         lane.values.refused = stats.refused;
+        lane.values.syn_dropped_full = stats.syn_dropped_full;
         lane.values.syn_deferred = stats.syn_deferred;
         lane.values.half_open_evicted = stats.half_open_evicted;
         lane.values.heap_allocations = sys::alloc::thread_allocations() - allocations_at_start;
@@ -433,6 +437,7 @@ impl Lane<'_> {
             self.service(id);
             busy = true;
         }
+        self.serve_waiting();
         busy |= self.send_to_http();
         if self.stage.http.run_batch() > 0 {
             busy = true;

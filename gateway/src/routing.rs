@@ -20,7 +20,7 @@ use xgate_proxy::{
 /// Most bytes of a direct answer's body (it must fit a connection's response slot with its head).
 pub const MAX_DIRECT_BODY: usize = 4096;
 /// The most idle connections `max_idle` may keep per member and lane.
-pub const MAX_IDLE_PER_MEMBER: usize = 4096;
+pub const MAX_IDLE_PER_MEMBER: usize = 65_536;
 
 /// One `[[upstream]]` pool.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -36,9 +36,22 @@ pub struct UpstreamConfig {
     /// The header hashed by `hash_header`.
     #[serde(default)]
     pub hash_header: Option<String>,
-    /// Idle keep-alive connections kept per member and lane.
+    /// Most idle keep-alive connections kept per member and lane. Below it, a member keeps as
+    /// many as its recent peak of requests in flight needs (see the README's "Upstream
+    /// connections"), so by default the bound is `http.upstream_connections`.
     #[serde(default = "default_max_idle")]
     pub max_idle: usize,
+    /// Requests in flight to this pool at once, across the lanes (each lane takes an equal
+    /// share, rounded up); more wait in the pool's queue (0: no limit beyond the sockets).
+    #[serde(default)]
+    pub max_in_flight: u32,
+    /// Requests that may wait per lane for a connection to this pool (for `max_in_flight`, or
+    /// for a free upstream socket); beyond it, 503 at once.
+    #[serde(default = "default_max_queued")]
+    pub max_queued: u32,
+    /// How long a request waits in the pool's queue before it is answered 503 (ms).
+    #[serde(default = "default_queue_timeout_ms")]
+    pub queue_timeout_ms: u64,
     /// An idle pooled connection is closed after this long (ms).
     #[serde(default = "default_idle_timeout_ms")]
     pub idle_timeout_ms: u64,
@@ -187,7 +200,13 @@ fn default_policy() -> String {
     "round_robin".into()
 }
 fn default_max_idle() -> usize {
-    64
+    MAX_IDLE_PER_MEMBER
+}
+fn default_max_queued() -> u32 {
+    1024
+}
+fn default_queue_timeout_ms() -> u64 {
+    2_000
 }
 fn default_idle_timeout_ms() -> u64 {
     30_000
@@ -244,6 +263,20 @@ pub struct PoolLimits {
     pub max_idle: usize,
     pub idle_timeout_ms: u64,
     pub max_requests_per_connection: u32,
+    /// Across the lanes (0: none); a lane's share is [`PoolLimits::lane_in_flight`].
+    pub max_in_flight: u32,
+    pub max_queued: u32,
+    pub queue_timeout_ms: u64,
+}
+
+impl PoolLimits {
+    /// One lane's share of `max_in_flight` among `lanes` (rounded up; `u32::MAX`: no limit).
+    pub fn lane_in_flight(&self, lanes: usize) -> u32 {
+        if self.max_in_flight == 0 {
+            return u32::MAX;
+        }
+        self.max_in_flight.div_ceil(lanes.max(1) as u32)
+    }
 }
 
 /// Everything routing needs, validated: the route table and the pools it refers to.
@@ -381,10 +414,25 @@ impl Routing {
                 (key("upstream", i, &field), message)
             })?;
             pools.push(spec);
+            if u.max_queued > 65_536 {
+                return Err((
+                    key("upstream", i, "max_queued"),
+                    format!("expected 0..=65536, got {}", u.max_queued),
+                ));
+            }
+            if !(1..=600_000).contains(&u.queue_timeout_ms) {
+                return Err((
+                    key("upstream", i, "queue_timeout_ms"),
+                    format!("expected 1..=600000, got {}", u.queue_timeout_ms),
+                ));
+            }
             pool_limits.push(PoolLimits {
                 max_idle: u.max_idle,
                 idle_timeout_ms: u.idle_timeout_ms,
                 max_requests_per_connection: u.max_requests_per_connection,
+                max_in_flight: u.max_in_flight,
+                max_queued: u.max_queued,
+                queue_timeout_ms: u.queue_timeout_ms,
             });
         }
         if routes.is_empty() {
@@ -599,6 +647,11 @@ mod tests {
                 "upstream[0].hash_header",
             ),
             (&format!("{POOL}{POOL}"), "upstream[1].name"),
+            (&format!("{POOL}max_queued = 70000\n"), "upstream[0].max_queued"),
+            (
+                &format!("{POOL}queue_timeout_ms = 0\n"),
+                "upstream[0].queue_timeout_ms",
+            ),
             ("[timeouts]\nheader_read_ms = 0\n", "timeouts.header_read_ms"),
         ];
         for (extra, key) in cases {

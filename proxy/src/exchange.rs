@@ -246,6 +246,8 @@ pub enum Expiry {
     RequestTimeout,
     /// The upstream's response did not (504, or a reset once the response has begun).
     GatewayTimeout,
+    /// The request waited its pool's `queue_timeout` for a connection (503).
+    QueueTimeout,
 }
 
 /// One proxied request in flight on a client connection.
@@ -254,6 +256,8 @@ pub struct Exchange {
     forward: Forward,
     /// An upstream connection is assigned (the owner holds which).
     assigned: bool,
+    /// Not assigned, and waiting in the owner's queue for a connection.
+    waiting: bool,
     member: u16,
     /// Upstream request head bytes (in the slot's response buffer) and how many went out.
     head_len: usize,
@@ -293,6 +297,7 @@ impl Exchange {
         Exchange {
             forward,
             assigned: false,
+            waiting: false,
             member: 0,
             head_len: forward.written,
             head_sent: 0,
@@ -316,6 +321,7 @@ impl Exchange {
     /// one, connecting.
     pub fn assigned(&mut self, member: u16, reused: bool, now_ms: u64, timeouts: &ExchangeTimeouts) {
         self.assigned = true;
+        self.waiting = false;
         self.member = member;
         self.reused = reused;
         self.established = false;
@@ -325,6 +331,19 @@ impl Exchange {
             } else {
                 timeouts.upstream_connect_ms
             };
+    }
+
+    /// The owner has no connection for the exchange now and queued it at `now_ms`; it gives up
+    /// after `timeout_ms` ([`Expiry::QueueTimeout`]). Ends with [`Exchange::assigned`].
+    pub fn wait(&mut self, now_ms: u64, timeout_ms: u64) {
+        debug_assert!(!self.assigned, "a waiting exchange has no connection");
+        self.waiting = true;
+        self.deadline_ms = now_ms + timeout_ms;
+    }
+
+    /// Whether the exchange waits in the owner's queue for a connection.
+    pub fn is_waiting(&self) -> bool {
+        self.waiting
     }
 
     /// Moves the exchange as far as the streams allow. The exchange must have an upstream
@@ -573,7 +592,9 @@ impl Exchange {
         if now_ms < self.deadline_ms {
             return None;
         }
-        Some(if self.assigned && !self.established {
+        Some(if self.waiting {
+            Expiry::QueueTimeout
+        } else if self.assigned && !self.established {
             Expiry::ConnectTimeout
         } else if !self.request_body.is_done() && self.phase == ResponsePhase::AwaitingHead {
             Expiry::RequestTimeout

@@ -191,6 +191,7 @@ impl Run {
             timeout: timers.then(|| Duration::from_millis(3000)),
             outbound_sockets: outbound,
             max_half_open: (sockets / 2).max(1),
+            reset_when_full: false,
         };
         let mut device = MemoryDevice::new();
         let server = server(&config, &mut device);
@@ -507,7 +508,7 @@ mod tests {
     use smoltcp::wire::{Ipv4Packet, TcpPacket};
 
     use super::*;
-    use crate::tcp_server::EVICTABLE_AFTER;
+    use crate::tcp_server::{ConnectError, Settled, EVICTABLE_AFTER};
 
     /// Whether `sent` holds a RST to the client's port `port`.
     fn rst_to(sent: &[Vec<u8>], port: u16) -> bool {
@@ -556,6 +557,91 @@ mod tests {
             after.snd_next,
             before.snd_next.wrapping_add(RESPONSE.len() as u32)
         );
+    }
+
+    /// With every socket held by an established connection, a new SYN is dropped unanswered
+    /// (counted), as a full listen backlog drops it: the client sends it again and is served once
+    /// a socket is free. Configured to, the server refuses it with a RST instead.
+    #[test]
+    fn a_syn_that_finds_every_socket_taken_is_dropped_and_served_once_one_frees() {
+        // One socket, held by the set-up's established connection.
+        let mut run = Run::new(0);
+        let syn = tcp_frame(30_000, LISTEN_PORT, TcpControl::Syn, CLIENT_ISS, None);
+        run.deliver(&syn);
+        run.turn(0);
+        let sent = run.device.take_sent();
+        assert!(
+            sent.is_empty(),
+            "no answer to a SYN at a full pool: {}",
+            sent.len()
+        );
+        assert_eq!(run.server.stats().syn_dropped_full, 1);
+        assert_eq!(run.server.stats().refused, 0);
+
+        run.server.set_reset_when_full(true);
+        run.deliver(&syn);
+        run.turn(0);
+        let sent = run.device.take_sent();
+        assert!(
+            rst_to(&sent, 30_000),
+            "configured to, a full pool refuses with a RST"
+        );
+        assert_eq!(run.server.stats().refused, 1);
+        run.server.set_reset_when_full(false);
+
+        // The established connection ends; the client's SYN, sent again, is answered.
+        let peer = run.inbound_peer.unwrap();
+        let ack = tcp_frame(
+            CLIENT_PORT,
+            LISTEN_PORT,
+            TcpControl::None,
+            peer.rcv_next,
+            Some(peer.snd_next),
+        );
+        run.deliver(&ack);
+        run.turn(APP_ABORTS);
+        run.device.take_sent();
+        run.deliver(&syn);
+        run.turn(0);
+        let sent = run.device.take_sent();
+        let syn_ack = single_segment(&sent, 30_000).expect("a SYN-ACK once a socket is free");
+        assert!(syn_ack.syn);
+        assert_eq!(run.server.stats().syn_dropped_full, 1);
+        run.check_counts();
+        run.check_roles();
+    }
+
+    /// A freed outbound socket connects again only after its shard's egress has run: the RST of
+    /// its aborted connection goes out first, and is not lost to the next connect.
+    #[test]
+    fn a_freed_outbound_socket_sends_its_last_segment_before_it_connects_again() {
+        // Two outbound sockets; the set-up's connection holds one.
+        let mut run = Run::new(CONFIG_OUTBOUND);
+        let upstream = |port: u16| std::net::SocketAddrV4::new(CLIENT_IP, port);
+        assert!(run.server.can_connect(), "a socket never used connects at once");
+        let id = run
+            .server
+            .connect(upstream(8081), 40_001)
+            .expect("the second socket");
+        run.turn(0);
+        run.device.take_sent();
+        run.server.abort(id);
+        while run.server.next_woken().is_some() {}
+        assert_eq!(run.server.settle(id), Settled::Closed);
+        assert_eq!(run.server.outbound_free(), 1);
+        assert!(!run.server.can_connect(), "its RST has not gone out yet");
+        assert_eq!(
+            run.server.connect(upstream(8082), 40_002),
+            Err(ConnectError::NoFreeSocket)
+        );
+        run.turn(0);
+        let sent = run.device.take_sent();
+        assert!(rst_to(&sent, 8081), "the aborted connection's RST went out");
+        assert!(run.server.can_connect());
+        run.server
+            .connect(upstream(8082), 40_002)
+            .expect("the socket connects once its RST is out");
+        run.check_counts();
     }
 
     /// At the half-open bound, a new SYN evicts the oldest half-open connection once it has

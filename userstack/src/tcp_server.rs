@@ -15,8 +15,11 @@
 //!   taken the SYN, the flow is entered in the table and another free socket of that shard
 //!   listens. So every free socket of the lane can take a connect, however many arrive at once:
 //!   the limit of a burst is the number of free sockets. A SYN that finds none, with no half-open
-//!   connection to make room, is answered with a RST by the stack (the client sees "connection
-//!   refused"), and counted.
+//!   connection to make room, is dropped unanswered and counted, as a kernel drops a SYN when its
+//!   listen backlog is full: the client sends it again (after 1 s, 3 s, 7 s, ...) and is served
+//!   once a connection has ended, so a burst larger than the pool is slowed, not failed. With
+//!   `ServerConfig::reset_when_full` it is answered with a RST instead (the client sees
+//!   "connection refused" at once).
 //! - Half-open connections (accepted, handshake not complete) are kept within
 //!   `ServerConfig::max_half_open`, counted as they are accepted and as their sockets are seen
 //!   to leave SYN-RECEIVED. A SYN that finds the bound reached (or no free socket while
@@ -25,13 +28,16 @@
 //!   listener is free, as a SYN cache does under a flood; otherwise (all are younger, a burst
 //!   of real connects with last ACKs in flight, or the evicted socket is not free yet) the SYN
 //!   is dropped unanswered and its client sends it again. A SYN that finds every socket held by
-//!   established connections is refused with a RST.
+//!   established connections is dropped the same way (or refused with a RST, see above).
 //! - Segments of unknown flows that are not SYNs, ARP and ICMP go to an empty socket set: the
 //!   stack answers what needs answering (RST, ARP reply, echo reply) and keeps nothing.
 //! - Connections the lane opens itself (to upstream servers) use a second group of sockets, in
 //!   shards of their own that never listen: [`TcpServer::connect`] takes a free one, enters its
 //!   flow (remote address and port, the chosen local port) in the same flow table, and from then
-//!   on its segments are found and polled exactly like an accepted connection's.
+//!   on its segments are found and polled exactly like an accepted connection's. Free outbound
+//!   sockets are reused oldest first, and only once their shard's egress has run since they were
+//!   freed: the last segment of their previous connection (the ACK of the peer's FIN, a RST)
+//!   goes out before the socket forgets that connection.
 //!
 //! Invariants:
 //! - A socket is in exactly one role: free (closed, in its shard's free list or, for outbound
@@ -115,6 +121,9 @@ pub struct ServerConfig {
     /// Accepted connections whose handshake has not completed, at most (0: no bound beyond the
     /// sockets). See [`TcpServer`]'s module doc.
     pub max_half_open: usize,
+    /// A SYN that finds every socket taken is answered with a RST (instead of dropped for the
+    /// client to send again).
+    pub reset_when_full: bool,
 }
 
 /// Why [`TcpServer::connect`] opened nothing.
@@ -145,8 +154,12 @@ pub enum Settled {
 pub struct ServerStats {
     /// Connections whose SYN a listener took.
     pub accepted: u64,
-    /// SYNs of new flows that found no free socket (answered with RST).
+    /// SYNs of new flows refused with a RST: the listen port is closed (draining), or every socket
+    /// was taken and `reset_when_full` is set.
     pub refused: u64,
+    /// SYNs of new flows dropped unanswered because every socket was taken by established
+    /// connections: the client sends its SYN again.
+    pub syn_dropped_full: u64,
     /// Connections opened with [`TcpServer::connect`].
     pub connects: u64,
     /// Aborts whose RST the shard's egress could not send before the socket had to listen
@@ -179,6 +192,9 @@ struct Conn {
     half_open: bool,
     /// Accepts on this socket so far (tells a stale entry of the half-open order from a live one).
     generation: u32,
+    /// For a free outbound socket: its shard's egress pass count when it was freed (it may be
+    /// reused once the count has moved on).
+    freed_at_pass: u32,
 }
 
 struct Shard {
@@ -195,6 +211,8 @@ struct Shard {
     poll_at: Option<Instant>,
     /// Egress ran since `poll_at` was computed (it is in the stale list).
     timer_stale: bool,
+    /// Egress polls of this shard that sent everything its sockets had (wrapping).
+    egress_passes: u32,
 }
 
 /// One lane's accepting TCP: the interface, the socket shards and the flow table.
@@ -222,8 +240,8 @@ pub struct TcpServer {
     /// When deadlines were last computed.
     timer_tick: Instant,
     listen_port: u16,
-    /// Free outbound sockets.
-    outbound_free: Vec<ConnId>,
+    /// Free outbound sockets, oldest freed first.
+    outbound_free: VecDeque<ConnId>,
     /// [`TcpServer::stop_listening`] was called: free sockets no longer listen.
     listen_port_closed: bool,
     /// Outbound sockets with a connection.
@@ -233,6 +251,7 @@ pub struct TcpServer {
     max_half_open: usize,
     half_open: usize,
     half_open_order: VecDeque<HalfOpenEntry>,
+    reset_when_full: bool,
     stats: ServerStats,
 }
 
@@ -253,6 +272,7 @@ impl TcpServer {
                 listed: false,
                 poll_at: None,
                 timer_stale: false,
+                egress_passes: 0,
             })
             .collect();
         let mut conns = Vec::with_capacity(total_sockets);
@@ -278,6 +298,7 @@ impl TcpServer {
                 outbound,
                 half_open: false,
                 generation: 0,
+                freed_at_pass: 0,
             });
         }
         let mut server = TcpServer {
@@ -295,16 +316,21 @@ impl TcpServer {
             fired: Vec::with_capacity(shard_count),
             timer_tick: Instant::ZERO,
             listen_port: config.listen_port,
-            outbound_free: Vec::with_capacity(config.outbound_sockets),
+            outbound_free: VecDeque::with_capacity(config.outbound_sockets),
             listen_port_closed: false,
             outbound_connected: 0,
             max_half_open: config.max_half_open,
             half_open: 0,
             half_open_order: VecDeque::with_capacity(config.sockets.max(1)),
+            reset_when_full: config.reset_when_full,
             stats: ServerStats::default(),
         };
         for id in (0..total_sockets as ConnId).rev() {
             server.make_free(id);
+        }
+        // A socket that never connected has nothing left to send: free to connect at once.
+        for conn in server.conns.iter_mut().filter(|conn| conn.outbound) {
+            conn.freed_at_pass = conn.freed_at_pass.wrapping_sub(1);
         }
         server
     }
@@ -401,7 +427,7 @@ impl TcpServer {
         if self.port_in_use(remote, local_port) {
             return Err(ConnectError::PortInUse);
         }
-        let id = self.outbound_free.pop().ok_or(ConnectError::NoFreeSocket)?;
+        let id = self.take_outbound_free().ok_or(ConnectError::NoFreeSocket)?;
         let conn = &self.conns[id as usize];
         let shard_index = conn.shard;
         let socket = self.shards[shard_index as usize]
@@ -412,14 +438,14 @@ impl TcpServer {
             .connect(self.iface.context(), endpoint, local_port)
             .is_err()
         {
-            self.outbound_free.push(id);
+            self.outbound_free.push_front(id);
             return Err(ConnectError::Refused);
         }
         let key = outbound_key(remote, local_port);
         if self.flows.insert(key, id).is_err() {
             // Cannot happen: the table holds as many entries as there are sockets.
             self.socket(id).abort();
-            self.outbound_free.push(id);
+            self.outbound_free.push_front(id);
             return Err(ConnectError::NoFreeSocket);
         }
         self.stats.connects += 1;
@@ -430,9 +456,37 @@ impl TcpServer {
         Ok(id)
     }
 
-    /// Free outbound sockets.
+    /// Answer a SYN that finds every socket taken with a RST (`true`) or drop it (`false`).
+    pub fn set_reset_when_full(&mut self, reset: bool) {
+        self.reset_when_full = reset;
+    }
+
+    /// Free outbound sockets (some may wait for their shard's egress before they can connect).
     pub fn outbound_free(&self) -> usize {
         self.outbound_free.len()
+    }
+
+    /// Whether [`TcpServer::connect`] would find a socket now.
+    pub fn can_connect(&self) -> bool {
+        self.outbound_free
+            .front()
+            .is_some_and(|&id| self.outbound_ready(id))
+    }
+
+    /// Whether free outbound socket `id` may connect: its shard's egress ran since it was freed,
+    /// so the last segment of its previous connection went out.
+    fn outbound_ready(&self, id: ConnId) -> bool {
+        let conn = &self.conns[id as usize];
+        self.shards[conn.shard as usize].egress_passes != conn.freed_at_pass
+    }
+
+    /// The oldest free outbound socket, if it may connect (see [`TcpServer::can_connect`]).
+    fn take_outbound_free(&mut self) -> Option<ConnId> {
+        let &id = self.outbound_free.front()?;
+        if !self.outbound_ready(id) {
+            return None;
+        }
+        self.outbound_free.pop_front()
     }
 
     /// Checks `id` after the application has served it: a connection whose socket is closed (or

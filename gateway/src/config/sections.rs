@@ -273,6 +273,11 @@ pub struct HttpConfig {
     /// One JSON line per request on stdout (off by default: it costs a write per turn).
     #[serde(default)]
     pub access_log: bool,
+    /// A SYN that finds every client socket of its lane taken is answered with a RST (the
+    /// client sees "connection refused" at once) instead of dropped for the client to send
+    /// again, as a kernel does with a full listen backlog.
+    #[serde(default)]
+    pub reset_when_full: bool,
 }
 
 impl HttpConfig {
@@ -303,7 +308,7 @@ fn default_true() -> bool {
     true
 }
 fn default_max_connections() -> usize {
-    256
+    8192
 }
 fn default_ring_size() -> usize {
     1024
@@ -321,7 +326,7 @@ fn default_max_body() -> u64 {
     16 * 1024 * 1024
 }
 fn default_upstream_connections() -> usize {
-    256
+    8192
 }
 
 impl Default for UmemConfig {
@@ -345,6 +350,7 @@ impl Default for HttpConfig {
             max_body: default_max_body(),
             upstream_connections: default_upstream_connections(),
             access_log: false,
+            reset_when_full: false,
         }
     }
 }

@@ -25,7 +25,9 @@ fn minimal_config_gets_defaults() {
     assert_eq!(c.gateway.queue, 0);
     assert_eq!(c.gateway.mac, MacAddr([2, 0x77, 0, 0, 0, 2]));
     assert_eq!(c.umem, UmemConfig::default());
-    assert_eq!(c.http.max_connections, 256);
+    assert_eq!(c.http.max_connections, 8192);
+    assert_eq!(c.http.upstream_connections, 8192);
+    assert!(!c.http.reset_when_full);
 }
 
 #[test]

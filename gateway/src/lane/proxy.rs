@@ -36,7 +36,7 @@ use xgate_proxy::{
 };
 use xgate_userstack::tcp_server::ConnId;
 
-use super::Lane;
+use super::{upstream::Assigned, Lane};
 use crate::{routing::TimeoutsConfig, transport::SocketPair};
 
 /// One proxied request in flight on a client connection: its exchange, and the upstream
@@ -49,7 +49,7 @@ pub(super) struct Proxied {
 
 /// The statuses an upstream failure maps to.
 pub(super) const BAD_GATEWAY: u16 = 502;
-const UNAVAILABLE: u16 = 503;
+pub(super) const UNAVAILABLE: u16 = 503;
 const GATEWAY_TIMEOUT: u16 = 504;
 pub(super) const REQUEST_TIMEOUT: u16 = 408;
 /// The status of a client gone before its response (logged only: nobody is there to read it).
@@ -94,7 +94,7 @@ impl Lane<'_> {
                 self.client_gone(index);
                 return;
             }
-            if !self.assign_upstream(index, None, UNAVAILABLE) {
+            if self.assign_upstream(index, None, UNAVAILABLE) != Assigned::Yes {
                 return;
             }
             proxied = self.connections[index].proxy.expect("an exchange");
@@ -300,7 +300,7 @@ impl Lane<'_> {
         self.drop_upstream_of(proxied.upstream, false);
         proxied.upstream = None;
         self.connections[index].proxy = Some(proxied);
-        if self.assign_upstream(index, exclude, status) {
+        if self.assign_upstream(index, exclude, status) == Assigned::Yes {
             self.pump(index);
         }
     }
@@ -324,6 +324,10 @@ impl Lane<'_> {
             }
             Expiry::RequestTimeout => self.fail_exchange(index, REQUEST_TIMEOUT),
             Expiry::GatewayTimeout => self.fail_exchange(index, GATEWAY_TIMEOUT),
+            Expiry::QueueTimeout => {
+                self.values.upstream_queue_timeouts += 1;
+                self.fail_exchange(index, UNAVAILABLE);
+            }
         }
     }
 }

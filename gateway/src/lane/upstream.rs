@@ -1,21 +1,36 @@
 //! The upstream side of a lane: its pools (member choice and health, from the proxy crate), its
-//! upstream connections on the lane's own stack and who holds each, the idle keep-alive lists,
-//! the local ports it connects from, and the health probes.
+//! upstream connections on the lane's own stack and who holds each, the idle keep-alive lists
+//! (kept as long as recent demand needs them, see `demand`), the queues of requests waiting for a
+//! connection, the local ports it connects from, and the health probes.
+//!
+//! A request that finds no connection at once waits in its pool's queue (FIFO) rather than
+//! fail: when the pool is at its share of `max_in_flight`, or when every upstream socket of the
+//! lane is taken (or was freed too recently to have sent its last segment). It is served when a
+//! connection of the pool ends or a socket frees, and answered 503 once it has waited
+//! `queue_timeout_ms` or when the queue is full.
 //!
 //! Invariants:
 //! - An upstream connection belongs to exactly one owner: a client exchange, the idle list of
 //!   its member, a health probe, or nobody (closing or free).
-//! - Nothing here allocates per request: pools, idle lists and the connection table are sized
-//!   at start (and on reload).
+//! - A pool's `in_flight` counts the exchanges holding one of its connections; it never exceeds
+//!   the lane's share of `max_in_flight`.
+//! - A queue entry is live while its connection's exchange is waiting (`Exchange::is_waiting`);
+//!   entries of exchanges that ended are skipped when met.
+//! - Nothing here allocates per request: pools, idle lists, queues and the connection table are
+//!   sized at start (and on reload).
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::{
+    collections::VecDeque,
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+};
 
 use smoltcp::socket::tcp;
 use xgate_proxy::{gateway::health_request, upstream::Pool};
 use xgate_userstack::tcp_server::{ConnId, ConnectError, TcpServer};
 
 use super::{
-    proxy::{exchange_timeouts, BAD_GATEWAY},
+    demand::PeakDemand,
+    proxy::{exchange_timeouts, BAD_GATEWAY, UNAVAILABLE},
     Lane,
 };
 use crate::{
@@ -59,6 +74,15 @@ pub(super) struct Upstreams {
     pub limits: Vec<PoolLimits>,
     /// Idle connections per pool and member (stacks: the most recently used is reused first).
     pub idle: Vec<Vec<Vec<ConnId>>>,
+    /// Recent peak of busy connections per pool and member (sizes the idle lists).
+    pub demand: Vec<Vec<PeakDemand>>,
+    /// Exchanges holding a connection of each pool, and the lane's share of `max_in_flight`.
+    pub in_flight: Vec<u32>,
+    pub max_in_flight: Vec<u32>,
+    /// Client connections waiting for a connection to each pool, oldest first.
+    pub waiting: Vec<VecDeque<ConnId>>,
+    /// Lanes (to share `max_in_flight`).
+    lanes: usize,
     /// Local ports this lane opens connections from, and the next to try.
     pub ports: std::ops::Range<u16>,
     pub next_port: u16,
@@ -75,6 +99,7 @@ impl Upstreams {
         outbound: usize,
         ports: std::ops::Range<u16>,
         steering: Option<xgate_userstack::rss::FlowSteering>,
+        lanes: usize,
     ) -> Upstreams {
         let unset = UpstreamConn {
             owner: Owner::Free,
@@ -89,6 +114,11 @@ impl Upstreams {
             pools: Vec::new(),
             limits: Vec::new(),
             idle: Vec::new(),
+            demand: Vec::new(),
+            in_flight: Vec::new(),
+            max_in_flight: Vec::new(),
+            waiting: Vec::new(),
+            lanes,
             next_port: ports.start,
             ports,
             steering,
@@ -99,8 +129,10 @@ impl Upstreams {
 
     /// Installs the pools of `routing`, keeping the state (health, ejections, outstanding
     /// requests) of members that stay. Idle lists are rebuilt empty: the caller closes the
-    /// connections that were idle.
+    /// connections that were idle. In-flight counts are those of the members that stay; the
+    /// queues are rebuilt empty (the caller has answered the waiting requests).
     fn install(&mut self, routing: &Routing) {
+        let sockets = self.conns.len();
         let pools: Vec<Pool> = routing
             .pools
             .iter()
@@ -118,9 +150,29 @@ impl Upstreams {
             .zip(&routing.pool_limits)
             .map(|(spec, limits)| {
                 (0..spec.members.len())
-                    .map(|_| Vec::with_capacity(limits.max_idle))
+                    .map(|_| Vec::with_capacity(limits.max_idle.min(sockets)))
                     .collect()
             })
+            .collect();
+        self.demand = routing
+            .pools
+            .iter()
+            .map(|spec| vec![PeakDemand::default(); spec.members.len()])
+            .collect();
+        // Exchanges in flight keep counting against their pool (by the members that stay).
+        self.in_flight = pools
+            .iter()
+            .map(|pool| pool.members().iter().map(|m| m.outstanding()).sum())
+            .collect();
+        self.max_in_flight = routing
+            .pool_limits
+            .iter()
+            .map(|limits| limits.lane_in_flight(self.lanes))
+            .collect();
+        self.waiting = routing
+            .pool_limits
+            .iter()
+            .map(|limits| VecDeque::with_capacity(limits.max_queued as usize))
             .collect();
         self.pools = pools;
         self.limits = routing.pool_limits.clone();
@@ -181,8 +233,21 @@ enum Opened {
     Connecting(ConnId),
     /// No local port to connect from (or an address family the stack does not speak yet).
     NoPort,
-    /// The stack refused the connect (no free socket, or the port was taken meanwhile).
+    /// Every upstream socket is taken (or freed too recently): wait for one.
+    NoSocket,
+    /// The stack refused the connect's endpoints.
     Refused,
+}
+
+/// What [`Lane::assign_upstream`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Assigned {
+    /// The exchange has a connection.
+    Yes,
+    /// The exchange waits in its pool's queue.
+    Waiting,
+    /// The exchange was failed (answered or reset).
+    Failed,
 }
 
 impl Lane<'_> {
@@ -198,17 +263,24 @@ impl Lane<'_> {
         };
         match self.server.connect(remote, port) {
             Ok(id) => Opened::Connecting(id),
-            Err(ConnectError::NoFreeSocket | ConnectError::PortInUse | ConnectError::Refused) => {
-                Opened::Refused
-            }
+            Err(ConnectError::NoFreeSocket) => Opened::NoSocket,
+            // `local_port` chose a port the server does not use: a refusal is the stack's.
+            Err(ConnectError::PortInUse | ConnectError::Refused) => Opened::Refused,
         }
     }
 
-    /// Picks a member and gives the exchange a connection to it (idle or new). On failure the
-    /// client gets 503 (no member eligible) or 502 (no socket or port to connect from).
-    /// `no_member` is the status when no member is eligible: 503 for a new request, the first
-    /// failure's status for a retry that finds no other member.
-    pub(super) fn assign_upstream(&mut self, index: usize, exclude: Option<usize>, no_member: u16) -> bool {
+    /// Picks a member and gives the exchange a connection to it (idle or new), or queues the
+    /// exchange when its pool is at its in-flight share or no socket is free. On failure the
+    /// client gets `no_member` when no member is eligible (503 for a new request, the first
+    /// failure's status for a retry that finds no other member), 503 when the queue is full,
+    /// 502 when the stack refuses the connect. `exclude`: the member a retry leaves out, unless
+    /// it is the pool's only one (the retry then goes to it again, once).
+    pub(super) fn assign_upstream(
+        &mut self,
+        index: usize,
+        exclude: Option<usize>,
+        no_member: u16,
+    ) -> Assigned {
         let now = self.now_ms;
         let forward = *self.connections[index]
             .proxy
@@ -220,12 +292,16 @@ impl Lane<'_> {
         if pool_index >= self.upstreams.pools.len() {
             // A reload removed the pool while this request waited for a retry.
             self.fail_exchange(index, no_member);
-            return false;
+            return Assigned::Failed;
+        }
+        if self.upstreams.in_flight[pool_index] >= self.upstreams.max_in_flight[pool_index] {
+            return self.wait_for_upstream(index, pool_index);
         }
         let pool = &mut self.upstreams.pools[pool_index];
+        let exclude = exclude.filter(|_| pool.members().len() > 1);
         let Some(member) = pool.pick(forward.hash, exclude, now) else {
             self.fail_exchange(index, no_member);
-            return false;
+            return Assigned::Failed;
         };
         let addr = pool.members()[member].addr;
         // An idle connection, checked alive first.
@@ -233,14 +309,19 @@ impl Lane<'_> {
             let socket = self.server.socket(id);
             if socket.state() == tcp::State::Established && !socket.can_recv() {
                 self.adopt(index, id, member, true);
-                return true;
+                return Assigned::Yes;
             }
             self.close_upstream(id, true);
         }
         match self.open_upstream(addr) {
             Opened::NoPort => {
                 self.fail_exchange(index, BAD_GATEWAY);
-                false
+                Assigned::Failed
+            }
+            Opened::NoSocket => {
+                // Room comes sooner from an idle connection nobody is about to use.
+                self.retire_one_idle();
+                self.wait_for_upstream(index, pool_index)
             }
             Opened::Connecting(id) => {
                 *self.upstreams.conn(id) = UpstreamConn {
@@ -251,13 +332,99 @@ impl Lane<'_> {
                     requests: 0,
                 };
                 self.adopt(index, id, member, false);
-                true
+                Assigned::Yes
             }
             Opened::Refused => {
                 self.values.upstream_connect_failures += 1;
                 self.fail_exchange(index, BAD_GATEWAY);
-                false
+                Assigned::Failed
             }
+        }
+    }
+
+    /// Queues the exchange of client `index` for a connection to pool `pool` (503 at once when
+    /// the queue is full).
+    fn wait_for_upstream(&mut self, index: usize, pool: usize) -> Assigned {
+        let waiting = self.connections[index]
+            .proxy
+            .is_some_and(|p| p.exchange.is_waiting());
+        if waiting {
+            // Already queued (woken, and still no room): it keeps its place.
+            return Assigned::Waiting;
+        }
+        let limits = &self.upstreams.limits[pool];
+        let queue = &mut self.upstreams.waiting[pool];
+        if queue.len() >= limits.max_queued as usize {
+            // Entries of exchanges that ended since are dropped before giving up.
+            let connections = &self.connections;
+            queue.retain(|&waiter| {
+                connections[waiter as usize]
+                    .proxy
+                    .is_some_and(|p| p.exchange.is_waiting())
+            });
+        }
+        if queue.len() >= limits.max_queued as usize {
+            self.values.upstream_queue_full += 1;
+            self.fail_exchange(index, UNAVAILABLE);
+            return Assigned::Failed;
+        }
+        queue.push_back(index as ConnId);
+        let timeout = limits.queue_timeout_ms;
+        let proxied = self.connections[index].proxy.as_mut().expect("an exchange");
+        proxied.exchange.wait(self.now_ms, timeout);
+        self.values.upstream_queued += 1;
+        Assigned::Waiting
+    }
+
+    /// Serves the queues: each pool's oldest waiting exchanges get a connection while the pool
+    /// is under its in-flight share and a connection can be had (idle, or a free socket).
+    pub(super) fn serve_waiting(&mut self) {
+        for pool in 0..self.upstreams.waiting.len() {
+            while let Some(&waiter) = self.upstreams.waiting[pool].front() {
+                let index = waiter as usize;
+                let live = self.connections[index]
+                    .proxy
+                    .is_some_and(|p| p.exchange.is_waiting());
+                if !live {
+                    self.upstreams.waiting[pool].pop_front();
+                    continue;
+                }
+                let has_idle = self.upstreams.idle[pool].iter().any(|list| !list.is_empty());
+                if self.upstreams.in_flight[pool] >= self.upstreams.max_in_flight[pool]
+                    || !(has_idle || self.server.can_connect())
+                {
+                    break;
+                }
+                self.upstreams.waiting[pool].pop_front();
+                self.pump(index);
+                if self.connections[index]
+                    .proxy
+                    .is_some_and(|p| p.exchange.is_waiting())
+                {
+                    // Still no connection for it (the member picked had none idle, and no
+                    // socket is free): it keeps its place, and the queue waits.
+                    self.upstreams.waiting[pool].push_front(waiter);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Closes the idle connection that has waited longest, to free its socket for a new
+    /// connection elsewhere (every socket is taken).
+    fn retire_one_idle(&mut self) {
+        let oldest = self
+            .upstreams
+            .conns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, conn)| match conn.owner {
+                Owner::Idle { since_ms } => Some((since_ms, i)),
+                _ => None,
+            })
+            .min();
+        if let Some((_, i)) = oldest {
+            self.retire_idle(self.upstreams.first + i as ConnId);
         }
     }
 
@@ -270,24 +437,35 @@ impl Lane<'_> {
         conn.requests += 1;
         let pool = usize::from(conn.pool);
         self.upstreams.pools[pool].begin(member);
+        self.upstreams.in_flight[pool] += 1;
+        let busy = self.upstreams.pools[pool].members()[member].outstanding();
+        self.upstreams.demand[pool][member].note(busy, now);
         let proxied = self.connections[index].proxy.as_mut().expect("an exchange");
         proxied.upstream = Some(id);
         proxied.exchange.assigned(member as u16, reused, now, &timeouts);
         self.server.touch(id);
     }
 
-    /// Releases an exchange's upstream connection `upstream`: back to the idle list when `reusable`,
-    /// else aborted. Its member's outstanding request ends either way.
+    /// Releases an exchange's upstream connection `upstream`: back to the idle list when
+    /// `reusable` and recent demand wants it there, else closed (a FIN; a RST when not
+    /// `reusable`). Its member's outstanding request and its pool's in-flight count end either
+    /// way.
     pub(super) fn drop_upstream_of(&mut self, upstream: Option<ConnId>, reusable: bool) {
         let Some(id) = upstream else { return };
         let conn = *self.upstreams.conn(id);
         if let Some((pool, member)) = self.upstreams.member_now(conn.pool, conn.member, conn.addr) {
             self.upstreams.pools[pool].finish(member);
+            self.upstreams.in_flight[pool] = self.upstreams.in_flight[pool].saturating_sub(1);
             let limits = &self.upstreams.limits[pool];
             let under_limit =
                 limits.max_requests_per_connection == 0 || conn.requests < limits.max_requests_per_connection;
+            let busy = self.upstreams.pools[pool].members()[member].outstanding();
+            let wanted = self.upstreams.demand[pool][member].idle_wanted(busy, limits.max_idle);
+            // A request waiting for this pool takes the connection through the idle list.
+            let waiters = !self.upstreams.waiting[pool].is_empty();
             let idle = &mut self.upstreams.idle[pool][member];
-            if reusable && under_limit && idle.len() < limits.max_idle && !self.draining {
+            let room = idle.len() < wanted || (waiters && idle.len() < limits.max_idle);
+            if reusable && under_limit && room && !self.draining {
                 idle.push(id);
                 let now = self.now_ms;
                 let conn = self.upstreams.conn(id);
@@ -449,6 +627,19 @@ impl Lane<'_> {
     /// exchanges in flight finish with the members they have; idle connections to members
     /// that left are closed.
     pub(super) fn apply_routing(&mut self, routing: &Routing) {
+        // Waiting requests are served by the pools they were routed to, or answered.
+        self.serve_waiting();
+        for pool in 0..self.upstreams.waiting.len() {
+            while let Some(waiter) = self.upstreams.waiting[pool].pop_front() {
+                let index = waiter as usize;
+                if self.connections[index]
+                    .proxy
+                    .is_some_and(|p| p.exchange.is_waiting())
+                {
+                    self.fail_exchange(index, UNAVAILABLE);
+                }
+            }
+        }
         for pool in 0..self.upstreams.idle.len() {
             for member in 0..self.upstreams.idle[pool].len() {
                 while let Some(id) = self.upstreams.idle[pool][member].pop() {
@@ -459,9 +650,31 @@ impl Lane<'_> {
         self.upstreams.install(routing);
     }
 
-    /// The upstream side's timers: idle connections past their time (or all, while
-    /// draining), health probes past their deadline, closing connections to settle.
+    /// Closes idle connections beyond what each member's recent demand wants (the oldest
+    /// first), once the demand has fallen.
+    fn trim_idle(&mut self) {
+        let now = self.now_ms;
+        for pool in 0..self.upstreams.idle.len() {
+            for member in 0..self.upstreams.idle[pool].len() {
+                self.upstreams.demand[pool][member].roll(now);
+                let busy = self.upstreams.pools[pool].members()[member].outstanding();
+                let max_idle = self.upstreams.limits[pool].max_idle;
+                let wanted = self.upstreams.demand[pool][member].idle_wanted(busy, max_idle);
+                while self.upstreams.idle[pool][member].len() > wanted {
+                    // The list is a stack: the oldest idle connection is at the bottom.
+                    let id = self.upstreams.idle[pool][member].remove(0);
+                    self.values.upstream_idle_trimmed += 1;
+                    self.retire_idle(id);
+                }
+            }
+        }
+    }
+
+    /// The upstream side's timers: idle connections past their time or beyond recent demand
+    /// (or all, while draining), health probes past their deadline, closing connections to
+    /// settle, requests waiting in the queues.
     pub(super) fn sweep_upstreams(&mut self) {
+        self.trim_idle();
         let now = self.now_ms;
         for i in 0..self.upstreams.conns.len() {
             let id = self.upstreams.first + i as ConnId;

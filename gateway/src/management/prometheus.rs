@@ -335,6 +335,32 @@ fn lane_families(e: &mut Exposition, observatory: &Observatory<'_>) {
             ]
         },
     );
+    per_lane_by(
+        e,
+        "xgate_lane_upstream_events_total",
+        "counter",
+        "Upstream connection events of a lane, by kind: connects opened, connects failed, retries, requests queued for a connection, 503s for a full queue or a queue timeout, idle connections closed beyond recent demand.",
+        "kind",
+        &|v| {
+            vec![
+                ("connects", v.upstream_connects),
+                ("connect_failures", v.upstream_connect_failures),
+                ("retries", v.upstream_retries),
+                ("queued", v.upstream_queued),
+                ("queue_full", v.upstream_queue_full),
+                ("queue_timeouts", v.upstream_queue_timeouts),
+                ("idle_trimmed", v.upstream_idle_trimmed),
+            ]
+        },
+    );
+    per_lane_by(
+        e,
+        "xgate_lane_syns_unserved_total",
+        "counter",
+        "SYNs of new clients a lane did not accept, by outcome: dropped because every client socket was taken (the client sends it again), or refused with a RST (draining, or http.reset_when_full).",
+        "outcome",
+        &|v| vec![("dropped_full", v.syn_dropped_full), ("refused", v.refused)],
+    );
     per_lane(
         e,
         "xgate_lane_syn_deferred_total",

@@ -1052,3 +1052,19 @@ fn memory_stream_behaves_like_a_tcp_socket() {
     assert_eq!(s.send(b"x"), 0);
     assert_eq!(s.state(), StreamState::Closed);
 }
+
+#[test]
+fn a_queued_exchange_expires_as_a_queue_timeout_and_assignment_ends_the_wait() {
+    let mut x = Exchange::new(get(), 1 << 20, false, 0);
+    assert!(!x.is_waiting());
+    x.wait(100, 2_000);
+    assert!(x.is_waiting() && !x.is_assigned());
+    assert_eq!(x.expire(2_099), None);
+    assert_eq!(x.expire(2_100), Some(Expiry::QueueTimeout));
+
+    // A connection came before the limit: the wait is over and the connect limit applies.
+    x.assigned(0, false, 500, &TIMEOUTS);
+    assert!(!x.is_waiting() && x.is_assigned());
+    assert_eq!(x.expire(500 + CONNECT_MS - 1), None);
+    assert_eq!(x.expire(500 + CONNECT_MS), Some(Expiry::ConnectTimeout));
+}

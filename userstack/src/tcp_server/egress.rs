@@ -48,6 +48,8 @@ impl TcpServer {
                 // than at the next timer tick.
                 shard.dirty = true;
                 again.push(index);
+            } else {
+                shard.egress_passes = shard.egress_passes.wrapping_add(1);
             }
             if !shard.timer_stale {
                 shard.timer_stale = true;

@@ -80,8 +80,8 @@ impl TcpServer {
             // Room for the SYN comes from the oldest half-open connection, if it has waited
             // long enough. Without room now (all are young, or every socket is taken and the
             // evicted one is free only once the application settles it), no answer: the client
-            // sends its SYN again. A pool full of established connections alone refuses it
-            // with a RST below.
+            // sends its SYN again. A pool full of established connections alone is handled
+            // below (dropped too, or refused with a RST).
             let evicted = self.evict_oldest_half_open(now);
             if !evicted || self.listening.is_empty() {
                 let Some((rx, _)) = device.receive(now) else {
@@ -93,6 +93,16 @@ impl TcpServer {
             }
         }
         let Some(&shard) = self.listening.front().filter(|_| new_connection) else {
+            if new_connection && !self.listen_port_closed && !self.reset_when_full {
+                // Every socket holds an established connection: like a full listen backlog, no
+                // answer; the client sends its SYN again and finds a socket once one is free.
+                let Some((rx, _)) = device.receive(now) else {
+                    return false;
+                };
+                rx.consume(|_| ());
+                self.stats.syn_dropped_full += 1;
+                return true;
+            }
             if new_connection {
                 self.stats.refused += 1;
             }

@@ -112,8 +112,14 @@ impl TcpServer {
             self.socket(id).abort();
         }
         if self.conns[id as usize].outbound {
-            self.conns[id as usize].role = Role::Free;
-            self.outbound_free.push(id);
+            // Reused once the shard's egress has sent what the socket still has for its last
+            // peer (the ACK of a FIN, a RST).
+            let passes = self.shards[shard_index as usize].egress_passes;
+            let conn = &mut self.conns[id as usize];
+            conn.role = Role::Free;
+            conn.freed_at_pass = passes;
+            self.outbound_free.push_back(id);
+            self.mark_dirty(shard_index);
             return;
         }
         if self.shards[shard_index as usize].listener.is_none()
