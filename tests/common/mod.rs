@@ -339,8 +339,8 @@ impl TestLab {
         std::fs::write(
             &conf,
             format!(
-                "daemon on; worker_processes 1; pid {dir}/nginx.pid; error_log {dir}/error.log;\n\
-                 events {{ worker_connections 4096; }}\n\
+                "daemon on; worker_processes 1; worker_rlimit_nofile 20000; pid {dir}/nginx.pid; error_log {dir}/error.log;\n\
+                 events {{ worker_connections 16384; }}\n\
                  http {{ access_log off; keepalive_requests 100000; client_body_temp_path {dir}/body;\n\
                  server {{ listen {BACKEND_IP}:{port}; root {root}; location = /empty {{ return 204; }} }} }}\n",
                 dir = dir.display(),
