@@ -140,6 +140,28 @@ pub struct RunFigures {
     /// (percentile, microseconds), from xgate-bench runs only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cdf: Vec<(f64, f64)>,
+    /// xgate as a proxy: upstream connections it opened per 1,000 requests it answered, after
+    /// the warm-up (from its own counters), and the upstream connects that failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<UpstreamChurn>,
+}
+
+/// xgate's upstream connections over the measured part of a proxy run.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+pub struct UpstreamChurn {
+    pub requests: u64,
+    pub connects: u64,
+    pub connect_failures: u64,
+}
+
+impl UpstreamChurn {
+    /// Connects per 1,000 requests.
+    pub fn per_thousand(&self) -> f64 {
+        if self.requests == 0 {
+            return f64::NAN;
+        }
+        self.connects as f64 * 1000.0 / self.requests as f64
+    }
 }
 
 /// Reads `null` (how JSON writes NaN) back as NaN.

@@ -169,6 +169,9 @@ pub struct LaneSetup<'a> {
     pub metrics: &'a LaneMetrics,
     /// Orders from the reaper, and the replies.
     pub reaps: LaneReapRings,
+    /// Counts the lanes that have built their state and serve (the gateway is ready when all
+    /// have).
+    pub built: &'a std::sync::atomic::AtomicUsize,
 }
 
 /// What a lane did, reported when it stops, with its ring ends (frames still in them go back
@@ -272,6 +275,7 @@ pub fn run(config: &Config, setup: LaneSetup<'_>, stop: &AtomicBool) -> Result<L
             );
         }
     }
+    let built = setup.built;
     let gw = &config.gateway;
     let start = std::time::Instant::now();
     let mut iface_config = IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress(gw.mac.0)));
@@ -382,6 +386,7 @@ pub fn run(config: &Config, setup: LaneSetup<'_>, stop: &AtomicBool) -> Result<L
             .access_log
             .then(|| AccessLog::new(setup.index, routing.route_names())),
     };
+    built.fetch_add(1, Ordering::SeqCst);
     let allocations_at_start = sys::alloc::thread_allocations();
     let mut idle_turns = 0u32;
     while !stop.load(Ordering::Relaxed) {

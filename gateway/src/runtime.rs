@@ -284,19 +284,10 @@ pub fn run(
         .and_then(|l| l.local_addr().ok())
         .map_or_else(|| "off".to_string(), |a| a.to_string());
 
-    writeln!(
-        events,
-        "{{\"event\":\"ready\",\"interface\":\"{}\",\"ipv4\":\"{}\",\"port\":{},\"lanes\":{lanes},\"xdp_mode\":\"{}\",\"bind_mode\":\"{}\",\"umem_backing\":\"{:?}\",\"metrics\":\"{metrics_address}\"}}",
-        gw.interface,
-        gw.ipv4,
-        gw.listen_port,
-        steering.mode_name(),
-        ports[0].mode().name(),
-        ports[0].backing()
-    )?;
-    events.flush()?;
-
     let lane_stop = AtomicBool::new(false);
+    let lanes_built = std::sync::atomic::AtomicUsize::new(0);
+    let bind_mode = ports[0].mode().name();
+    let umem_backing = ports[0].backing();
     let (mut reload_rings, reload_ends): (Vec<_>, Vec<_>) = (0..lanes)
         .map(|_| rtrb::RingBuffer::<Arc<Routing>>::new(RELOAD_RING))
         .unzip();
@@ -319,6 +310,7 @@ pub fn run(
                 core,
                 metrics: &lane_metrics[index],
                 reaps: reap_ends.next().expect("one reaper ring pair per lane"),
+                built: &lanes_built,
             };
             let lane_stop = &lane_stop;
             let spawned = std::thread::Builder::new()
@@ -338,6 +330,23 @@ pub fn run(
             let lane_stop = &lane_stop;
             scope.spawn(move || management::serve(listener, observatory, lane_stop))
         });
+        // Ready once every lane has built its sockets and buffers (or one failed to).
+        while lanes_built.load(Ordering::SeqCst) < threads.len() && threads.iter().all(|t| !t.is_finished()) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if lanes_built.load(Ordering::SeqCst) == lanes {
+            let _ = writeln!(
+                events,
+                "{{\"event\":\"ready\",\"interface\":\"{}\",\"ipv4\":\"{}\",\"port\":{},\"lanes\":{lanes},\"xdp_mode\":\"{}\",\"bind_mode\":\"{}\",\"umem_backing\":\"{:?}\",\"metrics\":\"{metrics_address}\"}}",
+                gw.interface,
+                gw.ipv4,
+                gw.listen_port,
+                steering.mode_name(),
+                bind_mode,
+                umem_backing
+            );
+            let _ = events.flush();
+        }
         let mut next_refresh = std::time::Instant::now();
         let mut new_route_names = None;
         while !stop.load(Ordering::Relaxed) && threads.iter().all(|t| !t.is_finished()) {

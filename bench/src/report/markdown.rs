@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use crate::results::{
-    proxy_reference, FloodCase, FloodRun, SuiteResults, DIRECT_SERVER, NGINX_PROXY_SERVER, OPEN_LOOP_CLIENT,
-    PROXY_SERVERS, TWO_LANES_SERVER, XGATE_PROXY_SERVER,
+    proxy_reference, FloodCase, FloodRun, SuiteResults, UpstreamChurn, DIRECT_SERVER, NGINX_PROXY_SERVER,
+    OPEN_LOOP_CLIENT, PROXY_SERVERS, TWO_LANES_SERVER, XGATE_PROXY_SERVER,
 };
 
 use super::{
@@ -255,7 +255,53 @@ fn proxy_section(out: &mut String, results: &SuiteResults, summaries: &[CaseSumm
             added(n)
         );
     }
+    upstream_churn_table(out, &cases);
     proxy_open_loop_table(out, results, summaries);
+}
+
+/// xgate's upstream connections per 1,000 requests in each proxy case, from its own counters
+/// after the warm-up (goal: at most 1, with the pool's default idle sizing).
+fn upstream_churn_table(out: &mut String, cases: &[&CaseSummary]) {
+    let rows: Vec<(usize, Vec<UpstreamChurn>)> = cases
+        .iter()
+        .filter(|s| s.case.server == XGATE_PROXY_SERVER)
+        .map(|s| {
+            (
+                s.case.connections,
+                s.case.runs.iter().filter_map(|r| r.upstream).collect::<Vec<_>>(),
+            )
+        })
+        .filter(|(_, churn)| !churn.is_empty())
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nxgate proxy's upstream connections after the warm-up, from its own counters (pool defaults; goal: at most 1 connect per 1,000 requests):\n"
+    );
+    let _ = writeln!(
+        out,
+        "| connections | upstream connects per 1,000 requests, median (min–max) | connects | requests | connect failures |"
+    );
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|");
+    for (connections, churn) in rows {
+        let per_thousand: Vec<f64> = churn.iter().map(UpstreamChurn::per_thousand).collect();
+        let Some(spread) = Spread::of(&per_thousand) else {
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {:.3} ({:.3}–{:.3}) | {} | {} | {} |",
+            thousands(connections as f64),
+            spread.median,
+            spread.min,
+            spread.max,
+            churn.iter().map(|c| c.connects).sum::<u64>(),
+            churn.iter().map(|c| c.requests).sum::<u64>(),
+            churn.iter().map(|c| c.connect_failures).sum::<u64>(),
+        );
+    }
 }
 
 fn packet_table(out: &mut String, packet_path: &Value) {

@@ -34,6 +34,7 @@ pub fn parse_wrk(text: &str) -> Option<(RunFigures, u64)> {
         response_bytes: 0,
         offered_rate: None,
         cdf: Vec::new(),
+        upstream: None,
     };
     let mut completed = None;
     for line in text.lines() {

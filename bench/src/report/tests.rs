@@ -353,3 +353,25 @@ fn nines_spread_the_tail() {
     assert!((nines(99.0) - 2.0).abs() < 1e-9);
     assert!(nines(100.0).is_finite());
 }
+
+/// The proxy section lists xgate's upstream connects per 1,000 requests from its counters.
+#[test]
+fn the_proxy_section_gives_upstream_connects_per_thousand_requests() {
+    let mut churned = run(40_000.0, 200.0, 900.0);
+    churned.upstream = Some(crate::results::UpstreamChurn {
+        requests: 400_000,
+        connects: 40,
+        connect_failures: 0,
+    });
+    let mut cases = vec![
+        case(XGATE_PROXY_SERVER, 100, vec![churned.clone(), churned]),
+        case(NGINX_PROXY_SERVER, 100, vec![run(20_000.0, 300.0, 1_000.0)]),
+        case(DIRECT_SERVER, 100, vec![run(60_000.0, 100.0, 500.0)]),
+    ];
+    let results = results(std::mem::take(&mut cases));
+    let text = markdown(&results, None);
+    assert!(
+        text.contains("| 100 | 0.100 (0.100–0.100) | 80 | 800000 | 0 |"),
+        "{text}"
+    );
+}

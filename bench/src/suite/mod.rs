@@ -141,6 +141,8 @@ impl Progress {
 struct Suite {
     /// What xgate's UMEM sat on, from its ready event (`HugePages2M` or `NormalPages`).
     xgate_umem_backing: std::cell::RefCell<String>,
+    /// The running xgate's stdout lines after its `ready` event (its `stats` events).
+    xgate_lines: std::cell::RefCell<Option<std::sync::mpsc::Receiver<String>>>,
     xgate: PathBuf,
     bench: PathBuf,
     work: PathBuf,
@@ -203,6 +205,7 @@ pub fn run(args: &SuiteArgs) -> anyhow::Result<()> {
 
     let mut suite = Suite {
         xgate_umem_backing: std::cell::RefCell::new("unknown".into()),
+        xgate_lines: std::cell::RefCell::new(None),
         xgate,
         bench: bench.clone(),
         work: work.clone(),

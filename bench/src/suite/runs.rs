@@ -108,6 +108,7 @@ impl Suite {
             response_bytes: number(&["response_bytes"]) as u64,
             offered_rate: rate,
             cdf,
+            upstream: None,
         })
     }
 

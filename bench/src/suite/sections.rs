@@ -30,7 +30,12 @@ impl Suite {
     ) -> anyhow::Result<Vec<RunFigures>> {
         let mut runs: Vec<RunFigures> = Vec::new();
         for repeat in 0..self.plan.repeats {
-            let run = self.with_fresh_server(server, connections, |suite, _| measure(suite))?;
+            let run =
+                self.with_fresh_server(server, connections, |suite, process| match (server, process) {
+                    // As a proxy, xgate also says how often it opened an upstream connection.
+                    (Server::XgateProxy, Some(process)) => suite.measure_upstream_churn(process, &measure),
+                    _ => measure(suite),
+                })?;
             let figure = match run.offered_rate {
                 Some(_) => format!("p99 {:.0} us", run.p99_us),
                 None => format!("{:.0} req/s", run.requests_per_second),

@@ -12,11 +12,12 @@ use std::{
 
 use anyhow::{bail, Context};
 use serde_json::Value;
-use xgate_gateway::routing::MAX_IDLE_PER_MEMBER;
 
 use crate::{
     process::check_interrupted,
-    results::{DIRECT_SERVER, NGINX_PROXY_SERVER, TWO_LANES_SERVER, XGATE_PROXY_SERVER},
+    results::{
+        RunFigures, UpstreamChurn, DIRECT_SERVER, NGINX_PROXY_SERVER, TWO_LANES_SERVER, XGATE_PROXY_SERVER,
+    },
 };
 
 use super::{
@@ -44,6 +45,34 @@ impl Drop for Guarded {
             let _ = self.0.kill();
         }
         let _ = self.0.wait();
+    }
+}
+
+/// Asks xgate `pid` for its counters (SIGUSR1) and sums its lanes' requests and upstream
+/// connects from the `stats` event it prints (`None` if none comes within 5 s).
+fn xgate_totals(pid: u32, lines: &mpsc::Receiver<String>) -> Option<UpstreamChurn> {
+    while lines.try_recv().is_ok() {}
+    xgate_gateway::sys::send_signal(pid as i32, libc::SIGUSR1).ok()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = deadline.checked_duration_since(std::time::Instant::now())?;
+        let line = lines.recv_timeout(left).ok()?;
+        let Ok(event) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if event["event"] != "stats" {
+            continue;
+        }
+        let total = |key: &str| -> u64 {
+            event["lanes"].as_array().map_or(0, |lanes| {
+                lanes.iter().filter_map(|lane| lane[key].as_u64()).sum()
+            })
+        };
+        return Some(UpstreamChurn {
+            requests: total("requests"),
+            connects: total("upstream_connects"),
+            connect_failures: total("upstream_connect_failures"),
+        });
     }
 }
 
@@ -188,10 +217,9 @@ fn xgate_config(lab_config: &str, connections: usize, lanes: usize, cpus: &str, 
         .collect::<Vec<_>>()
         .join("\n");
     if proxy {
-        let max_idle = pool.min(MAX_IDLE_PER_MEMBER);
+        // The pool's defaults (idle connections kept as demand needs them): what a user gets.
         config.push_str(&format!(
-            "\n\n[[upstream]]\nname = \"backend\"\nmembers = [\"{BACKEND_TARGET}\"]\nmax_idle = {max_idle}\n\
-             max_requests_per_connection = 0\n\n[[route]]\nupstream = \"backend\"\n"
+            "\n\n[[upstream]]\nname = \"backend\"\nmembers = [\"{BACKEND_TARGET}\"]\n\n[[route]]\nupstream = \"backend\"\n"
         ));
     }
     config
@@ -290,13 +318,17 @@ impl Suite {
         let stdout = child.stdout.take().expect("piped");
         let server = Guarded(child);
         let (ready_tx, ready_rx) = mpsc::channel();
+        let (lines_tx, lines_rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if line.contains("\"event\":\"ready\"") {
                     let _ = ready_tx.send(line);
+                } else {
+                    let _ = lines_tx.send(line);
                 }
             }
         });
+        *self.xgate_lines.borrow_mut() = Some(lines_rx);
         let Ok(ready) = ready_rx.recv_timeout(Duration::from_secs(20)) else {
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
             bail!("xgate did not report ready (it said: {})", log.trim());
@@ -357,6 +389,41 @@ impl Suite {
             bail!("{e:#} (nginx, {stem}, said: {})", log.trim());
         }
         Ok(server)
+    }
+
+    /// One proxy run of `measure` against the running xgate `process`, with xgate's own count of
+    /// the upstream connections it opened and the requests it answered between the end of the
+    /// warm-up (plus half a second) and the end of the run.
+    pub(super) fn measure_upstream_churn(
+        &self,
+        process: &Guarded,
+        measure: impl FnOnce(&Self) -> anyhow::Result<RunFigures>,
+    ) -> anyhow::Result<RunFigures> {
+        let pid = process.0.id();
+        let lines = self.xgate_lines.borrow_mut().take();
+        let settle = Duration::from_secs_f64(self.plan.warmup_seconds + 0.5);
+        let (run, counts) = std::thread::scope(|scope| {
+            let first = scope.spawn(move || {
+                let lines = lines?;
+                std::thread::sleep(settle);
+                let first = xgate_totals(pid, &lines);
+                Some((first, lines))
+            });
+            let run = measure(self);
+            let counts = first.join().ok().flatten().and_then(|(first, lines)| {
+                let last = xgate_totals(pid, &lines);
+                *self.xgate_lines.borrow_mut() = Some(lines);
+                Some((first?, last?))
+            });
+            (run, counts)
+        });
+        let mut run = run?;
+        run.upstream = counts.map(|(first, last)| UpstreamChurn {
+            requests: last.requests - first.requests,
+            connects: last.connects - first.connects,
+            connect_failures: last.connect_failures - first.connect_failures,
+        });
+        Ok(run)
     }
 
     /// Runs `measure` against a freshly started `server` and stops it afterwards: every repeat
@@ -421,21 +488,18 @@ mod tests {
             "{proxy}"
         );
         let upstream = table(&proxy, "[[upstream]]");
-        for line in [
-            "name = \"backend\"",
-            "members = [\"10.77.0.4:8080\"]",
-            "max_idle = 164",
-            "max_requests_per_connection = 0",
-        ] {
+        for line in ["name = \"backend\"", "members = [\"10.77.0.4:8080\"]"] {
             assert!(upstream.contains(line), "{line} in {upstream}");
         }
+        // The pool runs with its defaults, as a user's would.
+        assert!(!upstream.contains("max_idle"), "{upstream}");
         assert_eq!(table(&proxy, "[[route]]").trim(), "upstream = \"backend\"");
         // Everything else of the lab's config is kept.
         assert!(table(&proxy, "[tcp]").contains("timeout_ms = 60000"));
     }
 
     /// The configs the suite starts xgate with are ones xgate accepts, at every count the suite
-    /// allows (the idle pool is capped at the config's bound).
+    /// allows.
     #[test]
     fn xgate_accepts_the_suite_configs_up_to_the_largest_count() {
         let lab = xgate_lab::gateway_config().to_toml();
@@ -447,11 +511,6 @@ mod tests {
                 }
             }
         }
-        let proxy = xgate_config(&lab, 10_000, 1, "0", true);
-        assert!(
-            table(&proxy, "[[upstream]]").contains("max_idle = 4096\n"),
-            "{proxy}"
-        );
     }
 
     #[test]
