@@ -108,6 +108,20 @@ impl LaneMetrics {
     }
 }
 
+/// The histogram of `phase` for route slot `slot` over every lane, and its sum in ns.
+pub fn over_lanes(lanes: &[LaneMetrics], slot: usize, phase: Phase) -> (Histogram, u64) {
+    let mut total = [0u64; LATENCY_BUCKETS];
+    let mut sum_ns = 0u64;
+    for lane in lanes {
+        let (h, s) = lane.phase(slot, phase);
+        for (t, n) in total.iter_mut().zip(h) {
+            *t += n;
+        }
+        sum_ns = sum_ns.wrapping_add(s);
+    }
+    (total, sum_ns)
+}
+
 /// How long from `start_ns` to `end_ns`, when both were reached (0 is "not reached"); a clock
 /// that seems to go back gives 0.
 pub fn between(start_ns: u64, end_ns: u64) -> Option<u64> {
