@@ -5,7 +5,8 @@
 //!   flows, reaped flows by reason, XDP actions and drops by reason, frames, UMEM, rings).
 //! - `GET /flows?sort=latency|bytes|age|packets|retransmits&limit=N`: the XDP flow table as
 //!   JSON (what `xgate flows` shows).
-//! - `GET /top`: totals and gauges as JSON (what `xgate top` turns into rates).
+//! - `GET /top`: totals and gauges as JSON (what `xgate top` turns into rates), and per route
+//!   its responses, latency and request phases.
 //! - `GET /heatmap?kind=request|handshake`: per-second latency histograms as JSON (what
 //!   `xgate heatmap` draws).
 //!
