@@ -11,11 +11,13 @@
 //! - **head read** ([`Phase::HeadRead`]): from the arrival in XDP of the frame that began the
 //!   request (the request latency's start) to the moment the lane handed the slot holding the
 //!   complete head to the HTTP stage (the last hand-off before a verdict other than "more
-//!   bytes"). Direct and proxied requests, counted when the verdict comes back.
+//!   bytes"; for a direct answer to a request with a body, the stage answers once the body is
+//!   in the slot too). Direct and proxied requests, counted when the verdict comes back.
 //! - **upstream wait** ([`Phase::UpstreamWait`]): from the lane taking the verdict `Forward` to
 //!   the upstream connection that carried the request being ready to send on (an idle pooled
-//!   connection: at once; a new one: once its handshake completed). After a retry, the
-//!   connection of the retry; an exchange whose connection never became ready is not counted.
+//!   connection: at once; a new one: once its handshake completed), time spent in the pool's
+//!   queue included. After a retry, the connection of the retry; an exchange whose connection
+//!   never became ready (no member, connect failed, the queue's time limit) is not counted.
 //! - **upstream first byte** ([`Phase::UpstreamFirstByte`]): from the last byte of the
 //!   upstream request head going into the upstream connection's send buffer to the first byte
 //!   of the upstream's response (an interim 1xx counts) seen by the lane. A request body sent
