@@ -831,3 +831,155 @@ upstream = "app"
     assert_eq!(stopped["ledger_violations"], 0);
     assert_eq!(stopped["frames"]["Lent"], 0, "{stopped}");
 }
+
+/// GETs `path` from the management listener in the gateway namespace (curl on its loopback).
+fn management(lab: &TestLab, path: &str) -> String {
+    let out = common::output(lab.exec("gw", "curl").args([
+        "-sS",
+        "--max-time",
+        "5",
+        &format!("http://127.0.0.1:9180{path}"),
+    ]));
+    assert!(
+        out.status.success(),
+        "{path}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The value of sample `key` (`name{labels}` as written) in Prometheus text, if present.
+fn sample(text: &str, key: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(key)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn request_phases_time_a_slow_upstreams_first_byte_and_direct_routes_have_no_upstream_phases() {
+    let mut lab = TestLab::new("pq");
+    lab.start_backend(8081, "a");
+    lab.append_config(&format!(
+        r#"
+[[upstream]]
+name = "app"
+members = ["{BACKEND_IP}:8081"]
+
+[[route]]
+name = "status"
+path_prefix = "/healthz"
+answer = {{ status = 200, body = "ok\n" }}
+
+[[route]]
+name = "slow"
+upstream = "app"
+"#
+    ));
+    lab.start_gateway();
+    // The backend waits 200 ms before its response head; five requests, one connection each
+    // (the first opens the upstream connection, the others find it idle).
+    for _ in 0..5 {
+        let (ok, code) = lab.curl(&[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("http://{GATEWAY_IP}/slow/200"),
+        ]);
+        assert!(ok && code == "200", "{code}");
+    }
+    for _ in 0..10 {
+        let (ok, code) = lab.curl(&[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("http://{GATEWAY_IP}/healthz"),
+        ]);
+        assert!(ok && code == "200", "{code}");
+    }
+
+    let text = management(&lab, "/metrics");
+    let family = "xgate_http_request_phase_seconds";
+    // `_count` or `_sum` of a route's phase.
+    let get = |route: &str, phase: &str, suffix: &str| {
+        sample(
+            &text,
+            &format!("{family}_{suffix}{{route=\"{route}\",phase=\"{phase}\"}}"),
+        )
+    };
+    let bucket = |route: &str, phase: &str, le: &str| {
+        sample(
+            &text,
+            &format!("{family}_bucket{{route=\"{route}\",phase=\"{phase}\",le=\"{le}\"}}"),
+        )
+        .unwrap_or_else(|| panic!("no {route} {phase} bucket {le}: {text}"))
+    };
+    let count = |route: &str, phase: &str| get(route, phase, "count");
+    for phase in [
+        "head_read",
+        "upstream_wait",
+        "upstream_first_byte",
+        "response_write",
+    ] {
+        assert_eq!(count("slow", phase), Some(5.0), "{phase}: {text}");
+    }
+    // Every first byte took at least 200 ms: none in the buckets up to 131 ms, a mean of 200+.
+    assert_eq!(bucket("slow", "upstream_first_byte", "0.131072"), 0.0, "{text}");
+    let first_byte_sum = get("slow", "upstream_first_byte", "sum").unwrap();
+    assert!(first_byte_sum >= 5.0 * 0.2, "sum {first_byte_sum} s");
+    assert!(first_byte_sum < 5.0 * 1.0, "sum {first_byte_sum} s");
+    // The heads were read in far less (each well under 65 ms; under load the lane may wait).
+    assert_eq!(bucket("slow", "head_read", "0.065536"), 5.0, "{text}");
+    assert!(get("slow", "head_read", "sum").unwrap() < 0.1, "{text}");
+    // The direct route: head read and response write, no upstream phase.
+    assert_eq!(count("status", "head_read"), Some(10.0), "{text}");
+    assert_eq!(count("status", "response_write"), Some(10.0), "{text}");
+    assert_eq!(bucket("status", "head_read", "0.065536"), 10.0, "{text}");
+    assert!(
+        !text.contains("route=\"status\",phase=\"upstream"),
+        "a direct route has no upstream phases: {text}"
+    );
+
+    // `/top`: per route p50/p99 of each phase it recorded.
+    let top: serde_json::Value = serde_json::from_str(&management(&lab, "/top")).unwrap();
+    let route = |name: &str| {
+        top["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["route"] == name)
+            .unwrap_or_else(|| panic!("no route {name}: {top}"))
+            .clone()
+    };
+    let slow = route("slow");
+    let first_byte = &slow["phases"]["upstream_first_byte"];
+    assert!(first_byte["p50_us"].as_u64().unwrap() >= 200_000, "{slow}");
+    assert!(
+        slow["phases"]["head_read"]["p99_us"].as_u64().unwrap() <= 65_536,
+        "{slow}"
+    );
+    let status = route("status");
+    assert_eq!(status["requests"], 10, "{status}");
+    let phases: Vec<&String> = status["phases"].as_object().unwrap().keys().collect();
+    assert_eq!(phases, ["head_read", "response_write"], "{status}");
+
+    // `xgate top` shows both routes.
+    let out = common::output(
+        lab.exec("gw", common::XGATE)
+            .args(["top", "--iterations", "1", "--plain"]),
+    );
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    let row = |name: &str| {
+        screen
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no row {name}: {screen}"))
+            .split_whitespace()
+            .count()
+    };
+    assert_eq!(row("slow"), 7, "{screen}");
+    assert_eq!(row("status"), 7, "{screen}");
+    let stopped = lab.stop_gateway();
+    assert_eq!(stopped["ledger_violations"], 0);
+}

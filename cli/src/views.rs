@@ -194,6 +194,86 @@ pub fn top_screen(previous: Option<&Value>, now: &Value, seconds: f64) -> String
         let _ = write!(out, " {reason} {}", n.as_u64().unwrap_or(0));
     }
     let _ = writeln!(out);
+    out.push_str(&routes_table(previous, now, seconds));
+    out
+}
+
+/// Widest route name shown in full by `xgate top`.
+const ROUTE_WIDTH: usize = 18;
+
+/// The per-route part of `xgate top`: each route's request rate, and p50/p99 of its whole
+/// request and of each phase over the last interval (since the start without a previous
+/// answer); `-` for a phase the route did not record in it (a direct route has no upstream
+/// phases). At most 113 columns.
+fn routes_table(previous: Option<&Value>, now: &Value, seconds: f64) -> String {
+    let mut out = String::new();
+    let routes = now["routes"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    if routes.is_empty() {
+        return out;
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "routes, p50/p99 of the last interval   REQUEST: wire arrival -> response queued   HEAD: head read"
+    );
+    let _ = writeln!(
+        out,
+        "  WAIT: for the upstream connection   TTFB: request head sent -> upstream's first byte   \
+         WRITE: first -> last byte"
+    );
+    let _ = writeln!(
+        out,
+        "{:<ROUTE_WIDTH$} {:>8} {:>16} {:>16} {:>16} {:>16} {:>16}",
+        "ROUTE", "REQ/S", "REQUEST", "HEAD", "WAIT", "TTFB", "WRITE"
+    );
+    for route in routes {
+        let name = route["route"].as_str().unwrap_or("?");
+        let before = previous
+            .and_then(|p| p["routes"].as_array())
+            .and_then(|rs| rs.iter().find(|r| r["route"].as_str() == Some(name)));
+        let requests = route["requests"].as_u64().unwrap_or(0);
+        let rate = match previous {
+            None => 0.0,
+            Some(_) => {
+                let was = before.and_then(|b| b["requests"].as_u64()).unwrap_or(0);
+                requests.saturating_sub(was) as f64 / seconds.max(1e-3)
+            }
+        };
+        // p50/p99 of the histogram `pick` finds in a route's answer, over the interval.
+        let window = |pick: &dyn Fn(&Value) -> &Value| -> String {
+            let now_h = histogram_of(&pick(route)["buckets"]);
+            let h: Histogram = match before {
+                Some(b) => {
+                    let was = histogram_of(&pick(b)["buckets"]);
+                    std::array::from_fn(|i| now_h[i].saturating_sub(was[i]))
+                }
+                None => now_h,
+            };
+            match (quantile_micros(&h, 0.5), quantile_micros(&h, 0.99)) {
+                (Some(p50), Some(p99)) => format!("{}/{}", micros_text(p50), micros_text(p99)),
+                _ => "-".to_string(),
+            }
+        };
+        let shown: String = if name.chars().count() > ROUTE_WIDTH {
+            name.chars()
+                .take(ROUTE_WIDTH - 1)
+                .chain(std::iter::once('~'))
+                .collect()
+        } else {
+            name.to_string()
+        };
+        let _ = writeln!(
+            out,
+            "{:<ROUTE_WIDTH$} {:>8.0} {:>16} {:>16} {:>16} {:>16} {:>16}",
+            shown,
+            rate,
+            window(&|r| &r["latency"]),
+            window(&|r| &r["phases"]["head_read"]),
+            window(&|r| &r["phases"]["upstream_wait"]),
+            window(&|r| &r["phases"]["upstream_first_byte"]),
+            window(&|r| &r["phases"]["response_write"]),
+        );
+    }
     out
 }
 
@@ -320,6 +400,83 @@ mod tests {
         assert!(screen.contains("p99    8.2ms"), "{screen}");
         assert!(screen.contains("500/s"), "{screen}");
         assert!(screen.contains("idle 2"), "{screen}");
+    }
+
+    #[test]
+    fn top_shows_each_routes_phases_over_the_interval_in_120_columns() {
+        let histogram = |bucket: usize, n: u64| {
+            let mut h = vec![0u64; LATENCY_BUCKETS];
+            h[bucket] = n;
+            h
+        };
+        let summary = |buckets: Vec<u64>| json!({"count": buckets.iter().sum::<u64>(), "buckets": buckets});
+        let proxied = |requests: u64, n: u64| {
+            json!({"route": "a-route-with-a-very-long-name", "requests": requests,
+                   "latency": summary(histogram(17, n)),
+                   "phases": {"head_read": summary(histogram(4, n)),
+                              "upstream_wait": summary(histogram(1, n)),
+                              "upstream_first_byte": summary(histogram(17, n)),
+                              "response_write": summary(histogram(0, n))}})
+        };
+        let direct = json!({"route": "status", "requests": 7, "latency": summary(histogram(5, 7)),
+                            "phases": {"head_read": summary(histogram(3, 7)),
+                                       "response_write": summary(histogram(0, 7))}});
+        let p = json!({"requests": 10, "routes": [proxied(3, 3), direct]});
+        let mut later = proxied(13, 13);
+        // Of the interval's ten requests, all took [1, 2) ms to their first byte.
+        later["phases"]["upstream_first_byte"]["buckets"][10] = json!(10);
+        later["phases"]["upstream_first_byte"]["buckets"][17] = json!(3);
+        let n = json!({"requests": 20, "routes": [later, direct]});
+        let screen = top_screen(Some(&p), &n, 2.0);
+        let header = screen
+            .lines()
+            .find(|l| l.starts_with("ROUTE"))
+            .expect("a route table");
+        assert!(
+            header.contains("REQ/S") && header.contains("TTFB") && header.contains("WRITE"),
+            "{screen}"
+        );
+        let row = screen
+            .lines()
+            .find(|l| l.starts_with("a-route-with-a-ve~"))
+            .expect("the long name, cut");
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(
+            cells,
+            [
+                "a-route-with-a-ve~",
+                "5",
+                "262.1ms/262.1ms",
+                "32us/32us",
+                "4us/4us",
+                "2.0ms/2.0ms",
+                "2us/2us"
+            ],
+            "{screen}"
+        );
+        let row = screen.lines().find(|l| l.starts_with("status")).unwrap();
+        assert_eq!(
+            row.split_whitespace().collect::<Vec<_>>(),
+            ["status", "0", "-", "-", "-", "-", "-"],
+            "no request of the direct route in the interval: {screen}"
+        );
+        for line in screen.lines() {
+            assert!(
+                line.chars().count() <= 120,
+                "{} columns: {line}",
+                line.chars().count()
+            );
+        }
+        // Without a previous answer: since the start; the direct route has no upstream phases.
+        let screen = top_screen(None, &n, 1.0);
+        let row = screen.lines().find(|l| l.starts_with("status")).unwrap();
+        assert_eq!(
+            row.split_whitespace().collect::<Vec<_>>(),
+            ["status", "0", "64us/64us", "16us/16us", "-", "-", "2us/2us"],
+            "{screen}"
+        );
+        // No routes in the answer: no table.
+        assert!(!top_screen(None, &json!({}), 1.0).contains("ROUTE"));
     }
 
     #[test]

@@ -114,6 +114,12 @@ struct Connection {
     last_arrival_ns: u64,
     /// When the frame that began the request now in the slot arrived (0: unknown).
     request_arrival_ns: u64,
+    /// When the lane last handed the slot to the HTTP stage (CLOCK_MONOTONIC ns): the end of the
+    /// head read once the verdict is not "more bytes".
+    handed_ns: u64,
+    /// When the first byte of a direct answer that did not fit in one write went to the socket
+    /// (0: none).
+    write_started_ns: u64,
     /// The reaper's stall check between two orders.
     stall: StallMark,
     /// The stack accepted this connection's handshake and the reaper was told.
@@ -133,6 +139,8 @@ impl Connection {
             head_started_ms: 0,
             last_arrival_ns: 0,
             request_arrival_ns: 0,
+            handed_ns: 0,
+            write_started_ns: 0,
             stall: StallMark::default(),
             handshake_noted: false,
         }
@@ -146,6 +154,8 @@ impl Connection {
         self.last_active_ms = NOT_SEEN;
         self.last_arrival_ns = 0;
         self.request_arrival_ns = 0;
+        self.handed_ns = 0;
+        self.write_started_ns = 0;
         self.stall = StallMark::default();
         self.handshake_noted = false;
     }

@@ -5,7 +5,8 @@
 //!   flows, reaped flows by reason, XDP actions and drops by reason, frames, UMEM, rings).
 //! - `GET /flows?sort=latency|bytes|age|packets|retransmits&limit=N`: the XDP flow table as
 //!   JSON (what `xgate flows` shows).
-//! - `GET /top`: totals and gauges as JSON (what `xgate top` turns into rates).
+//! - `GET /top`: totals and gauges as JSON (what `xgate top` turns into rates), and per route
+//!   its responses, latency and request phases.
 //! - `GET /heatmap?kind=request|handshake`: per-second latency histograms as JSON (what
 //!   `xgate heatmap` draws).
 //!
@@ -30,7 +31,11 @@ use xgate_xdp::{ActionStats, FlowMaps, ReapReason, XdpVerdict, FLOW_ESTABLISHED,
 
 use crate::{
     counters::LaneCounters,
-    metrics::{bucket_upper_micros, Histogram, LaneMetrics, LATENCY_BUCKETS, ROUTE_SLOTS},
+    metrics::{
+        bucket_upper_micros,
+        phases::{self, Phase},
+        quantile_micros, Histogram, LaneMetrics, LATENCY_BUCKETS, ROUTE_SLOTS,
+    },
     reaper::ReaperCounts,
 };
 
@@ -39,6 +44,8 @@ const MAX_REQUEST: usize = 8 * 1024;
 /// Longest a client may take to send its request or read the answer.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
 
+#[cfg(test)]
+mod phase_tests;
 mod prometheus;
 
 pub use prometheus::render_metrics;
@@ -346,7 +353,62 @@ pub fn top_json(observatory: &Observatory<'_>) -> Value {
         "reaped": reaped_json,
         "xdp_drops": drops,
         "xdp_redirected": view.xdp.get(XdpVerdict::RedirectIpv4 as usize).map_or(0, |s| s.packets),
+        "routes": routes_json(observatory.metrics, &view),
     })
+}
+
+/// A histogram for `/top`: its count, sum (µs), p50 and p99 (µs, the upper bound of the log2
+/// bucket where the rank falls; `null` when empty) and its buckets (so a viewer can take the
+/// difference of two answers).
+fn histogram_json(histogram: &Histogram, sum_ns: u64) -> Value {
+    json!({
+        "count": histogram.iter().sum::<u64>(),
+        "sum_us": sum_ns / 1000,
+        "p50_us": quantile_micros(histogram, 0.5),
+        "p99_us": quantile_micros(histogram, 0.99),
+        "buckets": histogram.to_vec(),
+    })
+}
+
+/// Every route slot that answered a request, in route order: its name, its responses, its
+/// whole-request latency and the phases it recorded (see `metrics::phases`), since the start.
+fn routes_json(lanes: &[LaneMetrics], view: &ControlView) -> Value {
+    let mut routes = Vec::new();
+    for slot in 0..ROUTE_SLOTS {
+        let mut requests = 0u64;
+        let mut latency = [0u64; LATENCY_BUCKETS];
+        let mut latency_sum_ns = 0u64;
+        for lane in lanes {
+            requests += lane.requests(slot).iter().sum::<u64>();
+            let (h, s) = lane.latency(slot);
+            for (t, n) in latency.iter_mut().zip(h) {
+                *t += n;
+            }
+            latency_sum_ns = latency_sum_ns.wrapping_add(s);
+        }
+        let recorded: Vec<(Phase, Histogram, u64)> = Phase::ALL
+            .into_iter()
+            .map(|phase| {
+                let (h, s) = phases::over_lanes(lanes, slot, phase);
+                (phase, h, s)
+            })
+            .filter(|(_, h, _)| h.iter().any(|n| *n > 0))
+            .collect();
+        if requests == 0 && recorded.is_empty() {
+            continue;
+        }
+        let phases: serde_json::Map<String, Value> = recorded
+            .iter()
+            .map(|(phase, h, s)| (phase.name().to_string(), histogram_json(h, *s)))
+            .collect();
+        routes.push(json!({
+            "route": prometheus::route_label(view, slot),
+            "requests": requests,
+            "latency": histogram_json(&latency, latency_sum_ns),
+            "phases": phases,
+        }));
+    }
+    Value::Array(routes)
 }
 
 /// The heat map of `kind` (`request` or `handshake`) as JSON.

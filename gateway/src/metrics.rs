@@ -18,6 +18,8 @@ use std::{
 use xgate_xdp::ReapReason;
 pub use xgate_xdp::LATENCY_BUCKETS as LATENCY_BUCKETS_U32;
 
+pub mod phases;
+
 /// Statuses counted by the lane (the last entry counts any other).
 pub const COUNTED_STATUSES: [u16; 22] = [
     200, 201, 204, 206, 301, 302, 304, 400, 401, 403, 404, 405, 408, 413, 414, 417, 431, 500, 502, 503, 504,
@@ -78,6 +80,8 @@ pub struct LaneMetrics {
     requests: Box<[[AtomicU64; COUNTED_STATUSES.len()]; ROUTE_SLOTS]>,
     latency: Box<[[AtomicU64; LATENCY_BUCKETS]; ROUTE_SLOTS]>,
     latency_sum_ns: Box<[AtomicU64; ROUTE_SLOTS]>,
+    /// The requests' phases by route (see [`phases`]).
+    phases: phases::PhaseHistograms,
     /// Connections the lane aborted on the reaper's word, by reason.
     reaped: [AtomicU64; ReapReason::COUNT],
     /// Half-open connections aborted because the lane held more than its bound.
@@ -96,6 +100,7 @@ impl Default for LaneMetrics {
                 std::array::from_fn(|_| AtomicU64::new(0))
             })),
             latency_sum_ns: Box::new(std::array::from_fn(|_| AtomicU64::new(0))),
+            phases: phases::PhaseHistograms::default(),
             reaped: std::array::from_fn(|_| AtomicU64::new(0)),
             half_open_evicted: AtomicU64::new(0),
             half_open: AtomicU64::new(0),

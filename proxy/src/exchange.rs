@@ -24,6 +24,9 @@
 //!   is still there before it assigns an upstream (the pump checks again first);
 //! - on [`Pumped::head`], the status is counted and the member's response recorded
 //!   (`status < 500`), before [`Pumped::end`] is handled;
+//! - [`Pumped::milestones`] say which moments of the request's phases the call reached (the
+//!   upstream connection ready, the request head out, the upstream's first byte, the client's
+//!   first response byte); the owner, which has the clock, stamps them;
 //! - [`Exchange::expire`] from its sweep; [`Exchange::may_retry`] and [`Exchange::retry`] when
 //!   the upstream failed.
 //!
@@ -188,6 +191,35 @@ pub struct Pumped {
     pub head: Option<u16>,
     /// The exchange ended this call; `None` while it goes on.
     pub end: Option<End>,
+    /// Moments of the request's phases reached this call (the end of the response write is
+    /// [`End::Complete`]).
+    pub milestones: Milestones,
+}
+
+/// Moments of a proxied request's phases that one [`Exchange::pump`] reached. The exchange has
+/// no clock: the owner stamps them when the pump returns. Each is reported once per upstream
+/// connection the exchange is given (again after [`Exchange::retry`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Milestones {
+    /// The upstream connection is ready to send on: the exchange saw it ESTABLISHED for the
+    /// first time (a pooled connection on the first pump after [`Exchange::assigned`], a new one
+    /// once its handshake completed).
+    pub upstream_ready: bool,
+    /// The last byte of the upstream request head went into the upstream stream.
+    pub request_head_sent: bool,
+    /// The first byte of the upstream's response was seen (an interim 1xx counts). The exchange
+    /// looks at the upstream's bytes only once the request head is out.
+    pub upstream_first_byte: bool,
+    /// The first byte of the final response (the client head) went into the client stream;
+    /// `100 Continue` does not count.
+    pub response_started: bool,
+}
+
+impl Milestones {
+    /// Whether any moment was reached.
+    pub fn any(&self) -> bool {
+        self.upstream_ready || self.request_head_sent || self.upstream_first_byte || self.response_started
+    }
 }
 
 /// How an exchange ended.
@@ -273,6 +305,8 @@ pub struct Exchange {
     retried: bool,
     /// `100 Continue` was sent to the client.
     continue_sent: bool,
+    /// A byte of the upstream's response was seen on the current upstream connection.
+    first_byte_seen: bool,
     /// The client connection closes after this response.
     client_close: bool,
     /// The upstream said it keeps the connection open after this response.
@@ -308,6 +342,7 @@ impl Exchange {
             reused: false,
             retried: false,
             continue_sent: false,
+            first_byte_seen: false,
             client_close: forward.close || close,
             upstream_keep_alive: false,
             status: 0,
@@ -362,6 +397,7 @@ impl Exchange {
             progress: false,
             head: None,
             end: None,
+            milestones: Milestones::default(),
         };
         // The client went away (reset, or closed both ways): nothing to answer.
         if io.state(Side::Client) == StreamState::Closed {
@@ -376,6 +412,7 @@ impl Exchange {
         if !self.established {
             if state == StreamState::Established {
                 self.established = true;
+                out.milestones.upstream_ready = true;
                 self.deadline_ms = now + cx.timeouts.upstream_response_ms;
             } else {
                 // Refused (reset) or unreachable before the handshake ended.
@@ -388,6 +425,7 @@ impl Exchange {
             let n = io.send(Side::Upstream, &slot.response[self.head_sent..self.head_len]);
             self.head_sent += n;
             out.progress |= n > 0;
+            out.milestones.request_head_sent = self.head_sent >= self.head_len;
         }
         let head_out = self.head_sent >= self.head_len;
         // 2. `100 Continue`, once the upstream has the head and the client waits with its body.
@@ -412,7 +450,7 @@ impl Exchange {
         }
         // 4. The response head, once the request head is out (the slot's buffer is free).
         if head_out && self.phase == ResponsePhase::AwaitingHead {
-            match self.response_head(io, &mut slot, scratch, cx, &mut out.progress) {
+            match self.response_head(io, &mut slot, scratch, cx, &mut out) {
                 Ok(head) => out.head = head,
                 Err(end) => {
                     out.end = Some(end);
@@ -424,6 +462,7 @@ impl Exchange {
         if let ResponsePhase::SendingHead { len, sent } = self.phase {
             let n = io.send(Side::Client, &slot.response[sent..len]);
             out.progress |= n > 0;
+            out.milestones.response_started |= sent == 0 && n > 0;
             self.phase = if sent + n >= len {
                 ResponsePhase::Body
             } else {
@@ -540,10 +579,14 @@ impl Exchange {
         slot: &mut SlotBuffers<'_>,
         scratch: &mut [u8],
         cx: &PumpContext,
-        progress: &mut bool,
+        out: &mut Pumped,
     ) -> Result<Option<u16>, End> {
         loop {
             let peeked = io.peek(Side::Upstream, scratch);
+            if peeked > 0 && !self.first_byte_seen {
+                self.first_byte_seen = true;
+                out.milestones.upstream_first_byte = true;
+            }
             let closed = !io.may_recv(Side::Upstream) || io.recv_full(Side::Upstream);
             match frame_response(&scratch[..peeked], self.forward.is_head, cx.max_response_head) {
                 Ok(None) => {
@@ -559,7 +602,7 @@ impl Exchange {
                     if head.informational {
                         // Interim answers end here: xgate answered `Expect` itself.
                         io.consume(Side::Upstream, head_len);
-                        *progress = true;
+                        out.progress = true;
                         continue;
                     }
                     let body = BodyLeft::response(head.body);
@@ -580,7 +623,7 @@ impl Exchange {
                     self.phase = ResponsePhase::SendingHead { len, sent: 0 };
                     self.deadline_ms = cx.now_ms + cx.timeouts.upstream_response_ms;
                     io.consume(Side::Upstream, head_len);
-                    *progress = true;
+                    out.progress = true;
                     return Ok(Some(status));
                 }
             }
@@ -629,6 +672,7 @@ impl Exchange {
         self.head_sent = 0;
         self.retried = true;
         self.established = false;
+        self.first_byte_seen = false;
         exclude
     }
 

@@ -11,7 +11,15 @@ use super::{
     proxy::{self, Proxied},
     Lane, NOT_SEEN,
 };
-use crate::{metrics::COUNTED_STATUSES, stage::BATCH, sys::monotonic_ns, transport::SocketStream};
+use crate::{
+    metrics::{
+        phases::{between, Phase},
+        COUNTED_STATUSES,
+    },
+    stage::BATCH,
+    sys::monotonic_ns,
+    transport::SocketStream,
+};
 
 impl Lane<'_> {
     /// Aborts client connection `id` (the peer gets a RST); an exchange in flight ends with it.
@@ -35,6 +43,15 @@ impl Lane<'_> {
         let arrival = self.connections.get(index).map_or(0, |c| c.request_arrival_ns);
         let latency = (arrival != 0).then(|| monotonic_ns().saturating_sub(arrival));
         self.metrics.record(route, at, latency);
+    }
+
+    /// The head of connection `index`'s request was complete when the lane last handed its slot
+    /// to the HTTP stage: its read time counts for `route` (when its arrival is known).
+    fn record_head_read(&self, index: usize, route: Option<usize>) {
+        let conn = &self.connections[index];
+        if let Some(ns) = between(conn.request_arrival_ns, conn.handed_ns) {
+            self.metrics.record_phase(route, Phase::HeadRead, ns);
+        }
     }
 
     /// One access-log line for the exchange of connection `index` (when the log is on).
@@ -72,12 +89,16 @@ impl Lane<'_> {
             let verdict = slot.verdict;
             match verdict {
                 Some(Verdict::Respond { status, route, .. }) => {
+                    self.record_head_read(index, route);
                     self.count_status(index, status, route);
                     self.values.requests += 1;
                 }
                 // More bytes are needed: the connection reads on.
                 Some(Verdict::Incomplete) | None => slot.verdict = None,
-                Some(Verdict::Forward(_)) => slot.verdict = None,
+                Some(Verdict::Forward(forward)) => {
+                    self.record_head_read(index, Some(forward.route));
+                    slot.verdict = None;
+                }
             }
             let conn = &mut self.connections[index];
             conn.response_sent = 0;
@@ -108,6 +129,7 @@ impl Lane<'_> {
                 .to_http
                 .write_chunk_uninit(room)
                 .expect("room counted above");
+            let handed_ns = monotonic_ns();
             let connections = &mut self.connections;
             let ready = &mut self.stage.ready;
             // Each ready connection still holds its slot (it reads nothing while queued).
@@ -116,6 +138,7 @@ impl Lane<'_> {
                 let conn = &mut connections[id as usize];
                 conn.queued = false;
                 conn.unseen_bytes = false;
+                conn.handed_ns = handed_ns;
                 Some(conn.slot.take().expect("a queued connection holds its slot"))
             }));
             sent |= moved > 0;
@@ -181,15 +204,29 @@ impl Lane<'_> {
             consumed,
             written,
             close,
+            route,
             ..
         }) = slot.verdict
         {
             if conn.response_sent < written {
+                let first = conn.response_sent == 0;
                 let n = stream.send(&slot.response[conn.response_sent..written]);
                 conn.response_sent += n;
                 touched |= n > 0;
+                if first && n > 0 && conn.response_sent < written {
+                    // The rest waits for room in the socket's buffer.
+                    conn.write_started_ns = monotonic_ns();
+                }
+            }
+            if conn.response_sent >= written && written > 0 {
+                let took = match conn.write_started_ns {
+                    0 => 0,
+                    started => monotonic_ns().saturating_sub(started),
+                };
+                self.metrics.record_phase(route, Phase::ResponseWrite, took);
             }
             if conn.response_sent >= written || !stream.may_send() {
+                conn.write_started_ns = 0;
                 slot.consume_request(consumed);
                 slot.verdict = None;
                 conn.response_sent = 0;

@@ -37,14 +37,17 @@ use xgate_proxy::{
 use xgate_userstack::tcp_server::ConnId;
 
 use super::{upstream::Assigned, Lane};
-use crate::{routing::TimeoutsConfig, transport::SocketPair};
+use crate::{
+    metrics::phases::ExchangeStamps, routing::TimeoutsConfig, sys::monotonic_ns, transport::SocketPair,
+};
 
-/// One proxied request in flight on a client connection: its exchange, and the upstream
-/// connection carrying it (the lane's, once assigned).
+/// One proxied request in flight on a client connection: its exchange, the upstream
+/// connection carrying it (the lane's, once assigned), and the moments of its phases.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Proxied {
     pub exchange: Exchange,
     pub upstream: Option<ConnId>,
+    pub stamps: ExchangeStamps,
 }
 
 /// The statuses an upstream failure maps to.
@@ -76,6 +79,7 @@ impl Lane<'_> {
         conn.proxy = Some(Proxied {
             exchange: Exchange::new(forward, self.proxying.max_body, self.draining, self.now_ms),
             upstream: None,
+            stamps: ExchangeStamps::forwarded(monotonic_ns()),
         });
         self.pump(index);
     }
@@ -131,6 +135,13 @@ impl Lane<'_> {
     /// Does what one pump of the exchange of client `index` (upstream connection `up`) decided.
     fn carry_out(&mut self, index: usize, up: ConnId, pumped: Pumped) {
         let client = index as ConnId;
+        let completed = matches!(pumped.end, Some(End::Complete { .. }));
+        if pumped.milestones.any() || completed {
+            let now_ns = monotonic_ns();
+            if let Some(proxied) = self.connections[index].proxy.as_mut() {
+                proxied.stamps.note(&pumped.milestones, completed, now_ns);
+            }
+        }
         if let Some(status) = pumped.head {
             let route = self.connections[index].proxy.map(|p| p.exchange.forward().route);
             self.count_status(index, status, route);
@@ -210,10 +221,17 @@ impl Lane<'_> {
     }
 
     /// Takes the exchange of client `index` off its connection, if it has one: it is no longer in
-    /// flight, and its upstream connection goes back to the idle list (`reusable`) or is dropped.
+    /// flight, the phases it reached are recorded, and its upstream connection goes back to the
+    /// idle list (`reusable`) or is dropped.
     fn end_exchange(&mut self, index: usize, reusable: bool) -> Option<Proxied> {
         let proxied = self.connections[index].proxy.take()?;
         self.values.in_flight -= 1;
+        let route = Some(proxied.exchange.forward().route);
+        for (phase, took) in proxied.stamps.phases() {
+            if let Some(ns) = took {
+                self.metrics.record_phase(route, phase, ns);
+            }
+        }
         self.drop_upstream_of(proxied.upstream, reusable);
         Some(proxied)
     }
@@ -274,7 +292,7 @@ impl Lane<'_> {
             written,
             close: true,
             status,
-            route: None,
+            route,
         });
         conn.response_sent = 0;
         self.count_status(index, status, route);
@@ -299,6 +317,7 @@ impl Lane<'_> {
         let exclude = proxied.exchange.retry().map(usize::from);
         self.drop_upstream_of(proxied.upstream, false);
         proxied.upstream = None;
+        proxied.stamps.retried();
         self.connections[index].proxy = Some(proxied);
         if self.assign_upstream(index, exclude, status) == Assigned::Yes {
             self.pump(index);

@@ -7,7 +7,10 @@ use xgate_xdp::{ActionStats, ReapReason, XdpVerdict};
 use super::{lane_sums, ControlView, Observatory};
 use crate::{
     counters::LaneCounters,
-    metrics::{Exposition, COUNTED_STATUSES, LATENCY_BUCKETS, ROUTE_SLOTS, UNROUTED},
+    metrics::{
+        phases::{self, Phase},
+        Exposition, LaneMetrics, COUNTED_STATUSES, LATENCY_BUCKETS, ROUTE_SLOTS, UNROUTED,
+    },
 };
 
 /// The whole `/metrics` page.
@@ -15,6 +18,7 @@ pub fn render_metrics(observatory: &Observatory<'_>) -> String {
     let mut e = Exposition::new();
     let view = observatory.view.lock().unwrap_or_else(|e| e.into_inner());
     http_families(&mut e, observatory, &view);
+    phase_families(&mut e, observatory.metrics, &view);
     flow_families(&mut e, observatory, &view);
     xdp_families(&mut e, &view);
     drop(view);
@@ -88,6 +92,39 @@ fn http_families(e: &mut Exposition, observatory: &Observatory<'_>, view: &Contr
                 &histogram,
                 sum_ns as f64 / 1e9,
             );
+        }
+    }
+}
+
+/// The name a route slot is shown with.
+pub(super) fn route_label(view: &ControlView, slot: usize) -> String {
+    if slot == UNROUTED {
+        return "(none)".to_string();
+    }
+    view.route_names
+        .get(slot)
+        .map_or_else(|| format!("route{slot}"), |n| n.to_string())
+}
+
+/// The requests' phases by route and phase (see `metrics::phases`): only the routes and
+/// phases that recorded any.
+pub(super) fn phase_families(e: &mut Exposition, lanes: &[LaneMetrics], view: &ControlView) {
+    e.family(
+        "xgate_http_request_phase_seconds",
+        "histogram",
+        "Phases of a request, by route and phase: head_read (first frame in XDP to the complete head handed to the HTTP stage), upstream_wait (verdict Forward to an upstream connection ready to send on), upstream_first_byte (request head sent upstream to the upstream's first response byte), response_write (first to last response byte into the client socket).",
+    );
+    for slot in 0..ROUTE_SLOTS {
+        for phase in Phase::ALL {
+            let (histogram, sum_ns) = phases::over_lanes(lanes, slot, phase);
+            if histogram.iter().sum::<u64>() > 0 {
+                e.histogram(
+                    "xgate_http_request_phase_seconds",
+                    &[("route", &route_label(view, slot)), ("phase", phase.name())],
+                    &histogram,
+                    sum_ns as f64 / 1e9,
+                );
+            }
         }
     }
 }

@@ -157,7 +157,8 @@ fn waits_while_the_upstream_connects_then_sends_the_head() {
         Pumped {
             progress: false,
             head: None,
-            end: None
+            end: None,
+            milestones: Milestones::default(),
         }
     );
     assert!(rig.upstream.sent().is_empty());
@@ -223,7 +224,8 @@ fn the_request_head_goes_out_in_pieces_and_no_response_is_read_before_it_is_out(
             Pumped {
                 progress: true,
                 head: None,
-                end: None
+                end: None,
+                milestones: Milestones::default(),
             }
         );
     };
@@ -985,6 +987,140 @@ fn a_fresh_connection_that_carried_the_request_does_not_retry() {
     assert_eq!(rig.pump().end, upstream_fault(UpstreamFault::ClosedBeforeHead));
     assert!(rig.x.counts_against_member());
     assert!(!rig.x.may_retry());
+}
+
+// Milestones of the request's phases.
+
+/// Milestones with the given moments reached.
+fn reached(ready: bool, head_sent: bool, first_byte: bool, response_started: bool) -> Milestones {
+    Milestones {
+        upstream_ready: ready,
+        request_head_sent: head_sent,
+        upstream_first_byte: first_byte,
+        response_started,
+    }
+}
+
+#[test]
+fn a_new_connection_is_ready_once_its_handshake_completes_then_each_moment_comes_once() {
+    let mut rig = Rig::new(get(), GET_HEAD);
+    rig.upstream.set_state(StreamState::Connecting);
+    assert_eq!(rig.pump_on().milestones, Milestones::default());
+    assert!(!rig.pump_on().milestones.any(), "still connecting");
+    rig.upstream.set_state(StreamState::Established);
+    // Ready and the head out in one pump; the upstream has not answered yet.
+    assert_eq!(rig.pump_on().milestones, reached(true, true, false, false));
+    assert_eq!(rig.pump_on().milestones, Milestones::default(), "nothing new");
+    // The first byte, alone: no head yet, nothing for the client.
+    rig.upstream.deliver(b"HTTP/1.1 2");
+    assert_eq!(rig.pump_on().milestones, reached(false, false, true, false));
+    rig.upstream.deliver(b"00 OK\r\nContent-Length: 2\r\n\r\nh");
+    // The head taken and its first byte to the client in the same pump.
+    let pumped = rig.pump_on();
+    assert_eq!(pumped.head, Some(200));
+    assert_eq!(pumped.milestones, reached(false, false, false, true));
+    rig.upstream.deliver(b"i");
+    let pumped = rig.pump();
+    assert_eq!(pumped.milestones, Milestones::default());
+    assert_eq!(
+        pumped.end,
+        complete(true, false),
+        "the end of the write is the completion"
+    );
+}
+
+#[test]
+fn a_pooled_connection_is_ready_on_its_first_pump_and_a_quick_answer_reaches_every_moment_at_once() {
+    let mut rig = Rig::new(get(), GET_HEAD);
+    rig.x.assigned(3, true, 0, &TIMEOUTS);
+    rig.upstream.deliver(OK_HI);
+    let pumped = rig.pump();
+    assert_eq!(pumped.milestones, reached(true, true, true, true));
+    assert_eq!(pumped.end, complete(true, false));
+}
+
+#[test]
+fn a_head_sent_in_pieces_is_out_at_its_last_piece() {
+    let mut rig = Rig::new(get(), GET_HEAD);
+    rig.upstream = MemoryStream::new(10, 4096);
+    assert_eq!(rig.pump_on().milestones, reached(true, false, false, false));
+    while rig.x.head_progress().0 < GET_HEAD.len() {
+        rig.upstream_got();
+        let milestones = rig.pump_on().milestones;
+        let out = rig.x.head_progress().0 == GET_HEAD.len();
+        assert_eq!(milestones, reached(false, out, false, false));
+    }
+}
+
+#[test]
+fn an_interim_answer_is_the_first_byte_and_continue_does_not_start_the_response() {
+    let mut f = post();
+    f.expect_continue = true;
+    let mut rig = Rig::new(f, POST_HEAD);
+    let pumped = rig.pump_on();
+    assert!(rig.x.continue_sent());
+    assert_eq!(
+        pumped.milestones,
+        reached(true, true, false, false),
+        "100 Continue is ours"
+    );
+    rig.upstream.deliver(b"HTTP/1.1 100 Continue\r\n\r\n");
+    assert_eq!(rig.pump_on().milestones, reached(false, false, true, false));
+    rig.client.deliver(b"hello");
+    rig.upstream.deliver(OK_HI);
+    let pumped = rig.pump();
+    assert_eq!(pumped.milestones, reached(false, false, false, true));
+    assert_eq!(pumped.end, complete(true, false));
+}
+
+#[test]
+fn a_client_head_sent_in_pieces_starts_the_response_once() {
+    let mut rig = Rig::new(get(), GET_HEAD);
+    rig.client = MemoryStream::new(10, 4096);
+    rig.upstream.deliver(OK_HI);
+    assert_eq!(rig.pump_on().milestones, reached(true, true, true, true));
+    rig.client_got();
+    rig.client = MemoryStream::new(4096, 4096);
+    let pumped = rig.pump();
+    assert_eq!(pumped.milestones, Milestones::default());
+    assert_eq!(pumped.end, complete(true, false));
+}
+
+#[test]
+fn a_retry_reaches_ready_head_out_and_first_byte_again_on_its_new_connection() {
+    let mut rig = Rig::new(get(), GET_HEAD);
+    rig.upstream = MemoryStream::new(4096, 8);
+    rig.x.assigned(5, true, 0, &TIMEOUTS);
+    assert_eq!(rig.pump_on().milestones, reached(true, true, false, false));
+    // A pooled connection that fails before a whole head: its receive buffer fills with part
+    // of one.
+    assert_eq!(rig.upstream.deliver(b"HTTP/1.1 200"), 8);
+    let pumped = rig.pump();
+    assert_eq!(pumped.end, upstream_fault(UpstreamFault::ClosedBeforeHead));
+    assert_eq!(pumped.milestones, reached(false, false, true, false));
+    assert!(rig.x.may_retry());
+    rig.x.retry();
+    rig.upstream = MemoryStream::new(4096, 4096);
+    rig.upstream.set_state(StreamState::Connecting);
+    rig.x.assigned(6, false, 10, &TIMEOUTS);
+    assert!(!rig.pump_on().milestones.any());
+    rig.upstream.set_state(StreamState::Established);
+    assert_eq!(rig.pump_on().milestones, reached(true, true, false, false));
+    rig.upstream.deliver(OK_HI);
+    let pumped = rig.pump();
+    assert_eq!(pumped.milestones, reached(false, false, true, true));
+    assert_eq!(pumped.end, complete(true, false));
+}
+
+#[test]
+fn a_connect_failure_reaches_no_moment() {
+    let mut rig = Rig::new(get(), GET_HEAD);
+    rig.upstream.set_state(StreamState::Connecting);
+    rig.pump_on();
+    rig.upstream.reset();
+    let pumped = rig.pump();
+    assert_eq!(pumped.end, upstream_fault(UpstreamFault::ConnectFailed));
+    assert!(!pumped.milestones.any());
 }
 
 // Pieces.
