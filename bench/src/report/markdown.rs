@@ -278,7 +278,7 @@ fn upstream_churn_table(out: &mut String, cases: &[&CaseSummary]) {
     }
     let _ = writeln!(
         out,
-        "\nxgate proxy's upstream connections after the warm-up, from its own counters (pool defaults; goal: at most 1 connect per 1,000 requests):\n"
+        "\nxgate proxy's upstream connections after the warm-up (from the moment xgate has answered 20 requests per client connection to the end of the run), from its own counters; the pool runs with its defaults (goal: at most 1 connect per 1,000 requests):\n"
     );
     let _ = writeln!(
         out,

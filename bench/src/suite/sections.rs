@@ -33,7 +33,9 @@ impl Suite {
             let run =
                 self.with_fresh_server(server, connections, |suite, process| match (server, process) {
                     // As a proxy, xgate also says how often it opened an upstream connection.
-                    (Server::XgateProxy, Some(process)) => suite.measure_upstream_churn(process, &measure),
+                    (Server::XgateProxy, Some(process)) => {
+                        suite.measure_upstream_churn(process, connections, &measure)
+                    }
                     _ => measure(suite),
                 })?;
             let figure = match run.offered_rate {

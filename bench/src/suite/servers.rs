@@ -30,6 +30,9 @@ use super::{
 
 /// Socket pool of xgate per run: the connection count plus this margin for reconnects.
 const POOL_MARGIN: usize = 64;
+/// Requests per client connection xgate answers before its upstream connects are counted (the
+/// warm-up of [`Suite::measure_upstream_churn`]).
+const WARM_REQUESTS_PER_CONNECTION: usize = 20;
 /// Upstream sockets of xgate in proxy mode: the connection count plus this margin.
 pub(super) const UPSTREAM_MARGIN: usize = 128;
 
@@ -391,22 +394,36 @@ impl Suite {
         Ok(server)
     }
 
-    /// One proxy run of `measure` against the running xgate `process`, with xgate's own count of
-    /// the upstream connections it opened and the requests it answered between the end of the
-    /// warm-up (plus half a second) and the end of the run.
+    /// One proxy run of `measure` against the running xgate `process` at `connections`
+    /// connections, with xgate's own count of the upstream connections it opened and the requests
+    /// it answered from the end of the warm-up to the end of the run. The warm-up ends, for this
+    /// count, once xgate has answered [`WARM_REQUESTS_PER_CONNECTION`] requests per client
+    /// connection (so every connection is open and has been served): the load generator's own
+    /// start-up time varies too much for a fixed delay.
     pub(super) fn measure_upstream_churn(
         &self,
         process: &Guarded,
+        connections: usize,
         measure: impl FnOnce(&Self) -> anyhow::Result<RunFigures>,
     ) -> anyhow::Result<RunFigures> {
         let pid = process.0.id();
         let lines = self.xgate_lines.borrow_mut().take();
-        let settle = Duration::from_secs_f64(self.plan.warmup_seconds + 0.5);
+        let give_up = Duration::from_secs_f64(self.plan.warmup_seconds + self.plan.duration_seconds);
+        let warm = (connections * WARM_REQUESTS_PER_CONNECTION) as u64;
         let (run, counts) = std::thread::scope(|scope| {
             let first = scope.spawn(move || {
                 let lines = lines?;
-                std::thread::sleep(settle);
-                let first = xgate_totals(pid, &lines);
+                let started = std::time::Instant::now();
+                let first = loop {
+                    std::thread::sleep(Duration::from_millis(100));
+                    if started.elapsed() > give_up {
+                        break None;
+                    }
+                    match xgate_totals(pid, &lines) {
+                        Some(totals) if totals.requests >= warm => break Some(totals),
+                        _ => {}
+                    }
+                };
                 Some((first, lines))
             });
             let run = measure(self);
