@@ -4,6 +4,7 @@
 //! say.
 //!
 //! - [`request`] frames a client's request head and enforces the smuggling rules and [`limits`];
+//!   [`authority`] is the syntax of its `Host` and of an absolute-form target's authority;
 //! - [`chunked`] finds the end of a chunked body and checks its framing, byte by byte if need be;
 //! - [`forward`] writes the head sent to an upstream, [`response`] frames the upstream's answer
 //!   and writes the head the client gets, [`direct`] writes answers and errors of the gateway's
@@ -25,6 +26,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod authority;
 pub mod chunked;
 pub mod direct;
 pub mod exchange;

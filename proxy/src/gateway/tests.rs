@@ -219,3 +219,96 @@ fn a_health_check_names_its_member_as_the_host_in_either_family() {
         "too small: nothing"
     );
 }
+
+/// Routes `a.example` (proxied, no rewrite) and `b.example` (answered directly).
+fn two_hosts() -> Gateway {
+    let routes = RouteTable::new(vec![
+        Route {
+            name: "a".into(),
+            host: HostMatch::parse("a.example").unwrap(),
+            path_prefix: "/".into(),
+            methods: None,
+            action: RouteAction::Proxy {
+                pool: 0,
+                host_rewrite: None,
+            },
+        },
+        Route {
+            name: "b".into(),
+            host: HostMatch::parse("b.example").unwrap(),
+            path_prefix: "/".into(),
+            methods: None,
+            action: RouteAction::Direct(DirectAnswer {
+                status: 200,
+                headers: vec![],
+                body: b"b\n".as_slice().into(),
+            }),
+        },
+    ]);
+    Gateway::new(
+        &routes,
+        &[pool(Policy::RoundRobin)],
+        Limits::default(),
+        "10.77.0.2:80",
+        1024,
+    )
+}
+
+#[test]
+fn an_absolute_form_target_routes_on_its_authority_and_is_sent_as_the_host() {
+    let g = two_hosts();
+    let (verdict, head) = decide(
+        &g,
+        b"GET http://a.example:80/x HTTP/1.1\r\nHost: b.example\r\n\r\n",
+    );
+    let Verdict::Forward(f) = verdict else {
+        panic!("{verdict:?}")
+    };
+    assert_eq!(f.route, 0);
+    assert!(
+        head.starts_with("GET http://a.example:80/x HTTP/1.1\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("\r\nHost: a.example:80\r\n"), "{head}");
+    assert!(!head.contains("b.example"), "{head}");
+    // HTTP/1.0 without Host: the target's authority is sent as the Host.
+    let (_, head) = decide(&g, b"GET http://a.example/x HTTP/1.0\r\n\r\n");
+    assert!(head.contains("\r\nHost: a.example\r\n"), "{head}");
+    let (verdict, text) = decide(&g, b"GET http://b.example/ HTTP/1.1\r\nHost: a.example\r\n\r\n");
+    assert!(
+        matches!(
+            verdict,
+            Verdict::Respond {
+                status: 200,
+                route: Some(1),
+                ..
+            }
+        ),
+        "{verdict:?}"
+    );
+    assert!(text.ends_with("\r\n\r\nb\n"), "{text}");
+    // Origin-form routes on Host as before.
+    let (verdict, _) = decide(&g, b"GET /x HTTP/1.1\r\nHost: A.Example.:80\r\n\r\n");
+    assert!(
+        matches!(verdict, Verdict::Forward(f) if f.route == 0),
+        "{verdict:?}"
+    );
+}
+
+#[test]
+fn an_invalid_host_is_refused_with_400_and_close() {
+    let g = two_hosts();
+    for input in [
+        &b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: a.example@evil\r\n\r\n",
+        b"GET http://a.example@evil/ HTTP/1.1\r\nHost: a.example\r\n\r\n",
+        b"GET http://a.example/ HTTP/1.1\r\nHost: a b\r\n\r\n",
+    ] {
+        let (verdict, text) = decide(&g, input);
+        assert!(
+            matches!(verdict, Verdict::Respond { status: 400, close: true, consumed, route: None, .. } if consumed == input.len()),
+            "{verdict:?}"
+        );
+        assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{text}");
+    }
+}
