@@ -9,7 +9,8 @@
 //! - [`forward`] writes the head sent to an upstream, [`response`] frames the upstream's answer
 //!   and writes the head the client gets, [`direct`] writes answers and errors of the gateway's
 //!   own;
-//! - [`routes`] is the route table, [`upstream`] the pools (member choice, Maglev, health);
+//! - [`routes`] is the route table, [`upstream`] the pools (member choice, Maglev, health),
+//!   [`ratelimit`] the routes' rate limits (GCRA over a table the lanes share);
 //! - [`gateway`] puts them together: one verdict per request head (refuse, answer, forward);
 //! - [`exchange`] streams a forwarded request to its upstream and the response back, through
 //!   the byte streams of [`stream`] (the sockets stay with the owner);
@@ -36,6 +37,7 @@ pub mod forward;
 pub mod fuzz_checks;
 pub mod gateway;
 pub mod limits;
+pub mod ratelimit;
 pub mod request;
 pub mod responder;
 pub mod response;
