@@ -499,10 +499,11 @@ impl Routing {
                         )
                     })?;
                     if let Some(host) = &r.host_rewrite {
-                        if host.is_empty() || !host.bytes().all(|b| b.is_ascii_graphic()) {
+                        // A Host value as a client must send it (a request with it would be 400).
+                        if host.is_empty() || !xgate_proxy::authority::valid_host(host.as_bytes()) {
                             return Err((
                                 key("route", i, "host_rewrite"),
-                                format!("expected a host name, got `{host}`"),
+                                format!("expected a host name with an optional :port, got `{host}`"),
                             ));
                         }
                     }
@@ -727,6 +728,10 @@ mod tests {
             (
                 "[[route]]\nhost = \"a b\"\nanswer = { status = 200 }\n",
                 "route[0].host",
+            ),
+            (
+                &format!("{POOL}[[route]]\nupstream = \"app\"\nhost_rewrite = \"user@app\"\n"),
+                "route[0].host_rewrite",
             ),
             (
                 "[[route]]\nmethods = [\"FETCH\"]\nanswer = { status = 200 }\n",
