@@ -1,11 +1,12 @@
 //! `xgate run` refuses what it cannot work with in one clear line, exits non-zero and leaves
-//! nothing attached: bad config, missing interface, missing privileges, missing hugepages.
+//! nothing attached: bad config, missing interface, missing privileges, missing hugepages. A
+//! running gateway refuses requests it must not serve (an invalid `Host`).
 
 mod common;
 
 use std::process::Command;
 
-use common::{output, require_root, TestLab, XGATE};
+use common::{output, raw_exchange, require_root, status_line, TestLab, XGATE};
 
 fn run_with_config(text: &str) -> (bool, String) {
     let path = std::env::temp_dir().join(format!("{}.toml", common::unique_name("cfg")));
@@ -123,4 +124,23 @@ fn missing_hugepages_are_reported_with_the_fix() {
     );
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(!lab.xdp_attached(), "XDP left attached after a failed start");
+}
+
+/// RFC 9112 §3.2: a Host value that is not `uri-host [ ":" port ]` is answered 400 and the
+/// connection closed; the same request with a valid Host is served.
+#[test]
+fn an_invalid_host_is_refused_with_400() {
+    let mut lab = TestLab::new("host");
+    lab.start_gateway();
+    let (text, closed) = raw_exchange(&lab, b"GET /healthz HTTP/1.1\r\nHost: a b\r\n\r\n");
+    assert_eq!(status_line(&text), "HTTP/1.1 400 Bad Request", "{text:?}");
+    assert!(closed, "connection left open after 400: {text:?}");
+    let (text, closed) = raw_exchange(
+        &lab,
+        b"GET /healthz HTTP/1.1\r\nHost: a.example:80\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status_line(&text), "HTTP/1.1 200 OK", "{text:?}");
+    assert!(closed);
+    let stopped = lab.stop_gateway();
+    assert_eq!(stopped["responses"]["400"], 1, "{stopped}");
 }

@@ -224,6 +224,15 @@ impl Config {
                 format!("expected 0..=65536, got {}", h.upstream_connections),
             ));
         }
+        if !h.rate_limit_entries.is_power_of_two() || !(1024..=1 << 24).contains(&h.rate_limit_entries) {
+            return Err(err(
+                "http.rate_limit_entries",
+                format!(
+                    "expected a power of two in 1024..=16777216, got {}",
+                    h.rate_limit_entries
+                ),
+            ));
+        }
         let timeouts = &self.timeouts;
         for (name, value) in [
             ("timeouts.header_read_ms", timeouts.header_read_ms),

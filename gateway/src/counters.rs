@@ -85,6 +85,8 @@ lane_counters! {
     bad_upstream_responses,
     /// Request bodies with invalid chunked framing or over the size limit.
     bad_bodies,
+    /// Requests answered 429 by a route's rate limit.
+    rate_limited,
     /// Client connections reset because their response could not be finished.
     client_resets,
     /// Time limits that fired (header read, body, upstream connect or response).

@@ -43,7 +43,7 @@ use smoltcp::{
     time::Instant as SmolInstant,
     wire::{EthernetAddress, HardwareAddress, IpCidr},
 };
-use xgate_proxy::gateway::Gateway;
+use xgate_proxy::{gateway::Gateway, ratelimit::RateTable};
 use xgate_userstack::{
     tcp_server::{ConnId, ServerConfig, TcpServer},
     wire, XskPort,
@@ -182,6 +182,8 @@ pub struct LaneSetup<'a> {
     /// Counts the lanes that have built their state and serve (the gateway is ready when all
     /// have).
     pub built: &'a std::sync::atomic::AtomicUsize,
+    /// The table every lane's rate limits count in (one per process, kept across reloads).
+    pub rate_table: Arc<RateTable>,
 }
 
 /// What a lane did, reported when it stops, with its ring ends (frames still in them go back
@@ -209,6 +211,8 @@ struct StageLink {
     gateway_authority: Box<str>,
     /// Bytes of a slot's request buffer.
     slot_request: usize,
+    /// The rate table shared by all lanes.
+    rate_table: Arc<RateTable>,
 }
 
 /// What the lane's proxying half needs beside the sockets and the pools.
@@ -355,12 +359,14 @@ pub fn run(config: &Config, setup: LaneSetup<'_>, stop: &AtomicBool) -> Result<L
             http: HttpStage::new(
                 stage_in,
                 stage_out,
-                Gateway::new(&routing.routes, &routing.pools, limits, &authority, slot_request),
+                Gateway::new(&routing.routes, &routing.pools, limits, &authority, slot_request)
+                    .with_rate_table(Arc::clone(&setup.rate_table)),
             ),
             ready: VecDeque::with_capacity(sockets),
             gateway_limits: limits,
             gateway_authority: authority,
             slot_request,
+            rate_table: setup.rate_table,
         },
         upstreams,
         proxying: Proxying {
@@ -477,13 +483,16 @@ impl Lane<'_> {
         let mut any = false;
         while let Ok(routing) = self.control.reloads.pop() {
             self.apply_routing(&routing);
-            self.stage.http.set_gateway(Gateway::new(
-                &routing.routes,
-                &routing.pools,
-                self.stage.gateway_limits,
-                &self.stage.gateway_authority,
-                self.stage.slot_request,
-            ));
+            self.stage.http.set_gateway(
+                Gateway::new(
+                    &routing.routes,
+                    &routing.pools,
+                    self.stage.gateway_limits,
+                    &self.stage.gateway_authority,
+                    self.stage.slot_request,
+                )
+                .with_rate_table(Arc::clone(&self.stage.rate_table)),
+            );
             if let Some(log) = self.access_log.as_mut() {
                 log.set_routes(routing.route_names());
             }

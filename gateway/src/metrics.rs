@@ -21,9 +21,9 @@ pub use xgate_xdp::LATENCY_BUCKETS as LATENCY_BUCKETS_U32;
 pub mod phases;
 
 /// Statuses counted by the lane (the last entry counts any other).
-pub const COUNTED_STATUSES: [u16; 22] = [
-    200, 201, 204, 206, 301, 302, 304, 400, 401, 403, 404, 405, 408, 413, 414, 417, 431, 500, 502, 503, 504,
-    0,
+pub const COUNTED_STATUSES: [u16; 23] = [
+    200, 201, 204, 206, 301, 302, 304, 400, 401, 403, 404, 405, 408, 413, 414, 417, 429, 431, 500, 502, 503,
+    504, 0,
 ];
 
 /// Buckets of every latency histogram.
@@ -82,6 +82,8 @@ pub struct LaneMetrics {
     latency_sum_ns: Box<[AtomicU64; ROUTE_SLOTS]>,
     /// The requests' phases by route (see [`phases`]).
     phases: phases::PhaseHistograms,
+    /// Requests a route's rate limit answered with 429, by route slot.
+    rate_limited: Box<[AtomicU64; ROUTE_SLOTS]>,
     /// Connections the lane aborted on the reaper's word, by reason.
     reaped: [AtomicU64; ReapReason::COUNT],
     /// Half-open connections aborted because the lane held more than its bound.
@@ -101,6 +103,7 @@ impl Default for LaneMetrics {
             })),
             latency_sum_ns: Box::new(std::array::from_fn(|_| AtomicU64::new(0))),
             phases: phases::PhaseHistograms::default(),
+            rate_limited: Box::new(std::array::from_fn(|_| AtomicU64::new(0))),
             reaped: std::array::from_fn(|_| AtomicU64::new(0)),
             half_open_evicted: AtomicU64::new(0),
             half_open: AtomicU64::new(0),
@@ -123,6 +126,16 @@ impl LaneMetrics {
             bump(&self.latency[slot][bucket_of(ns / 1000)], 1);
             bump(&self.latency_sum_ns[slot], ns);
         }
+    }
+
+    /// One request of `route` answered 429 by its rate limit.
+    pub fn record_rate_limited(&self, route: Option<usize>) {
+        bump(&self.rate_limited[route_slot(route)], 1);
+    }
+
+    /// Requests of route slot `slot` its rate limit answered with 429.
+    pub fn rate_limited(&self, slot: usize) -> u64 {
+        self.rate_limited[slot].load(Ordering::Relaxed)
     }
 
     pub fn record_reaped(&self, reason: ReapReason) {
@@ -275,6 +288,14 @@ mod tests {
         let (h, sum) = m.latency(2);
         assert_eq!(h[bucket_of(5)], 2);
         assert_eq!(sum, 10_000);
+        m.record_rate_limited(Some(2));
+        m.record_rate_limited(Some(2));
+        m.record_rate_limited(Some(500));
+        assert_eq!(
+            (m.rate_limited(2), m.rate_limited(UNROUTED), m.rate_limited(0)),
+            (2, 1, 0)
+        );
+        assert!(COUNTED_STATUSES.contains(&429));
     }
 
     #[test]

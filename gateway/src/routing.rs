@@ -13,6 +13,7 @@ use std::net::SocketAddrV4;
 
 use serde::Deserialize;
 use xgate_proxy::{
+    ratelimit::{Gcra, LimitKey, RateLimit, MAX_BURST, MAX_RATE},
     routes::{DirectAnswer, HostMatch, MethodSet, Route, RouteAction, RouteTable},
     upstream::{HashKey, HealthCheck, Passive, Policy, PoolSpec},
 };
@@ -145,6 +146,34 @@ pub struct RouteConfig {
     /// A fixed answer (exactly one of `upstream` and `answer`).
     #[serde(default)]
     pub answer: Option<AnswerConfig>,
+    /// `[route.rate_limit]`: requests over it get 429 with `Retry-After`.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
+}
+
+/// `[route.rate_limit]`: a GCRA limit of `rate` requests per second with bursts of `burst`,
+/// per client address or per value of a header (see [`xgate_proxy::ratelimit`]).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Requests per second (more than 0, fractions allowed, at most 10,000,000). Required
+    /// (an `Option` so that its absence is reported with the route's index).
+    #[serde(default)]
+    pub rate: Option<f64>,
+    /// Requests admitted at once (1..=1,000,000). Required, like `rate`.
+    #[serde(default)]
+    pub burst: Option<u64>,
+    /// `client_ip` (default) or `header:<Name>` (a request without that header counts by its
+    /// client's address).
+    #[serde(default = "default_rate_limit_key")]
+    pub key: String,
+    /// The status of a refused request: 429, the only one taken (may be left out).
+    #[serde(default)]
+    pub status: Option<u16>,
+}
+
+fn default_rate_limit_key() -> String {
+    "client_ip".to_string()
 }
 
 /// `answer = { status = 503, body = "maintenance\n", headers = { "Retry-After" = "60" } }`.
@@ -470,10 +499,11 @@ impl Routing {
                         )
                     })?;
                     if let Some(host) = &r.host_rewrite {
-                        if host.is_empty() || !host.bytes().all(|b| b.is_ascii_graphic()) {
+                        // A Host value as a client must send it (a request with it would be 400).
+                        if host.is_empty() || !xgate_proxy::authority::valid_host(host.as_bytes()) {
                             return Err((
                                 key("route", i, "host_rewrite"),
-                                format!("expected a host name, got `{host}`"),
+                                format!("expected a host name with an optional :port, got `{host}`"),
                             ));
                         }
                     }
@@ -536,12 +566,17 @@ impl Routing {
                     ))
                 }
             };
+            let rate_limit = match &r.rate_limit {
+                None => None,
+                Some(limit) => Some(rate_limit(i, limit)?),
+            };
             table.push(Route {
                 name: r.name.clone().unwrap_or_else(|| format!("route{i}")).into(),
                 host,
                 path_prefix: r.path_prefix.as_str().into(),
                 methods,
                 action,
+                rate_limit,
             });
         }
         Ok(Routing {
@@ -550,6 +585,55 @@ impl Routing {
             pool_limits,
         })
     }
+}
+
+/// Route `i`'s `[route.rate_limit]`, checked: errors name the key (`route[i].rate_limit.rate`).
+fn rate_limit(i: usize, limit: &RateLimitConfig) -> Result<RateLimit, (String, String)> {
+    let field = |name: &str| key("route", i, &format!("rate_limit.{name}"));
+    let rate = limit
+        .rate
+        .ok_or_else(|| (field("rate"), "missing: requests per second".into()))?;
+    if !(rate > 0.0 && rate <= MAX_RATE) {
+        return Err((
+            field("rate"),
+            format!("expected requests per second above 0 and at most {MAX_RATE}, got {rate}"),
+        ));
+    }
+    let burst = limit
+        .burst
+        .ok_or_else(|| (field("burst"), "missing: requests admitted at once".into()))?;
+    let burst = u32::try_from(burst)
+        .ok()
+        .filter(|b| (1..=MAX_BURST).contains(b))
+        .ok_or_else(|| {
+            (
+                field("burst"),
+                format!("expected 1..={MAX_BURST} requests, got {burst}"),
+            )
+        })?;
+    let key = match limit.key.as_str() {
+        "client_ip" => LimitKey::ClientIp,
+        other => match other.strip_prefix("header:").filter(|name| is_token(name)) {
+            Some(name) => LimitKey::Header(name.to_ascii_lowercase().into()),
+            None => {
+                return Err((
+                    field("key"),
+                    format!("expected \"client_ip\" or \"header:<Name>\", got `{other}`"),
+                ))
+            }
+        },
+    };
+    if limit.status.is_some_and(|status| status != 429) {
+        return Err((
+            field("status"),
+            format!(
+                "expected 429 (the only status a rate limit answers with), got {}",
+                limit.status.unwrap_or(0)
+            ),
+        ));
+    }
+    let gcra = Gcra::new(rate, burst).expect("rate and burst checked above");
+    Ok(RateLimit { gcra, key })
 }
 
 /// Whether `name` is an HTTP token (a valid header name).
@@ -562,6 +646,8 @@ fn is_token(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use xgate_proxy::ratelimit::{Gcra, LimitKey};
+
     use crate::config::Config;
 
     /// The lab's config with `extra` appended; the error's key, or `None` if it loads.
@@ -594,6 +680,28 @@ mod tests {
     }
 
     #[test]
+    fn rate_limits_load_with_their_defaults() {
+        let text = format!(
+            "{}\n{POOL}\n[[route]]\nname = \"api\"\nupstream = \"app\"\n\
+             [route.rate_limit]\nrate = 50\nburst = 10\n\
+             [[route]]\nname = \"keyed\"\nanswer = {{ status = 200 }}\n\
+             rate_limit = {{ rate = 0.5, burst = 1, key = \"header:X-API-Key\", status = 429 }}\n\
+             [[route]]\nanswer = {{ status = 200 }}\n",
+            crate::config::tests::sample().to_toml()
+        );
+        let config = Config::parse(&text, "t.toml").unwrap();
+        let routing = config.routing();
+        let routes = routing.routes.routes();
+        let api = routes[0].rate_limit.as_ref().unwrap();
+        assert_eq!(api.gcra, Gcra::new(50.0, 10).unwrap());
+        assert_eq!(api.key, LimitKey::ClientIp);
+        let keyed = routes[1].rate_limit.as_ref().unwrap();
+        assert_eq!(keyed.gcra.interval_ns(), 2_000_000_000);
+        assert_eq!(keyed.key, LimitKey::Header("x-api-key".into()));
+        assert_eq!(routes[2].rate_limit, None);
+    }
+
+    #[test]
     fn without_routes_the_health_endpoint_answers() {
         let routing = super::Routing::build(&[], &[]).unwrap();
         let (_, route) = routing.routes.find(Some(b"gw"), "GET", "/healthz").unwrap();
@@ -620,6 +728,10 @@ mod tests {
             (
                 "[[route]]\nhost = \"a b\"\nanswer = { status = 200 }\n",
                 "route[0].host",
+            ),
+            (
+                &format!("{POOL}[[route]]\nupstream = \"app\"\nhost_rewrite = \"user@app\"\n"),
+                "route[0].host_rewrite",
             ),
             (
                 "[[route]]\nmethods = [\"FETCH\"]\nanswer = { status = 200 }\n",
@@ -653,6 +765,50 @@ mod tests {
                 "upstream[0].queue_timeout_ms",
             ),
             ("[timeouts]\nheader_read_ms = 0\n", "timeouts.header_read_ms"),
+            (
+                "[[route]]\nanswer = { status = 200 }\n[route.rate_limit]\nrate = 0\nburst = 1\n",
+                "route[0].rate_limit.rate",
+            ),
+            (
+                "[[route]]\nanswer = { status = 200 }\n[route.rate_limit]\nrate = -1.5\nburst = 1\n",
+                "route[0].rate_limit.rate",
+            ),
+            (
+                "[[route]]\nanswer = { status = 200 }\n[route.rate_limit]\nrate = 1e9\nburst = 1\n",
+                "route[0].rate_limit.rate",
+            ),
+            (
+                "[[route]]\nanswer = { status = 200 }\n[route.rate_limit]\nrate = 10\nburst = 0\n",
+                "route[0].rate_limit.burst",
+            ),
+            (
+                "[[route]]\nanswer = { status = 200 }\n[route.rate_limit]\nrate = 10\nburst = 5000000000\n",
+                "route[0].rate_limit.burst",
+            ),
+            (
+                "[[route]]\nanswer = { status = 200 }\n[route.rate_limit]\nrate = 10\nburst = 5\nkey = \"ip\"\n",
+                "route[0].rate_limit.key",
+            ),
+            (
+                "[[route]]\nanswer = { status = 200 }\n[route.rate_limit]\nrate = 10\nburst = 5\nkey = \"header:\"\n",
+                "route[0].rate_limit.key",
+            ),
+            (
+                "[[route]]\nanswer = { status = 200 }\n[route.rate_limit]\nrate = 10\nburst = 5\nkey = \"header:X User\"\n",
+                "route[0].rate_limit.key",
+            ),
+            (
+                "[[route]]\nanswer = { status = 200 }\n[route.rate_limit]\nrate = 10\nburst = 5\nstatus = 503\n",
+                "route[0].rate_limit.status",
+            ),
+            (
+                "[[route]]\nanswer = { status = 200 }\n[[route]]\nanswer = { status = 200 }\n[route.rate_limit]\nrate = 10\n",
+                "route[1].rate_limit.burst",
+            ),
+            (
+                "[[route]]\nanswer = { status = 200 }\nrate_limit = { burst = 10 }\n",
+                "route[0].rate_limit.rate",
+            ),
         ];
         for (extra, key) in cases {
             assert_eq!(key_of_error(extra).as_deref(), Some(key), "{extra}");

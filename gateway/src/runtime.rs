@@ -267,6 +267,10 @@ pub fn run(
         })
         .collect::<Result<_, _>>()?;
     let lane_metrics: Vec<LaneMetrics> = (0..lanes).map(|_| LaneMetrics::default()).collect();
+    // One rate table for the process: every lane counts in it, and a reload keeps it.
+    let rate_table = Arc::new(xgate_proxy::ratelimit::RateTable::new(
+        config.http.rate_limit_entries,
+    ));
     let (mut reaper, reap_ends) = Reaper::new(Arc::clone(&maps), &config.flows, lanes);
     let mut reap_ends = reap_ends.into_iter();
     let observatory = Observatory {
@@ -311,6 +315,7 @@ pub fn run(
                 metrics: &lane_metrics[index],
                 reaps: reap_ends.next().expect("one reaper ring pair per lane"),
                 built: &lanes_built,
+                rate_table: Arc::clone(&rate_table),
             };
             let lane_stop = &lane_stop;
             let spawned = std::thread::Builder::new()

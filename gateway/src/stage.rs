@@ -13,6 +13,8 @@
 //! it on its own thread between its network steps (on a machine with a core per lane, the loop
 //! and a separate HTTP thread would only take turns on that core, paying a context switch per
 //! hand-off); the rings are the boundary that would let the stage run on a core of its own.
+//! The stage reads the monotonic clock once per batch and gives it to `Gateway::decide`: the
+//! routes' rate limits count in one table every lane shares, on that one clock.
 //!
 //! Invariants:
 //! - A [`SlotHandle`] owns its slot (a box made once by [`slots`]); handles are neither `Copy`
@@ -139,11 +141,14 @@ impl HttpStage {
             .write_chunk_uninit(count)
             .expect("room counted above");
         let gateway = &self.gateway;
+        // One clock for the batch (rate limits; the same clock in every lane).
+        let now_ns = crate::sys::monotonic_ns();
         out.fill_from_iter(chunk.into_iter().map(|mut handle| {
             let slot = handle.slot();
             slot.verdict = Some(gateway.decide(
                 &slot.request[..slot.request_len],
                 slot.client_ip,
+                now_ns,
                 &mut slot.response,
             ));
             handle

@@ -9,9 +9,10 @@
 //!   `Upgrade`, `Proxy-Authenticate`, `Proxy-Authorization`) and every field the client's
 //!   `Connection` names — but never `Host`, `Content-Length` or `Transfer-Encoding`, which frame
 //!   the message (the body is passed through as the client framed it);
-//! - `Host` is replaced by [`ForwardOptions::host_rewrite`] when set; an HTTP/1.0 request without
-//!   `Host` gets one (the rewrite, else [`ForwardOptions::upstream_authority`]) right after the
-//!   request line;
+//! - `Host` is replaced by [`ForwardOptions::host_rewrite`] when set, else, for an absolute-form
+//!   target, by the target's authority (RFC 9112 §3.2.2: the received `Host` is ignored); an
+//!   HTTP/1.0 request without `Host` gets one (the rewrite, else the target's authority, else
+//!   [`ForwardOptions::upstream_authority`]) right after the request line;
 //! - every `X-Forwarded-For` field is merged into one, at the first one's place, with the client's
 //!   address appended (`a, b, client`); one is added at the end if there was none;
 //! - a client's `X-Forwarded-Proto` is dropped and `X-Forwarded-Proto: http` added at the end;
@@ -57,7 +58,11 @@ pub fn write_upstream_head(
     opts: &ForwardOptions<'_>,
     out: &mut [u8],
 ) -> Option<usize> {
-    let host_rewrite = opts.host_rewrite.map(str::as_bytes);
+    // The Host sent on: the rewrite, else an absolute-form target's authority, else the client's.
+    let host_rewrite = opts
+        .host_rewrite
+        .map(str::as_bytes)
+        .or(head.host.filter(|_| head.host_from_target));
     if !opts.host_rewrite.is_none_or(is_safe_value) || !is_safe_value(opts.upstream_authority) {
         return None;
     }

@@ -7,6 +7,7 @@
 use std::net::Ipv4Addr;
 
 use crate::{
+    authority::valid_host,
     chunked::{ChunkedDecoder, Feed},
     forward::{write_upstream_head, ForwardOptions},
     limits::Limits,
@@ -27,10 +28,11 @@ fn reframe_limits() -> Limits {
     }
 }
 
-/// Frames `data` as a client request. If a head is framed: it lies within `data`; the upstream
-/// head written from it (when it fits in 16 KiB) frames again to the same method, target and
-/// body framing; a chunked body after it walks consistently. The fixed responder never panics
-/// on `data` and stays inside its buffers.
+/// Frames `data` as a client request. If a head is framed: it lies within `data`; its host is
+/// valid `uri-host [ ":" port ]`; the upstream head written from it (when it fits in 16 KiB)
+/// frames again to the same method, target, body framing and the host the upstream should see;
+/// a chunked body after it walks consistently. The fixed responder never panics on `data` and
+/// stays inside its buffers.
 pub fn check_request(data: &[u8]) {
     let limits = Limits::default();
     let mut out = [0u8; MIN_RESPONSE_BUFFER];
@@ -53,6 +55,10 @@ pub fn check_request(data: &[u8]) {
         }
     };
     assert!(head.head_len > 0 && head.head_len <= data.len());
+    if let Some(host) = head.host {
+        assert!(valid_host(host), "{host:?}");
+        assert!(!head.host_from_target || !host.is_empty());
+    }
     let options = ForwardOptions {
         client_ip: Ipv4Addr::new(192, 0, 2, 1).into(),
         host_rewrite: data.len().is_multiple_of(2).then_some("rewritten.test"),
@@ -72,6 +78,18 @@ pub fn check_request(data: &[u8]) {
                     (head.method, head.target, head.body)
                 );
                 assert!(again.http10 == head.http10 && again.keep_alive);
+                // The host the upstream sees: an absolute-form target's authority, else the
+                // rewrite, else the client's Host, else the upstream's authority.
+                let expected = if head.host_from_target {
+                    head.host
+                } else {
+                    options
+                        .host_rewrite
+                        .map(str::as_bytes)
+                        .or(head.host)
+                        .or(Some(options.upstream_authority.as_bytes()))
+                };
+                assert_eq!(again.host, expected);
             }
             other => panic!("upstream head does not frame: {other:?}"),
         }

@@ -19,13 +19,24 @@
 //! - A direct answer waits for its request's body when the body fits the buffered bytes
 //!   (`max_buffered`), and consumes it; a larger one is refused with 413 (and invalid chunked
 //!   framing with 400), so the gateway never buffers more than it was sized for.
+//! - A route with a rate limit ([`ratelimit`](crate::ratelimit)) answers a request over it
+//!   with `429 Too Many Requests` and `Retry-After` (whole seconds, at least 1), as a direct
+//!   answer: it waits for a body that fits and keeps the connection as the client's keep-alive
+//!   rules say; a body that cannot fit gets the 429 with `close`. Only admitted requests count
+//!   against the limit, and a request is charged once: a direct route charges it when its body
+//!   is complete, a proxied route when it decides to forward it. The time is the caller's
+//!   (`now_ns`).
+//! - A limit counts by the client's address, or by a header's value (`header:<Name>`: the
+//!   first such field, trimmed; a request without it, or with it empty, counts by its client's
+//!   address).
 
-use std::net::IpAddr;
+use std::{net::IpAddr, sync::Arc};
 
 use crate::{
     direct::{write_direct, write_error},
     forward::{write_upstream_head, ForwardOptions},
     limits::Limits,
+    ratelimit::{retry_after_seconds, LimitKey, RateLimit, RateTable},
     request::{frame_request, starts_with_head, BodyFraming, Refusal, RequestHead},
     routes::{RouteAction, RouteTable},
     upstream::{hash_key, HashKey, Policy, PoolSpec},
@@ -45,6 +56,8 @@ pub enum Verdict {
         /// Index of the route that answered (for metrics); `None` before routing (a refusal, a
         /// 404 or 405).
         route: Option<usize>,
+        /// The answer is the route's rate limit's 429.
+        rate_limited: bool,
     },
     /// Forward the request: `out[..written]` is the head to send upstream.
     Forward(Forward),
@@ -87,11 +100,22 @@ pub struct Gateway {
     authority: Box<str>,
     /// The most bytes a connection buffers for one request (head and body).
     max_buffered: usize,
+    /// Where rate limits count (`None` when no route has one).
+    rate_table: Option<Arc<RateTable>>,
+    /// Each route's identity in the rate table: a hash of its name and of how many routes
+    /// before it have that name, so a route keeps its budgets across a reload that keeps it.
+    scopes: Vec<u64>,
 }
+
+/// Entries of the table a gateway makes for itself when a route has a rate limit and it is not
+/// given one to share ([`Gateway::with_rate_table`]).
+const PRIVATE_RATE_ENTRIES: usize = 4096;
 
 impl Gateway {
     /// A gateway routing with `routes` to `pools` under `limits`; `authority` is the gateway's
-    /// own `host:port`; `max_buffered` the bytes a connection's buffer holds.
+    /// own `host:port`; `max_buffered` the bytes a connection's buffer holds. If a route has a
+    /// rate limit, the gateway counts it in a small table of its own until given the table the
+    /// lanes share ([`Gateway::with_rate_table`]).
     pub fn new(
         routes: &RouteTable,
         pools: &[PoolSpec],
@@ -111,13 +135,38 @@ impl Gateway {
             limits,
             authority: authority.into(),
             max_buffered,
+            rate_table: routes
+                .routes()
+                .iter()
+                .any(|r| r.rate_limit.is_some())
+                .then(|| Arc::new(RateTable::new(PRIVATE_RATE_ENTRIES))),
+            scopes: routes
+                .routes()
+                .iter()
+                .enumerate()
+                .map(|(i, route)| {
+                    let same_name = routes.routes()[..i]
+                        .iter()
+                        .filter(|r| r.name == route.name)
+                        .count();
+                    hash_key(route.name.as_bytes()).wrapping_add(same_name as u64)
+                })
+                .collect(),
         }
     }
 
-    /// Decides what to do with the first request in `input` from `client`; writes the answer or
-    /// the upstream head into `out` (at least [`MIN_RESPONSE_BUFFER`](crate::MIN_RESPONSE_BUFFER)
-    /// bytes, and as large as the largest head plus 1 KiB for a forward).
-    pub fn decide(&self, input: &[u8], client: IpAddr, out: &mut [u8]) -> Verdict {
+    /// The same gateway counting its rate limits in `table` (the one every lane shares).
+    pub fn with_rate_table(mut self, table: Arc<RateTable>) -> Gateway {
+        self.rate_table = Some(table);
+        self
+    }
+
+    /// Decides what to do with the first request in `input` from `client` at `now_ns` (a
+    /// monotonic clock in nanoseconds, the same for every gateway sharing a rate table; only
+    /// rate limits read it); writes the answer or the upstream head into `out` (at least
+    /// [`MIN_RESPONSE_BUFFER`](crate::MIN_RESPONSE_BUFFER) bytes, and as large as the largest
+    /// head plus 1 KiB for a forward).
+    pub fn decide(&self, input: &[u8], client: IpAddr, now_ns: u64, out: &mut [u8]) -> Verdict {
         let head = match frame_request(input, &self.limits) {
             Ok(None) => return Verdict::Incomplete,
             Ok(Some(head)) => head,
@@ -139,6 +188,11 @@ impl Gateway {
                     Err(Refusal(status)) => return refuse(status, input, out),
                 };
                 let close = !head.keep_alive;
+                if let Some(wait) =
+                    self.over_limit(index, route.rate_limit.as_ref(), &head, input, client, now_ns)
+                {
+                    return too_many(&head, consumed, close, wait, index, out);
+                }
                 let written = write_direct(
                     answer.status,
                     &answer.headers,
@@ -154,9 +208,20 @@ impl Gateway {
                     close,
                     status: answer.status,
                     route: Some(index),
+                    rate_limited: false,
                 }
             }
             RouteAction::Proxy { pool, host_rewrite } => {
+                if let Some(wait) =
+                    self.over_limit(index, route.rate_limit.as_ref(), &head, input, client, now_ns)
+                {
+                    // Not charged: the request may still be admitted once its body is in.
+                    return match self.direct_extent(&head, input) {
+                        Ok(Some(consumed)) => too_many(&head, consumed, !head.keep_alive, wait, index, out),
+                        Ok(None) => Verdict::Incomplete,
+                        Err(_) => too_many(&head, input.len(), true, wait, index, out),
+                    };
+                }
                 let options = ForwardOptions {
                     client_ip: client,
                     host_rewrite: host_rewrite.as_deref(),
@@ -241,7 +306,34 @@ impl Gateway {
             close,
             status,
             route: None,
+            rate_limited: false,
         }
+    }
+
+    /// Whether the request goes over route `index`'s `limit` at `now`: the nanoseconds until it
+    /// would not, or `None` (admitted and charged, or no limit).
+    fn over_limit(
+        &self,
+        index: usize,
+        limit: Option<&RateLimit>,
+        head: &RequestHead<'_>,
+        input: &[u8],
+        client: IpAddr,
+        now: u64,
+    ) -> Option<u64> {
+        let limit = limit?;
+        let table = self.rate_table.as_ref()?;
+        let scope = self.scopes[index];
+        let header = match &limit.key {
+            LimitKey::Header(name) => header_value(&input[..head.head_len], name).filter(|v| !v.is_empty()),
+            LimitKey::ClientIp => None,
+        };
+        let entry = match (header, client) {
+            (Some(value), _) => table.entry(scope, 1, value),
+            (None, IpAddr::V4(ip)) => table.entry(scope, 0, &ip.octets()),
+            (None, IpAddr::V6(ip)) => table.entry(scope, 0, &ip.octets()),
+        };
+        table.admit(entry, &limit.gcra, now).err()
     }
 
     /// The bytes a directly answered request spans (head and body), or `None` while a body
@@ -301,7 +393,54 @@ fn refuse(status: u16, input: &[u8], out: &mut [u8]) -> Verdict {
         close: true,
         status,
         route: None,
+        rate_limited: false,
     }
+}
+
+/// A rate limit's answer to a request of route `route`: 429 with `Retry-After` (the seconds
+/// until `wait_ns` has passed, rounded up, at least 1), the first `consumed` bytes consumed.
+fn too_many(
+    head: &RequestHead<'_>,
+    consumed: usize,
+    close: bool,
+    wait_ns: u64,
+    route: usize,
+    out: &mut [u8],
+) -> Verdict {
+    let mut digits = [0u8; 20];
+    let seconds = decimal(retry_after_seconds(wait_ns), &mut digits);
+    let headers = [("Content-Type", "text/plain"), ("Retry-After", seconds)];
+    let written = write_direct(
+        429,
+        &headers,
+        b"Too Many Requests\n",
+        head.is_head,
+        connection(head, close),
+        out,
+    )
+    .expect("fits MIN_RESPONSE_BUFFER");
+    Verdict::Respond {
+        consumed,
+        written,
+        close,
+        status: 429,
+        route: Some(route),
+        rate_limited: true,
+    }
+}
+
+/// `n` in decimal, written at the end of `buf`.
+fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &str {
+    let mut start = buf.len();
+    loop {
+        start -= 1;
+        buf[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[start..]).expect("ASCII digits")
 }
 
 /// The `Connection` field of a direct answer.

@@ -4,11 +4,13 @@
 //! say.
 //!
 //! - [`request`] frames a client's request head and enforces the smuggling rules and [`limits`];
+//!   [`authority`] is the syntax of its `Host` and of an absolute-form target's authority;
 //! - [`chunked`] finds the end of a chunked body and checks its framing, byte by byte if need be;
 //! - [`forward`] writes the head sent to an upstream, [`response`] frames the upstream's answer
 //!   and writes the head the client gets, [`direct`] writes answers and errors of the gateway's
 //!   own;
-//! - [`routes`] is the route table, [`upstream`] the pools (member choice, Maglev, health);
+//! - [`routes`] is the route table, [`upstream`] the pools (member choice, Maglev, health),
+//!   [`ratelimit`] the routes' rate limits (GCRA over a table the lanes share);
 //! - [`gateway`] puts them together: one verdict per request head (refuse, answer, forward);
 //! - [`exchange`] streams a forwarded request to its upstream and the response back, through
 //!   the byte streams of [`stream`] (the sockets stay with the owner);
@@ -25,6 +27,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod authority;
 pub mod chunked;
 pub mod direct;
 pub mod exchange;
@@ -34,6 +37,7 @@ pub mod forward;
 pub mod fuzz_checks;
 pub mod gateway;
 pub mod limits;
+pub mod ratelimit;
 pub mod request;
 pub mod responder;
 pub mod response;

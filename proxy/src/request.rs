@@ -10,6 +10,10 @@
 //! - the head is at most `max_header_bytes` and `max_headers` fields (else 431, likewise early);
 //! - the target is origin-form, absolute-form (`http`/`https`) or `*`; anything else → 400;
 //! - the version is HTTP/1.0 or HTTP/1.1; HTTP/1.1 needs exactly one `Host`, HTTP/1.0 at most one;
+//! - a `Host` value must be `uri-host [ ":" port ]` (RFC 9112 §3.2, see [`authority`](crate::authority)): else 400;
+//! - an absolute-form target's authority must be a valid, non-empty host without `userinfo@`
+//!   (else 400), and it is the request's host: it wins over the `Host` field (RFC 9112 §3.2.2),
+//!   which must still be present (HTTP/1.1) and valid, but is not what routing sees;
 //! - `Content-Length`: digits only, duplicate fields must agree (else 400), at most `max_body`
 //!   (else 413);
 //! - `Transfer-Encoding`: a list of known codings (`chunked`, `gzip`, `deflate`, `compress`,
@@ -30,7 +34,10 @@
 
 use httparse::{Header, Request, Status, EMPTY_HEADER};
 
-use crate::limits::{Limits, MAX_HEADERS};
+use crate::{
+    authority::{valid_host, valid_target_authority},
+    limits::{Limits, MAX_HEADERS},
+};
 
 /// A request the framing rules refuse; the status to answer with. The connection must close,
 /// since the bytes after a refused head cannot be trusted to start a request.
@@ -59,8 +66,13 @@ pub struct RequestHead<'a> {
     /// The target's path without query: absolute-form resolved to its path (`/` if empty),
     /// `*` as is.
     pub path: &'a str,
-    /// The value of the `Host` field, if there is one (HTTP/1.0 may omit it).
+    /// The authority the request is for, which routing matches: an absolute-form target's
+    /// authority, else the value of the `Host` field (trimmed; HTTP/1.0 may omit it, and it may
+    /// be empty). Always valid `uri-host [ ":" port ]`.
     pub host: Option<&'a [u8]>,
+    /// `host` comes from an absolute-form target, not from the `Host` field: a `Host` sent on
+    /// must be replaced by it (RFC 9112 §3.2.2).
+    pub host_from_target: bool,
     /// The request is HTTP/1.0 (else HTTP/1.1).
     pub http10: bool,
     /// The client wants the connection kept open after the response.
@@ -163,6 +175,14 @@ pub fn frame_request<'a>(input: &'a [u8], limits: &Limits) -> Result<Option<Requ
     if (!http10 && hosts != 1) || hosts > 1 {
         return Err(Refusal(400));
     }
+    let host = host.map(trim);
+    if host.is_some_and(|value| !valid_host(value)) {
+        return Err(Refusal(400));
+    }
+    let target_authority = target_authority(target);
+    if target_authority.is_some_and(|a| !valid_target_authority(a.as_bytes())) {
+        return Err(Refusal(400));
+    }
     let body = match (transfer_encoding, content_length) {
         (Some(_), Some(_)) => return Err(Refusal(400)),
         (Some(_), None) if http10 => return Err(Refusal(400)),
@@ -186,7 +206,8 @@ pub fn frame_request<'a>(input: &'a [u8], limits: &Limits) -> Result<Option<Requ
         method,
         target,
         path,
-        host: host.map(trim),
+        host: target_authority.map(str::as_bytes).or(host),
+        host_from_target: target_authority.is_some(),
         http10,
         keep_alive,
         head_len,
@@ -242,6 +263,17 @@ pub(crate) fn route_path(target: &str) -> Option<&str> {
         }
     };
     Some(path.split_once('?').map_or(path, |(p, _)| p))
+}
+
+/// The authority of an absolute-form target (`http://authority/p?q`: up to the first `/`, `?`
+/// or `#`), `None` for the other forms. Whether it is valid is
+/// [`authority`](crate::authority)'s question.
+pub(crate) fn target_authority(target: &str) -> Option<&str> {
+    if target.starts_with('/') || target == "*" {
+        return None;
+    }
+    let (_, rest) = target.split_once("://")?;
+    Some(rest.find(['/', '?', '#']).map_or(rest, |end| &rest[..end]))
 }
 
 /// `input` after the empty lines a server ignores before a request line (httparse skips them too;

@@ -77,7 +77,7 @@ impl Responder {
             out.len() >= MIN_RESPONSE_BUFFER,
             "response buffer below MIN_RESPONSE_BUFFER"
         );
-        self.gateway.decide(input, Ipv4Addr::UNSPECIFIED.into(), out)
+        self.gateway.decide(input, Ipv4Addr::UNSPECIFIED.into(), 0, out)
     }
 }
 

@@ -16,8 +16,12 @@
 //! Invariants:
 //! - [`HostMatch::Exact`] and [`HostMatch::Suffix`] patterns are lowercase and built by
 //!   [`HostMatch::parse`], so matching never needs to fold the pattern's case;
+//! - a request's host is valid `uri-host [ ":" port ]` by the time it is matched (framing
+//!   refuses others);
 //! - [`RouteTable::find`] allocates nothing and never reorders routes: the index it returns is
 //!   the route's position in the configuration.
+
+use crate::ratelimit::RateLimit;
 
 /// Which `Host` values a route takes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -221,6 +225,8 @@ pub struct Route {
     pub methods: Option<MethodSet>,
     /// What to do with a matched request.
     pub action: RouteAction,
+    /// Requests beyond this rate get 429 (none: no limit).
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Route {
@@ -315,6 +321,7 @@ impl RouteTable {
                 headers: vec![("Content-Type".into(), "text/plain".into())],
                 body: b"ok\n".as_slice().into(),
             }),
+            rate_limit: None,
         }])
     }
 

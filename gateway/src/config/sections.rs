@@ -278,6 +278,14 @@ pub struct HttpConfig {
     /// again, as a kernel does with a full listen backlog.
     #[serde(default)]
     pub reset_when_full: bool,
+    /// Entries of the table the routes' rate limits count in, shared by every lane (8 bytes
+    /// each; a power of two). Keys whose hashes meet in one entry share a budget.
+    #[serde(default = "default_rate_limit_entries")]
+    pub rate_limit_entries: usize,
+}
+
+fn default_rate_limit_entries() -> usize {
+    xgate_proxy::ratelimit::RateTable::DEFAULT_ENTRIES
 }
 
 impl HttpConfig {
@@ -351,6 +359,7 @@ impl Default for HttpConfig {
             upstream_connections: default_upstream_connections(),
             access_log: false,
             reset_when_full: false,
+            rate_limit_entries: default_rate_limit_entries(),
         }
     }
 }

@@ -133,3 +133,20 @@ fn unreadable_file_is_reported() {
         "{e}"
     );
 }
+
+#[test]
+fn the_rate_limit_table_is_a_power_of_two_in_range() {
+    assert_eq!(
+        Config::parse(GOOD, "t.toml").unwrap().http.rate_limit_entries,
+        65_536
+    );
+    for bad in [1000, 512, 1 << 25] {
+        let e = error_of(&format!("{GOOD}\n[http]\nrate_limit_entries = {bad}\n"));
+        assert!(e.contains("`http.rate_limit_entries`"), "{e}");
+    }
+    let ok = format!("{GOOD}\n[http]\nrate_limit_entries = 1024\n");
+    assert_eq!(
+        Config::parse(&ok, "ok.toml").unwrap().http.rate_limit_entries,
+        1024
+    );
+}

@@ -88,10 +88,19 @@ impl Lane<'_> {
             let slot = handle.slot();
             let verdict = slot.verdict;
             match verdict {
-                Some(Verdict::Respond { status, route, .. }) => {
+                Some(Verdict::Respond {
+                    status,
+                    route,
+                    rate_limited,
+                    ..
+                }) => {
                     self.record_head_read(index, route);
                     self.count_status(index, status, route);
                     self.values.requests += 1;
+                    if rate_limited {
+                        self.metrics.record_rate_limited(route);
+                        self.values.rate_limited += 1;
+                    }
                 }
                 // More bytes are needed: the connection reads on.
                 Some(Verdict::Incomplete) | None => slot.verdict = None,

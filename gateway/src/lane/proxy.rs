@@ -293,6 +293,7 @@ impl Lane<'_> {
             close: true,
             status,
             route,
+            rate_limited: false,
         });
         conn.response_sent = 0;
         self.count_status(index, status, route);

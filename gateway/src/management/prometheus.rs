@@ -71,6 +71,25 @@ fn http_families(e: &mut Exposition, observatory: &Observatory<'_>, view: &Contr
         }
     }
     e.family(
+        "xgate_rate_limited_total",
+        "counter",
+        "Requests answered 429 by their route's rate limit, by route.",
+    );
+    for slot in 0..ROUTE_SLOTS {
+        let limited: u64 = observatory
+            .metrics
+            .iter()
+            .map(|lane| lane.rate_limited(slot))
+            .sum();
+        if limited > 0 {
+            e.sample(
+                "xgate_rate_limited_total",
+                &[("route", &route_name(slot))],
+                limited as f64,
+            );
+        }
+    }
+    e.family(
         "xgate_http_request_duration_seconds",
         "histogram",
         "From the request's first frame arriving in XDP to its response being queued for the socket, by route.",

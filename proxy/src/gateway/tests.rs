@@ -1,9 +1,10 @@
 use super::*;
 use crate::{
+    ratelimit::{LimitKey, RateLimit, RateTable},
     routes::{DirectAnswer, HostMatch, MethodSet, Route},
     upstream::{Passive, PoolSpec},
 };
-use std::net::Ipv4Addr;
+use std::{net::Ipv4Addr, sync::Arc};
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 
@@ -29,6 +30,7 @@ fn gateway(policy: Policy) -> Gateway {
                 headers: vec![("Content-Type".into(), "text/plain".into())],
                 body: b"ok\n".as_slice().into(),
             }),
+            rate_limit: None,
         },
         Route {
             name: "api".into(),
@@ -39,6 +41,7 @@ fn gateway(policy: Policy) -> Gateway {
                 pool: 0,
                 host_rewrite: Some("backend.internal".into()),
             },
+            rate_limit: None,
         },
     ]);
     Gateway::new(&routes, &[pool(policy)], Limits::default(), "10.77.0.2:80", 1024)
@@ -46,7 +49,7 @@ fn gateway(policy: Policy) -> Gateway {
 
 fn decide(g: &Gateway, input: &[u8]) -> (Verdict, String) {
     let mut out = vec![0u8; 8192];
-    let verdict = g.decide(input, CLIENT.into(), &mut out);
+    let verdict = g.decide(input, CLIENT.into(), 0, &mut out);
     let written = match verdict {
         Verdict::Respond { written, .. } => written,
         Verdict::Forward(f) => f.written,
@@ -136,7 +139,8 @@ fn smuggling_is_refused_with_400_and_close() {
             written: text.len(),
             close: true,
             status: 400,
-            route: None
+            route: None,
+            rate_limited: false,
         }
     );
 }
@@ -218,4 +222,317 @@ fn a_health_check_names_its_member_as_the_host_in_either_family() {
         0,
         "too small: nothing"
     );
+}
+
+/// Routes `a.example` (proxied, no rewrite) and `b.example` (answered directly).
+fn two_hosts() -> Gateway {
+    let routes = RouteTable::new(vec![
+        Route {
+            name: "a".into(),
+            host: HostMatch::parse("a.example").unwrap(),
+            path_prefix: "/".into(),
+            methods: None,
+            action: RouteAction::Proxy {
+                pool: 0,
+                host_rewrite: None,
+            },
+            rate_limit: None,
+        },
+        Route {
+            name: "b".into(),
+            host: HostMatch::parse("b.example").unwrap(),
+            path_prefix: "/".into(),
+            methods: None,
+            action: RouteAction::Direct(DirectAnswer {
+                status: 200,
+                headers: vec![],
+                body: b"b\n".as_slice().into(),
+            }),
+            rate_limit: None,
+        },
+    ]);
+    Gateway::new(
+        &routes,
+        &[pool(Policy::RoundRobin)],
+        Limits::default(),
+        "10.77.0.2:80",
+        1024,
+    )
+}
+
+#[test]
+fn an_absolute_form_target_routes_on_its_authority_and_is_sent_as_the_host() {
+    let g = two_hosts();
+    let (verdict, head) = decide(
+        &g,
+        b"GET http://a.example:80/x HTTP/1.1\r\nHost: b.example\r\n\r\n",
+    );
+    let Verdict::Forward(f) = verdict else {
+        panic!("{verdict:?}")
+    };
+    assert_eq!(f.route, 0);
+    assert!(
+        head.starts_with("GET http://a.example:80/x HTTP/1.1\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("\r\nHost: a.example:80\r\n"), "{head}");
+    assert!(!head.contains("b.example"), "{head}");
+    // HTTP/1.0 without Host: the target's authority is sent as the Host.
+    let (_, head) = decide(&g, b"GET http://a.example/x HTTP/1.0\r\n\r\n");
+    assert!(head.contains("\r\nHost: a.example\r\n"), "{head}");
+    let (verdict, text) = decide(&g, b"GET http://b.example/ HTTP/1.1\r\nHost: a.example\r\n\r\n");
+    assert!(
+        matches!(
+            verdict,
+            Verdict::Respond {
+                status: 200,
+                route: Some(1),
+                ..
+            }
+        ),
+        "{verdict:?}"
+    );
+    assert!(text.ends_with("\r\n\r\nb\n"), "{text}");
+    // Origin-form routes on Host as before.
+    let (verdict, _) = decide(&g, b"GET /x HTTP/1.1\r\nHost: A.Example.:80\r\n\r\n");
+    assert!(
+        matches!(verdict, Verdict::Forward(f) if f.route == 0),
+        "{verdict:?}"
+    );
+}
+
+#[test]
+fn an_invalid_host_is_refused_with_400_and_close() {
+    let g = two_hosts();
+    for input in [
+        &b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: a.example@evil\r\n\r\n",
+        b"GET http://a.example@evil/ HTTP/1.1\r\nHost: a.example\r\n\r\n",
+        b"GET http://a.example/ HTTP/1.1\r\nHost: a b\r\n\r\n",
+    ] {
+        let (verdict, text) = decide(&g, input);
+        assert!(
+            matches!(verdict, Verdict::Respond { status: 400, close: true, consumed, route: None, .. } if consumed == input.len()),
+            "{verdict:?}"
+        );
+        assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{text}");
+    }
+}
+
+const SECOND: u64 = 1_000_000_000;
+const NOW: u64 = 5_000 * SECOND;
+
+/// Route 0 `/direct` answered directly and route 1 `/` proxied, both limited to `rate`/s with
+/// `burst`, counted by `key`; `table` shared if given.
+fn limited(rate: f64, burst: u32, key: LimitKey, table: Option<Arc<RateTable>>) -> Gateway {
+    let limit = Some(RateLimit {
+        gcra: crate::ratelimit::Gcra::new(rate, burst).unwrap(),
+        key,
+    });
+    let routes = RouteTable::new(vec![
+        Route {
+            name: "direct".into(),
+            host: HostMatch::Any,
+            path_prefix: "/direct".into(),
+            methods: None,
+            action: RouteAction::Direct(DirectAnswer {
+                status: 200,
+                headers: vec![],
+                body: b"ok\n".as_slice().into(),
+            }),
+            rate_limit: limit.clone(),
+        },
+        Route {
+            name: "app".into(),
+            host: HostMatch::Any,
+            path_prefix: "/".into(),
+            methods: None,
+            action: RouteAction::Proxy {
+                pool: 0,
+                host_rewrite: None,
+            },
+            rate_limit: limit,
+        },
+    ]);
+    let g = Gateway::new(
+        &routes,
+        &[pool(Policy::RoundRobin)],
+        Limits::default(),
+        "10.77.0.2:80",
+        1024,
+    );
+    match table {
+        Some(table) => g.with_rate_table(table),
+        None => g,
+    }
+}
+
+fn decide_at(g: &Gateway, input: &[u8], client: Ipv4Addr, now: u64) -> (Verdict, String) {
+    let mut out = vec![0u8; 8192];
+    let verdict = g.decide(input, client.into(), now, &mut out);
+    let written = match verdict {
+        Verdict::Respond { written, .. } => written,
+        Verdict::Forward(f) => f.written,
+        Verdict::Incomplete => 0,
+    };
+    (verdict, String::from_utf8_lossy(&out[..written]).into_owned())
+}
+
+fn status_of(verdict: Verdict) -> u16 {
+    match verdict {
+        Verdict::Respond { status, .. } => status,
+        Verdict::Forward(_) => 0,
+        Verdict::Incomplete => 1,
+    }
+}
+
+#[test]
+fn over_its_rate_a_direct_route_answers_429_with_retry_after_and_keeps_the_connection() {
+    let g = limited(1.0, 2, LimitKey::ClientIp, None);
+    let get = b"GET /direct HTTP/1.1\r\nHost: gw\r\n\r\n";
+    for _ in 0..2 {
+        assert_eq!(status_of(decide_at(&g, get, CLIENT, NOW).0), 200);
+    }
+    let (verdict, text) = decide_at(&g, get, CLIENT, NOW);
+    assert_eq!(
+        verdict,
+        Verdict::Respond {
+            consumed: get.len(),
+            written: text.len(),
+            close: false,
+            status: 429,
+            route: Some(0),
+            rate_limited: true,
+        }
+    );
+    assert_eq!(
+        text,
+        "HTTP/1.1 429 Too Many Requests\r\nServer: xgate\r\nContent-Type: text/plain\r\n\
+         Retry-After: 1\r\nContent-Length: 18\r\n\r\nToo Many Requests\n"
+    );
+    // HEAD gets no body; HTTP/1.0 keep-alive and close are as for other direct answers.
+    let (_, text) = decide_at(&g, b"HEAD /direct HTTP/1.1\r\nHost: gw\r\n\r\n", CLIENT, NOW);
+    assert!(text.ends_with("Content-Length: 18\r\n\r\n"), "{text}");
+    let (_, text) = decide_at(
+        &g,
+        b"GET /direct HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        CLIENT,
+        NOW,
+    );
+    assert!(text.contains("\r\nConnection: keep-alive\r\n"), "{text}");
+    let (verdict, text) = decide_at(
+        &g,
+        b"GET /direct HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n",
+        CLIENT,
+        NOW,
+    );
+    assert!(matches!(verdict, Verdict::Respond { close: true, .. }));
+    assert!(text.contains("\r\nConnection: close\r\n"), "{text}");
+    // Refusals were not charged: one interval later, exactly one more passes.
+    assert_eq!(status_of(decide_at(&g, get, CLIENT, NOW + SECOND).0), 200);
+    assert_eq!(status_of(decide_at(&g, get, CLIENT, NOW + SECOND).0), 429);
+}
+
+#[test]
+fn retry_after_says_when_the_next_request_passes() {
+    let g = limited(0.25, 1, LimitKey::ClientIp, None);
+    let get = b"GET /direct HTTP/1.1\r\nHost: gw\r\n\r\n";
+    assert_eq!(status_of(decide_at(&g, get, CLIENT, NOW).0), 200);
+    let (_, text) = decide_at(&g, get, CLIENT, NOW);
+    assert!(text.contains("\r\nRetry-After: 4\r\n"), "{text}");
+    let (_, text) = decide_at(&g, get, CLIENT, NOW + SECOND / 2);
+    assert!(text.contains("\r\nRetry-After: 4\r\n"), "{text}");
+    let (_, text) = decide_at(&g, get, CLIENT, NOW + 3 * SECOND + 1);
+    assert!(text.contains("\r\nRetry-After: 1\r\n"), "{text}");
+    assert_eq!(status_of(decide_at(&g, get, CLIENT, NOW + 4 * SECOND).0), 200);
+}
+
+#[test]
+fn a_limited_proxied_request_is_charged_once_and_its_body_handled_like_a_direct_answer() {
+    let g = limited(1.0, 1, LimitKey::ClientIp, None);
+    let post = b"POST /x HTTP/1.1\r\nHost: gw\r\nContent-Length: 4\r\n\r\nbody";
+    // Admitted: forwarded at once (the body streams), charged once.
+    assert!(matches!(
+        decide_at(&g, &post[..post.len() - 4], CLIENT, NOW).0,
+        Verdict::Forward(_)
+    ));
+    // Over the limit with the body still arriving: wait for it, charge nothing.
+    assert_eq!(
+        decide_at(&g, &post[..post.len() - 2], CLIENT, NOW).0,
+        Verdict::Incomplete
+    );
+    // With the body: 429, the whole request consumed, the connection kept.
+    let (verdict, _) = decide_at(&g, post, CLIENT, NOW);
+    assert!(
+        matches!(verdict, Verdict::Respond { status: 429, close: false, consumed, route: Some(1), rate_limited: true, .. } if consumed == post.len()),
+        "{verdict:?}"
+    );
+    // A body larger than the buffer: 429 and close, everything consumed.
+    let big = b"POST /x HTTP/1.1\r\nHost: gw\r\nContent-Length: 100000\r\n\r\nabc";
+    let (verdict, text) = decide_at(&g, big, CLIENT, NOW);
+    assert!(
+        matches!(verdict, Verdict::Respond { status: 429, close: true, consumed, .. } if consumed == big.len()),
+        "{verdict:?}"
+    );
+    assert!(text.contains("\r\nConnection: close\r\n"), "{text}");
+    // Once the interval has passed, the waiting request is admitted and forwarded.
+    assert!(matches!(
+        decide_at(&g, post, CLIENT, NOW + SECOND).0,
+        Verdict::Forward(_)
+    ));
+}
+
+#[test]
+fn limits_count_per_client_per_header_value_and_per_route() {
+    // A large table: the random hash makes a collision between these few keys (which would
+    // share a budget) a one in a hundred thousand chance.
+    let table = || Some(Arc::new(RateTable::new(1 << 20)));
+    let other = Ipv4Addr::new(10, 77, 0, 5);
+    let get = b"GET /x HTTP/1.1\r\nHost: gw\r\n\r\n";
+    let g = limited(1.0, 1, LimitKey::ClientIp, table());
+    assert_eq!(status_of(decide_at(&g, get, CLIENT, NOW).0), 0);
+    assert_eq!(status_of(decide_at(&g, get, CLIENT, NOW).0), 429);
+    assert_eq!(status_of(decide_at(&g, get, other, NOW).0), 0, "another client");
+    let direct = b"GET /direct HTTP/1.1\r\nHost: gw\r\n\r\n";
+    assert_eq!(
+        status_of(decide_at(&g, direct, CLIENT, NOW).0),
+        200,
+        "another route"
+    );
+
+    let g = limited(1.0, 1, LimitKey::Header("x-api-key".into()), table());
+    let alice = b"GET /x HTTP/1.1\r\nHost: gw\r\nX-API-Key:  alice \r\n\r\n";
+    let bob = b"GET /x HTTP/1.1\r\nHost: gw\r\nx-api-key: bob\r\n\r\n";
+    let empty = b"GET /x HTTP/1.1\r\nHost: gw\r\nx-api-key: \r\n\r\n";
+    assert_eq!(status_of(decide_at(&g, alice, CLIENT, NOW).0), 0);
+    assert_eq!(
+        status_of(decide_at(&g, alice, other, NOW).0),
+        429,
+        "one key, two clients"
+    );
+    assert_eq!(status_of(decide_at(&g, bob, CLIENT, NOW).0), 0, "another key");
+    // Without the header (or with it empty), the client's address is the key.
+    assert_eq!(status_of(decide_at(&g, get, CLIENT, NOW).0), 0);
+    assert_eq!(status_of(decide_at(&g, empty, CLIENT, NOW).0), 429);
+    assert_eq!(status_of(decide_at(&g, empty, other, NOW).0), 0);
+}
+
+/// Lanes share one table: what one lane admitted counts on the other. A reload (a gateway
+/// built again from the same routes, with the same table) keeps the budgets; a route under
+/// another name starts afresh.
+#[test]
+fn gateways_sharing_a_table_share_budgets_across_lanes_and_reloads() {
+    let table = Arc::new(RateTable::new(1024));
+    let lane0 = limited(1.0, 3, LimitKey::ClientIp, Some(Arc::clone(&table)));
+    let lane1 = limited(1.0, 3, LimitKey::ClientIp, Some(Arc::clone(&table)));
+    let get = b"GET /direct HTTP/1.1\r\nHost: gw\r\n\r\n";
+    assert_eq!(status_of(decide_at(&lane0, get, CLIENT, NOW).0), 200);
+    assert_eq!(status_of(decide_at(&lane1, get, CLIENT, NOW).0), 200);
+    assert_eq!(status_of(decide_at(&lane0, get, CLIENT, NOW).0), 200);
+    assert_eq!(status_of(decide_at(&lane1, get, CLIENT, NOW).0), 429);
+    let reloaded = limited(1.0, 3, LimitKey::ClientIp, Some(Arc::clone(&table)));
+    assert_eq!(status_of(decide_at(&reloaded, get, CLIENT, NOW).0), 429);
+    // Without a shared table, a gateway counts on its own.
+    let alone = limited(1.0, 3, LimitKey::ClientIp, None);
+    assert_eq!(status_of(decide_at(&alone, get, CLIENT, NOW).0), 200);
 }

@@ -25,7 +25,9 @@ fn frames_a_simple_head() {
     assert_eq!(h.method, "GET");
     assert_eq!(h.target, "http://gw/a/b?q=1");
     assert_eq!(h.path, "/a/b");
-    assert_eq!(h.host, Some(&b"gw:80"[..]));
+    // Absolute-form: the target's authority is the request's host, not the Host field.
+    assert_eq!(h.host, Some(&b"gw"[..]));
+    assert!(h.host_from_target);
     assert_eq!(h.head_len, input.len() - 4);
     assert_eq!(h.body, BodyFraming::None);
     assert!(!h.http10 && h.keep_alive && h.idempotent && !h.is_head && !h.expect_continue);
@@ -180,4 +182,73 @@ fn keep_alive_and_head_detection() {
     assert!(!head(b"GET / HTTP/1.0\r\n\r\n").keep_alive);
     assert!(starts_with_head(b"\r\nHEAD / HTTP/1.1\r\n"));
     assert!(!starts_with_head(b"HEADER / HTTP/1.1\r\n"));
+}
+
+#[test]
+fn host_values_must_be_uri_host_and_port() {
+    for (host, expected) in [
+        ("gw", &b"gw"[..]),
+        ("  gw:8080\t", b"gw:8080"),
+        ("10.77.0.2", b"10.77.0.2"),
+        ("[::1]:80", b"[::1]:80"),
+        ("Example.COM.", b"Example.COM."),
+        // An empty value is valid (RFC 9112 §3.2): the request has no authority.
+        ("", b""),
+    ] {
+        let input = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        let h = head(input.as_bytes());
+        assert_eq!(h.host, Some(expected), "{host:?}");
+        assert!(!h.host_from_target);
+    }
+    for host in [
+        "a b",
+        "a@b",
+        "user@gw:80",
+        "gw:65536",
+        "gw:http",
+        "gw:80:80",
+        "gw/x",
+        "[::1",
+        "::1",
+        "a%zz",
+        "\"gw\"",
+    ] {
+        for version in ["1.1", "1.0"] {
+            let input = format!("GET / HTTP/{version}\r\nHost: {host}\r\n\r\n");
+            assert_eq!(refused(input.as_bytes()), 400, "{host:?} over HTTP/{version}");
+        }
+    }
+    // Bytes httparse takes in a field value but no host may hold.
+    assert_eq!(refused(b"GET / HTTP/1.1\r\nHost: g\xc3\xa9\r\n\r\n"), 400);
+}
+
+#[test]
+fn an_absolute_form_authority_wins_over_host_and_is_validated() {
+    let h = head(b"GET http://api.example.com:8080/v1?x HTTP/1.1\r\nHost: other.example\r\n\r\n");
+    assert_eq!(h.host, Some(&b"api.example.com:8080"[..]));
+    assert!(h.host_from_target);
+    assert_eq!(h.path, "/v1");
+    let h = head(b"GET HTTPS://gw?x HTTP/1.1\r\nHost: gw\r\n\r\n");
+    assert_eq!((h.host, h.path), (Some(&b"gw"[..]), "/"));
+    // HTTP/1.0 may leave Host out; the target still names the host.
+    let h = head(b"GET http://[::1]:80/ HTTP/1.0\r\n\r\n");
+    assert_eq!(h.host, Some(&b"[::1]:80"[..]));
+    // Origin-form and `*` have no authority of their own.
+    assert!(!head(b"OPTIONS * HTTP/1.1\r\nHost: gw\r\n\r\n").host_from_target);
+    for bad in [
+        // HTTP/1.1 still needs its Host, and a valid one, even when the target names the host.
+        &b"GET http://gw/ HTTP/1.1\r\n\r\n"[..],
+        b"GET http://gw/ HTTP/1.1\r\nHost: a b\r\n\r\n",
+        b"GET http://gw/ HTTP/1.1\r\nHost: gw\r\nHost: gw\r\n\r\n",
+        // The target's authority: empty host, userinfo, bad port, bad characters.
+        b"GET http:/// HTTP/1.1\r\nHost: gw\r\n\r\n",
+        b"GET http://:80/ HTTP/1.1\r\nHost: gw\r\n\r\n",
+        b"GET http://user@gw/ HTTP/1.1\r\nHost: gw\r\n\r\n",
+        b"GET http://user:pw@gw/ HTTP/1.1\r\nHost: gw\r\n\r\n",
+        b"GET http://gw:99999/ HTTP/1.1\r\nHost: gw\r\n\r\n",
+        b"GET http://g%zzw/ HTTP/1.1\r\nHost: gw\r\n\r\n",
+        b"GET http://gw:x/ HTTP/1.1\r\nHost: gw\r\n\r\n",
+    ] {
+        assert_eq!(refused(bad), 400, "{:?}", String::from_utf8_lossy(bad));
+    }
 }

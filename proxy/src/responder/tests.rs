@@ -49,7 +49,8 @@ fn healthz_is_200_with_exact_bytes() {
             written: text.len(),
             close: false,
             status: 200,
-            route: Some(0)
+            route: Some(0),
+            rate_limited: false,
         }
     );
 }
@@ -95,7 +96,8 @@ fn refusals_have_exact_bytes_and_close() {
             written: text.len(),
             close: true,
             status: 400,
-            route: None
+            route: None,
+            rate_limited: false,
         }
     );
 }

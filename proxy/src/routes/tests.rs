@@ -14,6 +14,7 @@ fn proxy_route(name: &str, host: HostMatch, prefix: &str, methods: Option<&[&str
             pool: 0,
             host_rewrite: None,
         },
+        rate_limit: None,
     }
 }
 
