@@ -386,7 +386,7 @@ print("sent", 250 * len(frames))
 #[test]
 fn server_closed_connections_do_not_exhaust_a_small_socket_pool() {
     let mut lab = TestLab::new("tw");
-    lab.edit_config(|t| t.replace("max_connections = 256", "max_connections = 16"));
+    lab.set_max_connections(16);
     lab.start_gateway();
     let code = format!(
         r#"
@@ -419,9 +419,9 @@ print(ok)
 #[test]
 fn vanished_clients_give_their_sockets_back() {
     let mut lab = TestLab::new("gone");
+    lab.set_max_connections(2);
     lab.edit_config(|t| {
-        t.replace("max_connections = 256", "max_connections = 2")
-            .replace("keepalive_ms = 10000", "keepalive_ms = 200")
+        t.replace("keepalive_ms = 10000", "keepalive_ms = 200")
             .replace("timeout_ms = 30000", "timeout_ms = 1000")
     });
     lab.start_gateway();

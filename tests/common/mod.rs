@@ -114,6 +114,23 @@ impl TestLab {
         cmd
     }
 
+    /// Sets `http.max_connections` (the lab's config has the default) in the gateway config.
+    pub fn set_max_connections(&self, sockets: usize) {
+        self.edit_config(|text| {
+            text.lines()
+                .map(|line| {
+                    if line.starts_with("max_connections = ") {
+                        format!("max_connections = {sockets}")
+                    } else {
+                        line.to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+                + "\n"
+        });
+    }
+
     /// Rewrites the gateway config with `edit` applied to its text.
     pub fn edit_config(&self, edit: impl FnOnce(String) -> String) {
         let text = std::fs::read_to_string(&self.config_path).unwrap();

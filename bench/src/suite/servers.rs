@@ -408,15 +408,16 @@ impl Suite {
     ) -> anyhow::Result<RunFigures> {
         let pid = process.0.id();
         let lines = self.xgate_lines.borrow_mut().take();
-        let give_up = Duration::from_secs_f64(self.plan.warmup_seconds + self.plan.duration_seconds);
         let warm = (connections * WARM_REQUESTS_PER_CONNECTION) as u64;
+        let run_ended = std::sync::atomic::AtomicBool::new(false);
         let (run, counts) = std::thread::scope(|scope| {
+            let run_ended = &run_ended;
             let first = scope.spawn(move || {
                 let lines = lines?;
-                let started = std::time::Instant::now();
                 let first = loop {
                     std::thread::sleep(Duration::from_millis(100));
-                    if started.elapsed() > give_up {
+                    if run_ended.load(std::sync::atomic::Ordering::SeqCst) {
+                        // Never warm before the end: nothing to count.
                         break None;
                     }
                     match xgate_totals(pid, &lines) {
@@ -427,6 +428,7 @@ impl Suite {
                 Some((first, lines))
             });
             let run = measure(self);
+            run_ended.store(true, std::sync::atomic::Ordering::SeqCst);
             let counts = first.join().ok().flatten().and_then(|(first, lines)| {
                 let last = xgate_totals(pid, &lines);
                 *self.xgate_lines.borrow_mut() = Some(lines);
