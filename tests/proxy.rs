@@ -412,7 +412,18 @@ upstream = "app"
         args.push(&target);
         lab.curl(&args)
     };
+    // A refused connect to a pool's only member is tried once more on it, then 502.
+    let before = lab.stats();
     assert_eq!(code(&lab, "/refused", &[]), (true, "502".into()));
+    let after = lab.stats();
+    let moved = |key: &str| {
+        after["lanes"][0][key].as_u64().unwrap() - before["lanes"][0][key].as_u64().unwrap()
+    };
+    assert_eq!(
+        (moved("upstream_retries"), moved("upstream_connect_failures")),
+        (1, 2),
+        "{before} {after}"
+    );
     let started = Instant::now();
     assert_eq!(code(&lab, "/unreachable", &[]), (true, "502".into()));
     assert!(
