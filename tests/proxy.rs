@@ -416,9 +416,8 @@ upstream = "app"
     let before = lab.stats();
     assert_eq!(code(&lab, "/refused", &[]), (true, "502".into()));
     let after = lab.stats();
-    let moved = |key: &str| {
-        after["lanes"][0][key].as_u64().unwrap() - before["lanes"][0][key].as_u64().unwrap()
-    };
+    let moved =
+        |key: &str| after["lanes"][0][key].as_u64().unwrap() - before["lanes"][0][key].as_u64().unwrap();
     assert_eq!(
         (moved("upstream_retries"), moved("upstream_connect_failures")),
         (1, 2),
@@ -993,4 +992,91 @@ upstream = "app"
     assert_eq!(row("status"), 7, "{screen}");
     let stopped = lab.stop_gateway();
     assert_eq!(stopped["ledger_violations"], 0);
+}
+
+/// A pool's `max_in_flight` holds requests back in a bounded queue: with one request in flight
+/// at a time and room for two waiting, four requests at once to a backend that takes 1 s get
+/// three 200s, one after the other, and one 503 at once (the queue was full); a request that
+/// waits longer than `queue_timeout_ms` gets 503.
+#[test]
+fn a_pool_at_its_in_flight_limit_queues_requests_then_answers_503() {
+    let mut lab = TestLab::new("queue");
+    lab.start_backend(8081, "a");
+    lab.append_config(&format!(
+        r#"
+[[upstream]]
+name = "narrow"
+members = ["{BACKEND_IP}:8081"]
+max_in_flight = 1
+max_queued = 2
+queue_timeout_ms = 2500
+
+[[route]]
+upstream = "narrow"
+"#
+    ));
+    lab.start_gateway();
+    let script = format!(
+        r#"
+import threading, time, urllib.request, urllib.error
+results = []
+def fetch(path):
+    start = time.time()
+    try:
+        with urllib.request.urlopen("http://{GATEWAY_IP}" + path, timeout=20) as response:
+            response.read()
+            status = response.status
+    except urllib.error.HTTPError as e:
+        status = e.code
+    results.append((status, time.time() - start))
+def burst(paths):
+    threads = []
+    for path in paths:
+        t = threading.Thread(target=fetch, args=(path,))
+        t.start()
+        threads.append(t)
+        time.sleep(0.05)
+    for t in threads:
+        t.join()
+burst(["/slow/1000"] * 4)
+print(" ".join(f"{{s}}:{{d:.2f}}" for s, d in sorted(results)))
+results.clear()
+burst(["/slow/3000", "/slow/100"])
+print(" ".join(f"{{s}}:{{d:.2f}}" for s, d in sorted(results)))
+"#
+    );
+    let out = lab.python(&script);
+    let mut lines = out.lines();
+    let parse = |line: &str| -> Vec<(u16, f64)> {
+        line.split_whitespace()
+            .map(|pair| {
+                let (status, seconds) = pair.split_once(':').unwrap();
+                (status.parse().unwrap(), seconds.parse().unwrap())
+            })
+            .collect()
+    };
+    let first = parse(lines.next().unwrap());
+    let statuses: Vec<u16> = first.iter().map(|&(s, _)| s).collect();
+    assert_eq!(statuses, [200, 200, 200, 503], "{out}");
+    let (_, unavailable_after) = first[3];
+    assert!(unavailable_after < 0.5, "a full queue answers at once: {out}");
+    let mut served: Vec<f64> = first[..3].iter().map(|&(_, d)| d).collect();
+    served.sort_by(f64::total_cmp);
+    assert!(
+        served[2] >= 2.8,
+        "one in flight at a time: the third waited for two: {out}"
+    );
+    // The second request waits behind a 3 s one longer than the queue's 2.5 s: 503.
+    let second = parse(lines.next().unwrap());
+    assert_eq!(
+        second.iter().map(|&(s, _)| s).collect::<Vec<_>>(),
+        [200, 503],
+        "{out}"
+    );
+    let stats = lab.stats();
+    let lane = &stats["lanes"][0];
+    assert_eq!(lane["upstream_queue_full"], 1, "{stats}");
+    assert_eq!(lane["upstream_queue_timeouts"], 1, "{stats}");
+    assert_eq!(lane["upstream_queued"], 3, "{out} {stats}");
+    lab.stop_gateway();
 }
