@@ -206,3 +206,30 @@ print(ok, failed, len(state))
     assert_eq!(lane_total(&stats, "refused"), 0, "{stats}");
     lab.stop_gateway();
 }
+
+/// Idle upstream connections follow demand down: after a load of 50 connections stops, the
+/// pool's recent peak falls to nothing within two demand windows (20 s), and the idle
+/// connections it kept are closed before their `idle_timeout_ms` (30 s by default).
+#[test]
+fn idle_upstream_connections_are_closed_once_demand_has_fallen() {
+    let mut lab = crowd_lab("trim");
+    let run = wrk(&lab, 50, 2, "/app/");
+    assert_eq!((run.non_2xx, run.socket_errors), (0, 0), "{}", run.text);
+    let loaded = lab.stats();
+    let connects = lane_total(&loaded, "upstream_connects");
+    assert!((1..=50).contains(&connects), "{loaded}");
+    assert_eq!(lane_total(&loaded, "upstream_idle_trimmed"), 0, "{loaded}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(25);
+    loop {
+        let stats = lab.stats();
+        if lane_total(&stats, "upstream_idle_trimmed") == connects {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "idle connections not closed 25 s after the load: {stats}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    lab.stop_gateway();
+}

@@ -492,6 +492,12 @@ impl Lane<'_> {
                 idle.swap_remove(at);
             }
         }
+        self.close_idle(id);
+    }
+
+    /// Closes idle connection `id`, already out of its idle list: politely when it is still a
+    /// clean connection, with a reset when the upstream sent bytes nobody asked for.
+    fn close_idle(&mut self, id: ConnId) {
         let socket = self.server.socket(id);
         let clean =
             matches!(socket.state(), tcp::State::Established | tcp::State::CloseWait) && !socket.can_recv();
@@ -660,11 +666,14 @@ impl Lane<'_> {
                 let busy = self.upstreams.pools[pool].members()[member].outstanding();
                 let max_idle = self.upstreams.limits[pool].max_idle;
                 let wanted = self.upstreams.demand[pool][member].idle_wanted(busy, max_idle);
-                while self.upstreams.idle[pool][member].len() > wanted {
-                    // The list is a stack: the oldest idle connection is at the bottom.
-                    let id = self.upstreams.idle[pool][member].remove(0);
+                let surplus = self.upstreams.idle[pool][member].len().saturating_sub(wanted);
+                // The list is a stack: the oldest idle connections are at the bottom. Bring them
+                // to the top and close them from there (O(list) however many go).
+                self.upstreams.idle[pool][member].rotate_left(surplus);
+                for _ in 0..surplus {
+                    let id = self.upstreams.idle[pool][member].pop().expect("counted above");
                     self.values.upstream_idle_trimmed += 1;
-                    self.retire_idle(id);
+                    self.close_idle(id);
                 }
             }
         }
