@@ -552,9 +552,15 @@ impl Lane<'_> {
                     .health
                     .as_ref()
                     .map_or(1_000, |h| h.timeout_ms);
-                let Opened::Connecting(id) = self.open_upstream(addr) else {
-                    self.upstreams.pools[pool].record_check(member, false, now);
-                    continue;
+                let id = match self.open_upstream(addr) {
+                    Opened::Connecting(id) => id,
+                    // The lane's own shortage says nothing of the member: the check waits for
+                    // its next turn.
+                    Opened::NoSocket => continue,
+                    Opened::NoPort | Opened::Refused => {
+                        self.upstreams.pools[pool].record_check(member, false, now);
+                        continue;
+                    }
                 };
                 *self.upstreams.conn(id) = UpstreamConn {
                     owner: Owner::Probe {
