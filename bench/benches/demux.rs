@@ -35,7 +35,8 @@ fn per_packet(c: &mut Criterion, group_name: &str, acks: Acks) {
     let mut group = c.benchmark_group(group_name);
     group.throughput(Throughput::Elements(1));
     for connections in CONNECTIONS {
-        let mut harness = Harness::new(connections, acks);
+        let mut memory = Harness::memory(connections);
+        let mut harness = Harness::new(connections, acks, &mut memory);
         assert_eq!(harness.connections(), connections);
         let (frames, served) = (harness.frames_sent(), harness.served());
         group.bench_function(BenchmarkId::new("connections", connections), |b| {

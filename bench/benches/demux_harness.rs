@@ -8,7 +8,8 @@
 //!   in, the stack takes it out) and one reusable transmit buffer that keeps the last frame the
 //!   stack sent and a count of sent frames. Nothing is allocated per frame.
 //! - [`Harness`]: builds the server (10.0.0.1/24, 02:00:00:00:00:01, port 80, `connections + 64`
-//!   sockets of 16 KiB buffers, no keep-alive, no time-out, delayed or immediate ACKs: [`Acks`]),
+//!   sockets of 16 KiB buffers in a [`SocketMemory`] the caller owns ([`Harness::memory`]), no
+//!   keep-alive, no time-out, delayed or immediate ACKs: [`Acks`]),
 //!   introduces the client by an ARP request and opens every connection with a real handshake
 //!   (SYN, the server's SYN-ACK read back from the device, ACK). Frames are built with smoltcp's
 //!   `wire` representations with correct checksums, so the stack verifies them as it would on a
@@ -46,7 +47,7 @@ use smoltcp::{
     },
 };
 use xgate_userstack::{
-    tcp_server::{ConnId, ServerConfig, Settled, TcpServer},
+    tcp_server::{ConnId, ServerConfig, Settled, SocketMemory, TcpServer},
     wire::{self, classify, FrameEnds, FrameKind},
 };
 
@@ -359,8 +360,8 @@ struct Client {
 }
 
 /// A [`TcpServer`] with N established connections and a client that feeds them.
-pub struct Harness {
-    server: TcpServer,
+pub struct Harness<'m> {
+    server: TcpServer<'m>,
     device: MemoryDevice,
     clients: Vec<Client>,
     /// The next client in round-robin order.
@@ -379,10 +380,31 @@ pub struct Harness {
     frames_after_setup: u64,
 }
 
-impl Harness {
-    /// A server with `connections` established connections (panics if any step of the set-up
-    /// does not go as TCP says it should).
-    pub fn new(connections: usize, acks: Acks) -> Harness {
+/// The server's configuration for `connections` connections.
+fn server_config(connections: usize) -> ServerConfig {
+    ServerConfig {
+        listen_port: LISTEN_PORT,
+        sockets: connections + SPARE_SOCKETS,
+        rx_buffer: SOCKET_BUFFER,
+        tx_buffer: SOCKET_BUFFER,
+        keep_alive: None,
+        timeout: None,
+        outbound_sockets: 0,
+        max_half_open: 0,
+        reset_when_full: false,
+    }
+}
+
+impl<'m> Harness<'m> {
+    /// The socket buffers of a harness with `connections` connections.
+    pub fn memory(connections: usize) -> SocketMemory {
+        SocketMemory::new(&server_config(connections))
+    }
+
+    /// A server with `connections` established connections, its socket buffers in `memory`
+    /// (from [`Harness::memory`] with the same count); panics if any step of the set-up does not
+    /// go as TCP says it should.
+    pub fn new(connections: usize, acks: Acks, memory: &'m mut SocketMemory) -> Harness<'m> {
         assert!(connections > 0, "at least one connection");
         assert!(
             connections <= PORTS_PER_CLIENT_IP * MAX_CLIENT_IPS,
@@ -399,20 +421,7 @@ impl Harness {
                 .push(IpCidr::new(IpAddress::Ipv4(SERVER_IP), SERVER_PREFIX))
                 .expect("one address fits");
         });
-        let server = TcpServer::new(
-            iface,
-            &ServerConfig {
-                listen_port: LISTEN_PORT,
-                sockets: connections + SPARE_SOCKETS,
-                rx_buffer: SOCKET_BUFFER,
-                tx_buffer: SOCKET_BUFFER,
-                keep_alive: None,
-                timeout: None,
-                outbound_sockets: 0,
-                max_half_open: 0,
-                reset_when_full: false,
-            },
-        );
+        let server = TcpServer::new(iface, &server_config(connections), memory);
         let mut harness = Harness {
             server,
             device,
@@ -483,7 +492,7 @@ impl Harness {
 
     /// The application's turn: every woken connection is read and settled; the ids of the woken
     /// connections go to `seen`.
-    fn serve(&mut self, mut seen: impl FnMut(ConnId, &mut tcp::Socket<'static>)) {
+    fn serve(&mut self, mut seen: impl FnMut(ConnId, &mut tcp::Socket<'m>)) {
         while let Some(id) = self.server.next_woken() {
             self.served += 1;
             let socket = self.server.socket(id);

@@ -70,7 +70,8 @@ fn main() {
         std::process::exit(2);
     });
     let setup_start = Instant::now();
-    let mut harness = Harness::new(args.connections, args.acks);
+    let mut memory = Harness::memory(args.connections);
+    let mut harness = Harness::new(args.connections, args.acks, &mut memory);
     let setup = setup_start.elapsed();
     let (frames, served) = (harness.frames_sent(), harness.served());
     let start = Instant::now();

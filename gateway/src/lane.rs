@@ -45,7 +45,7 @@ use smoltcp::{
 };
 use xgate_proxy::{gateway::Gateway, ratelimit::RateTable};
 use xgate_userstack::{
-    tcp_server::{ConnId, ServerConfig, TcpServer},
+    tcp_server::{ConnId, ServerConfig, SocketMemory, TcpServer},
     wire, XskPort,
 };
 
@@ -74,7 +74,8 @@ mod upstream;
 use proxy::Proxied;
 use upstream::Upstreams;
 
-/// Bytes of each TCP socket's receive and transmit buffers.
+/// Bytes of each TCP socket's receive and transmit buffers (reserved for every socket; resident
+/// only as far as its connections have used them, see `xgate_userstack::tcp_server`).
 const SOCKET_BUFFER: usize = 16 * 1024;
 /// Request body bytes a connection's slot holds beyond its head: a direct answer's request body
 /// must fit (proxied bodies stream through and are limited by `http.max_body` instead).
@@ -254,7 +255,8 @@ struct Lane<'a> {
     wakes: &'a [LaneWake],
     /// Lanes that were handed work this turn (to wake).
     to_wake: Vec<bool>,
-    server: TcpServer,
+    /// Its sockets' buffers are borrowed from `run`'s arena.
+    server: TcpServer<'a>,
     connections: Vec<Connection>,
     stage: StageLink,
     /// Upstream pools and connections.
@@ -305,22 +307,23 @@ pub fn run(config: &Config, setup: LaneSetup<'_>, stop: &AtomicBool) -> Result<L
     });
     let sockets = config.http.max_connections;
     let outbound = config.http.upstream_connections;
-    let server = TcpServer::new(
-        iface,
-        &ServerConfig {
-            listen_port: gw.listen_port,
-            sockets,
-            rx_buffer: SOCKET_BUFFER,
-            tx_buffer: SOCKET_BUFFER,
-            keep_alive: Some(smoltcp::time::Duration::from_millis(config.tcp.keepalive_ms)),
-            timeout: Some(smoltcp::time::Duration::from_millis(config.tcp.timeout_ms)),
-            outbound_sockets: outbound,
-            max_half_open: config.max_half_open(),
-            reset_when_full: config.http.reset_when_full,
-        },
-    );
+    let server_config = ServerConfig {
+        listen_port: gw.listen_port,
+        sockets,
+        rx_buffer: SOCKET_BUFFER,
+        tx_buffer: SOCKET_BUFFER,
+        keep_alive: Some(smoltcp::time::Duration::from_millis(config.tcp.keepalive_ms)),
+        timeout: Some(smoltcp::time::Duration::from_millis(config.tcp.timeout_ms)),
+        outbound_sockets: outbound,
+        max_half_open: config.max_half_open(),
+        reset_when_full: config.http.reset_when_full,
+    };
     let response_capacity = (config.http.max_header_bytes + 1024).max(MAX_RESPONSE_HEAD + 1024);
     let slot_request = config.http.max_header_bytes + SLOT_BODY;
+    // Every socket buffer, reserved now and resident only as connections use them. It outlives
+    // the lane, which borrows it.
+    let mut socket_memory = SocketMemory::new(&server_config);
+    let server = TcpServer::new(iface, &server_config, &mut socket_memory);
     let handles = stage::slots(sockets, slot_request, response_capacity);
     let connections = handles.into_iter().map(Connection::new).collect();
     let ring = config.http.ring_size.min(sockets).max(1);

@@ -16,14 +16,14 @@ use smoltcp::socket::tcp;
 use xgate_proxy::stream::{Side, Stream, StreamPair, StreamState};
 use xgate_userstack::tcp_server::{ConnId, TcpServer};
 
-/// One TCP socket as a byte stream.
-pub struct SocketStream<'a> {
-    socket: &'a mut tcp::Socket<'static>,
+/// One TCP socket as a byte stream (borrowed for `'a`; its buffers live for `'m`).
+pub struct SocketStream<'a, 'm> {
+    socket: &'a mut tcp::Socket<'m>,
 }
 
-impl<'a> SocketStream<'a> {
+impl<'a, 'm> SocketStream<'a, 'm> {
     /// Connection `id` of `server`.
-    pub fn of(server: &'a mut TcpServer, id: ConnId) -> SocketStream<'a> {
+    pub fn of(server: &'a mut TcpServer<'m>, id: ConnId) -> SocketStream<'a, 'm> {
         SocketStream {
             socket: server.socket(id),
         }
@@ -67,7 +67,7 @@ impl<'a> SocketStream<'a> {
     }
 }
 
-impl Stream for SocketStream<'_> {
+impl Stream for SocketStream<'_, '_> {
     fn state(&mut self) -> StreamState {
         match self.socket.state() {
             tcp::State::SynSent | tcp::State::SynReceived => StreamState::Connecting,
@@ -126,14 +126,14 @@ impl Stream for SocketStream<'_> {
 }
 
 /// The two ends of one proxied exchange, both sockets of one lane's server.
-pub struct SocketPair<'a> {
-    pub server: &'a mut TcpServer,
+pub struct SocketPair<'a, 'm> {
+    pub server: &'a mut TcpServer<'m>,
     pub client: ConnId,
     pub upstream: ConnId,
 }
 
-impl SocketPair<'_> {
-    fn stream(&mut self, side: Side) -> SocketStream<'_> {
+impl<'m> SocketPair<'_, 'm> {
+    fn stream(&mut self, side: Side) -> SocketStream<'_, 'm> {
         let id = match side {
             Side::Client => self.client,
             Side::Upstream => self.upstream,
@@ -142,7 +142,7 @@ impl SocketPair<'_> {
     }
 }
 
-impl StreamPair for SocketPair<'_> {
+impl StreamPair for SocketPair<'_, '_> {
     fn state(&mut self, side: Side) -> StreamState {
         self.stream(side).state()
     }

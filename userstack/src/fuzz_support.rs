@@ -55,7 +55,7 @@ use self::frames::{
     tcp_segment_len,
 };
 use crate::{
-    tcp_server::{ConnId, ServerConfig, TcpServer, SHARD_SIZE},
+    tcp_server::{ConnId, ServerConfig, SocketMemory, TcpServer, SHARD_SIZE},
     wire::{arp_request_as_reply, arp_target_ip, classify, FrameKind},
 };
 
@@ -120,8 +120,12 @@ const CLIENT_ISS: u32 = 0x1000_0000;
 const UPSTREAM_ISS: u32 = 0xffff_ff00;
 
 /// A server over `device` at [`SERVER_IP`]/[`SERVER_PREFIX`] and [`SERVER_MAC`], with a fixed
-/// random seed (so its initial sequence numbers repeat).
-pub fn server(config: &ServerConfig, device: &mut MemoryDevice) -> TcpServer {
+/// random seed (so its initial sequence numbers repeat), its buffers in `memory`.
+pub fn server<'m>(
+    config: &ServerConfig,
+    device: &mut MemoryDevice,
+    memory: &'m mut SocketMemory,
+) -> TcpServer<'m> {
     let mut iface_config = Config::new(HardwareAddress::Ethernet(SERVER_MAC));
     iface_config.random_seed = RANDOM_SEED;
     let mut iface = Interface::new(iface_config, device, Instant::ZERO);
@@ -130,7 +134,7 @@ pub fn server(config: &ServerConfig, device: &mut MemoryDevice) -> TcpServer {
             .push(IpCidr::new(IpAddress::Ipv4(SERVER_IP), SERVER_PREFIX))
             .expect("one address fits");
     });
-    TcpServer::new(iface, config)
+    TcpServer::new(iface, config, memory)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -146,8 +150,8 @@ struct Peer {
     snd_next: u32,
 }
 
-struct Run {
-    server: TcpServer,
+struct Run<'m> {
+    server: TcpServer<'m>,
     device: MemoryDevice,
     now_ms: i64,
     sockets: usize,
@@ -163,7 +167,8 @@ struct Run {
 /// path, panicking if an invariant breaks.
 pub fn check_frames(data: &[u8]) {
     let (config_byte, mut rest) = data.split_first().map_or((0, data), |(&b, rest)| (b, rest));
-    let mut run = Run::new(config_byte);
+    let mut memory = memory_for(config_byte);
+    let mut run = Run::new(config_byte, &mut memory);
     while let [flags, time, len_hi, len_lo, tail @ ..] = rest {
         let len = usize::from(u16::from_be_bytes([*len_hi, *len_lo])).min(tail.len());
         let (frame, after) = tail.split_at(len);
@@ -172,29 +177,41 @@ pub fn check_frames(data: &[u8]) {
     }
 }
 
-impl Run {
-    fn new(config_byte: u8) -> Run {
-        let sockets = 1 + usize::from(config_byte & 0x1f);
-        let outbound = if config_byte & CONFIG_OUTBOUND != 0 { 2 } else { 0 };
-        let buffer = if config_byte & CONFIG_SMALL_BUFFERS != 0 {
-            1024
-        } else {
-            16 * 1024
-        };
-        let timers = config_byte & CONFIG_TIMERS != 0;
-        let config = ServerConfig {
-            listen_port: LISTEN_PORT,
-            sockets,
-            rx_buffer: buffer,
-            tx_buffer: buffer,
-            keep_alive: timers.then(|| Duration::from_millis(1000)),
-            timeout: timers.then(|| Duration::from_millis(3000)),
-            outbound_sockets: outbound,
-            max_half_open: (sockets / 2).max(1),
-            reset_when_full: false,
-        };
+/// The server configuration `config_byte` describes.
+fn config(config_byte: u8) -> ServerConfig {
+    let sockets = 1 + usize::from(config_byte & 0x1f);
+    let outbound = if config_byte & CONFIG_OUTBOUND != 0 { 2 } else { 0 };
+    let buffer = if config_byte & CONFIG_SMALL_BUFFERS != 0 {
+        1024
+    } else {
+        16 * 1024
+    };
+    let timers = config_byte & CONFIG_TIMERS != 0;
+    ServerConfig {
+        listen_port: LISTEN_PORT,
+        sockets,
+        rx_buffer: buffer,
+        tx_buffer: buffer,
+        keep_alive: timers.then(|| Duration::from_millis(1000)),
+        timeout: timers.then(|| Duration::from_millis(3000)),
+        outbound_sockets: outbound,
+        max_half_open: (sockets / 2).max(1),
+        reset_when_full: false,
+    }
+}
+
+/// The socket buffers of a run with `config_byte`.
+fn memory_for(config_byte: u8) -> SocketMemory {
+    SocketMemory::new(&config(config_byte))
+}
+
+impl<'m> Run<'m> {
+    /// A run with `config_byte`, the server's buffers in `memory` (made by [`memory_for`]).
+    fn new(config_byte: u8, memory: &'m mut SocketMemory) -> Run<'m> {
+        let config = config(config_byte);
+        let (sockets, outbound) = (config.sockets, config.outbound_sockets);
         let mut device = MemoryDevice::new();
-        let server = server(&config, &mut device);
+        let server = server(&config, &mut device, memory);
         let mut run = Run {
             server,
             device,
@@ -521,7 +538,8 @@ mod tests {
 
     #[test]
     fn set_up_opens_both_connections() {
-        let run = Run::new(CONFIG_OUTBOUND | 3);
+        let mut memory = memory_for(CONFIG_OUTBOUND | 3);
+        let run = Run::new(CONFIG_OUTBOUND | 3, &mut memory);
         assert_eq!(run.server.connected(), 2);
         assert_eq!(run.server.inbound_connected(), 1);
         assert!(run.inbound_peer.is_some() && run.outbound_peer.is_some());
@@ -536,7 +554,8 @@ mod tests {
 
     #[test]
     fn relative_data_reaches_the_application_and_is_acknowledged() {
-        let mut run = Run::new(0);
+        let mut memory = memory_for(0);
+        let mut run = Run::new(0, &mut memory);
         let before = run.inbound_peer.unwrap();
         // An empty IPv4/TCP skeleton with 5 bytes of data: addresses, numbers and checksums are
         // the harness's.
@@ -565,7 +584,8 @@ mod tests {
     #[test]
     fn a_syn_that_finds_every_socket_taken_is_dropped_and_served_once_one_frees() {
         // One socket, held by the set-up's established connection.
-        let mut run = Run::new(0);
+        let mut memory = memory_for(0);
+        let mut run = Run::new(0, &mut memory);
         let syn = tcp_frame(30_000, LISTEN_PORT, TcpControl::Syn, CLIENT_ISS, None);
         run.deliver(&syn);
         run.turn(0);
@@ -616,7 +636,8 @@ mod tests {
     #[test]
     fn a_freed_outbound_socket_sends_its_last_segment_before_it_connects_again() {
         // Two outbound sockets; the set-up's connection holds one.
-        let mut run = Run::new(CONFIG_OUTBOUND);
+        let mut memory = memory_for(CONFIG_OUTBOUND);
+        let mut run = Run::new(CONFIG_OUTBOUND, &mut memory);
         let upstream = |port: u16| std::net::SocketAddrV4::new(CLIENT_IP, port);
         assert!(run.server.can_connect(), "a socket never used connects at once");
         let id = run
@@ -650,7 +671,8 @@ mod tests {
     #[test]
     fn at_the_half_open_bound_the_oldest_makes_room_and_young_ones_are_kept() {
         // Eight sockets (bound: four), one held by the set-up's connection.
-        let mut run = Run::new(7);
+        let mut memory = memory_for(7);
+        let mut run = Run::new(7, &mut memory);
         let syn = |port: u16| tcp_frame(port, LISTEN_PORT, TcpControl::Syn, CLIENT_ISS, None);
         let answer_to = |run: &mut Run, port: u16| {
             let sent = run.device.take_sent();
@@ -688,7 +710,8 @@ mod tests {
     /// the new flow is in the table and its handshake completes.
     #[test]
     fn a_socket_reset_in_syn_received_takes_no_new_syn() {
-        let mut run = Run::new(7);
+        let mut memory = memory_for(7);
+        let mut run = Run::new(7, &mut memory);
         run.deliver(&tcp_frame(31_000, LISTEN_PORT, TcpControl::Syn, CLIENT_ISS, None));
         run.turn(0);
         run.device.take_sent();
@@ -727,7 +750,8 @@ mod tests {
     /// and the socket then takes the next connect.
     #[test]
     fn an_aborted_connection_gets_its_rst_before_its_socket_listens_again() {
-        let mut run = Run::new(0);
+        let mut memory = memory_for(0);
+        let mut run = Run::new(0, &mut memory);
         let peer = run.inbound_peer.unwrap();
         let ack = tcp_frame(
             CLIENT_PORT,

@@ -13,6 +13,8 @@
 //! - [`flows`]: a lane's flow table, connection key → socket in O(1).
 //! - [`tcp_server`]: a lane's accepting TCP over smoltcp: sockets in small shards found through
 //!   the flow table, listeners kept ready for bursts, egress only where there is work.
+//! - [`arena`]: one large zeroed allocation to cut many buffers from, resident only where written
+//!   (the sockets' buffers).
 //! - [`rss`]: how a NIC's receive-side scaling assigns flows to queues, for picking the local
 //!   ports of connections a lane opens.
 //!
@@ -25,6 +27,7 @@
 //! AF_XDP library allocate it; it is pure Rust, so no C libxdp/libbpf is built, and it never loads
 //! an XDP program of its own: xgate's aya program owns the XSKMAP.
 
+pub mod arena;
 pub mod device;
 pub mod flows;
 pub mod frames;

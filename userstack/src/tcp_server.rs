@@ -39,6 +39,25 @@
 //!   freed: the last segment of their previous connection (the ACK of the peer's FIN, a RST)
 //!   goes out before the socket forgets that connection.
 //!
+//! Socket memory: every socket's receive and transmit buffers are cut from one [`SocketMemory`]
+//! per server, a single zeroed allocation (an [`Arena`], see [`crate::arena`]) that the
+//! server's owner makes and lends to it (`TcpServer<'m>` borrows it for `'m`; the sockets hold
+//! disjoint `&'m mut [u8]` chunks as smoltcp `SocketBuffer`s). Allocated one by one, thousands of
+//! 16 KiB buffers were largely resident from the start (a lane of the default configuration:
+//! 415 MB before its first client); from one fresh mapping, a buffer's pages become resident
+//! only when the stack first writes them, so an idle or never-used socket costs address space,
+//! not memory. How much of a buffer a connection touches follows smoltcp's ring buffers:
+//! - the transmit buffer starts again at its first byte whenever it is empty, so a connection
+//!   whose answers are sent before the next is queued keeps to the first pages (one for short
+//!   answers);
+//! - the receive buffer does not: each read moves its start on and it wraps only at its end, so
+//!   a connection that receives more than the buffer's size in its life (a keep-alive client of
+//!   many requests, an upstream connection carrying many responses) has touched all of it. A
+//!   socket's next connection starts at the front again, on pages already resident.
+//!
+//! Pages once written stay resident (nothing gives them back), so after load a server holds
+//! about what its busiest moment touched.
+//!
 //! Invariants:
 //! - A socket is in exactly one role: free (closed, in its shard's free list or, for outbound
 //!   sockets, the outbound free list), the designated listener of its shard, or connected (its
@@ -50,7 +69,8 @@
 //!   forgets the peer the RST is for), or once the shard's egress ran and could not send it.
 //!   Until that egress it waits in the free list, and the shard may then have a free socket but
 //!   no listener.
-//! - Nothing allocates after [`TcpServer::new`]: shards, table, queues and buffers are sized there.
+//! - Nothing allocates after [`TcpServer::new`]: shards, table, queues and buffers are sized there
+//!   (the buffers' memory before it, by [`SocketMemory::new`]).
 //!
 //! The server, its roles and its outbound connections are here; the rest is split by what it
 //! does: `ingress` (a frame to its flow's shard, new flows to a listener), `half_open` (the SYN
@@ -72,7 +92,7 @@ use smoltcp::{
 };
 
 use self::half_open::HalfOpenEntry;
-use crate::{flows::FlowTable, wire::TcpSegmentInfo};
+use crate::{arena::Arena, flows::FlowTable, wire::TcpSegmentInfo};
 
 /// Sockets per shard: the most sockets smoltcp looks at for one frame (ingress) and for one
 /// egress poll.
@@ -197,8 +217,8 @@ struct Conn {
     freed_at_pass: u32,
 }
 
-struct Shard {
-    sockets: SocketSet<'static>,
+struct Shard<'m> {
+    sockets: SocketSet<'m>,
     listener: Option<ConnId>,
     free: Vec<ConnId>,
     /// Connected sockets (for a sweep after a timer fired).
@@ -215,16 +235,62 @@ struct Shard {
     egress_passes: u32,
 }
 
-/// One lane's accepting TCP: the interface, the socket shards and the flow table.
-pub struct TcpServer {
+/// The receive and transmit buffers of every socket of one [`TcpServer`], in one [`Arena`]
+/// (see the module doc): made by the server's owner, lent to the server for its lifetime.
+pub struct SocketMemory {
+    arena: Arena,
+    sockets: usize,
+    rx_buffer: usize,
+    tx_buffer: usize,
+}
+
+impl SocketMemory {
+    /// Buffers for the sockets (inbound and outbound) of a server made with `config`.
+    pub fn new(config: &ServerConfig) -> SocketMemory {
+        let sockets = config.sockets + config.outbound_sockets;
+        SocketMemory {
+            arena: Arena::zeroed(sockets * (config.rx_buffer + config.tx_buffer)),
+            sockets,
+            rx_buffer: config.rx_buffer,
+            tx_buffer: config.tx_buffer,
+        }
+    }
+
+    /// Bytes of address space the buffers take (resident only where sockets have written).
+    pub fn reserved(&self) -> usize {
+        self.arena.len()
+    }
+
+    /// One `(receive, transmit)` pair of buffers per socket, socket 0 first (none at all when
+    /// the buffers have no bytes).
+    fn buffers(&mut self) -> impl Iterator<Item = (&mut [u8], &mut [u8])> {
+        let rx = self.rx_buffer;
+        let stride = (rx + self.tx_buffer).max(1);
+        self.arena
+            .bytes()
+            .chunks_exact_mut(stride)
+            .map(move |chunk| chunk.split_at_mut(rx))
+    }
+
+    /// Whether these are the buffers of a server made with `config`.
+    fn fits(&self, config: &ServerConfig) -> bool {
+        self.sockets == config.sockets + config.outbound_sockets
+            && self.rx_buffer == config.rx_buffer
+            && self.tx_buffer == config.tx_buffer
+    }
+}
+
+/// One lane's accepting TCP: the interface, the socket shards and the flow table. Its sockets'
+/// buffers are borrowed from a [`SocketMemory`] for `'m`.
+pub struct TcpServer<'m> {
     iface: Interface,
-    shards: Vec<Shard>,
+    shards: Vec<Shard<'m>>,
     conns: Vec<Conn>,
     flows: FlowTable,
     /// Shards with a designated listener.
     listening: VecDeque<u32>,
     /// Sockets for nothing: unknown non-SYN segments, ARP, ICMP.
-    stray: SocketSet<'static>,
+    stray: SocketSet<'m>,
     /// Shards to poll for egress.
     dirty: Vec<u32>,
     /// Shards whose egress ran out of rounds this turn (kept to reuse its capacity).
@@ -255,16 +321,23 @@ pub struct TcpServer {
     stats: ServerStats,
 }
 
-impl TcpServer {
+impl<'m> TcpServer<'m> {
     /// A server over `iface` with `config.sockets` sockets, all free sockets listening in their
-    /// shards.
-    pub fn new(iface: Interface, config: &ServerConfig) -> TcpServer {
+    /// shards, their buffers in `memory`.
+    ///
+    /// Panics if `memory` was not made for `config` ([`SocketMemory::new`]).
+    pub fn new(iface: Interface, config: &ServerConfig, memory: &'m mut SocketMemory) -> TcpServer<'m> {
+        assert!(
+            memory.fits(config),
+            "socket memory made for another server configuration"
+        );
+        let mut buffers = memory.buffers();
         let inbound_shards = config.sockets.div_ceil(SHARD_SIZE).max(1);
         let shard_count = inbound_shards + config.outbound_sockets.div_ceil(SHARD_SIZE);
         let total_sockets = config.sockets + config.outbound_sockets;
-        let mut shards: Vec<Shard> = (0..shard_count)
+        let mut shards: Vec<Shard<'m>> = (0..shard_count)
             .map(|_| Shard {
-                sockets: SocketSet::new(Vec::<SocketStorage<'static>>::with_capacity(SHARD_SIZE)),
+                sockets: SocketSet::new(Vec::<SocketStorage<'m>>::with_capacity(SHARD_SIZE)),
                 listener: None,
                 free: Vec::with_capacity(SHARD_SIZE),
                 members: Vec::with_capacity(SHARD_SIZE),
@@ -277,10 +350,9 @@ impl TcpServer {
             .collect();
         let mut conns = Vec::with_capacity(total_sockets);
         for id in 0..total_sockets {
-            let mut socket = tcp::Socket::new(
-                tcp::SocketBuffer::new(vec![0; config.rx_buffer]),
-                tcp::SocketBuffer::new(vec![0; config.tx_buffer]),
-            );
+            // Buffers of no bytes come as no chunks: empty slices then.
+            let (rx, tx) = buffers.next().unwrap_or_default();
+            let mut socket = tcp::Socket::new(tcp::SocketBuffer::new(rx), tcp::SocketBuffer::new(tx));
             socket.set_nagle_enabled(false);
             socket.set_keep_alive(config.keep_alive);
             socket.set_timeout(config.timeout);
@@ -307,7 +379,7 @@ impl TcpServer {
             conns,
             flows: FlowTable::with_entries(total_sockets),
             listening: VecDeque::with_capacity(shard_count),
-            stray: SocketSet::new(Vec::<SocketStorage<'static>>::new()),
+            stray: SocketSet::new(Vec::<SocketStorage<'m>>::new()),
             dirty: Vec::with_capacity(shard_count),
             dirty_again: Vec::with_capacity(shard_count),
             woken: VecDeque::with_capacity(total_sockets),
@@ -379,7 +451,7 @@ impl TcpServer {
     }
 
     /// The socket of connection `id`.
-    pub fn socket(&mut self, id: ConnId) -> &mut tcp::Socket<'static> {
+    pub fn socket(&mut self, id: ConnId) -> &mut tcp::Socket<'m> {
         let conn = &self.conns[id as usize];
         self.shards[conn.shard as usize]
             .sockets
@@ -547,5 +619,60 @@ impl TcpServer {
         for shard in 0..self.shards.len() as u32 {
             self.mark_dirty(shard);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fuzz_support::{server, MemoryDevice};
+
+    fn config(sockets: usize, outbound_sockets: usize, rx_buffer: usize, tx_buffer: usize) -> ServerConfig {
+        ServerConfig {
+            listen_port: 80,
+            sockets,
+            rx_buffer,
+            tx_buffer,
+            keep_alive: None,
+            timeout: None,
+            outbound_sockets,
+            max_half_open: 0,
+            reset_when_full: false,
+        }
+    }
+
+    #[test]
+    fn every_socket_gets_buffers_of_its_own_of_the_configured_sizes() {
+        let config = config(20, 5, 3000, 1000);
+        let mut memory = SocketMemory::new(&config);
+        assert_eq!(memory.reserved(), 25 * 4000);
+        let mut server = server(&config, &mut MemoryDevice::new(), &mut memory);
+        for id in 0..25 {
+            let socket = server.socket(id);
+            assert_eq!(socket.recv_capacity(), 3000, "socket {id}");
+            assert_eq!(socket.send_capacity(), 1000, "socket {id}");
+        }
+    }
+
+    #[test]
+    fn buffers_are_disjoint() {
+        let config = config(3, 1, 8, 4);
+        let mut memory = SocketMemory::new(&config);
+        for (i, (rx, tx)) in memory.buffers().enumerate() {
+            assert_eq!((rx.len(), tx.len()), (8, 4));
+            rx.fill(2 * i as u8 + 1);
+            tx.fill(2 * i as u8 + 2);
+        }
+        let expected: Vec<u8> = (0..4u8)
+            .flat_map(|i| [2 * i + 1; 8].into_iter().chain([2 * i + 2; 4]))
+            .collect();
+        assert_eq!(memory.arena.bytes(), expected);
+    }
+
+    #[test]
+    #[should_panic(expected = "socket memory made for another server configuration")]
+    fn memory_for_another_configuration_is_refused() {
+        let mut memory = SocketMemory::new(&config(4, 0, 1024, 1024));
+        server(&config(8, 0, 1024, 1024), &mut MemoryDevice::new(), &mut memory);
     }
 }

@@ -195,7 +195,7 @@ impl Upstreams {
 
     /// A local port for a connection to `remote` that no connection of `server` uses (and,
     /// with steering, whose replies come back to `lane`).
-    fn local_port(&mut self, server: &TcpServer, remote: SocketAddrV4, lane: u16) -> Option<u16> {
+    fn local_port(&mut self, server: &TcpServer<'_>, remote: SocketAddrV4, lane: u16) -> Option<u16> {
         let span = self.ports.end - self.ports.start;
         let mut tried = 0u16;
         let mut fallback = None;

@@ -13,7 +13,7 @@ use super::{TcpServer, TIMER_GRANULARITY};
 /// Egress passes per shard and call (smoltcp sends at most one segment per socket per pass).
 const EGRESS_ROUNDS: u32 = 4;
 
-impl TcpServer {
+impl TcpServer<'_> {
     /// Polls egress for shards with work and for shards whose timer is due, and keeps the
     /// shards' deadlines. Returns whether anything was sent.
     ///

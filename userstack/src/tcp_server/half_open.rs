@@ -14,7 +14,7 @@ pub(super) struct HalfOpenEntry {
     since: Instant,
 }
 
-impl TcpServer {
+impl TcpServer<'_> {
     /// Counts the just-accepted connection `id` as half-open, youngest in the order.
     pub(super) fn enter_half_open(&mut self, id: ConnId, now: Instant) {
         let conn = &mut self.conns[id as usize];

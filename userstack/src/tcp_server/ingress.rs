@@ -14,7 +14,7 @@ use smoltcp::{
 use super::TcpServer;
 use crate::wire::{FrameKind, TcpSegmentInfo};
 
-impl TcpServer {
+impl TcpServer<'_> {
     /// Hands one frame of `device` to the stack, to the shard its flow (`kind`, classified from
     /// the same frame) belongs to. Returns whether the device gave the stack a frame.
     pub fn ingress<D: Device + ?Sized>(&mut self, now: Instant, device: &mut D, kind: &FrameKind) -> bool {

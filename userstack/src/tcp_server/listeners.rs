@@ -6,7 +6,7 @@ use smoltcp::socket::tcp;
 
 use super::{ConnId, Role, TcpServer};
 
-impl TcpServer {
+impl TcpServer<'_> {
     /// The designated listener `id` took a SYN: enter its flow, and let another free socket of
     /// the shard listen. Returns whether it did: entering the flow cannot fail (the table holds
     /// as many entries as there are sockets), and if it did, the SYN is aborted.
