@@ -29,7 +29,9 @@
 //!   a closed connection is only settled, and its socket reused, once its slot is home).
 //! - After start-up, serving a request allocates nothing: sockets, buffers, slots, rings, the
 //!   flow table and the ready queue are sized from the configuration. The lane counts its own
-//!   heap allocations (see `sys::alloc`) and reports them.
+//!   heap allocations (see `sys::alloc`) and reports them. The socket buffers and the slots are
+//!   two arenas `run` owns (`SocketMemory`, `SlotMemory`): reserved for every connection at
+//!   start, resident only as far as connections have written them.
 //! - The loop sleeps only when it has nothing to do, in `poll(2)` on the AF_XDP socket and the
 //!   eventfd other lanes signal, bounded by the stack's next timer and the next sweep.
 
@@ -59,7 +61,7 @@ use crate::{
     metrics::COUNTED_STATUSES,
     reaper::{LaneReapRings, ReapOrder, ReapOutcome, ReapReply, StallMark},
     routing::{Routing, TimeoutsConfig},
-    stage::{self, HttpStage, SlotHandle},
+    stage::{HttpStage, SlotHandle, SlotMemory},
     sys,
 };
 use xgate_xdp::ReapReason;
@@ -94,9 +96,9 @@ const MAX_SLEEP_MS: i64 = 100;
 pub(crate) const NOT_SEEN: u64 = u64::MAX;
 
 /// Per-connection state the lane keeps beside the socket.
-struct Connection {
+struct Connection<'m> {
     /// `Some` while the lane holds the slot; `None` while the HTTP stage has it.
-    slot: Option<SlotHandle>,
+    slot: Option<SlotHandle<'m>>,
     /// New bytes arrived since the HTTP stage last saw the slot.
     unseen_bytes: bool,
     /// In the ready queue (waiting for room in the request ring).
@@ -127,8 +129,8 @@ struct Connection {
     handshake_noted: bool,
 }
 
-impl Connection {
-    fn new(slot: SlotHandle) -> Connection {
+impl<'m> Connection<'m> {
+    fn new(slot: SlotHandle<'m>) -> Connection<'m> {
         Connection {
             slot: Some(slot),
             unseen_bytes: false,
@@ -201,10 +203,10 @@ fn now(start: std::time::Instant) -> SmolInstant {
 
 /// The lane's end of its HTTP stage: the rings both ways, the connections waiting for room in
 /// the request ring, and what the stage is rebuilt from on a reload.
-struct StageLink {
-    to_http: rtrb::Producer<SlotHandle>,
-    from_http: rtrb::Consumer<SlotHandle>,
-    http: HttpStage,
+struct StageLink<'m> {
+    to_http: rtrb::Producer<SlotHandle<'m>>,
+    from_http: rtrb::Consumer<SlotHandle<'m>>,
+    http: HttpStage<'m>,
     /// Connections with a request waiting for room in the request ring.
     ready: VecDeque<ConnId>,
     /// Limits and routing the HTTP stage uses (kept to rebuild it on reload).
@@ -255,10 +257,10 @@ struct Lane<'a> {
     wakes: &'a [LaneWake],
     /// Lanes that were handed work this turn (to wake).
     to_wake: Vec<bool>,
-    /// Its sockets' buffers are borrowed from `run`'s arena.
+    /// Its sockets' buffers and its connections' slots are borrowed from `run`'s arenas.
     server: TcpServer<'a>,
-    connections: Vec<Connection>,
-    stage: StageLink,
+    connections: Vec<Connection<'a>>,
+    stage: StageLink<'a>,
     /// Upstream pools and connections.
     upstreams: Upstreams,
     proxying: Proxying,
@@ -320,12 +322,12 @@ pub fn run(config: &Config, setup: LaneSetup<'_>, stop: &AtomicBool) -> Result<L
     };
     let response_capacity = (config.http.max_header_bytes + 1024).max(MAX_RESPONSE_HEAD + 1024);
     let slot_request = config.http.max_header_bytes + SLOT_BODY;
-    // Every socket buffer, reserved now and resident only as connections use them. It outlives
-    // the lane, which borrows it.
+    // The lane's two arenas: every socket buffer and every slot, reserved now and resident only
+    // as connections use them. They outlive the lane, which borrows them.
     let mut socket_memory = SocketMemory::new(&server_config);
+    let mut slot_memory = SlotMemory::new(sockets, slot_request, response_capacity);
     let server = TcpServer::new(iface, &server_config, &mut socket_memory);
-    let handles = stage::slots(sockets, slot_request, response_capacity);
-    let connections = handles.into_iter().map(Connection::new).collect();
+    let connections = slot_memory.slots().into_iter().map(Connection::new).collect();
     let ring = config.http.ring_size.min(sockets).max(1);
     let (to_http, stage_in) = rtrb::RingBuffer::<SlotHandle>::new(ring);
     let (stage_out, from_http) = rtrb::RingBuffer::<SlotHandle>::new(ring);

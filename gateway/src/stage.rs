@@ -17,11 +17,15 @@
 //! routes' rate limits count in one table every lane shares, on that one clock.
 //!
 //! Invariants:
-//! - A [`SlotHandle`] owns its slot (a box made once by [`slots`]); handles are neither `Copy`
-//!   nor `Clone`, and holding the handle is the only way to reach the slot
+//! - A [`SlotHandle`] owns its slot (a box made once by [`SlotMemory::slots`], holding that
+//!   slot's own disjoint share of the lane's [`SlotMemory`], borrowed mutably); handles are
+//!   neither `Copy` nor `Clone`, and holding the handle is the only way to reach the slot
 //!   ([`SlotHandle::slot`]), so the slot is never accessed by two threads at once: ownership moves
 //!   with the handle through the ring, checked by the compiler rather than by `unsafe` code.
-//! - Slots are sized at start; nothing here allocates after that.
+//! - Slots are sized at start; nothing here allocates after that. Their bytes are one
+//!   [`Arena`] per lane (a [`SlotMemory`], owned by the lane's `run` and outliving every handle):
+//!   one zeroed allocation whose pages become resident only once written, so an idle slot costs
+//!   address space, not memory (see `xgate_userstack::arena`).
 //! - The response ring is at least as large as the request ring and the stage takes no more
 //!   handles than the response ring has room for, so no handle is ever stuck between the two.
 //! - A full request ring is backpressure, never a drop: the connection keeps its bytes in its
@@ -29,24 +33,26 @@
 //!   handle is back, so TCP's receive window closes toward the client.
 
 use xgate_proxy::gateway::{Gateway, Verdict};
+use xgate_userstack::arena::{Arena, PAGE};
 
 /// Most handles moved through a ring in one chunk.
 pub const BATCH: usize = 32;
 
-/// One connection's request and response bytes.
-pub struct Slot {
-    pub request: Box<[u8]>,
+/// One connection's request and response bytes (its share of a [`SlotMemory`], borrowed for
+/// `'m`).
+pub struct Slot<'m> {
+    pub request: &'m mut [u8],
     pub request_len: usize,
     /// The response the worker wrote (a direct answer, or the head to send upstream), later the
     /// client head of a proxied response.
-    pub response: Box<[u8]>,
+    pub response: &'m mut [u8],
     /// What the worker decided for the bytes in the slot; `None` until it has looked.
     pub verdict: Option<Verdict>,
     /// The client's address (for `X-Forwarded-For` and hashing), set by the lane.
     pub client_ip: std::net::IpAddr,
 }
 
-impl Slot {
+impl Slot<'_> {
     /// The received bytes not yet answered.
     #[cfg(test)]
     pub fn pending_request(&self) -> &[u8] {
@@ -62,61 +68,104 @@ impl Slot {
 }
 
 /// The only key to one slot, and its owner. Moving it moves the right to use the slot.
-pub struct SlotHandle {
+pub struct SlotHandle<'m> {
     index: u32,
-    slot: Box<Slot>,
+    slot: Box<Slot<'m>>,
 }
 
-impl SlotHandle {
+impl<'m> SlotHandle<'m> {
     /// The slot's index (the connection it belongs to).
     pub fn index(&self) -> usize {
         self.index as usize
     }
 
     /// The slot this handle owns.
-    pub fn slot(&mut self) -> &mut Slot {
+    pub fn slot(&mut self) -> &mut Slot<'m> {
         &mut self.slot
     }
 }
 
-impl std::fmt::Debug for SlotHandle {
+impl std::fmt::Debug for SlotHandle<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SlotHandle").field("index", &self.index).finish()
     }
 }
 
-/// `count` slots of `request_capacity` request bytes and `response_capacity` response bytes,
-/// as their handles (handle `i` has index `i`).
-pub fn slots(count: usize, request_capacity: usize, response_capacity: usize) -> Vec<SlotHandle> {
-    (0..count as u32)
-        .map(|index| SlotHandle {
-            index,
-            slot: Box::new(Slot {
-                request: vec![0; request_capacity].into_boxed_slice(),
-                request_len: 0,
-                response: vec![0; response_capacity].into_boxed_slice(),
-                verdict: None,
-                client_ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
-            }),
-        })
-        .collect()
+/// The request and response bytes of a lane's slots, in one [`Arena`]: each slot's request
+/// buffer, then its response buffer, every slot starting on a page (so a short request and a
+/// short answer touch a page each).
+pub struct SlotMemory {
+    arena: Arena,
+    count: usize,
+    request_capacity: usize,
+    response_capacity: usize,
+}
+
+impl SlotMemory {
+    /// Bytes for `count` slots of `request_capacity` request bytes and `response_capacity`
+    /// response bytes.
+    pub fn new(count: usize, request_capacity: usize, response_capacity: usize) -> SlotMemory {
+        let stride = Self::stride(request_capacity, response_capacity);
+        SlotMemory {
+            arena: Arena::zeroed(count * stride),
+            count,
+            request_capacity,
+            response_capacity,
+        }
+    }
+
+    /// Bytes from one slot's start to the next's: its buffers, rounded up to whole pages.
+    fn stride(request_capacity: usize, response_capacity: usize) -> usize {
+        (request_capacity + response_capacity).next_multiple_of(PAGE)
+    }
+
+    /// Bytes of address space the slots take (resident only where they have been written).
+    pub fn reserved(&self) -> usize {
+        self.arena.len()
+    }
+
+    /// The slots, as their handles (handle `i` has index `i`).
+    pub fn slots(&mut self) -> Vec<SlotHandle<'_>> {
+        let (request, response) = (self.request_capacity, self.response_capacity);
+        let stride = Self::stride(request, response);
+        let mut chunks = self.arena.bytes().chunks_exact_mut(stride.max(1));
+        (0..self.count as u32)
+            .map(|index| {
+                // Slots of no bytes come as no chunks: empty buffers then.
+                let chunk = chunks.next().unwrap_or_default();
+                let (request_bytes, rest) = chunk.split_at_mut(request.min(chunk.len()));
+                let response_len = response.min(rest.len());
+                let response_bytes = &mut rest[..response_len];
+                SlotHandle {
+                    index,
+                    slot: Box::new(Slot {
+                        request: request_bytes,
+                        request_len: 0,
+                        response: response_bytes,
+                        verdict: None,
+                        client_ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
+                    }),
+                }
+            })
+            .collect()
+    }
 }
 
 /// The HTTP stage: takes slot handles from the request ring, answers the request at the front
 /// of each slot, and sends the handles back over the response ring. Owns no socket and no
 /// packet memory.
-pub struct HttpStage {
-    requests: rtrb::Consumer<SlotHandle>,
-    responses: rtrb::Producer<SlotHandle>,
+pub struct HttpStage<'m> {
+    requests: rtrb::Consumer<SlotHandle<'m>>,
+    responses: rtrb::Producer<SlotHandle<'m>>,
     gateway: Gateway,
 }
 
-impl HttpStage {
+impl<'m> HttpStage<'m> {
     pub fn new(
-        requests: rtrb::Consumer<SlotHandle>,
-        responses: rtrb::Producer<SlotHandle>,
+        requests: rtrb::Consumer<SlotHandle<'m>>,
+        responses: rtrb::Producer<SlotHandle<'m>>,
         gateway: Gateway,
-    ) -> HttpStage {
+    ) -> HttpStage<'m> {
         HttpStage {
             requests,
             responses,
@@ -149,7 +198,7 @@ impl HttpStage {
                 &slot.request[..slot.request_len],
                 slot.client_ip,
                 now_ns,
-                &mut slot.response,
+                slot.response,
             ));
             handle
         }));
@@ -163,7 +212,8 @@ mod tests {
 
     #[test]
     fn consume_keeps_pipelined_remainder() {
-        let mut handles = slots(1, 64, 16);
+        let mut memory = SlotMemory::new(1, 64, 16);
+        let mut handles = memory.slots();
         let slot = handles[0].slot();
         slot.request[..10].copy_from_slice(b"abcdefghij");
         slot.request_len = 10;
@@ -174,8 +224,21 @@ mod tests {
     }
 
     #[test]
+    fn slots_have_their_capacities_and_start_on_pages() {
+        let mut memory = SlotMemory::new(3, 16 * 1024, 17 * 1024);
+        assert_eq!(memory.reserved(), 3 * 36 * 1024);
+        for mut handle in memory.slots() {
+            let slot = handle.slot();
+            assert_eq!(slot.request.len(), 16 * 1024);
+            assert_eq!(slot.response.len(), 17 * 1024);
+            assert_eq!(slot.request.as_ptr() as usize % PAGE, 0);
+        }
+    }
+
+    #[test]
     fn each_handle_owns_a_slot_of_its_own() {
-        let mut handles = slots(4, 8, 8);
+        let mut memory = SlotMemory::new(4, 8, 8);
+        let mut handles = memory.slots();
         for (i, handle) in handles.iter_mut().enumerate() {
             assert_eq!(handle.index(), i);
             handle.slot().request[0] = i as u8;
@@ -195,48 +258,51 @@ mod tests {
     fn handles_round_trip_between_threads_without_loss() {
         const SLOTS: usize = 8;
         const ROUNDS: u32 = 20_000;
-        let handles = slots(SLOTS, 16, 16);
+        let mut memory = SlotMemory::new(SLOTS, 16, 16);
+        let handles = memory.slots();
         let (mut to_worker, mut worker_in) = rtrb::RingBuffer::<SlotHandle>::new(SLOTS);
         let (mut worker_out, mut from_worker) = rtrb::RingBuffer::<SlotHandle>::new(SLOTS);
-        let worker = std::thread::spawn(move || {
-            let mut served = 0u32;
-            while served < ROUNDS * SLOTS as u32 {
-                if let Ok(mut handle) = worker_in.pop() {
+        let mut expected = [0u32; SLOTS];
+        std::thread::scope(|scope| {
+            let worker = scope.spawn(move || {
+                let mut served = 0u32;
+                while served < ROUNDS * SLOTS as u32 {
+                    if let Ok(mut handle) = worker_in.pop() {
+                        let slot = handle.slot();
+                        let n = u32::from_le_bytes(slot.request[..4].try_into().unwrap());
+                        slot.response[..4].copy_from_slice(&(n + 1).to_le_bytes());
+                        worker_out.push(handle).expect("ring holds every handle");
+                        served += 1;
+                    } else {
+                        std::thread::yield_now();
+                    }
+                }
+            });
+            for mut handle in handles {
+                let i = handle.index();
+                handle.slot().request[..4].copy_from_slice(&0u32.to_le_bytes());
+                expected[i] = 0;
+                to_worker.push(handle).unwrap();
+            }
+            let mut done = 0;
+            while done < ROUNDS * SLOTS as u32 {
+                if let Ok(mut handle) = from_worker.pop() {
+                    let i = handle.index();
                     let slot = handle.slot();
-                    let n = u32::from_le_bytes(slot.request[..4].try_into().unwrap());
-                    slot.response[..4].copy_from_slice(&(n + 1).to_le_bytes());
-                    worker_out.push(handle).expect("ring holds every handle");
-                    served += 1;
+                    let answer = u32::from_le_bytes(slot.response[..4].try_into().unwrap());
+                    assert_eq!(answer, expected[i] + 1, "slot {i} saw a stale response");
+                    expected[i] = answer;
+                    slot.request[..4].copy_from_slice(&answer.to_le_bytes());
+                    done += 1;
+                    if answer < ROUNDS {
+                        to_worker.push(handle).unwrap();
+                    }
                 } else {
                     std::thread::yield_now();
                 }
             }
+            worker.join().unwrap();
         });
-        let mut expected = [0u32; SLOTS];
-        for mut handle in handles {
-            let i = handle.index();
-            handle.slot().request[..4].copy_from_slice(&0u32.to_le_bytes());
-            expected[i] = 0;
-            to_worker.push(handle).unwrap();
-        }
-        let mut done = 0;
-        while done < ROUNDS * SLOTS as u32 {
-            if let Ok(mut handle) = from_worker.pop() {
-                let i = handle.index();
-                let slot = handle.slot();
-                let answer = u32::from_le_bytes(slot.response[..4].try_into().unwrap());
-                assert_eq!(answer, expected[i] + 1, "slot {i} saw a stale response");
-                expected[i] = answer;
-                slot.request[..4].copy_from_slice(&answer.to_le_bytes());
-                done += 1;
-                if answer < ROUNDS {
-                    to_worker.push(handle).unwrap();
-                }
-            } else {
-                std::thread::yield_now();
-            }
-        }
-        worker.join().unwrap();
         assert!(expected.iter().all(|&n| n == ROUNDS), "{expected:?}");
     }
 
@@ -290,7 +356,8 @@ mod tests {
     #[test]
     fn http_stage_serves_in_order_and_respects_the_response_ring() {
         const SLOTS: usize = 40;
-        let handles = slots(SLOTS, 256, 512);
+        let mut memory = SlotMemory::new(SLOTS, 256, 512);
+        let handles = memory.slots();
         let (mut to_stage, stage_in) = rtrb::RingBuffer::<SlotHandle>::new(SLOTS);
         let (stage_out, mut from_stage) = rtrb::RingBuffer::<SlotHandle>::new(8);
         let mut stage = HttpStage::new(

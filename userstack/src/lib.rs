@@ -14,7 +14,7 @@
 //! - [`tcp_server`]: a lane's accepting TCP over smoltcp: sockets in small shards found through
 //!   the flow table, listeners kept ready for bursts, egress only where there is work.
 //! - [`arena`]: one large zeroed allocation to cut many buffers from, resident only where written
-//!   (the sockets' buffers).
+//!   (the sockets' buffers, and the gateway's request slots).
 //! - [`rss`]: how a NIC's receive-side scaling assigns flows to queues, for picking the local
 //!   ports of connections a lane opens.
 //!

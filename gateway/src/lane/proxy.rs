@@ -116,9 +116,9 @@ impl Lane<'_> {
             .expect("the lane holds the slot")
             .slot();
         let buffers = SlotBuffers {
-            request: &mut slot.request,
+            request: slot.request,
             request_len: &mut slot.request_len,
-            response: &mut slot.response,
+            response: slot.response,
         };
         let mut io = SocketPair {
             server: &mut self.server,
@@ -285,7 +285,7 @@ impl Lane<'_> {
     ) {
         let conn = &mut self.connections[index];
         let slot = conn.slot.as_mut().expect("the lane holds the slot").slot();
-        let written = write_error(status, is_head, true, &mut slot.response);
+        let written = write_error(status, is_head, true, slot.response);
         slot.request_len = 0;
         slot.verdict = Some(Verdict::Respond {
             consumed: 0,
