@@ -32,6 +32,8 @@
 //!   responses (5xx, refused or reset connections); `max_failures` of them eject the member for
 //!   `eject_ms`, doubled on each ejection with no success in between, up to 8 × `eject_ms`. When the
 //!   time is up the member is eligible again, whatever the active checks last said about it.
+//!   Passive ejection never takes out the last eligible member (a pool of one is never ejected):
+//!   with nowhere else to go, its own answers are better than a 503 for every request.
 //!
 //! Invariants:
 //! - every member starts healthy, not ejected, with nothing outstanding;
@@ -408,7 +410,7 @@ impl Pool {
     /// Records the outcome of a real request to member `index` at `now_ms`: `ok == false` for a
     /// 5xx, a refused connection or a reset. Failures while ejected are ignored (they are late
     /// answers to requests sent before); a success clears the failure count and the ejection
-    /// doubling. Ignored when passive ejection is off.
+    /// doubling. Ignored when passive ejection is off. The last eligible member is not ejected.
     pub fn record_response(&mut self, index: usize, ok: bool, now_ms: u64) {
         let passive = self.spec.passive;
         let member = &mut self.members[index];
@@ -421,12 +423,21 @@ impl Pool {
             return;
         }
         member.response_failures = member.response_failures.saturating_add(1);
-        if member.response_failures >= passive.max_failures {
-            let shift = member.ejections.min(MAX_EJECT_SHIFT);
-            member.ejected_until = now_ms.saturating_add(passive.eject_ms.saturating_mul(1 << shift));
-            member.ejections = member.ejections.saturating_add(1);
-            member.response_failures = 0;
+        if member.response_failures < passive.max_failures {
+            return;
         }
+        if self.eligible_count(now_ms) <= 1 {
+            // The last eligible member stays: without it every request would be a 503 at once,
+            // which is worse than its own failures (a burst that overflowed its listen backlog,
+            // a moment of 5xx). Its count starts over.
+            self.members[index].response_failures = 0;
+            return;
+        }
+        let member = &mut self.members[index];
+        let shift = member.ejections.min(MAX_EJECT_SHIFT);
+        member.ejected_until = now_ms.saturating_add(passive.eject_ms.saturating_mul(1 << shift));
+        member.ejections = member.ejections.saturating_add(1);
+        member.response_failures = 0;
     }
 
     /// On a configuration reload, gives members whose address was in `old` that member's

@@ -462,3 +462,30 @@ fn carry_state_keeps_state_by_address() {
     rescheduled.carry_state_from(&old);
     assert_eq!(rescheduled.member(2).next_check_at, 500);
 }
+
+#[test]
+fn passive_ejection_never_takes_out_the_last_eligible_member() {
+    let mut s = spec(&[1, 1], Policy::RoundRobin);
+    s.passive = Passive {
+        max_failures: 2,
+        eject_ms: 1000,
+    };
+    let mut pool = Pool::new(s.clone()).unwrap();
+    for t in 0..2 {
+        pool.record_response(0, false, t);
+    }
+    assert!(!pool.is_eligible(0, 10), "one of two is ejected");
+    for t in 0..10 {
+        pool.record_response(1, false, 10 + t);
+    }
+    assert!(pool.is_eligible(1, 20), "the other, the last one left, stays");
+    assert_eq!(pool.pick(None, None, 20), Some(1));
+
+    // A pool of one is never ejected, whatever its failures.
+    s.members.truncate(1);
+    let mut alone = Pool::new(s).unwrap();
+    for t in 0..100 {
+        alone.record_response(0, false, t);
+    }
+    assert!(alone.is_eligible(0, 100));
+}
