@@ -94,13 +94,19 @@ fn lane_total(stats: &serde_json::Value, key: &str) -> u64 {
         .sum()
 }
 
-/// wrk with 200, 1,000 and 5,000 connections, on the proxied route and on the direct one,
-/// against the default configuration: every response 2xx, no socket error. The proxied route's
-/// upstream connections are reused: far fewer connects than requests.
+/// wrk with 200, 1,000 and 5,000 connections, on the proxied route and on the direct one, each
+/// count against a freshly started gateway with the default configuration (a cold start: no
+/// upstream connection open yet, 5,000 at once overflow nginx's listen backlog of 511): every
+/// response 2xx, no socket error. The proxied route's upstream connections are reused: at most
+/// one connect per client connection.
 #[test]
 fn crowds_of_wrk_connections_get_no_error_with_the_defaults() {
     let mut lab = crowd_lab("crowd");
     for connections in [200, 1_000, 5_000] {
+        if connections != 200 {
+            lab.stop_gateway();
+            lab.start_gateway();
+        }
         for path in ["/app/", "/healthz"] {
             let before = lab.stats();
             let run = wrk(&lab, connections, 4, path);
@@ -131,10 +137,10 @@ fn crowds_of_wrk_connections_get_no_error_with_the_defaults() {
                 run.requests
             );
         }
+        let stats = lab.stats();
+        assert_eq!(lane_total(&stats, "upstream_connect_failures"), 0, "{stats}");
+        assert_eq!(lane_total(&stats, "heap_allocations"), 0, "{stats}");
     }
-    let stats = lab.stats();
-    assert_eq!(lane_total(&stats, "upstream_connect_failures"), 0, "{stats}");
-    assert_eq!(lane_total(&stats, "heap_allocations"), 0, "{stats}");
     lab.stop_gateway();
 }
 

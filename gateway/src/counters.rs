@@ -78,6 +78,11 @@ lane_counters! {
     upstream_queue_timeouts,
     /// Idle upstream connections closed because recent demand no longer needed them.
     upstream_idle_trimmed,
+    /// Upstream handshakes in progress for requests, at the last sweep (each member within its
+    /// pool's `max_connecting`).
+    upstream_connecting,
+    /// Entries in the pools' queues, at the last sweep (some may be of requests that ended).
+    upstream_waiting,
     /// SYNs of new clients dropped unanswered because every client socket was taken (the
     /// client sends its SYN again).
     syn_dropped_full,

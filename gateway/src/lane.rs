@@ -348,6 +348,7 @@ pub fn run(config: &Config, setup: LaneSetup<'_>, stop: &AtomicBool) -> Result<L
         first_port..first_port + share,
         steering,
         lanes,
+        sockets,
     );
     let mut lane = Lane {
         index: setup.index,
@@ -572,6 +573,14 @@ impl Lane<'_> {
         v.tx_frames = stats.tx_frames;
         v.tx_starved = stats.tx_starved;
         v.http_ring_used = (self.stage.to_http.buffer().capacity() - self.stage.to_http.slots()) as u64;
+        v.upstream_connecting = self
+            .upstreams
+            .connecting
+            .iter()
+            .flatten()
+            .map(|&n| u64::from(n))
+            .sum();
+        v.upstream_waiting = self.upstreams.waiting.iter().map(|q| q.len() as u64).sum();
         // One getsockopt per sweep; a failure leaves the last counts.
         if let Ok(kernel) = self.port.kernel_stats() {
             v.xsk_rx_dropped = kernel.rx_dropped;

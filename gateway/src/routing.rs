@@ -46,10 +46,16 @@ pub struct UpstreamConfig {
     /// share, rounded up); more wait in the pool's queue (0: no limit beyond the sockets).
     #[serde(default)]
     pub max_in_flight: u32,
-    /// Requests that may wait per lane for a connection to this pool (for `max_in_flight`, or
-    /// for a free upstream socket); beyond it, 503 at once.
+    /// Requests that may wait per lane for a connection to this pool (for `max_in_flight`,
+    /// `max_connecting`, or a free upstream socket); beyond it, 503 at once. A lane never has
+    /// more waiting than `http.max_connections`.
     #[serde(default = "default_max_queued")]
     pub max_queued: u32,
+    /// Connects (handshakes in progress) per member and lane at once; more requests wait in the
+    /// queue. Paces a burst of new connections so that it does not overflow the member's listen
+    /// backlog (whose SYNs would then be dropped and the connects time out).
+    #[serde(default = "default_max_connecting")]
+    pub max_connecting: u32,
     /// How long a request waits in the pool's queue before it is answered 503 (ms).
     #[serde(default = "default_queue_timeout_ms")]
     pub queue_timeout_ms: u64,
@@ -232,7 +238,10 @@ fn default_max_idle() -> usize {
     MAX_IDLE_PER_MEMBER
 }
 fn default_max_queued() -> u32 {
-    1024
+    65_536
+}
+fn default_max_connecting() -> u32 {
+    128
 }
 fn default_queue_timeout_ms() -> u64 {
     2_000
@@ -276,8 +285,10 @@ fn default_body_idle_ms() -> u64 {
 fn default_keepalive_idle_ms() -> u64 {
     60_000
 }
+/// Long enough for the SYN retransmissions at 1 s and 3 s: a member whose listen backlog
+/// overflowed for a moment drops SYNs, and answers the retransmission.
 fn default_upstream_connect_ms() -> u64 {
-    2_000
+    5_000
 }
 fn default_upstream_response_ms() -> u64 {
     30_000
@@ -295,6 +306,7 @@ pub struct PoolLimits {
     /// Across the lanes (0: none); a lane's share is [`PoolLimits::lane_in_flight`].
     pub max_in_flight: u32,
     pub max_queued: u32,
+    pub max_connecting: u32,
     pub queue_timeout_ms: u64,
 }
 
@@ -449,6 +461,12 @@ impl Routing {
                     format!("expected 0..=65536, got {}", u.max_queued),
                 ));
             }
+            if !(1..=65_536).contains(&u.max_connecting) {
+                return Err((
+                    key("upstream", i, "max_connecting"),
+                    format!("expected 1..=65536, got {}", u.max_connecting),
+                ));
+            }
             if !(1..=600_000).contains(&u.queue_timeout_ms) {
                 return Err((
                     key("upstream", i, "queue_timeout_ms"),
@@ -461,6 +479,7 @@ impl Routing {
                 max_requests_per_connection: u.max_requests_per_connection,
                 max_in_flight: u.max_in_flight,
                 max_queued: u.max_queued,
+                max_connecting: u.max_connecting,
                 queue_timeout_ms: u.queue_timeout_ms,
             });
         }

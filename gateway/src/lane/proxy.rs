@@ -48,6 +48,9 @@ pub(super) struct Proxied {
     pub exchange: Exchange,
     pub upstream: Option<ConnId>,
     pub stamps: ExchangeStamps,
+    /// While the exchange waits in its pool's queue: its entry's ticket (older entries of the
+    /// same connection are stale).
+    pub ticket: u32,
 }
 
 /// The statuses an upstream failure maps to.
@@ -80,6 +83,7 @@ impl Lane<'_> {
             exchange: Exchange::new(forward, self.proxying.max_body, self.draining, self.now_ms),
             upstream: None,
             stamps: ExchangeStamps::forwarded(monotonic_ns()),
+            ticket: 0,
         });
         self.pump(index);
     }

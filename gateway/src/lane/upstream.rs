@@ -63,6 +63,8 @@ pub(super) struct UpstreamConn {
     pub addr: SocketAddr,
     /// Requests sent over this connection.
     pub requests: u32,
+    /// Opened for an exchange, handshake not over yet (counted in `Upstreams::connecting`).
+    pub connecting: bool,
 }
 
 /// A lane's upstream side: pools (member choice and health), connections and idle lists.
@@ -79,10 +81,17 @@ pub(super) struct Upstreams {
     /// Exchanges holding a connection of each pool, and the lane's share of `max_in_flight`.
     pub in_flight: Vec<u32>,
     pub max_in_flight: Vec<u32>,
-    /// Client connections waiting for a connection to each pool, oldest first.
-    pub waiting: Vec<VecDeque<ConnId>>,
+    /// Client connections waiting for a connection to each pool, oldest first, with the
+    /// ticket of their entry.
+    pub waiting: Vec<VecDeque<Waiter>>,
+    /// The next queue ticket.
+    next_ticket: u32,
+    /// Handshakes in progress per pool and member (within `max_connecting`).
+    pub connecting: Vec<Vec<u32>>,
     /// Lanes (to share `max_in_flight`).
     lanes: usize,
+    /// Client connections of the lane (no queue needs more room).
+    clients: usize,
     /// Local ports this lane opens connections from, and the next to try.
     pub ports: std::ops::Range<u16>,
     pub next_port: u16,
@@ -100,6 +109,7 @@ impl Upstreams {
         ports: std::ops::Range<u16>,
         steering: Option<xgate_userstack::rss::FlowSteering>,
         lanes: usize,
+        clients: usize,
     ) -> Upstreams {
         let unset = UpstreamConn {
             owner: Owner::Free,
@@ -107,6 +117,7 @@ impl Upstreams {
             member: 0,
             addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)),
             requests: 0,
+            connecting: false,
         };
         let mut upstreams = Upstreams {
             first,
@@ -118,7 +129,10 @@ impl Upstreams {
             in_flight: Vec::new(),
             max_in_flight: Vec::new(),
             waiting: Vec::new(),
+            next_ticket: 0,
+            connecting: Vec::new(),
             lanes,
+            clients,
             next_port: ports.start,
             ports,
             steering,
@@ -172,9 +186,29 @@ impl Upstreams {
         self.waiting = routing
             .pool_limits
             .iter()
-            .map(|limits| VecDeque::with_capacity(limits.max_queued as usize))
+            .map(|limits| VecDeque::with_capacity((limits.max_queued as usize).min(self.clients)))
             .collect();
         self.pools = pools;
+        // Handshakes in progress keep counting against the members that stay.
+        self.connecting = self
+            .pools
+            .iter()
+            .map(|pool| vec![0; pool.members().len()])
+            .collect();
+        for i in 0..self.conns.len() {
+            let conn = self.conns[i];
+            if !conn.connecting {
+                continue;
+            }
+            match self.member_now(conn.pool, conn.member, conn.addr) {
+                Some((pool, member)) => {
+                    self.connecting[pool][member] += 1;
+                    self.conns[i].pool = pool as u16;
+                    self.conns[i].member = member as u16;
+                }
+                None => self.conns[i].connecting = false,
+            }
+        }
         self.limits = routing.pool_limits.clone();
     }
 
@@ -237,6 +271,13 @@ enum Opened {
     NoSocket,
     /// The stack refused the connect's endpoints.
     Refused,
+}
+
+/// An entry of a pool's queue: client connection `index`, whose exchange waits with `ticket`.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Waiter {
+    index: ConnId,
+    ticket: u32,
 }
 
 /// What [`Lane::assign_upstream`] did.
@@ -313,6 +354,10 @@ impl Lane<'_> {
             }
             self.close_upstream(id, true);
         }
+        if self.upstreams.connecting[pool_index][member] >= self.upstreams.limits[pool_index].max_connecting {
+            // Enough handshakes to this member are under way: wait for one of them.
+            return self.wait_for_upstream(index, pool_index);
+        }
         match self.open_upstream(addr) {
             Opened::NoPort => {
                 self.fail_exchange(index, BAD_GATEWAY);
@@ -330,7 +375,9 @@ impl Lane<'_> {
                     member: member as u16,
                     addr,
                     requests: 0,
+                    connecting: true,
                 };
+                self.upstreams.connecting[pool_index][member] += 1;
                 self.adopt(index, id, member, false);
                 Assigned::Yes
             }
@@ -340,6 +387,14 @@ impl Lane<'_> {
                 Assigned::Failed
             }
         }
+    }
+
+    /// Whether queue entry `waiter` is live: its connection's exchange still waits under the
+    /// entry's ticket (not served meanwhile, ended, or queued again under a newer one).
+    fn is_live(&self, waiter: Waiter) -> bool {
+        self.connections[waiter.index as usize]
+            .proxy
+            .is_some_and(|p| p.exchange.is_waiting() && p.ticket == waiter.ticket)
     }
 
     /// Queues the exchange of client `index` for a connection to pool `pool` (503 at once when
@@ -352,25 +407,28 @@ impl Lane<'_> {
             // Already queued (woken, and still no room): it keeps its place.
             return Assigned::Waiting;
         }
-        let limits = &self.upstreams.limits[pool];
-        let queue = &mut self.upstreams.waiting[pool];
-        if queue.len() >= limits.max_queued as usize {
-            // Entries of exchanges that ended since are dropped before giving up.
-            let connections = &self.connections;
-            queue.retain(|&waiter| {
-                connections[waiter as usize]
-                    .proxy
-                    .is_some_and(|p| p.exchange.is_waiting())
-            });
+        let max_queued = self.upstreams.limits[pool].max_queued as usize;
+        // Live entries are at most one per client connection; stale ones are dropped when the
+        // queue reaches that size, so it never grows past the room it was given.
+        if self.upstreams.waiting[pool].len() >= max_queued.min(self.upstreams.clients) {
+            let mut queue = std::mem::take(&mut self.upstreams.waiting[pool]);
+            queue.retain(|&waiter| self.is_live(waiter));
+            self.upstreams.waiting[pool] = queue;
         }
-        if queue.len() >= limits.max_queued as usize {
+        if self.upstreams.waiting[pool].len() >= max_queued {
             self.values.upstream_queue_full += 1;
             self.fail_exchange(index, UNAVAILABLE);
             return Assigned::Failed;
         }
-        queue.push_back(index as ConnId);
-        let timeout = limits.queue_timeout_ms;
+        let ticket = self.upstreams.next_ticket;
+        self.upstreams.next_ticket = ticket.wrapping_add(1);
+        self.upstreams.waiting[pool].push_back(Waiter {
+            index: index as ConnId,
+            ticket,
+        });
+        let timeout = self.upstreams.limits[pool].queue_timeout_ms;
         let proxied = self.connections[index].proxy.as_mut().expect("an exchange");
+        proxied.ticket = ticket;
         proxied.exchange.wait(self.now_ms, timeout);
         self.values.upstream_queued += 1;
         Assigned::Waiting
@@ -381,11 +439,7 @@ impl Lane<'_> {
     pub(super) fn serve_waiting(&mut self) {
         for pool in 0..self.upstreams.waiting.len() {
             while let Some(&waiter) = self.upstreams.waiting[pool].front() {
-                let index = waiter as usize;
-                let live = self.connections[index]
-                    .proxy
-                    .is_some_and(|p| p.exchange.is_waiting());
-                if !live {
+                if !self.is_live(waiter) {
                     self.upstreams.waiting[pool].pop_front();
                     continue;
                 }
@@ -396,13 +450,11 @@ impl Lane<'_> {
                     break;
                 }
                 self.upstreams.waiting[pool].pop_front();
-                self.pump(index);
-                if self.connections[index]
-                    .proxy
-                    .is_some_and(|p| p.exchange.is_waiting())
-                {
-                    // Still no connection for it (the member picked had none idle, and no
-                    // socket is free): it keeps its place, and the queue waits.
+                self.pump(waiter.index as usize);
+                if self.is_live(waiter) {
+                    // Still no connection for it (the member picked has none idle and enough
+                    // handshakes under way, or no socket is free): it keeps its place, and the
+                    // queue waits.
                     self.upstreams.waiting[pool].push_front(waiter);
                     break;
                 }
@@ -452,6 +504,7 @@ impl Lane<'_> {
     /// way.
     pub(super) fn drop_upstream_of(&mut self, upstream: Option<ConnId>, reusable: bool) {
         let Some(id) = upstream else { return };
+        self.handshake_over(id);
         let conn = *self.upstreams.conn(id);
         if let Some((pool, member)) = self.upstreams.member_now(conn.pool, conn.member, conn.addr) {
             self.upstreams.pools[pool].finish(member);
@@ -507,6 +560,7 @@ impl Lane<'_> {
     /// Closes upstream connection `id` (a FIN, or a RST when `abort`); its socket is settled
     /// once closed.
     pub(super) fn close_upstream(&mut self, id: ConnId, abort: bool) {
+        self.handshake_over(id);
         let socket = self.server.socket(id);
         if abort {
             socket.abort();
@@ -524,8 +578,30 @@ impl Lane<'_> {
         }
     }
 
+    /// The handshake of upstream connection `id` is over (established, failed, or the
+    /// connection is given up): it no longer counts against its member's `max_connecting`.
+    fn handshake_over(&mut self, id: ConnId) {
+        let conn = *self.upstreams.conn(id);
+        if !conn.connecting {
+            return;
+        }
+        self.upstreams.conn(id).connecting = false;
+        if let Some((pool, member)) = self.upstreams.member_now(conn.pool, conn.member, conn.addr) {
+            let count = &mut self.upstreams.connecting[pool][member];
+            *count = count.saturating_sub(1);
+        }
+    }
+
     /// Something happened on upstream connection `id`: serve its owner.
     pub(super) fn service_upstream(&mut self, id: ConnId) {
+        if self.upstreams.conn(id).connecting
+            && !matches!(
+                self.server.socket(id).state(),
+                tcp::State::SynSent | tcp::State::SynReceived
+            )
+        {
+            self.handshake_over(id);
+        }
         match self.upstreams.conn(id).owner {
             Owner::Client(client) => self.pump(client as usize),
             Owner::Idle { .. } => {
@@ -571,6 +647,7 @@ impl Lane<'_> {
                     member: member as u16,
                     addr,
                     requests: 1,
+                    connecting: false,
                 };
             }
         }
@@ -643,12 +720,8 @@ impl Lane<'_> {
         self.serve_waiting();
         for pool in 0..self.upstreams.waiting.len() {
             while let Some(waiter) = self.upstreams.waiting[pool].pop_front() {
-                let index = waiter as usize;
-                if self.connections[index]
-                    .proxy
-                    .is_some_and(|p| p.exchange.is_waiting())
-                {
-                    self.fail_exchange(index, UNAVAILABLE);
+                if self.is_live(waiter) {
+                    self.fail_exchange(waiter.index as usize, UNAVAILABLE);
                 }
             }
         }
