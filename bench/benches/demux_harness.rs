@@ -392,6 +392,7 @@ fn server_config(connections: usize) -> ServerConfig {
         outbound_sockets: 0,
         max_half_open: 0,
         reset_when_full: false,
+        isn_key: xgate_userstack::isn::IsnKey([1, 2]),
     }
 }
 

@@ -173,6 +173,8 @@ pub struct LaneSetup<'a> {
     pub wakes: &'a [LaneWake],
     pub counters: &'a LaneCounters,
     pub seed: u64,
+    /// The secret of the lane's keyed initial sequence numbers (from the kernel's random source).
+    pub isn_key: xgate_userstack::isn::IsnKey,
     pub core: Option<core_affinity::CoreId>,
     /// New routing from a reload, sent by the main thread.
     pub reloads: rtrb::Consumer<Arc<Routing>>,
@@ -297,9 +299,9 @@ pub fn run(config: &Config, setup: LaneSetup<'_>, stop: &AtomicBool) -> Result<L
     let gw = &config.gateway;
     let start = std::time::Instant::now();
     let mut iface_config = IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress(gw.mac.0)));
-    // The seed drives smoltcp's TCP initial sequence numbers. A kernel-random seed keeps them from
-    // being guessed before the first connection; smoltcp's generator is not cryptographic, so an
-    // observer of many ISNs could still predict later ones (per-connection keyed ISNs: not yet).
+    // The seed drives smoltcp's own generator (ephemeral choices of the stack). TCP initial
+    // sequence numbers do not come from it: the server gives every handshake a keyed ISN
+    // (`xgate_userstack::isn`, RFC 6528).
     iface_config.random_seed = setup.seed;
     let mut iface = Interface::new(iface_config, setup.port, now(start));
     iface.update_ip_addrs(|addrs| {
@@ -319,6 +321,7 @@ pub fn run(config: &Config, setup: LaneSetup<'_>, stop: &AtomicBool) -> Result<L
         outbound_sockets: outbound,
         max_half_open: config.max_half_open(),
         reset_when_full: config.http.reset_when_full,
+        isn_key: setup.isn_key,
     };
     let response_capacity = (config.http.max_header_bytes + 1024).max(MAX_RESPONSE_HEAD + 1024);
     let slot_request = config.http.max_header_bytes + SLOT_BODY;

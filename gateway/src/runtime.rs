@@ -258,14 +258,19 @@ pub fn run(
         })
         .collect::<Result<_, _>>()?;
     let counters: Vec<LaneCounters> = (0..lanes).map(|_| LaneCounters::default()).collect();
-    let seeds: Vec<u64> = (0..lanes)
+    // Per lane: the seed of smoltcp's generator and the two halves of its ISN key.
+    let seeds: Vec<[u64; 3]> = (0..lanes)
         .map(|_| {
-            sys::random_u64().map_err(|cause| RunError::System {
-                what: "getrandom",
-                cause,
-            })
+            let mut seed = [0u64; 3];
+            for word in &mut seed {
+                *word = sys::random_u64().map_err(|cause| RunError::System {
+                    what: "getrandom",
+                    cause,
+                })?;
+            }
+            Ok(seed)
         })
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<_, RunError>>()?;
     let lane_metrics: Vec<LaneMetrics> = (0..lanes).map(|_| LaneMetrics::default()).collect();
     // One rate table for the process: every lane counts in it, and a reload keeps it.
     let rate_table = Arc::new(xgate_proxy::ratelimit::RateTable::new(
@@ -310,7 +315,8 @@ pub fn run(
                 links,
                 wakes: &wakes,
                 counters: &counters[index],
-                seed: seeds[index],
+                seed: seeds[index][0],
+                isn_key: xgate_userstack::isn::IsnKey([seeds[index][1], seeds[index][2]]),
                 core,
                 metrics: &lane_metrics[index],
                 reaps: reap_ends.next().expect("one reaper ring pair per lane"),

@@ -197,6 +197,7 @@ fn config(config_byte: u8) -> ServerConfig {
         outbound_sockets: outbound,
         max_half_open: (sockets / 2).max(1),
         reset_when_full: false,
+        isn_key: crate::isn::IsnKey([0x6675_7a7a, 0x6973_6e73]),
     }
 }
 
@@ -575,6 +576,29 @@ mod tests {
         assert_eq!(
             after.snd_next,
             before.snd_next.wrapping_add(RESPONSE.len() as u32)
+        );
+    }
+
+    /// The server's SYN-ACK and its own SYN carry the keyed ISNs of their 4-tuples (RFC 6528),
+    /// not numbers from smoltcp's generator.
+    #[test]
+    fn handshakes_start_at_the_keyed_isn_of_their_tuple() {
+        use crate::isn::{IsnGenerator, IsnKey};
+        let mut memory = memory_for(CONFIG_OUTBOUND);
+        let run = Run::new(CONFIG_OUTBOUND, &mut memory);
+        let isn = IsnGenerator::new(IsnKey([0x6675_7a7a, 0x6973_6e73]));
+        let clock_us = (run.now_ms * 1000) as u64;
+        let server = |port: u16| std::net::SocketAddrV4::new(SERVER_IP, port);
+        let client = |port: u16| std::net::SocketAddrV4::new(CLIENT_IP, port);
+        let accepted = run.inbound_peer.unwrap().snd_next.wrapping_sub(1);
+        assert_eq!(
+            accepted,
+            isn.isn(server(LISTEN_PORT), client(CLIENT_PORT), clock_us)
+        );
+        let opened = run.outbound_peer.unwrap().snd_next.wrapping_sub(1);
+        assert_eq!(
+            opened,
+            isn.isn(server(OUTBOUND_LOCAL_PORT), client(UPSTREAM_PORT), clock_us)
         );
     }
 

@@ -36,6 +36,7 @@ pub mod frames;
 #[cfg(any(test, feature = "fuzz-support"))]
 #[doc(hidden)]
 pub mod fuzz_support;
+pub mod isn;
 pub mod rss;
 pub mod tcp_server;
 #[cfg(test)]

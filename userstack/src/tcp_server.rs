@@ -91,7 +91,12 @@ use smoltcp::{
     wire::IpEndpoint,
 };
 
+use std::net::SocketAddrV4;
+
+use smoltcp::wire::TcpSeqNumber;
+
 use self::half_open::HalfOpenEntry;
+use crate::isn::{IsnGenerator, IsnKey};
 use crate::{arena::Arena, flows::FlowTable, wire::TcpSegmentInfo};
 
 /// Sockets per shard: the most sockets smoltcp looks at for one frame (ingress) and for one
@@ -144,6 +149,9 @@ pub struct ServerConfig {
     /// A SYN that finds every socket taken is answered with a RST (instead of dropped for the
     /// client to send again).
     pub reset_when_full: bool,
+    /// The secret of the keyed initial sequence numbers (see [`crate::isn`]): draw it from the
+    /// kernel's random source.
+    pub isn_key: IsnKey,
 }
 
 /// Why [`TcpServer::connect`] opened nothing.
@@ -318,6 +326,10 @@ pub struct TcpServer<'m> {
     half_open: usize,
     half_open_order: VecDeque<HalfOpenEntry>,
     reset_when_full: bool,
+    /// Keyed initial sequence numbers for accepted and opened connections.
+    isn: IsnGenerator,
+    /// The latest time the server was given (ingress, egress): the ISN clock of a connect.
+    now: Instant,
     stats: ServerStats,
 }
 
@@ -395,6 +407,8 @@ impl<'m> TcpServer<'m> {
             half_open: 0,
             half_open_order: VecDeque::with_capacity(config.sockets.max(1)),
             reset_when_full: config.reset_when_full,
+            isn: IsnGenerator::new(config.isn_key),
+            now: Instant::ZERO,
             stats: ServerStats::default(),
         };
         for id in (0..total_sockets as ConnId).rev() {
@@ -506,6 +520,13 @@ impl<'m> TcpServer<'m> {
             .sockets
             .get_mut::<tcp::Socket>(conn.handle);
         let endpoint = IpEndpoint::new(smoltcp::wire::IpAddress::Ipv4(*remote.ip()), remote.port());
+        let local_ip = self.iface.ipv4_addr().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+        let isn = self.isn.isn(
+            SocketAddrV4::new(local_ip, local_port),
+            remote,
+            self.now.total_micros().max(0) as u64,
+        );
+        socket.set_next_initial_seq(Some(TcpSeqNumber(isn as i32)));
         if socket
             .connect(self.iface.context(), endpoint, local_port)
             .is_err()
@@ -638,6 +659,7 @@ mod tests {
             outbound_sockets,
             max_half_open: 0,
             reset_when_full: false,
+            isn_key: crate::isn::IsnKey([1, 2]),
         }
     }
 

@@ -21,6 +21,7 @@ impl TcpServer<'_> {
     /// per tick however many segments it sends (the stack's own timers are 10 ms and longer),
     /// because computing it visits every socket of the shard.
     pub fn egress<D: Device + ?Sized>(&mut self, now: Instant, device: &mut D) -> bool {
+        self.now = now;
         if self.next_timer.is_some_and(|at| at <= now) {
             self.fire_timers(now);
         }

@@ -3,12 +3,14 @@
 //! or, with no room, to the SYN cache's rules (`half_open`); anything else to the empty set of
 //! stray sockets.
 
+use std::net::SocketAddrV4;
+
 use smoltcp::{
     iface::PollIngressSingleResult,
     phy::{Device, RxToken as _},
     socket::tcp,
     time::Instant,
-    wire::IpEndpoint,
+    wire::{IpEndpoint, TcpSeqNumber},
 };
 
 use super::TcpServer;
@@ -18,6 +20,7 @@ impl TcpServer<'_> {
     /// Hands one frame of `device` to the stack, to the shard its flow (`kind`, classified from
     /// the same frame) belongs to. Returns whether the device gave the stack a frame.
     pub fn ingress<D: Device + ?Sized>(&mut self, now: Instant, device: &mut D, kind: &FrameKind) -> bool {
+        self.now = now;
         match kind {
             FrameKind::Tcp(segment) => self.ingress_tcp(now, device, segment),
             _ => {
@@ -109,13 +112,22 @@ impl TcpServer<'_> {
             return self.iface.poll_ingress_single(now, device, &mut self.stray)
                 != PollIngressSingleResult::None;
         };
+        let listener = self.shards[shard as usize]
+            .listener
+            .expect("a listening shard has a listener");
+        // The SYN-ACK carries the connection's keyed ISN.
+        let flow = &segment.flow;
+        let isn = self.isn.isn(
+            SocketAddrV4::new(flow.dst_ip.into(), flow.dst_port),
+            SocketAddrV4::new(flow.src_ip.into(), flow.src_port),
+            now.total_micros().max(0) as u64,
+        );
+        self.socket(listener)
+            .set_next_initial_seq(Some(TcpSeqNumber(isn as i32)));
         let result = self
             .iface
             .poll_ingress_single(now, device, &mut self.shards[shard as usize].sockets);
         self.mark_dirty(shard);
-        let listener = self.shards[shard as usize]
-            .listener
-            .expect("a listening shard has a listener");
         let remote = IpEndpoint::new(
             smoltcp::wire::IpAddress::Ipv4(segment.flow.src_ip.into()),
             segment.flow.src_port,
