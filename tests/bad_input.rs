@@ -100,8 +100,8 @@ fn root_without_cap_bpf_is_told_which_capabilities_are_missing() {
 #[test]
 fn missing_hugepages_are_reported_with_the_fix() {
     let lab = TestLab::with_hugepages_to_itself("hp");
-    // A UMEM larger than every free hugepage: 512 frames of 4 KiB per 2 MiB page.
-    let frames = ((common::available_hugepages() + 8) * 512).next_power_of_two();
+    // A UMEM larger than every free hugepage: 1,024 frames of the default 2 KiB per 2 MiB page.
+    let frames = ((common::available_hugepages() + 8) * 1024).next_power_of_two();
     if frames > 1 << 20 || common::overcommit_hugepages() > 0 {
         eprintln!(
             "skipping: this host can back the largest UMEM xgate takes with hugepages \
@@ -111,10 +111,8 @@ fn missing_hugepages_are_reported_with_the_fix() {
         );
         return;
     }
-    lab.edit_config(|t| {
-        t.replace("frames = 4096", &format!("frames = {frames}"))
-            .replace("allow_normal_pages = true", "allow_normal_pages = false")
-    });
+    lab.set_umem_frames(frames);
+    lab.edit_config(|t| t.replace("allow_normal_pages = true", "allow_normal_pages = false"));
     let out = lab.run_gateway_to_completion();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());

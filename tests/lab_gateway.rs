@@ -181,7 +181,7 @@ fn the_userspace_stack_owns_the_address_and_the_kernel_keeps_the_rest() {
 fn every_umem_frame_is_accounted_for_after_thousands_of_cycles() {
     let mut lab = TestLab::new("fr");
     // A small UMEM so every frame is reused many times.
-    lab.edit_config(|t| t.replace("frames = 4096", "frames = 256"));
+    lab.set_umem_frames(256);
     lab.start_gateway();
     let out = output(
         lab.exec("cli", "ping")
@@ -268,19 +268,19 @@ fn the_umem_lives_on_hugepages_when_reserved_and_says_once_when_not() {
     let stderr = lab.gateway_stderr();
     let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("hugepages")).collect();
     assert_eq!(warnings.len(), 1, "{stderr}");
-    // The hint names a count that would give this gateway its 8 pages.
-    let hint = format!("hugepages/setup.sh {}", in_use + 8);
+    // The hint names a count that would give this gateway its 16 pages.
+    let hint = format!("hugepages/setup.sh {}", in_use + 16);
     assert!(
         warnings[0].contains("WARN") && warnings[0].contains(&hint),
         "{stderr}"
     );
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../hugepages/setup.sh");
-    // The lab's UMEM: 4096 frames x 4096 B = 16 MiB = 8 pages.
+    // The lab's UMEM: 16,384 frames x 2,048 B = 32 MiB = 16 pages.
     let out = output(
         std::process::Command::new("bash")
             .arg(script)
-            .arg((in_use + 8).to_string()),
+            .arg((in_use + 16).to_string()),
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     lab.edit_config(|t| t.replace("allow_normal_pages = true", "allow_normal_pages = false"));
@@ -289,8 +289,8 @@ fn the_umem_lives_on_hugepages_when_reserved_and_says_once_when_not() {
     assert_eq!(ready["umem_backing"], "HugePages2M", "{ready}");
     assert_eq!(
         common::available_hugepages(),
-        available_before - 8,
-        "the UMEM did not take 8 pages"
+        available_before - 16,
+        "the UMEM did not take 16 pages"
     );
     assert_eq!(lab.healthz_status(), Ok("200".to_string()));
     lab.stop_gateway();

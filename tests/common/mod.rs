@@ -131,6 +131,23 @@ impl TestLab {
         });
     }
 
+    /// Sets `umem.frames` (the lab's config has the default) in the gateway config.
+    pub fn set_umem_frames(&self, frames: u32) {
+        self.edit_config(|text| {
+            text.lines()
+                .map(|line| {
+                    if line.starts_with("frames = ") {
+                        format!("frames = {frames}")
+                    } else {
+                        line.to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+                + "\n"
+        });
+    }
+
     /// Rewrites the gateway config with `edit` applied to its text.
     pub fn edit_config(&self, edit: impl FnOnce(String) -> String) {
         let text = std::fs::read_to_string(&self.config_path).unwrap();
