@@ -132,7 +132,7 @@ impl TestLab {
     }
 
     /// Sets `umem.frames` (the lab's config has the default) in the gateway config.
-    pub fn set_umem_frames(&self, frames: u32) {
+    pub fn set_umem_frames(&self, frames: u64) {
         self.edit_config(|text| {
             text.lines()
                 .map(|line| {
