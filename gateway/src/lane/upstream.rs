@@ -12,8 +12,9 @@
 //! Invariants:
 //! - An upstream connection belongs to exactly one owner: a client exchange, the idle list of
 //!   its member, a health probe, or nobody (closing or free).
-//! - A pool's `in_flight` counts the exchanges holding one of its connections; it never exceeds
-//!   the lane's share of `max_in_flight`.
+//! - A pool's requests in flight ([`Upstreams::at_in_flight_limit`]) are its members' outstanding
+//!   counts (exchanges holding one of its connections); they never exceed the lane's share of
+//!   `max_in_flight`.
 //! - A queue entry is live while its connection's exchange is waiting (`Exchange::is_waiting`);
 //!   entries of exchanges that ended are skipped when met.
 //! - Nothing here allocates per request: pools, idle lists, queues and the connection table are
@@ -78,8 +79,7 @@ pub(super) struct Upstreams {
     pub idle: Vec<Vec<Vec<ConnId>>>,
     /// Recent peak of busy connections per pool and member (sizes the idle lists).
     pub demand: Vec<Vec<PeakDemand>>,
-    /// Exchanges holding a connection of each pool, and the lane's share of `max_in_flight`.
-    pub in_flight: Vec<u32>,
+    /// The lane's share of each pool's `max_in_flight`.
     pub max_in_flight: Vec<u32>,
     /// Client connections waiting for a connection to each pool, oldest first, with the
     /// ticket of their entry.
@@ -126,7 +126,6 @@ impl Upstreams {
             limits: Vec::new(),
             idle: Vec::new(),
             demand: Vec::new(),
-            in_flight: Vec::new(),
             max_in_flight: Vec::new(),
             waiting: Vec::new(),
             next_ticket: 0,
@@ -173,11 +172,6 @@ impl Upstreams {
             .iter()
             .map(|spec| vec![PeakDemand::default(); spec.members.len()])
             .collect();
-        // Exchanges in flight keep counting against their pool (by the members that stay).
-        self.in_flight = pools
-            .iter()
-            .map(|pool| pool.members().iter().map(|m| m.outstanding()).sum())
-            .collect();
         self.max_in_flight = routing
             .pool_limits
             .iter()
@@ -210,6 +204,19 @@ impl Upstreams {
             }
         }
         self.limits = routing.pool_limits.clone();
+    }
+
+    /// Whether pool `pool` has its share of `max_in_flight` requests in flight on this lane (its
+    /// members' outstanding requests: exchanges holding one of its connections).
+    pub(super) fn at_in_flight_limit(&self, pool: usize) -> bool {
+        let limit = self.max_in_flight[pool];
+        limit != u32::MAX
+            && self.pools[pool]
+                .members()
+                .iter()
+                .map(|m| m.outstanding())
+                .sum::<u32>()
+                >= limit
     }
 
     pub(super) fn conn(&mut self, id: ConnId) -> &mut UpstreamConn {
@@ -335,7 +342,7 @@ impl Lane<'_> {
             self.fail_exchange(index, no_member);
             return Assigned::Failed;
         }
-        if self.upstreams.in_flight[pool_index] >= self.upstreams.max_in_flight[pool_index] {
+        if self.upstreams.at_in_flight_limit(pool_index) {
             return self.wait_for_upstream(index, pool_index);
         }
         let pool = &mut self.upstreams.pools[pool_index];
@@ -444,9 +451,7 @@ impl Lane<'_> {
                     continue;
                 }
                 let has_idle = self.upstreams.idle[pool].iter().any(|list| !list.is_empty());
-                if self.upstreams.in_flight[pool] >= self.upstreams.max_in_flight[pool]
-                    || !(has_idle || self.server.can_connect())
-                {
+                if self.upstreams.at_in_flight_limit(pool) || !(has_idle || self.server.can_connect()) {
                     break;
                 }
                 self.upstreams.waiting[pool].pop_front();
@@ -489,7 +494,6 @@ impl Lane<'_> {
         conn.requests += 1;
         let pool = usize::from(conn.pool);
         self.upstreams.pools[pool].begin(member);
-        self.upstreams.in_flight[pool] += 1;
         let busy = self.upstreams.pools[pool].members()[member].outstanding();
         self.upstreams.demand[pool][member].note(busy, now);
         let proxied = self.connections[index].proxy.as_mut().expect("an exchange");
@@ -508,7 +512,6 @@ impl Lane<'_> {
         let conn = *self.upstreams.conn(id);
         if let Some((pool, member)) = self.upstreams.member_now(conn.pool, conn.member, conn.addr) {
             self.upstreams.pools[pool].finish(member);
-            self.upstreams.in_flight[pool] = self.upstreams.in_flight[pool].saturating_sub(1);
             let limits = &self.upstreams.limits[pool];
             let under_limit =
                 limits.max_requests_per_connection == 0 || conn.requests < limits.max_requests_per_connection;
