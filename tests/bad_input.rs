@@ -111,7 +111,7 @@ fn missing_hugepages_are_reported_with_the_fix() {
         );
         return;
     }
-    lab.set_umem_frames(frames);
+    lab.set_key("frames", frames);
     lab.edit_config(|t| t.replace("allow_normal_pages = true", "allow_normal_pages = false"));
     let out = lab.run_gateway_to_completion();
     let err = String::from_utf8_lossy(&out.stderr);

@@ -150,7 +150,7 @@ fn crowds_of_wrk_connections_get_no_error_with_the_defaults() {
 #[test]
 fn a_burst_three_times_the_socket_pool_is_served_in_full() {
     let mut lab = TestLab::new("burst");
-    lab.set_max_connections(1000);
+    lab.set_key("max_connections", 1000);
     lab.start_gateway();
     let script = format!(
         r#"

@@ -402,7 +402,7 @@ print(json.dumps(out))
 #[test]
 fn a_syn_flood_from_spoofed_sources_does_not_stop_real_clients() {
     let mut lab = TestLab::new("fs");
-    lab.set_max_connections(1024);
+    lab.set_key("max_connections", 1024);
     lab.start_gateway();
     // The client has completed a handshake before: its SYNs no longer draw on the budget.
     assert_eq!(lab.healthz_status().unwrap(), "200");

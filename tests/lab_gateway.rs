@@ -181,7 +181,7 @@ fn the_userspace_stack_owns_the_address_and_the_kernel_keeps_the_rest() {
 fn every_umem_frame_is_accounted_for_after_thousands_of_cycles() {
     let mut lab = TestLab::new("fr");
     // A small UMEM so every frame is reused many times.
-    lab.set_umem_frames(256);
+    lab.set_key("frames", 256);
     lab.start_gateway();
     let out = output(
         lab.exec("cli", "ping")
@@ -386,7 +386,7 @@ print("sent", 250 * len(frames))
 #[test]
 fn server_closed_connections_do_not_exhaust_a_small_socket_pool() {
     let mut lab = TestLab::new("tw");
-    lab.set_max_connections(16);
+    lab.set_key("max_connections", 16);
     lab.start_gateway();
     let code = format!(
         r#"
@@ -419,7 +419,7 @@ print(ok)
 #[test]
 fn vanished_clients_give_their_sockets_back() {
     let mut lab = TestLab::new("gone");
-    lab.set_max_connections(2);
+    lab.set_key("max_connections", 2);
     lab.edit_config(|t| {
         t.replace("keepalive_ms = 10000", "keepalive_ms = 200")
             .replace("timeout_ms = 30000", "timeout_ms = 1000")

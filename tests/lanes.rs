@@ -129,7 +129,7 @@ fn queues_without_a_lane_are_refused_with_a_clear_error() {
 #[test]
 fn a_burst_of_a_thousand_connects_all_complete() {
     let mut lab = TestLab::new("burst");
-    lab.set_max_connections(1024);
+    lab.set_key("max_connections", 1024);
     lab.start_gateway();
     let code = format!(
         r#"
@@ -187,7 +187,7 @@ print(connected, refused, ok)
 #[test]
 fn with_reset_when_full_connects_beyond_the_free_sockets_are_refused_and_counted() {
     let mut lab = TestLab::new("limit");
-    lab.set_max_connections(64);
+    lab.set_key("max_connections", 64);
     lab.edit_config(|t| t.replace("[http]\n", "[http]\nreset_when_full = true\n"));
     lab.start_gateway();
     let code = format!(

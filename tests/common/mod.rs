@@ -114,30 +114,19 @@ impl TestLab {
         cmd
     }
 
-    /// Sets `http.max_connections` (the lab's config has the default) in the gateway config.
-    pub fn set_max_connections(&self, sockets: usize) {
+    /// Sets `key = value` in the gateway config, on the line of the lab's config that sets `key`
+    /// (at its default): `set_key("max_connections", 64)`.
+    pub fn set_key(&self, key: &str, value: impl std::fmt::Display) {
+        let prefix = format!("{key} = ");
         self.edit_config(|text| {
+            assert!(
+                text.lines().any(|line| line.starts_with(&prefix)),
+                "the lab's config sets no `{key}`"
+            );
             text.lines()
                 .map(|line| {
-                    if line.starts_with("max_connections = ") {
-                        format!("max_connections = {sockets}")
-                    } else {
-                        line.to_string()
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join("\n")
-                + "\n"
-        });
-    }
-
-    /// Sets `umem.frames` (the lab's config has the default) in the gateway config.
-    pub fn set_umem_frames(&self, frames: u64) {
-        self.edit_config(|text| {
-            text.lines()
-                .map(|line| {
-                    if line.starts_with("frames = ") {
-                        format!("frames = {frames}")
+                    if line.starts_with(&prefix) {
+                        format!("{prefix}{value}")
                     } else {
                         line.to_string()
                     }
