@@ -69,11 +69,11 @@ mod tests {
     fn stamp(umem: &mut TwoFrames, at: usize, arrival_ns: u64) {
         let meta = FrameMeta {
             magic: FRAME_META_MAGIC,
-            reserved: 0,
+            flags: 0,
             arrival_ns,
         };
         umem.0[at..at + 4].copy_from_slice(&meta.magic.to_ne_bytes());
-        umem.0[at + 4..at + 8].copy_from_slice(&meta.reserved.to_ne_bytes());
+        umem.0[at + 4..at + 8].copy_from_slice(&meta.flags.to_ne_bytes());
         umem.0[at + 8..at + 16].copy_from_slice(&meta.arrival_ns.to_ne_bytes());
     }
 

@@ -7,6 +7,7 @@
 
 #[cfg(feature = "user")]
 mod pod;
+pub mod syncookie;
 
 /// Name of the global in the XDP program holding the gateway's IPv4 address.
 ///
@@ -46,11 +47,13 @@ pub enum XdpVerdict {
     /// Addressed to the gateway, but the driver left no headroom for the arrival stamp
     /// ([`FrameMeta`]); never seen with a driver that gives XDP its standard 256 bytes.
     DropNoHeadroom = 8,
+    /// A SYN answered at once with a SYN cookie (XDP_TX), no state kept (see [`syncookie`]).
+    TxSynCookie = 9,
 }
 
 impl XdpVerdict {
     /// Number of verdicts (size of [`VERDICT_STATS_MAP`]).
-    pub const COUNT: u32 = 9;
+    pub const COUNT: u32 = 10;
     /// Every verdict, in index order.
     pub const ALL: [XdpVerdict; Self::COUNT as usize] = [
         XdpVerdict::PassNotOurs,
@@ -62,6 +65,7 @@ impl XdpVerdict {
         XdpVerdict::DropSynSourceRate,
         XdpVerdict::DropSynBudget,
         XdpVerdict::DropNoHeadroom,
+        XdpVerdict::TxSynCookie,
     ];
 
     /// Stable snake_case name, used in logs and metrics.
@@ -76,6 +80,7 @@ impl XdpVerdict {
             XdpVerdict::DropSynSourceRate => "drop_syn_source_rate",
             XdpVerdict::DropSynBudget => "drop_syn_budget",
             XdpVerdict::DropNoHeadroom => "drop_no_headroom",
+            XdpVerdict::TxSynCookie => "tx_syn_cookie",
         }
     }
 
@@ -84,6 +89,7 @@ impl XdpVerdict {
         match self {
             XdpVerdict::PassNotOurs | XdpVerdict::PassMalformed => "pass",
             XdpVerdict::RedirectArp | XdpVerdict::RedirectIpv4 => "redirect",
+            XdpVerdict::TxSynCookie => "tx",
             _ => "drop",
         }
     }
@@ -100,6 +106,7 @@ impl XdpVerdict {
             XdpVerdict::DropSynSourceRate => "syn_source_rate",
             XdpVerdict::DropSynBudget => "syn_budget",
             XdpVerdict::DropNoHeadroom => "no_headroom",
+            XdpVerdict::TxSynCookie => "syn_cookie",
         }
     }
 }
@@ -147,6 +154,12 @@ pub const FRAME_META_LEN: usize = 16;
 /// First field of [`FrameMeta`]: tells a stamped frame from one that is not.
 pub const FRAME_META_MAGIC: u32 = 0x5847_4154;
 
+/// [`FrameMeta::flags`]: the segment is a TCP segment to the listening port, neither SYN nor
+/// RST, of a flow the program does not track, and the program answered a SYN with a cookie within
+/// [`syncookie::COOKIE_ACTIVE_NS`] (or answers every SYN so): it may be a cookie's ACK, and the
+/// lane drops it if it is no valid one instead of answering with a RST.
+pub const FRAME_FLAG_COOKIES_ACTIVE: u32 = 1;
+
 /// The stamp in front of every packet the program redirects: when it arrived. The program grows
 /// the frame's head by [`FRAME_META_LEN`] bytes for it, so an AF_XDP socket receives the stamp
 /// followed by the packet; the receiver strips it and keeps it right before the packet.
@@ -155,7 +168,8 @@ pub const FRAME_META_MAGIC: u32 = 0x5847_4154;
 pub struct FrameMeta {
     /// [`FRAME_META_MAGIC`].
     pub magic: u32,
-    pub reserved: u32,
+    /// `FRAME_FLAG_*` bits.
+    pub flags: u32,
     /// CLOCK_MONOTONIC nanoseconds at the program's run (`bpf_ktime_get_ns`).
     pub arrival_ns: u64,
 }

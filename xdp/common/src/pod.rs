@@ -3,7 +3,7 @@
 //! that allows `unsafe`.
 #![allow(unsafe_code)]
 
-use crate::{ActionStats, FlowDrop, FlowKey, FlowStats, ShieldLimits, SynBudget, SynSource};
+use crate::{syncookie::SynCookieConfig, ActionStats, FlowDrop, FlowKey, FlowStats, ShieldLimits, SynBudget, SynSource};
 
 // SAFETY: ActionStats is #[repr(C)], made of two u64 with no padding, valid for any bit pattern.
 unsafe impl aya::Pod for ActionStats {}
@@ -20,3 +20,5 @@ unsafe impl aya::Pod for SynSource {}
 unsafe impl aya::Pod for SynBudget {}
 // SAFETY: #[repr(C)] of six u64, no padding, valid for any bit pattern.
 unsafe impl aya::Pod for ShieldLimits {}
+// SAFETY: #[repr(C)] two u64 then two u32 (24 bytes, no padding), valid for any bit pattern.
+unsafe impl aya::Pod for SynCookieConfig {}

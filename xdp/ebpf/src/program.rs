@@ -460,7 +460,7 @@ fn stamp_arrival(ctx: &XdpContext) -> bool {
     }
     let stamp = FrameMeta {
         magic: FRAME_META_MAGIC,
-        reserved: 0,
+        flags: 0,
         // SAFETY: bpf_ktime_get_ns has no preconditions.
         arrival_ns: unsafe { bpf_ktime_get_ns() },
     };
