@@ -47,7 +47,7 @@ use smoltcp::{
     },
 };
 use xgate_userstack::{
-    tcp_server::{ConnId, ServerConfig, Settled, SocketMemory, TcpServer},
+    tcp_server::{ConnId, CookieKey, ServerConfig, Settled, SocketMemory, SynCookieMode, TcpServer},
     wire::{self, classify, FrameEnds, FrameKind},
 };
 
@@ -393,6 +393,9 @@ fn server_config(connections: usize) -> ServerConfig {
         max_half_open: 0,
         reset_when_full: false,
         isn_key: xgate_userstack::isn::IsnKey([1, 2]),
+        syn_cookies: SynCookieMode::Never,
+        cookie_key: CookieKey([3, 4]),
+        monotonic_ns: || 0,
     }
 }
 

@@ -14,7 +14,7 @@ mod sections;
 use sections::MAX_SHIELD_VALUE;
 pub use sections::{
     FaultConfig, FlowsConfig, GatewayConfig, HttpConfig, LogConfig, MacAddr, MetricsConfig, ShieldConfig,
-    TcpConfig, UmemConfig,
+    SynCookies, TcpConfig, UmemConfig,
 };
 
 /// The whole configuration.
@@ -342,7 +342,9 @@ impl Config {
     }
 
     /// What the XDP program is loaded with.
-    pub fn xdp_options(&self) -> xgate_xdp::XdpOptions {
+    /// What the XDP program is loaded with; `cookie_key` is the SYN cookies' secret (the
+    /// lanes' too) and `link_mtu` the interface's MTU (the cookie SYN-ACK's MSS follows it).
+    pub fn xdp_options(&self, cookie_key: [u64; 2], link_mtu: u32) -> xgate_xdp::XdpOptions {
         xgate_xdp::XdpOptions {
             gateway: self.gateway.ipv4,
             listen_port: self.gateway.listen_port,
@@ -350,6 +352,12 @@ impl Config {
             drops: self.flows.max_drops,
             sources: self.shield.max_sources,
             shield: self.shield.limits(),
+            syn_cookies: xgate_xdp::SynCookieConfig {
+                key: cookie_key,
+                mode: self.shield.syn_cookies.mode() as u32,
+                mss: link_mtu.saturating_sub(40).clamp(536, u32::from(u16::MAX)) as u16,
+                window: crate::lane::SOCKET_BUFFER.min(usize::from(u16::MAX)) as u16,
+            },
         }
     }
 

@@ -78,7 +78,7 @@ use upstream::Upstreams;
 
 /// Bytes of each TCP socket's receive and transmit buffers (reserved for every socket; resident
 /// only as far as its connections have used them, see `xgate_userstack::tcp_server`).
-const SOCKET_BUFFER: usize = 16 * 1024;
+pub(crate) const SOCKET_BUFFER: usize = 16 * 1024;
 /// Request body bytes a connection's slot holds beyond its head: a direct answer's request body
 /// must fit (proxied bodies stream through and are limited by `http.max_body` instead).
 pub const SLOT_BODY: usize = 8 * 1024;
@@ -175,6 +175,8 @@ pub struct LaneSetup<'a> {
     pub seed: u64,
     /// The secret of the lane's keyed initial sequence numbers (from the kernel's random source).
     pub isn_key: xgate_userstack::isn::IsnKey,
+    /// The SYN cookies' secret (the XDP program's).
+    pub cookie_key: xgate_userstack::tcp_server::CookieKey,
     pub core: Option<core_affinity::CoreId>,
     /// New routing from a reload, sent by the main thread.
     pub reloads: rtrb::Consumer<Arc<Routing>>,
@@ -322,6 +324,9 @@ pub fn run(config: &Config, setup: LaneSetup<'_>, stop: &AtomicBool) -> Result<L
         max_half_open: config.max_half_open(),
         reset_when_full: config.http.reset_when_full,
         isn_key: setup.isn_key,
+        syn_cookies: config.shield.syn_cookies.mode(),
+        cookie_key: setup.cookie_key,
+        monotonic_ns: crate::sys::monotonic_ns,
     };
     let response_capacity = (config.http.max_header_bytes + 1024).max(MAX_RESPONSE_HEAD + 1024);
     let slot_request = config.http.max_header_bytes + SLOT_BODY;

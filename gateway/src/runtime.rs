@@ -202,7 +202,11 @@ pub fn run(
     let gw = &config.gateway;
     let cores = plan(config)?;
     let lanes = cores.len();
-    let mut steering = Steering::attach_with(&gw.interface, &config.xdp_options())?;
+    // The SYN cookies' secret: the XDP program answers SYNs with cookies and the lanes take up
+    // their ACKs, so both have it.
+    let cookie_key = [random_key_half()?, random_key_half()?];
+    let link_mtu = xgate_userstack::xsk::interface_mtu(&gw.interface).unwrap_or(1500);
+    let mut steering = Steering::attach_with(&gw.interface, &config.xdp_options(cookie_key, link_mtu))?;
     let maps = Arc::new(steering.flow_maps()?);
     let listener = if config.metrics.enabled {
         let listener =
@@ -263,10 +267,7 @@ pub fn run(
         .map(|_| {
             let mut seed = [0u64; 3];
             for word in &mut seed {
-                *word = sys::random_u64().map_err(|cause| RunError::System {
-                    what: "getrandom",
-                    cause,
-                })?;
+                *word = random_key_half()?;
             }
             Ok(seed)
         })
@@ -317,6 +318,7 @@ pub fn run(
                 counters: &counters[index],
                 seed: seeds[index][0],
                 isn_key: xgate_userstack::isn::IsnKey([seeds[index][1], seeds[index][2]]),
+                cookie_key: xgate_userstack::tcp_server::CookieKey(cookie_key),
                 core,
                 metrics: &lane_metrics[index],
                 reaps: reap_ends.next().expect("one reaper ring pair per lane"),
@@ -519,4 +521,12 @@ fn write_stopped(
     )?;
     events.flush()?;
     Ok(())
+}
+
+/// 64 random bits from the kernel, for a seed or half of a key.
+fn random_key_half() -> Result<u64, RunError> {
+    sys::random_u64().map_err(|cause| RunError::System {
+        what: "getrandom",
+        cause,
+    })
 }

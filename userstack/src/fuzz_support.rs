@@ -55,7 +55,7 @@ use self::frames::{
     tcp_segment_len,
 };
 use crate::{
-    tcp_server::{ConnId, ServerConfig, SocketMemory, TcpServer, SHARD_SIZE},
+    tcp_server::{ConnId, CookieKey, ServerConfig, SocketMemory, SynCookieMode, TcpServer, SHARD_SIZE},
     wire::{arp_request_as_reply, arp_target_ip, classify, FrameKind},
 };
 
@@ -198,6 +198,11 @@ fn config(config_byte: u8) -> ServerConfig {
         max_half_open: (sockets / 2).max(1),
         reset_when_full: false,
         isn_key: crate::isn::IsnKey([0x6675_7a7a, 0x6973_6e73]),
+        // Cookies as the gateway has them by default (under pressure); their clock stands
+        // still, so a run's cookies never expire.
+        syn_cookies: SynCookieMode::Auto,
+        cookie_key: CookieKey([0x636f_6f6b, 0x6965_7321]),
+        monotonic_ns: || 10 << xgate_xdp_common::syncookie::COUNTER_SHIFT,
     }
 }
 

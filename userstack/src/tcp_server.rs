@@ -77,6 +77,7 @@
 //! cache's accounting and eviction), `listeners` (a socket's way between listening, connected
 //! and free) and `egress` (egress polls and timers).
 
+mod cookies;
 mod egress;
 mod half_open;
 mod ingress;
@@ -95,7 +96,9 @@ use std::net::SocketAddrV4;
 
 use smoltcp::wire::TcpSeqNumber;
 
-use self::half_open::HalfOpenEntry;
+pub use self::cookies::{cookie_syn_ack, CookieKey, COOKIE_SYN_ACK_LEN};
+use self::{cookies::SynCookies, half_open::HalfOpenEntry};
+pub use xgate_xdp_common::syncookie::SynCookieMode;
 use crate::isn::{IsnGenerator, IsnKey};
 use crate::{arena::Arena, flows::FlowTable, wire::TcpSegmentInfo};
 
@@ -152,6 +155,14 @@ pub struct ServerConfig {
     /// The secret of the keyed initial sequence numbers (see [`crate::isn`]): draw it from the
     /// kernel's random source.
     pub isn_key: IsnKey,
+    /// When SYNs are answered with SYN cookies (see `cookies`): under pressure (a SYN the
+    /// half-open bound would leave unanswered), always, or never.
+    pub syn_cookies: SynCookieMode,
+    /// The cookies' secret: the XDP program's, so that either may answer a SYN and this server
+    /// takes up the ACK.
+    pub cookie_key: CookieKey,
+    /// CLOCK_MONOTONIC in nanoseconds: the clock cookies carry (the XDP program's).
+    pub monotonic_ns: fn() -> u64,
 }
 
 /// Why [`TcpServer::connect`] opened nothing.
@@ -199,6 +210,16 @@ pub struct ServerStats {
     /// all younger than [`EVICTABLE_AFTER`], or every socket taken while half-open connections
     /// hold some): the client sends its SYN again.
     pub syn_deferred: u64,
+    /// SYNs this server answered with a SYN cookie.
+    pub syn_cookies_sent: u64,
+    /// SYNs that were to be answered with a cookie but were no well-formed SYN (bad checksum).
+    pub syn_cookies_unanswered: u64,
+    /// Connections taken up from a valid cookie's ACK (sent by this server or the XDP program).
+    pub syn_cookies_accepted: u64,
+    /// ACKs of unknown flows dropped while cookies were in use: no valid cookie's.
+    pub syn_cookies_rejected: u64,
+    /// Valid cookie ACKs dropped because no socket was free (the client sends them again).
+    pub syn_cookies_no_socket: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -330,6 +351,7 @@ pub struct TcpServer<'m> {
     isn: IsnGenerator,
     /// The latest time the server was given (ingress, egress): the ISN clock of a connect.
     now: Instant,
+    cookies: SynCookies,
     stats: ServerStats,
 }
 
@@ -409,6 +431,12 @@ impl<'m> TcpServer<'m> {
             reset_when_full: config.reset_when_full,
             isn: IsnGenerator::new(config.isn_key),
             now: Instant::ZERO,
+            cookies: SynCookies::new(
+                config.syn_cookies,
+                config.cookie_key,
+                config.monotonic_ns,
+                config.rx_buffer,
+            ),
             stats: ServerStats::default(),
         };
         for id in (0..total_sockets as ConnId).rev() {
@@ -660,6 +688,9 @@ mod tests {
             max_half_open: 0,
             reset_when_full: false,
             isn_key: crate::isn::IsnKey([1, 2]),
+            syn_cookies: SynCookieMode::Auto,
+            cookie_key: CookieKey([3, 4]),
+            monotonic_ns: || 1 << 40,
         }
     }
 

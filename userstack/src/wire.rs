@@ -143,6 +143,14 @@ pub struct TcpSegmentInfo {
     pub rst: bool,
     /// FIN: the sender has no more data.
     pub fin: bool,
+    /// The sequence number.
+    pub seq: u32,
+    /// The acknowledgment number (meaningful with `ack`).
+    pub ack_number: u32,
+    /// The XDP program flagged the frame as possibly a SYN cookie's ACK (cookies were answered
+    /// lately; see `xgate_xdp_common::FRAME_FLAG_COOKIES_ACTIVE`). [`classify`] leaves it
+    /// `false`; the receiver sets it from the frame's arrival stamp.
+    pub cookies_active: bool,
 }
 
 /// What a frame is, as far as steering cares.
@@ -197,6 +205,9 @@ fn classify_ipv4(packet: &[u8]) -> Option<TcpSegmentInfo> {
         ack: flags & TCP_ACK != 0,
         rst: flags & TCP_RST != 0,
         fin: flags & TCP_FIN != 0,
+        seq: u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]),
+        ack_number: u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]),
+        cookies_active: false,
     })
 }
 
@@ -262,6 +273,8 @@ mod tests {
         let tcp = &mut ip[ip_header_len..];
         tcp[0..2].copy_from_slice(&40000u16.to_be_bytes());
         tcp[2..4].copy_from_slice(&80u16.to_be_bytes());
+        tcp[4..8].copy_from_slice(&0x0102_0304u32.to_be_bytes());
+        tcp[8..12].copy_from_slice(&0xa0b0_c0d0u32.to_be_bytes());
         tcp[12] = 5 << 4;
         tcp[13] = flags;
         frame
@@ -303,6 +316,9 @@ mod tests {
                 ack: false,
                 rst: false,
                 fin: false,
+                seq: 0x0102_0304,
+                ack_number: 0xa0b0_c0d0,
+                cookies_active: false,
             }
         );
     }

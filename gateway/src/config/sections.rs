@@ -64,6 +64,30 @@ pub struct ShieldConfig {
     /// has waited 100 ms, or is dropped unanswered if none has (0: half of
     /// `http.max_connections`).
     pub max_half_open: usize,
+    /// When SYNs are answered with SYN cookies: `auto` (under pressure: a stranger's SYN over
+    /// the budget, in XDP, and a SYN a lane would leave unanswered at its half-open bound),
+    /// `always`, or `never` (those SYNs are dropped; the client sends them again a second later).
+    pub syn_cookies: SynCookies,
+}
+
+/// `shield.syn_cookies`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SynCookies {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl SynCookies {
+    pub fn mode(self) -> xgate_xdp::SynCookieMode {
+        match self {
+            SynCookies::Auto => xgate_xdp::SynCookieMode::Auto,
+            SynCookies::Always => xgate_xdp::SynCookieMode::Always,
+            SynCookies::Never => xgate_xdp::SynCookieMode::Never,
+        }
+    }
 }
 
 /// The largest SYN rate (per second) or burst `[shield]` takes.
@@ -80,6 +104,7 @@ impl Default for ShieldConfig {
             budget_syn_burst: 100,
             max_sources: 65_536,
             max_half_open: 0,
+            syn_cookies: SynCookies::Auto,
         }
     }
 }

@@ -110,8 +110,9 @@ impl Lane<'_> {
                 };
                 taken += 1;
                 self.values.handed_in += 1;
-                let (bytes, arrival) = sys::lent_frame(&handed.frame);
-                let kind = wire::classify(bytes);
+                let (bytes, meta) = sys::lent_frame(&handed.frame);
+                let kind = with_stamp_flags(wire::classify(bytes), meta);
+                let arrival = meta.map(|meta| meta.arrival_ns);
                 if self.passes_on(&kind, usize::from(handed.hops)) {
                     self.pass_on(Handed {
                         hops: handed.hops + 1,
@@ -171,7 +172,9 @@ impl Lane<'_> {
             // `misroutes`: fault injection, as if the NIC had put the frame on the next lane's
             // queue; that lane sees a flow it does not know and passes the frame back here.
             if !self.misroutes(&kind) && !self.passes_on(&kind, 0) {
-                let arrival = self.port.peek_rx_arrival_ns();
+                let meta = self.port.peek_rx_meta();
+                let kind = with_stamp_flags(kind, meta);
+                let arrival = meta.map(|meta| meta.arrival_ns);
                 if !self.server.ingress(timestamp, self.port, &kind) {
                     // The stack took nothing: no tx frame was free; try again next turn.
                     break;
@@ -194,5 +197,18 @@ impl Lane<'_> {
             });
         }
         taken > 0
+    }
+}
+
+/// `kind` with what the XDP program's stamp says about it: whether the segment may be a SYN
+/// cookie's ACK.
+fn with_stamp_flags(kind: FrameKind, meta: Option<xgate_xdp_common::FrameMeta>) -> FrameKind {
+    match kind {
+        FrameKind::Tcp(mut segment) => {
+            segment.cookies_active =
+                meta.is_some_and(|meta| meta.flags & xgate_xdp_common::FRAME_FLAG_COOKIES_ACTIVE != 0);
+            FrameKind::Tcp(segment)
+        }
+        other => other,
     }
 }

@@ -101,19 +101,19 @@ pub fn poll_readable<const N: usize>(fds: [RawFd; N], timeout_ms: i32) {
     unsafe { libc::poll(polled.as_mut_ptr(), N as libc::nfds_t, timeout_ms) };
 }
 
-/// The bytes of a frame another lane lent this one, and its arrival stamp (CLOCK_MONOTONIC ns)
-/// if the XDP program stamped it.
+/// The bytes of a frame another lane lent this one, and the XDP program's stamp of it (arrival
+/// time and flags) if it stamped it.
 ///
 /// Holds because the runtime creates every lane's port (and so its UMEM) before the lanes'
 /// thread scope and drops them after it (`runtime::run`), and a lent frame stays `Lent` in its
 /// port's ledger until it is given back, so nothing writes it while it is read here.
-pub fn lent_frame(frame: &LentFrame) -> (&[u8], Option<u64>) {
+pub fn lent_frame(frame: &LentFrame) -> (&[u8], Option<xgate_xdp_common::FrameMeta>) {
     // SAFETY: the lending port outlives every lane thread (see above), so its UMEM is mapped
     // while `frame` can be borrowed.
     let bytes = unsafe { frame.bytes() };
     // SAFETY: as for `bytes`.
-    let arrival = unsafe { frame.arrival_ns() };
-    (bytes, arrival)
+    let meta = unsafe { frame.meta() };
+    (bytes, meta)
 }
 
 /// Whether the process runs with effective user id 0.

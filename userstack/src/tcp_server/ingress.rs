@@ -13,6 +13,8 @@ use smoltcp::{
     wire::{IpEndpoint, TcpSeqNumber},
 };
 
+use xgate_xdp_common::syncookie::SynCookieMode;
+
 use super::TcpServer;
 use crate::wire::{FrameKind, TcpSegmentInfo};
 
@@ -77,6 +79,17 @@ impl TcpServer<'_> {
         }
         let new_connection =
             segment.syn && !segment.ack && !segment.rst && segment.flow.dst_port == self.listen_port;
+        let to_listener = segment.flow.dst_port == self.listen_port && !self.listen_port_closed;
+        if to_listener && self.cookies.mode != SynCookieMode::Never {
+            if new_connection && self.cookies.mode == SynCookieMode::Always {
+                return self.answer_with_cookie(now, device);
+            }
+            if !segment.syn && segment.ack && !segment.rst {
+                if let Some(took) = self.ingress_cookie_ack(now, device, segment) {
+                    return took;
+                }
+            }
+        }
         let at_bound = self.max_half_open > 0 && self.half_open >= self.max_half_open;
         let pool_full = self.listening.is_empty() && !self.listen_port_closed;
         if new_connection && (at_bound || (pool_full && self.half_open > 0)) {
@@ -87,24 +100,20 @@ impl TcpServer<'_> {
             // below (dropped too, or refused with a RST).
             let evicted = self.evict_oldest_half_open(now);
             if !evicted || self.listening.is_empty() {
-                let Some((rx, _)) = device.receive(now) else {
-                    return false;
-                };
-                rx.consume(|_| ());
+                if self.cookies.mode != SynCookieMode::Never {
+                    // Under pressure: answered statelessly, taken up when the ACK comes.
+                    return self.answer_with_cookie(now, device);
+                }
                 self.stats.syn_deferred += 1;
-                return true;
+                return self.drop_frame(now, device);
             }
         }
         let Some(&shard) = self.listening.front().filter(|_| new_connection) else {
             if new_connection && !self.listen_port_closed && !self.reset_when_full {
                 // Every socket holds an established connection: like a full listen backlog, no
                 // answer; the client sends its SYN again and finds a socket once one is free.
-                let Some((rx, _)) = device.receive(now) else {
-                    return false;
-                };
-                rx.consume(|_| ());
                 self.stats.syn_dropped_full += 1;
-                return true;
+                return self.drop_frame(now, device);
             }
             if new_connection {
                 self.stats.refused += 1;
@@ -139,6 +148,24 @@ impl TcpServer<'_> {
         {
             self.enter_half_open(listener, now);
         }
+        result != PollIngressSingleResult::None
+    }
+
+    /// Takes the device's frame and drops it unanswered. Returns whether there was one.
+    pub(super) fn drop_frame<D: Device + ?Sized>(&mut self, now: Instant, device: &mut D) -> bool {
+        let Some((rx, _)) = device.receive(now) else {
+            return false;
+        };
+        rx.consume(|_| ());
+        true
+    }
+
+    /// Hands the device's frame to the sockets of shard `shard`, whose egress then runs.
+    pub(super) fn deliver<D: Device + ?Sized>(&mut self, now: Instant, device: &mut D, shard: u32) -> bool {
+        let result = self
+            .iface
+            .poll_ingress_single(now, device, &mut self.shards[shard as usize].sockets);
+        self.mark_dirty(shard);
         result != PollIngressSingleResult::None
     }
 }

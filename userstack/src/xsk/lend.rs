@@ -4,7 +4,7 @@
 
 use std::ptr::NonNull;
 
-use super::{stamp::arrival_stamp, XskPort};
+use super::{stamp::frame_meta, XskPort};
 use crate::frames::FrameState;
 
 /// A received frame handed to another lane: the lane that owns its flow reads it in place, in
@@ -39,13 +39,14 @@ impl LentFrame {
         unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(self.addr as usize), self.len as usize) }
     }
 
-    /// When the XDP program saw this frame (CLOCK_MONOTONIC ns), if it stamped it.
+    /// The XDP program's stamp of this frame (arrival time, CLOCK_MONOTONIC ns, and flags), if
+    /// it stamped it.
     ///
     /// # Safety
     ///
     /// As for [`LentFrame::bytes`]: the lending port must still be alive.
-    pub unsafe fn arrival_ns(&self) -> Option<u64> {
-        arrival_stamp(self.base, self.addr)
+    pub unsafe fn meta(&self) -> Option<xgate_xdp_common::FrameMeta> {
+        frame_meta(self.base, self.addr)
     }
 }
 

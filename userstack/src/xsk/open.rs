@@ -14,7 +14,7 @@ use super::{
 use crate::frames::{FrameLedger, FrameState};
 
 /// The MTU of `interface` in this process's network namespace (SIOCGIFMTU).
-fn interface_mtu(interface: &str) -> Result<u32, XskError> {
+pub fn interface_mtu(interface: &str) -> Result<u32, XskError> {
     let missing = || XskError::NoSuchInterface(interface.to_string());
     if interface.len() >= libc::IFNAMSIZ {
         return Err(missing());

@@ -7,7 +7,7 @@
 use xdpilone::xdp::XdpDesc;
 
 use super::{
-    stamp::{arrival_stamp, strip_arrival_stamp},
+    stamp::{frame_meta, strip_arrival_stamp},
     XskPort, BATCH,
 };
 use crate::frames::FrameState;
@@ -43,14 +43,14 @@ impl XskPort {
         Some(unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(offset), len) })
     }
 
-    /// When the XDP program saw the frame [`XskPort::peek_rx`] shows (CLOCK_MONOTONIC ns), if it
-    /// stamped it.
-    pub fn peek_rx_arrival_ns(&mut self) -> Option<u64> {
+    /// The XDP program's stamp of the frame [`XskPort::peek_rx`] shows (arrival time,
+    /// CLOCK_MONOTONIC ns, and flags), if it stamped it.
+    pub fn peek_rx_meta(&mut self) -> Option<xgate_xdp_common::FrameMeta> {
         if self.rx_next == self.rx_ready.len() {
             self.fetch_rx();
         }
         let desc = *self.rx_ready.get(self.rx_next)?;
-        arrival_stamp(self.base, desc.addr)
+        frame_meta(self.base, desc.addr)
     }
 
     /// Takes every frame waiting in the rx ring (one batch) and gives it straight back to the

@@ -9,7 +9,7 @@ use xdpilone::xdp::XdpDesc;
 
 /// A received frame as the XDP program sent it, stamp first ([`xgate_xdp_common::FrameMeta`]),
 /// turned into the packet alone: the descriptor moves past the stamp, which stays in the UMEM
-/// right before the packet for [`arrival_stamp`]. A frame without the stamp is left as it is.
+/// right before the packet for [`frame_meta`]. A frame without the stamp is left as it is.
 ///
 /// The caller holds the frame (it just moved to `InStack`), so the kernel does not write it.
 pub(super) fn strip_arrival_stamp(base: NonNull<u8>, desc: XdpDesc, frame_size: u32) -> XdpDesc {
@@ -31,13 +31,13 @@ pub(super) fn strip_arrival_stamp(base: NonNull<u8>, desc: XdpDesc, frame_size: 
     }
 }
 
-/// When the XDP program saw the frame whose packet starts at `addr` in the UMEM at `base`: the
-/// CLOCK_MONOTONIC nanoseconds of the stamp right before the packet (see
-/// [`strip_arrival_stamp`]), or `None` if the frame carries no stamp.
+/// The XDP program's stamp of the frame whose packet starts at `addr` in the UMEM at `base`
+/// (see [`strip_arrival_stamp`]): when it saw the frame (CLOCK_MONOTONIC ns) and its
+/// `FRAME_FLAG_*` bits; `None` if the frame carries no stamp.
 ///
 /// The stamp is read only when those 16 bytes are inside the same 2048-byte-aligned chunk as the
 /// packet (every frame size is a multiple of 2048).
-pub(super) fn arrival_stamp(base: NonNull<u8>, addr: u64) -> Option<u64> {
+pub(super) fn frame_meta(base: NonNull<u8>, addr: u64) -> Option<xgate_xdp_common::FrameMeta> {
     let meta_len = xgate_xdp_common::FRAME_META_LEN as u64;
     if addr % 2048 < meta_len {
         return None;
@@ -50,7 +50,7 @@ pub(super) fn arrival_stamp(base: NonNull<u8>, addr: u64) -> Option<u64> {
             base.as_ptr().add((addr - meta_len) as usize) as *const xgate_xdp_common::FrameMeta
         )
     };
-    (meta.magic == xgate_xdp_common::FRAME_META_MAGIC).then_some(meta.arrival_ns)
+    (meta.magic == xgate_xdp_common::FRAME_META_MAGIC).then_some(meta)
 }
 
 #[cfg(test)]
@@ -101,7 +101,7 @@ mod tests {
         assert_eq!(packet.addr, at as u64 + FRAME_META_LEN as u64);
         assert_eq!(packet.len, 60);
         assert_eq!(umem.0[packet.addr as usize], 0xab, "the packet's first byte");
-        assert_eq!(arrival_stamp(base, packet.addr), Some(123_456_789));
+        assert_eq!(frame_meta(base, packet.addr).map(|m| m.arrival_ns), Some(123_456_789));
     }
 
     #[test]
@@ -111,7 +111,7 @@ mod tests {
         // No magic: the frame is the packet, and it has no arrival time.
         let plain = desc(KERNEL_HEADROOM as u64, 60);
         assert_eq!(ends(strip_arrival_stamp(base, plain, FRAME)), ends(plain));
-        assert_eq!(arrival_stamp(base, plain.addr), None);
+        assert_eq!(frame_meta(base, plain.addr), None);
         // Shorter than a stamp.
         stamp(&mut umem, 512, 7);
         let short = desc(512, 8);
@@ -123,6 +123,6 @@ mod tests {
         // A packet at the very start of a 2048-byte chunk has no room for a stamp before it,
         // whatever the bytes before it (the previous frame's) say.
         stamp(&mut umem, FRAME as usize - 16, 9);
-        assert_eq!(arrival_stamp(base, u64::from(FRAME)), None);
+        assert_eq!(frame_meta(base, u64::from(FRAME)), None);
     }
 }

@@ -20,5 +20,5 @@ unsafe impl aya::Pod for SynSource {}
 unsafe impl aya::Pod for SynBudget {}
 // SAFETY: #[repr(C)] of six u64, no padding, valid for any bit pattern.
 unsafe impl aya::Pod for ShieldLimits {}
-// SAFETY: #[repr(C)] two u64 then two u32 (24 bytes, no padding), valid for any bit pattern.
+// SAFETY: #[repr(C)] two u64, a u32 and two u16 (24 bytes, no padding), valid for any bit pattern.
 unsafe impl aya::Pod for SynCookieConfig {}

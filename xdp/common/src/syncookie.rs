@@ -87,7 +87,9 @@ pub struct SynCookieConfig {
     /// [`SynCookieMode`] as `u32`.
     pub mode: u32,
     /// The MSS the cookie SYN-ACK offers the client (the link MTU less 40).
-    pub mss: u32,
+    pub mss: u16,
+    /// The receive window the cookie SYN-ACK offers (at most a socket's receive buffer).
+    pub window: u16,
 }
 
 impl core::fmt::Debug for SynCookieConfig {
@@ -96,6 +98,7 @@ impl core::fmt::Debug for SynCookieConfig {
         f.debug_struct("SynCookieConfig")
             .field("mode", &SynCookieMode::from_u32(self.mode))
             .field("mss", &self.mss)
+            .field("window", &self.window)
             .finish_non_exhaustive()
     }
 }

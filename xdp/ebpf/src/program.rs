@@ -18,6 +18,13 @@
 //!   number against a SYN-ACK it never sees, and a blind spoofer can send an ACK after its SYN.
 //!   So a flood of spoofed sources spends only the budget, while clients that really connected
 //!   keep their own rate.
+//! - SYN cookies (`cookie`): with mode `auto` a stranger's SYN over the budget, with `always`
+//!   every SYN within its source's rate, is answered at once with a cookie SYN-ACK (XDP_TX) and
+//!   leaves no state, neither a flow entry nor a source entry. While cookies are in use, an ACK
+//!   of a flow without an entry is flagged for the lane (`FRAME_FLAG_COOKIES_ACTIVE`), and gets
+//!   its entry if it acknowledges a valid cookie. The program cannot drop a bad one itself: the
+//!   ACK may belong to a connection whose entry the LRU evicted; the lane, which knows its
+//!   sockets, decides.
 //! - Every redirected frame carries its arrival time (`FrameMeta`, 16 bytes) in front of the
 //!   packet: the program grows the frame's head by 16 bytes (`bpf_xdp_adjust_head`) and writes the
 //!   stamp there, so the socket receives stamp + packet and userspace strips the stamp on receipt.
@@ -29,6 +36,8 @@
 //! by the gateway: `xgate_bench_drop` (count into `BENCH_DROP_STATS`, then XDP_DROP) and
 //! `xgate_bench_tx` (count into `BENCH_TX_STATS`, then XDP_TX: the frame generator, run through
 //! BPF_PROG_TEST_RUN live frames).
+
+mod cookie;
 
 use core::intrinsics::{atomic_xadd, AtomicOrdering};
 
@@ -42,9 +51,10 @@ use aya_ebpf::{
 use xgate_xdp_common::{
     ActionStats, FlowDrop, FlowKey, FlowStats, FrameMeta, RateLimit, ShieldLimits, SynBudget, SynSource,
     XdpVerdict, BENCH_STATS_ENTRIES, DEFAULT_FLOWS, DEFAULT_FLOW_DROPS, DEFAULT_SYN_SOURCES,
-    FLOW_ESTABLISHED, FLOW_FIN, FLOW_RST, FLOW_SYN, FRAME_META_LEN, FRAME_META_MAGIC, HANDSHAKE_SUM_SLOT,
-    LATENCY_BUCKETS, MAX_QUEUES,
+    FLOW_ESTABLISHED, FLOW_FIN, FLOW_RST, FLOW_SYN, FRAME_FLAG_COOKIES_ACTIVE, FRAME_META_LEN, FRAME_META_MAGIC,
+    HANDSHAKE_SUM_SLOT, LATENCY_BUCKETS, MAX_QUEUES,
 };
+use xgate_xdp_common::syncookie::SynCookieMode;
 
 /// The gateway's IPv4 address, wire octets as a native u32. Set by the loader before load.
 #[no_mangle]
@@ -122,15 +132,27 @@ const TCP_ACK: u8 = 0x10;
 pub fn xgate_steer(ctx: XdpContext) -> u32 {
     let bytes = ctx.data_end() - ctx.data();
     let mut verdict = classify(&ctx);
+    let mut flags = 0;
+    let mut action = xdp_action::XDP_DROP;
     if verdict == XdpVerdict::RedirectIpv4 {
         if let Some(segment) = read_segment(&ctx) {
-            verdict = watch(&segment, bytes);
+            // SAFETY: bpf_ktime_get_ns has no preconditions.
+            let now = unsafe { bpf_ktime_get_ns() };
+            verdict = watch(&segment, bytes, now, &mut flags);
+            if verdict == XdpVerdict::TxSynCookie {
+                match cookie::answer(&ctx, &segment.key, segment.seq, now) {
+                    Some(tx) => action = tx,
+                    // Not answerable (IPv4 options, no room): dropped, as the budget would.
+                    None => verdict = XdpVerdict::DropSynBudget,
+                }
+            }
         }
     }
     let action = match verdict {
         XdpVerdict::PassNotOurs | XdpVerdict::PassMalformed => xdp_action::XDP_PASS,
+        XdpVerdict::TxSynCookie => action,
         XdpVerdict::RedirectArp | XdpVerdict::RedirectIpv4 => {
-            if !stamp_arrival(&ctx) {
+            if !stamp_arrival(&ctx, flags) {
                 verdict = XdpVerdict::DropNoHeadroom;
                 xdp_action::XDP_DROP
             } else {
@@ -225,11 +247,10 @@ fn read_segment(ctx: &XdpContext) -> Option<Segment> {
 }
 
 /// Applies the drop map and the SYN shield to `segment` and records it in its flow. Returns
-/// `RedirectIpv4` or the drop verdict.
+/// `RedirectIpv4`, `TxSynCookie` (the SYN is to be answered with a cookie) or the drop verdict;
+/// sets the frame's `FRAME_FLAG_*` bits in `flags`.
 #[inline(always)]
-fn watch(segment: &Segment, bytes: usize) -> XdpVerdict {
-    // SAFETY: bpf_ktime_get_ns has no preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
+fn watch(segment: &Segment, bytes: usize, now: u64, flags: &mut u32) -> XdpVerdict {
     let opens = segment.flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
     if let Some(drop) = FLOW_DROPS.get_ptr_mut(&segment.key) {
         // SAFETY: the pointer comes from a successful lookup; concurrent writers can only lose
@@ -250,6 +271,15 @@ fn watch(segment: &Segment, bytes: usize) -> XdpVerdict {
         return XdpVerdict::RedirectIpv4;
     }
     let Some(flow) = FLOWS.get_ptr_mut(&segment.key) else {
+        let plain_ack = segment.flags & (TCP_ACK | TCP_SYN | TCP_RST) == TCP_ACK;
+        if plain_ack && cookie::active(now) {
+            // Maybe the ACK of a cookie: the lane checks it (and drops it if it is none). A
+            // valid one gets its flow entry here, as an admitted SYN would have.
+            *flags |= FRAME_FLAG_COOKIES_ACTIVE;
+            if cookie::acknowledges_cookie(&segment.key, segment.seq, segment.ack, now) {
+                adopt_flow(segment, bytes, now);
+            }
+        }
         return XdpVerdict::RedirectIpv4;
     };
     count_segment(flow, bytes);
@@ -324,6 +354,27 @@ fn open_flow(segment: &Segment, bytes: usize, now: u64) {
     let _ = FLOWS.insert(&segment.key, &fresh, 0);
 }
 
+/// The ACK of a valid cookie: a flow entry, established (its handshake took no SYN entry, so no
+/// handshake latency is recorded).
+#[inline(always)]
+fn adopt_flow(segment: &Segment, bytes: usize, now: u64) {
+    let adopted = FlowStats {
+        first_seen_ns: now,
+        last_seen_ns: now,
+        syn_ns: now,
+        handshake_ns: 0,
+        ack_progress_ns: now,
+        packets: 1,
+        bytes: bytes as u64,
+        next_seq: segment.seq.wrapping_add(segment.payload),
+        last_ack: segment.ack,
+        retransmits: 0,
+        retransmit_streak: 0,
+        flags: FLOW_SYN | FLOW_ESTABLISHED,
+    };
+    let _ = FLOWS.insert(&segment.key, &adopted, 0);
+}
+
 /// Adds one segment of `bytes` to the flow's packet and byte counters, as atomic adds: a flow's
 /// segments can reach several CPUs at once (steering that changes, generic XDP), and a plain
 /// `+=` on a shared entry would lose counts.
@@ -363,7 +414,9 @@ fn admit(next: &mut u64, limit: &RateLimit, now: u64) -> bool {
     true
 }
 
-/// The SYN shield: `None` if a SYN from `source` may pass, else the drop verdict.
+/// The SYN shield: `None` if a SYN from `source` may pass to the lane, else the drop verdict or
+/// `TxSynCookie`. The per-source rates come first; then, with cookies `always`, every SYN gets a
+/// cookie, and with `auto` a stranger's SYN over the budget gets one instead of being dropped.
 #[inline(always)]
 fn shield(source: u32, now: u64) -> Option<XdpVerdict> {
     // SAFETY: a plain global of integers; the volatile read keeps the loader's values.
@@ -385,11 +438,19 @@ fn shield(source: u32, now: u64) -> Option<XdpVerdict> {
         }
         None => false,
     };
+    let cookies = cookie::mode();
+    if cookies == SynCookieMode::Always {
+        return Some(XdpVerdict::TxSynCookie);
+    }
     if !trusted {
         if let Some(budget) = SYN_BUDGET.get_ptr_mut(0) {
             // SAFETY: per-CPU array entries are private to this CPU while the program runs.
             if !admit(unsafe { &mut (*budget).next_ns }, &limits.budget, now) {
-                return Some(XdpVerdict::DropSynBudget);
+                return Some(if cookies == SynCookieMode::Auto {
+                    XdpVerdict::TxSynCookie
+                } else {
+                    XdpVerdict::DropSynBudget
+                });
             }
         }
         if SYN_SOURCES.get_ptr(&source).is_none() {
@@ -445,10 +506,10 @@ fn log2_bucket(mut v: u64) -> u32 {
     }
 }
 
-/// Puts the arrival time in front of the packet: grows the frame's head by [`FRAME_META_LEN`]
+/// Puts the arrival time (and `flags`) in front of the packet: grows the frame's head by [`FRAME_META_LEN`]
 /// bytes and writes the stamp there. `false` if the driver left no headroom for it.
 #[inline(always)]
-fn stamp_arrival(ctx: &XdpContext) -> bool {
+fn stamp_arrival(ctx: &XdpContext, flags: u32) -> bool {
     // SAFETY: bpf_xdp_adjust_head only moves this frame's data pointer (the kernel checks the
     // headroom and refuses a move past it); packet pointers are read again below.
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(FRAME_META_LEN as i32)) } != 0 {
@@ -460,7 +521,7 @@ fn stamp_arrival(ctx: &XdpContext) -> bool {
     }
     let stamp = FrameMeta {
         magic: FRAME_META_MAGIC,
-        flags: 0,
+        flags,
         // SAFETY: bpf_ktime_get_ns has no preconditions.
         arrival_ns: unsafe { bpf_ktime_get_ns() },
     };

@@ -28,13 +28,15 @@ pub use xgate_xdp_common::{
     ActionStats, FlowDrop, FlowKey, FlowStats, RateLimit, ReapReason, ShieldLimits, XdpVerdict,
     FLOW_ESTABLISHED, FLOW_FIN, FLOW_RST, FLOW_SYN, LATENCY_BUCKETS,
 };
+pub use xgate_xdp_common::syncookie::{SynCookieConfig, SynCookieMode};
+use xgate_xdp_common::syncookie::SYN_COOKIES_GLOBAL;
 use xgate_xdp_common::{
     DEFAULT_FLOWS, DEFAULT_FLOW_DROPS, DEFAULT_SYN_SOURCES, FLOWS_MAP, FLOW_DROPS_MAP, GATEWAY_IPV4_GLOBAL,
     LISTEN_PORT_GLOBAL, MAX_QUEUES, SHIELD_GLOBAL, SYN_SOURCES_MAP, VERDICT_STATS_MAP, XSK_MAP,
 };
 
 /// What the program is loaded with: the gateway's address and port, the flow layer's map sizes
-/// and the SYN shield's limits.
+/// the SYN shield's limits and its SYN cookies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct XdpOptions {
     pub gateway: Ipv4Addr,
@@ -47,6 +49,8 @@ pub struct XdpOptions {
     /// Sources the SYN shield tracks (LRU).
     pub sources: u32,
     pub shield: ShieldLimits,
+    /// When and how the program answers SYNs with cookies (see `xgate_xdp_common::syncookie`).
+    pub syn_cookies: SynCookieConfig,
 }
 
 impl XdpOptions {
@@ -59,6 +63,12 @@ impl XdpOptions {
             drops: DEFAULT_FLOW_DROPS,
             sources: DEFAULT_SYN_SOURCES,
             shield: ShieldLimits::default(),
+            syn_cookies: SynCookieConfig {
+                key: [0; 2],
+                mode: SynCookieMode::Never as u32,
+                mss: 1460,
+                window: u16::MAX,
+            },
         }
     }
 }
@@ -175,6 +185,7 @@ impl Steering {
             .override_global(GATEWAY_IPV4_GLOBAL, &gateway_raw, true)
             .override_global(LISTEN_PORT_GLOBAL, &port_raw, true)
             .override_global(SHIELD_GLOBAL, &options.shield, true)
+            .override_global(SYN_COOKIES_GLOBAL, &options.syn_cookies, true)
             .map_max_entries(FLOWS_MAP, options.flows)
             .map_max_entries(FLOW_DROPS_MAP, options.drops)
             .map_max_entries(SYN_SOURCES_MAP, options.sources)

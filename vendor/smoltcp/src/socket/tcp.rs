@@ -818,6 +818,49 @@ impl<'a> Socket<'a> {
         self.next_initial_seq = seq;
     }
 
+    /// Takes up a connection whose handshake was answered without this socket: the SYN-ACK went
+    /// out with `local_isn` (a SYN cookie) and no options but an MSS, offering a window of
+    /// `window` bytes, and the client's ACK of it has just arrived. The socket must be listening
+    /// on `local`'s port. It moves to SYN-RECEIVED as if it had taken the client's SYN (sequence
+    /// number `remote_isn`, MSS `remote_mss`, no window scaling, SACK or timestamps) and sent that
+    /// SYN-ACK itself; the ACK, processed next, makes it ESTABLISHED. (xgate patch.)
+    pub fn accept_syn_cookie(
+        &mut self,
+        local: IpEndpoint,
+        remote: IpEndpoint,
+        local_isn: TcpSeqNumber,
+        remote_isn: TcpSeqNumber,
+        remote_mss: usize,
+        window: u16,
+        now: Instant,
+    ) -> Result<(), ListenError> {
+        if self.state != State::Listen {
+            return Err(ListenError::InvalidState);
+        }
+        if self.listen_endpoint.port != local.port {
+            return Err(ListenError::Unaddressable);
+        }
+        self.remote_mss = remote_mss.max(MIN_REMOTE_MSS);
+        self.congestion_controller
+            .inner_mut()
+            .set_mss(self.remote_mss);
+        self.tuple = Some(Tuple { local, remote });
+        self.local_seq_no = local_isn;
+        // The SYN-ACK counts as sent: nothing sends it again.
+        self.remote_last_seq = local_isn + 1;
+        self.remote_seq_no = remote_isn + 1;
+        self.remote_last_ack = Some(remote_isn + 1);
+        self.remote_last_win = window;
+        self.remote_has_sack = false;
+        self.remote_win_scale = None;
+        self.remote_win_shift = 0;
+        self.tsval_generator = None;
+        self.next_initial_seq = None;
+        self.set_state(State::SynReceived);
+        self.timer.set_for_idle(now, self.keep_alive);
+        Ok(())
+    }
+
     /// Enable or disable Nagle's Algorithm.
     ///
     /// Also known as "tinygram prevention". By default, it is enabled.
