@@ -58,6 +58,17 @@ lane_counters! {
     syn_deferred,
     /// Half-open connections aborted at the bound to make room for a new SYN.
     half_open_evicted,
+    /// SYNs the lane answered with a SYN cookie (at its half-open bound, or every SYN with
+    /// `shield.syn_cookies = "always"`; the XDP program's cookies are counted in its verdicts).
+    syn_cookies_sent,
+    /// SYNs to be answered with a cookie that were no well-formed SYN (dropped).
+    syn_cookies_unanswered,
+    /// Connections taken up from a valid cookie's ACK (the lane's cookies or the XDP program's).
+    syn_cookies_accepted,
+    /// ACKs of unknown flows dropped while cookies were in use: no valid cookie's.
+    syn_cookies_rejected,
+    /// Valid cookie ACKs dropped because no client socket was free (the client sends again).
+    syn_cookies_no_socket,
     handed_out,
     handed_in,
     handoff_dropped,

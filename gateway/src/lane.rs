@@ -427,6 +427,11 @@ pub fn run(config: &Config, setup: LaneSetup<'_>, stop: &AtomicBool) -> Result<L
         lane.values.syn_dropped_full = stats.syn_dropped_full;
         lane.values.syn_deferred = stats.syn_deferred;
         lane.values.half_open_evicted = stats.half_open_evicted;
+        lane.values.syn_cookies_sent = stats.syn_cookies_sent;
+        lane.values.syn_cookies_unanswered = stats.syn_cookies_unanswered;
+        lane.values.syn_cookies_accepted = stats.syn_cookies_accepted;
+        lane.values.syn_cookies_rejected = stats.syn_cookies_rejected;
+        lane.values.syn_cookies_no_socket = stats.syn_cookies_no_socket;
         lane.values.heap_allocations = sys::alloc::thread_allocations() - allocations_at_start;
         if !lane.draining {
             lane.values.open_connections = lane.server.inbound_connected() as u64;

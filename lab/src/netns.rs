@@ -163,6 +163,7 @@ impl Lab {
             run(&["ip", "-n", &sw, "link", "set", port, "master", "br0"])?;
             run(&["ip", "-n", &sw, "link", "set", port, "up"])?;
         }
+        self.take_xdp_tx(&sw, "p-gw")?;
         let gw = self.netns(Host::Gateway);
         // The gateway interface carries the gateway MAC, as a dedicated NIC would: frames for
         // xgate and for the host kernel arrive addressed to it, and XDP tells them apart by IP.
@@ -191,6 +192,25 @@ impl Lab {
             }
         }
         Ok(())
+    }
+
+    /// The gateway answers SYNs with cookie SYN-ACKs sent back with XDP_TX. veth delivers such
+    /// frames to its peer's XDP queue and wakes that queue only when the peer has an XDP program
+    /// of its own, so the switch's end of the gateway's link (`port` in namespace `sw`) gets
+    /// `xgate-pass`, which passes every frame on. A real NIC needs nothing like it.
+    fn take_xdp_tx(&self, sw: &str, port: &str) -> Result<(), LabError> {
+        let object = std::env::temp_dir().join(format!("xgate-pass-{}-{}.o", self.name, std::process::id()));
+        std::fs::write(&object, xgate_xdp::PASS_PROGRAM).map_err(|cause| LabError::CannotRun {
+            program: format!("write {}", object.display()),
+            cause,
+            hint: "",
+        })?;
+        let path = object.to_string_lossy().to_string();
+        let attached = run(&[
+            "ip", "-n", sw, "link", "set", "dev", port, "xdpdrv", "obj", &path, "sec", "xdp",
+        ]);
+        let _ = std::fs::remove_file(&object);
+        attached
     }
 
     /// Removes every namespace of the lab (and with them their links), ending any process still

@@ -98,9 +98,9 @@ use smoltcp::wire::TcpSeqNumber;
 
 pub use self::cookies::{cookie_syn_ack, CookieKey, COOKIE_SYN_ACK_LEN};
 use self::{cookies::SynCookies, half_open::HalfOpenEntry};
-pub use xgate_xdp_common::syncookie::SynCookieMode;
 use crate::isn::{IsnGenerator, IsnKey};
 use crate::{arena::Arena, flows::FlowTable, wire::TcpSegmentInfo};
+pub use xgate_xdp_common::syncookie::SynCookieMode;
 
 /// Sockets per shard: the most sockets smoltcp looks at for one frame (ingress) and for one
 /// egress poll.

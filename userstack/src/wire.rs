@@ -135,6 +135,8 @@ impl TcpFlowKey {
 pub struct TcpSegmentInfo {
     /// The segment's 4-tuple as received.
     pub flow: TcpFlowKey,
+    /// The frame's source MAC address.
+    pub src_mac: [u8; 6],
     /// SYN: the segment opens a connection (with ACK: it answers one being opened).
     pub syn: bool,
     /// ACK: the acknowledgment number is valid.
@@ -173,7 +175,10 @@ pub fn classify(frame: &[u8]) -> FrameKind {
         return FrameKind::Other;
     };
     match [header[12], header[13]] {
-        ETHERTYPE_IPV4 => classify_ipv4(payload).map_or(FrameKind::OtherIpv4, FrameKind::Tcp),
+        ETHERTYPE_IPV4 => classify_ipv4(payload).map_or(FrameKind::OtherIpv4, |mut segment| {
+            segment.src_mac.copy_from_slice(&header[6..12]);
+            FrameKind::Tcp(segment)
+        }),
         ETHERTYPE_ARP => FrameKind::Arp,
         _ => FrameKind::Other,
     }
@@ -195,6 +200,7 @@ fn classify_ipv4(packet: &[u8]) -> Option<TcpSegmentInfo> {
     let tcp = tcp.get(..TCP_PORTS_AND_FLAGS_LEN)?;
     let flags = tcp[13];
     Some(TcpSegmentInfo {
+        src_mac: [0; 6],
         flow: TcpFlowKey {
             src_ip: [header[12], header[13], header[14], header[15]],
             dst_ip: [header[16], header[17], header[18], header[19]],
@@ -312,6 +318,7 @@ mod tests {
                     src_port: 40000,
                     dst_port: 80,
                 },
+                src_mac: [0x02, 0, 0, 0, 0, 1],
                 syn: true,
                 ack: false,
                 rst: false,

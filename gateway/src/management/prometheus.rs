@@ -417,6 +417,22 @@ fn lane_families(e: &mut Exposition, observatory: &Observatory<'_>) {
         "outcome",
         &|v| vec![("dropped_full", v.syn_dropped_full), ("refused", v.refused)],
     );
+    per_lane_by(
+        e,
+        "xgate_lane_syn_cookies_total",
+        "counter",
+        "SYN cookies in a lane, by event: sent (SYN-ACKs the lane answered statelessly), accepted (connections taken up from a valid cookie's ACK, the lane's or the XDP program's), unanswered (malformed SYNs), rejected (ACKs of unknown flows that were no valid cookie's, dropped while cookies were in use), no_socket (valid ones dropped for want of a free socket).",
+        "event",
+        &|v| {
+            vec![
+                ("sent", v.syn_cookies_sent),
+                ("unanswered", v.syn_cookies_unanswered),
+                ("accepted", v.syn_cookies_accepted),
+                ("rejected", v.syn_cookies_rejected),
+                ("no_socket", v.syn_cookies_no_socket),
+            ]
+        },
+    );
     per_lane(
         e,
         "xgate_lane_syn_deferred_total",

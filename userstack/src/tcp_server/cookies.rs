@@ -17,7 +17,10 @@ use smoltcp::{
     phy::{ChecksumCapabilities, Device, RxToken as _, TxToken as _},
     socket::tcp,
     time::Instant,
-    wire::{EthernetFrame, EthernetProtocol, IpEndpoint, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber},
+    wire::{
+        EthernetFrame, EthernetProtocol, IpEndpoint, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr,
+        TcpSeqNumber,
+    },
 };
 use xgate_xdp_common::syncookie::{self, CookieTuple, SynCookieMode, COOKIE_ACTIVE_NS};
 
@@ -51,7 +54,12 @@ pub(super) struct SynCookies {
 }
 
 impl SynCookies {
-    pub(super) fn new(mode: SynCookieMode, key: CookieKey, clock: fn() -> u64, rx_buffer: usize) -> SynCookies {
+    pub(super) fn new(
+        mode: SynCookieMode,
+        key: CookieKey,
+        clock: fn() -> u64,
+        rx_buffer: usize,
+    ) -> SynCookies {
         SynCookies {
             mode,
             key,
@@ -173,7 +181,8 @@ impl TcpServer<'_> {
         let now_ns = (self.cookies.clock)();
         let client_isn = segment.seq.wrapping_sub(1);
         let cookie = segment.ack_number.wrapping_sub(1);
-        let Some(mss) = syncookie::check(self.cookies.key.0, &tuple(segment), client_isn, cookie, now_ns) else {
+        let Some(mss) = syncookie::check(self.cookies.key.0, &tuple(segment), client_isn, cookie, now_ns)
+        else {
             if !self.cookies.active(segment, now_ns) {
                 return None;
             }
@@ -212,6 +221,8 @@ impl TcpServer<'_> {
             return Some(self.drop_frame(now, device));
         }
         self.stats.syn_cookies_accepted += 1;
+        // Its answers need no ARP exchange first (see `learn_neighbour`).
+        self.learn_neighbour(segment, now);
         // The ACK itself (and any data or FIN with it) goes to the socket, now SYN-RECEIVED.
         let took = self.deliver(now, device, shard);
         debug_assert!(

@@ -147,6 +147,8 @@ impl TcpServer<'_> {
             && self.accept(listener, key)
         {
             self.enter_half_open(listener, now);
+            // The SYN-ACK goes out without an ARP exchange first (see `learn_neighbour`).
+            self.learn_neighbour(segment, now);
         }
         result != PollIngressSingleResult::None
     }
@@ -167,5 +169,20 @@ impl TcpServer<'_> {
             .poll_ingress_single(now, device, &mut self.shards[shard as usize].sockets);
         self.mark_dirty(shard);
         result != PollIngressSingleResult::None
+    }
+
+    /// Takes the source MAC of `segment` (a SYN a listener took, or a valid cookie's ACK) as its
+    /// sender's link address. smoltcp learns neighbours only from ARP and sends at most one ARP
+    /// request a second for all of them together; under a flood of spoofed SYNs (each of which
+    /// would need one for its SYN-ACK) a real client's answers would wait up to a second for
+    /// their turn. A frame's source MAC is as good as an ARP packet's word on the same link
+    /// (neither is authenticated), and for a client behind a router nothing is learned: the
+    /// stack asks for the router's address, not the client's.
+    pub(super) fn learn_neighbour(&mut self, segment: &TcpSegmentInfo, now: Instant) {
+        self.iface.fill_neighbor(
+            smoltcp::wire::IpAddress::Ipv4(segment.flow.src_ip.into()),
+            smoltcp::wire::HardwareAddress::Ethernet(smoltcp::wire::EthernetAddress(segment.src_mac)),
+            now,
+        );
     }
 }

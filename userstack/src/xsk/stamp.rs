@@ -101,7 +101,10 @@ mod tests {
         assert_eq!(packet.addr, at as u64 + FRAME_META_LEN as u64);
         assert_eq!(packet.len, 60);
         assert_eq!(umem.0[packet.addr as usize], 0xab, "the packet's first byte");
-        assert_eq!(frame_meta(base, packet.addr).map(|m| m.arrival_ns), Some(123_456_789));
+        assert_eq!(
+            frame_meta(base, packet.addr).map(|m| m.arrival_ns),
+            Some(123_456_789)
+        );
     }
 
     #[test]

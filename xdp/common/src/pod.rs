@@ -3,7 +3,9 @@
 //! that allows `unsafe`.
 #![allow(unsafe_code)]
 
-use crate::{syncookie::SynCookieConfig, ActionStats, FlowDrop, FlowKey, FlowStats, ShieldLimits, SynBudget, SynSource};
+use crate::{
+    syncookie::SynCookieConfig, ActionStats, FlowDrop, FlowKey, FlowStats, ShieldLimits, SynBudget, SynSource,
+};
 
 // SAFETY: ActionStats is #[repr(C)], made of two u64 with no padding, valid for any bit pattern.
 unsafe impl aya::Pod for ActionStats {}

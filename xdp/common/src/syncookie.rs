@@ -265,9 +265,21 @@ mod tests {
         let made = 7 * STEP + STEP - 1;
         let cookie = make(KEY, &TUPLE, 1, 3, made);
         assert_eq!(check(KEY, &TUPLE, 1, cookie, made + 1), Some(1460), "next step");
-        assert_eq!(check(KEY, &TUPLE, 1, cookie, made + STEP), Some(1460), "still the next");
-        assert_eq!(check(KEY, &TUPLE, 1, cookie, made + STEP + 1), None, "two steps on");
-        assert_eq!(check(KEY, &TUPLE, 1, cookie, made - STEP), None, "from the future");
+        assert_eq!(
+            check(KEY, &TUPLE, 1, cookie, made + STEP),
+            Some(1460),
+            "still the next"
+        );
+        assert_eq!(
+            check(KEY, &TUPLE, 1, cookie, made + STEP + 1),
+            None,
+            "two steps on"
+        );
+        assert_eq!(
+            check(KEY, &TUPLE, 1, cookie, made - STEP),
+            None,
+            "from the future"
+        );
     }
 
     #[test]
@@ -287,7 +299,11 @@ mod tests {
         assert_eq!(check(KEY, &TUPLE, 100, cookie, now), None);
         assert_eq!(check([1, 2], &TUPLE, 99, cookie, now), None);
         for flip in 0..32 {
-            assert_eq!(check(KEY, &TUPLE, 99, cookie ^ (1 << flip), now), None, "bit {flip}");
+            assert_eq!(
+                check(KEY, &TUPLE, 99, cookie ^ (1 << flip), now),
+                None,
+                "bit {flip}"
+            );
         }
     }
 

@@ -48,13 +48,13 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap, PerCpuArray, XskMap},
     programs::XdpContext,
 };
+use xgate_xdp_common::syncookie::SynCookieMode;
 use xgate_xdp_common::{
     ActionStats, FlowDrop, FlowKey, FlowStats, FrameMeta, RateLimit, ShieldLimits, SynBudget, SynSource,
     XdpVerdict, BENCH_STATS_ENTRIES, DEFAULT_FLOWS, DEFAULT_FLOW_DROPS, DEFAULT_SYN_SOURCES,
-    FLOW_ESTABLISHED, FLOW_FIN, FLOW_RST, FLOW_SYN, FRAME_FLAG_COOKIES_ACTIVE, FRAME_META_LEN, FRAME_META_MAGIC,
-    HANDSHAKE_SUM_SLOT, LATENCY_BUCKETS, MAX_QUEUES,
+    FLOW_ESTABLISHED, FLOW_FIN, FLOW_RST, FLOW_SYN, FRAME_FLAG_COOKIES_ACTIVE, FRAME_META_LEN,
+    FRAME_META_MAGIC, HANDSHAKE_SUM_SLOT, LATENCY_BUCKETS, MAX_QUEUES,
 };
-use xgate_xdp_common::syncookie::SynCookieMode;
 
 /// The gateway's IPv4 address, wire octets as a native u32. Set by the loader before load.
 #[no_mangle]

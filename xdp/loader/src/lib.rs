@@ -24,12 +24,12 @@ use aya::{
     Ebpf, EbpfError, EbpfLoader,
 };
 pub use flows::{Flow, FlowMaps};
+use xgate_xdp_common::syncookie::SYN_COOKIES_GLOBAL;
+pub use xgate_xdp_common::syncookie::{SynCookieConfig, SynCookieMode};
 pub use xgate_xdp_common::{
     ActionStats, FlowDrop, FlowKey, FlowStats, RateLimit, ReapReason, ShieldLimits, XdpVerdict,
     FLOW_ESTABLISHED, FLOW_FIN, FLOW_RST, FLOW_SYN, LATENCY_BUCKETS,
 };
-pub use xgate_xdp_common::syncookie::{SynCookieConfig, SynCookieMode};
-use xgate_xdp_common::syncookie::SYN_COOKIES_GLOBAL;
 use xgate_xdp_common::{
     DEFAULT_FLOWS, DEFAULT_FLOW_DROPS, DEFAULT_SYN_SOURCES, FLOWS_MAP, FLOW_DROPS_MAP, GATEWAY_IPV4_GLOBAL,
     LISTEN_PORT_GLOBAL, MAX_QUEUES, SHIELD_GLOBAL, SYN_SOURCES_MAP, VERDICT_STATS_MAP, XSK_MAP,
@@ -75,6 +75,10 @@ impl XdpOptions {
 
 /// The compiled XDP program (built by `build.rs` from `xdp/ebpf`).
 static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xgate-steer"));
+/// `xgate-pass` (built with the XDP program): passes every frame to the kernel. The lab attaches
+/// it to the far end of the gateway's veth, which takes the XDP program's XDP_TX frames only with
+/// an XDP program of its own.
+pub static PASS_PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xgate-pass"));
 const PROGRAM_NAME: &str = "xgate_steer";
 
 /// Why the XDP layer could not be set up. Each message is one line saying what is wrong and how
