@@ -357,6 +357,8 @@ impl Config {
                 mode: self.shield.syn_cookies.mode() as u32,
                 mss: link_mtu.saturating_sub(40).clamp(536, u32::from(u16::MAX)) as u16,
                 window: crate::lane::SOCKET_BUFFER.min(usize::from(u16::MAX)) as u16,
+                mac: self.gateway.mac.0,
+                pad: [0; 2],
             },
         }
     }

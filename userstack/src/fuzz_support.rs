@@ -696,7 +696,8 @@ mod tests {
 
     /// At the half-open bound, a new SYN evicts the oldest half-open connection once it has
     /// waited `EVICTABLE_AFTER` (its peer gets a RST) and is accepted; while all are younger, a
-    /// new SYN is dropped unanswered, to be sent again.
+    /// new SYN is answered with a SYN cookie and takes no socket (without cookies it is dropped
+    /// unanswered: `tcp_server::cookies`' tests).
     #[test]
     fn at_the_half_open_bound_the_oldest_makes_room_and_young_ones_are_kept() {
         // Eight sockets (bound: four), one held by the set-up's connection.
@@ -713,11 +714,13 @@ mod tests {
             assert_eq!(answer_to(&mut run, port), (Some(true), false), "a SYN-ACK");
         }
         assert_eq!(run.server.half_open(), 4);
-        // All four are young: the fifth SYN gets nothing back, and takes no socket.
+        // All four are young: the fifth SYN is answered with a SYN cookie (the harness has
+        // cookies `auto`, as the gateway does by default), and takes no socket.
         run.deliver(&syn(30_004));
         run.turn(0);
-        assert_eq!(answer_to(&mut run, 30_004), (None, false));
-        assert_eq!(run.server.stats().syn_deferred, 1);
+        assert_eq!(answer_to(&mut run, 30_004), (Some(true), false));
+        assert_eq!(run.server.stats().syn_cookies_sent, 1);
+        assert_eq!(run.server.stats().syn_deferred, 0);
         assert_eq!(run.server.inbound_connected(), 5);
         // Later, the fifth SYN again: the oldest (port 30,000) is reset, the new one accepted.
         run.now_ms += EVICTABLE_AFTER.total_millis() as i64;

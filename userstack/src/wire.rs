@@ -135,8 +135,9 @@ impl TcpFlowKey {
 pub struct TcpSegmentInfo {
     /// The segment's 4-tuple as received.
     pub flow: TcpFlowKey,
-    /// The frame's source MAC address.
+    /// The frame's source and destination MAC addresses.
     pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
     /// SYN: the segment opens a connection (with ACK: it answers one being opened).
     pub syn: bool,
     /// ACK: the acknowledgment number is valid.
@@ -176,6 +177,7 @@ pub fn classify(frame: &[u8]) -> FrameKind {
     };
     match [header[12], header[13]] {
         ETHERTYPE_IPV4 => classify_ipv4(payload).map_or(FrameKind::OtherIpv4, |mut segment| {
+            segment.dst_mac.copy_from_slice(&header[0..6]);
             segment.src_mac.copy_from_slice(&header[6..12]);
             FrameKind::Tcp(segment)
         }),
@@ -201,6 +203,7 @@ fn classify_ipv4(packet: &[u8]) -> Option<TcpSegmentInfo> {
     let flags = tcp[13];
     Some(TcpSegmentInfo {
         src_mac: [0; 6],
+        dst_mac: [0; 6],
         flow: TcpFlowKey {
             src_ip: [header[12], header[13], header[14], header[15]],
             dst_ip: [header[16], header[17], header[18], header[19]],
@@ -319,6 +322,7 @@ mod tests {
                     dst_port: 80,
                 },
                 src_mac: [0x02, 0, 0, 0, 0, 1],
+                dst_mac: [0x02, 0, 0, 0, 0, 2],
                 syn: true,
                 ack: false,
                 rst: false,

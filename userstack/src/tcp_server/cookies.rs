@@ -18,8 +18,8 @@ use smoltcp::{
     socket::tcp,
     time::Instant,
     wire::{
-        EthernetFrame, EthernetProtocol, IpEndpoint, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr,
-        TcpSeqNumber,
+        EthernetAddress, EthernetFrame, EthernetProtocol, IpEndpoint, Ipv4Packet, Ipv4Repr, TcpControl,
+        TcpPacket, TcpRepr, TcpSeqNumber,
     },
 };
 use xgate_xdp_common::syncookie::{self, CookieTuple, SynCookieMode, COOKIE_ACTIVE_NS};
@@ -91,11 +91,13 @@ fn tuple(segment: &TcpSegmentInfo) -> CookieTuple {
 }
 
 /// Writes the cookie SYN-ACK answering the SYN `frame` into `reply` (at least
-/// [`COOKIE_SYN_ACK_LEN`] bytes): addresses swapped, the cookie as sequence number, an MSS of
-/// `mss`, a window of `window`, no other option. `None` if `frame` is no well-formed TCP SYN
-/// over IPv4 with valid checksums (nothing is answered then).
+/// [`COOKIE_SYN_ACK_LEN`] bytes): from `own_mac` and the SYN's destination to its source, the
+/// cookie as sequence number, an MSS of `mss`, a window of `window`, no other option. `None` if
+/// `frame` is no well-formed TCP SYN over IPv4 with valid checksums, or was sent to another MAC
+/// (nothing is answered then).
 pub fn cookie_syn_ack(
     frame: &[u8],
+    own_mac: EthernetAddress,
     key: CookieKey,
     now_ns: u64,
     mss: u16,
@@ -104,7 +106,7 @@ pub fn cookie_syn_ack(
 ) -> Option<usize> {
     let checksums = ChecksumCapabilities::default();
     let ethernet = EthernetFrame::new_checked(frame).ok()?;
-    if ethernet.ethertype() != EthernetProtocol::Ipv4 {
+    if ethernet.ethertype() != EthernetProtocol::Ipv4 || ethernet.dst_addr() != own_mac {
         return None;
     }
     let packet = Ipv4Packet::new_checked(ethernet.payload()).ok()?;
@@ -137,7 +139,7 @@ pub fn cookie_syn_ack(
         payload: &[],
     };
     let ends = FrameEnds {
-        src_mac: ethernet.dst_addr(),
+        src_mac: own_mac,
         dst_mac: ethernet.src_addr(),
         src_ip: ip.dst_addr,
         dst_ip: ip.src_addr,
@@ -146,6 +148,12 @@ pub fn cookie_syn_ack(
 }
 
 impl TcpServer<'_> {
+    fn own_mac(&self) -> EthernetAddress {
+        match self.iface.hardware_addr() {
+            smoltcp::wire::HardwareAddress::Ethernet(mac) => mac,
+        }
+    }
+
     /// Answers the SYN the device holds with a cookie SYN-ACK (see the module doc). Returns
     /// whether the device gave the stack a frame.
     pub(super) fn answer_with_cookie<D: Device + ?Sized>(&mut self, now: Instant, device: &mut D) -> bool {
@@ -156,8 +164,10 @@ impl TcpServer<'_> {
         };
         let now_ns = (self.cookies.clock)();
         let (key, window) = (self.cookies.key, self.cookies.window);
+        let own_mac = self.own_mac();
         let mut reply = [0u8; COOKIE_SYN_ACK_LEN];
-        let written = rx.consume(|frame| cookie_syn_ack(frame, key, now_ns, mss, window, &mut reply));
+        let written =
+            rx.consume(|frame| cookie_syn_ack(frame, own_mac, key, now_ns, mss, window, &mut reply));
         match written {
             Some(len) => {
                 tx.consume(len, |buffer| buffer.copy_from_slice(&reply[..len]));
@@ -178,6 +188,10 @@ impl TcpServer<'_> {
         device: &mut D,
         segment: &TcpSegmentInfo,
     ) -> Option<bool> {
+        if segment.dst_mac != self.own_mac().0 {
+            // Not for this interface: the stack drops it (it would not take the ACK either).
+            return None;
+        }
         let now_ns = (self.cookies.clock)();
         let client_isn = segment.seq.wrapping_sub(1);
         let cookie = segment.ack_number.wrapping_sub(1);
@@ -230,5 +244,318 @@ impl TcpServer<'_> {
             "the cookie's ACK completes the handshake"
         );
         Some(took)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use smoltcp::wire::TcpSeqNumber;
+    use xgate_xdp_common::syncookie::COUNTER_SHIFT;
+
+    use super::*;
+    use crate::{
+        fuzz_support::{server, MemoryDevice, CLIENT_IP, CLIENT_MAC, LISTEN_PORT, SERVER_IP, SERVER_MAC},
+        tcp_server::{ServerConfig, SocketMemory, TcpServer},
+        wire::{classify, tcp_frame, FrameKind},
+    };
+
+    const KEY: CookieKey = CookieKey([0x1234, 0x5678]);
+    const CLIENT_ISN: u32 = 0x0abc_0000;
+
+    thread_local! {
+        /// The cookie clock of this test's server (each test runs on its own thread).
+        static CLOCK_NS: Cell<u64> = const { Cell::new(5 << COUNTER_SHIFT) };
+    }
+
+    fn clock() -> u64 {
+        CLOCK_NS.with(Cell::get)
+    }
+
+    fn config(mode: SynCookieMode, sockets: usize, max_half_open: usize) -> ServerConfig {
+        ServerConfig {
+            listen_port: LISTEN_PORT,
+            sockets,
+            rx_buffer: 4096,
+            tx_buffer: 4096,
+            keep_alive: None,
+            timeout: None,
+            outbound_sockets: 0,
+            max_half_open,
+            reset_when_full: false,
+            isn_key: crate::isn::IsnKey([1, 2]),
+            syn_cookies: mode,
+            cookie_key: KEY,
+            monotonic_ns: clock,
+        }
+    }
+
+    fn client_frame(port: u16, tcp: TcpRepr<'_>) -> Vec<u8> {
+        let ends = FrameEnds {
+            src_mac: CLIENT_MAC,
+            dst_mac: SERVER_MAC,
+            src_ip: CLIENT_IP,
+            dst_ip: SERVER_IP,
+        };
+        tcp_frame(
+            &ends,
+            &TcpRepr {
+                src_port: port,
+                dst_port: LISTEN_PORT,
+                ..tcp
+            },
+        )
+    }
+
+    fn syn(port: u16) -> Vec<u8> {
+        client_frame(
+            port,
+            TcpRepr {
+                control: TcpControl::Syn,
+                max_seg_size: Some(1460),
+                window_scale: Some(7),
+                sack_permitted: true,
+                ..bare(CLIENT_ISN, None)
+            },
+        )
+    }
+
+    /// The client's segment after the handshake: `payload` (maybe empty) acknowledging `ack`.
+    fn ack(port: u16, ack: u32, payload: &[u8]) -> Vec<u8> {
+        client_frame(
+            port,
+            TcpRepr {
+                payload,
+                ..bare(CLIENT_ISN.wrapping_add(1), Some(ack))
+            },
+        )
+    }
+
+    fn bare(seq: u32, ack: Option<u32>) -> TcpRepr<'static> {
+        TcpRepr {
+            src_port: 0,
+            dst_port: 0,
+            control: TcpControl::None,
+            seq_number: TcpSeqNumber(seq as i32),
+            ack_number: ack.map(|a| TcpSeqNumber(a as i32)),
+            window_len: 1024,
+            window_scale: None,
+            max_seg_size: None,
+            sack_permitted: false,
+            sack_ranges: [None; 3],
+            timestamp: None,
+            payload: &[],
+        }
+    }
+
+    /// Feeds `frame` to the server and runs its egress; returns what it sent.
+    fn exchange(server: &mut TcpServer<'_>, device: &mut MemoryDevice, frame: &[u8]) -> Vec<Vec<u8>> {
+        let now = Instant::from_millis(10);
+        device.put_rx(frame);
+        let kind = classify(frame);
+        assert!(server.ingress(now, device, &kind), "the server took the frame");
+        server.egress(now, device);
+        device.take_sent()
+    }
+
+    /// The TCP header of a frame the server sent.
+    fn parsed(frame: &[u8]) -> (TcpRepr<'_>, EthernetAddress) {
+        let ethernet = EthernetFrame::new_checked(frame).unwrap();
+        let packet = Ipv4Packet::new_checked(ethernet.payload()).unwrap();
+        let ip = Ipv4Repr::parse(&packet, &ChecksumCapabilities::default()).unwrap();
+        assert_eq!((ip.src_addr, ip.dst_addr), (SERVER_IP, CLIENT_IP));
+        let segment = TcpPacket::new_checked(packet.payload()).unwrap();
+        let repr = TcpRepr::parse(
+            &segment,
+            &ip.src_addr.into(),
+            &ip.dst_addr.into(),
+            &ChecksumCapabilities::default(),
+        )
+        .unwrap();
+        (repr, ethernet.dst_addr())
+    }
+
+    fn tuple_of(port: u16) -> CookieTuple {
+        CookieTuple {
+            client_ip: u32::from(CLIENT_IP),
+            client_port: port,
+            server_ip: u32::from(SERVER_IP),
+            server_port: LISTEN_PORT,
+        }
+    }
+
+    #[test]
+    fn a_cookie_syn_ack_carries_a_valid_cookie_and_only_an_mss() {
+        let mut reply = [0u8; COOKIE_SYN_ACK_LEN];
+        let now = 7 << COUNTER_SHIFT;
+        let len = cookie_syn_ack(&syn(40_000), SERVER_MAC, KEY, now, 1400, 4096, &mut reply).unwrap();
+        assert_eq!(len, COOKIE_SYN_ACK_LEN);
+        let (answer, to) = parsed(&reply);
+        assert_eq!(to, CLIENT_MAC);
+        assert_eq!(answer.control, TcpControl::Syn);
+        assert_eq!(answer.ack_number, Some(TcpSeqNumber(CLIENT_ISN as i32 + 1)));
+        assert_eq!((answer.max_seg_size, answer.window_len), (Some(1400), 4096));
+        assert_eq!(answer.window_scale, None, "no window scaling without timestamps");
+        assert!(!answer.sack_permitted && answer.timestamp.is_none());
+        let cookie = answer.seq_number.0 as u32;
+        assert_eq!(
+            syncookie::check(KEY.0, &tuple_of(40_000), CLIENT_ISN, cookie, now),
+            Some(1460)
+        );
+        // Not a SYN, or broken: no answer.
+        assert_eq!(
+            cookie_syn_ack(&ack(40_000, 1, b""), SERVER_MAC, KEY, now, 1400, 4096, &mut reply),
+            None
+        );
+        let mut broken = syn(40_000);
+        let last = broken.len() - 1;
+        broken[last] ^= 0xff;
+        assert_eq!(
+            cookie_syn_ack(&broken, SERVER_MAC, KEY, now, 1400, 4096, &mut reply),
+            None
+        );
+        // Sent to another MAC: not for us.
+        assert_eq!(
+            cookie_syn_ack(&syn(40_000), CLIENT_MAC, KEY, now, 1400, 4096, &mut reply),
+            None
+        );
+    }
+
+    #[test]
+    fn with_cookies_always_a_syn_takes_no_socket_and_its_ack_makes_a_connection() {
+        let config = config(SynCookieMode::Always, 4, 0);
+        let mut memory = SocketMemory::new(&config);
+        let mut device = MemoryDevice::new();
+        let mut server = server(&config, &mut device, &mut memory);
+        let sent = exchange(&mut server, &mut device, &syn(40_000));
+        assert_eq!(sent.len(), 1, "one SYN-ACK, straight away");
+        let (answer, _) = parsed(&sent[0]);
+        let cookie = answer.seq_number.0 as u32;
+        assert_eq!(server.connected(), 0, "no state for the SYN");
+        assert_eq!(server.stats().syn_cookies_sent, 1);
+
+        // The handshake's ACK carries the request too.
+        let sent = exchange(
+            &mut server,
+            &mut device,
+            &ack(40_000, cookie.wrapping_add(1), b"GET /"),
+        );
+        assert_eq!(server.stats().syn_cookies_accepted, 1);
+        let id = server.next_woken().expect("the connection is woken");
+        let socket = server.socket(id);
+        assert_eq!(socket.state(), tcp::State::Established);
+        let mut got = [0u8; 16];
+        let n = socket.recv_slice(&mut got).unwrap();
+        assert_eq!(&got[..n], b"GET /");
+        // The answer goes out at once: the ACK taught the stack the client's MAC (no ARP).
+        socket.send_slice(b"hello").unwrap();
+        server.touch(id);
+        let sent = [sent, exchange_egress(&mut server, &mut device)].concat();
+        let data: Vec<_> = sent
+            .iter()
+            .map(|f| parsed(f).0)
+            .filter(|r| !r.payload.is_empty())
+            .collect();
+        assert_eq!(data.len(), 1, "{sent:?}");
+        assert_eq!(data[0].payload, b"hello");
+        assert_eq!(data[0].seq_number, TcpSeqNumber(cookie as i32 + 1));
+    }
+
+    fn exchange_egress(server: &mut TcpServer<'_>, device: &mut MemoryDevice) -> Vec<Vec<u8>> {
+        server.egress(Instant::from_millis(11), device);
+        device.take_sent()
+    }
+
+    #[test]
+    fn a_wrong_cookie_is_dropped_and_counted_while_cookies_are_in_use_and_reset_otherwise() {
+        let config = config(SynCookieMode::Auto, 4, 0);
+        let mut memory = SocketMemory::new(&config);
+        let mut device = MemoryDevice::new();
+        let mut server = server(&config, &mut device, &mut memory);
+        // The client is a known neighbour (the stray sockets' RST needs its MAC).
+        server.iface().fill_neighbor(
+            CLIENT_IP.into(),
+            smoltcp::wire::HardwareAddress::Ethernet(CLIENT_MAC),
+            Instant::ZERO,
+        );
+        // No cookie sent yet: an ACK of an unknown flow is answered with a RST, as before.
+        let sent = exchange(&mut server, &mut device, &ack(40_001, 0x5555, b""));
+        assert_eq!(sent.len(), 1);
+        assert_eq!(parsed(&sent[0]).0.control, TcpControl::Rst);
+        assert_eq!(server.stats().syn_cookies_rejected, 0);
+        // The XDP program says it has sent cookies lately: the same ACK is dropped and counted.
+        let mut flagged = ack(40_001, 0x5555, b"");
+        let kind = match classify(&flagged) {
+            FrameKind::Tcp(mut segment) => {
+                segment.cookies_active = true;
+                FrameKind::Tcp(segment)
+            }
+            other => panic!("{other:?}"),
+        };
+        device.put_rx(&flagged);
+        assert!(server.ingress(Instant::from_millis(10), &mut device, &kind));
+        server.egress(Instant::from_millis(10), &mut device);
+        assert!(device.take_sent().is_empty(), "no answer to a wrong cookie");
+        assert_eq!(server.stats().syn_cookies_rejected, 1);
+        assert_eq!(server.connected(), 0);
+        // A valid one (the XDP program's cookie) is taken up whatever the flag says.
+        let now = clock();
+        let cookie = syncookie::make(KEY.0, &tuple_of(40_002), CLIENT_ISN, 3, now);
+        flagged = ack(40_002, cookie.wrapping_add(1), b"");
+        exchange(&mut server, &mut device, &flagged);
+        assert_eq!(server.stats().syn_cookies_accepted, 1);
+        assert_eq!(server.connected(), 1);
+    }
+
+    #[test]
+    fn an_expired_cookie_is_refused() {
+        let config = config(SynCookieMode::Always, 4, 0);
+        let mut memory = SocketMemory::new(&config);
+        let mut device = MemoryDevice::new();
+        let mut server = server(&config, &mut device, &mut memory);
+        let sent = exchange(&mut server, &mut device, &syn(40_000));
+        let cookie = parsed(&sent[0]).0.seq_number.0 as u32;
+        CLOCK_NS.with(|clock| clock.set(clock.get() + (2 << COUNTER_SHIFT)));
+        let sent = exchange(
+            &mut server,
+            &mut device,
+            &ack(40_000, cookie.wrapping_add(1), b""),
+        );
+        assert!(sent.is_empty());
+        assert_eq!(server.stats().syn_cookies_rejected, 1);
+        assert_eq!(server.connected(), 0);
+    }
+
+    #[test]
+    fn at_the_half_open_bound_auto_answers_with_a_cookie_and_never_drops() {
+        for (mode, cookies) in [(SynCookieMode::Auto, true), (SynCookieMode::Never, false)] {
+            let config = config(mode, 8, 2);
+            let mut memory = SocketMemory::new(&config);
+            let mut device = MemoryDevice::new();
+            let mut server = server(&config, &mut device, &mut memory);
+            for port in 0..2 {
+                exchange(&mut server, &mut device, &syn(41_000 + port));
+            }
+            assert_eq!(server.half_open(), 2, "{mode:?}");
+            let sent = exchange(&mut server, &mut device, &syn(41_002));
+            let stats = server.stats();
+            if cookies {
+                assert_eq!(sent.len(), 1, "{mode:?}: a cookie SYN-ACK");
+                let cookie = parsed(&sent[0]).0.seq_number.0 as u32;
+                assert_eq!((stats.syn_cookies_sent, stats.syn_deferred), (1, 0));
+                exchange(
+                    &mut server,
+                    &mut device,
+                    &ack(41_002, cookie.wrapping_add(1), b""),
+                );
+                assert_eq!(server.stats().syn_cookies_accepted, 1);
+                assert_eq!(server.connected(), 3);
+                assert_eq!(server.half_open(), 2, "the cookie connection was never half-open");
+            } else {
+                assert!(sent.is_empty(), "{mode:?}: dropped");
+                assert_eq!((stats.syn_cookies_sent, stats.syn_deferred), (0, 1));
+            }
+        }
     }
 }

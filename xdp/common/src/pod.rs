@@ -22,5 +22,5 @@ unsafe impl aya::Pod for SynSource {}
 unsafe impl aya::Pod for SynBudget {}
 // SAFETY: #[repr(C)] of six u64, no padding, valid for any bit pattern.
 unsafe impl aya::Pod for ShieldLimits {}
-// SAFETY: #[repr(C)] two u64, a u32 and two u16 (24 bytes, no padding), valid for any bit pattern.
+// SAFETY: #[repr(C)] two u64, a u32, two u16 and eight u8 (32 bytes, no padding), valid for any bit pattern.
 unsafe impl aya::Pod for SynCookieConfig {}

@@ -90,6 +90,9 @@ pub struct SynCookieConfig {
     pub mss: u16,
     /// The receive window the cookie SYN-ACK offers (at most a socket's receive buffer).
     pub window: u16,
+    /// The gateway's MAC: only a SYN addressed to it is answered, from it.
+    pub mac: [u8; 6],
+    pub pad: [u8; 2],
 }
 
 impl core::fmt::Debug for SynCookieConfig {
@@ -99,6 +102,7 @@ impl core::fmt::Debug for SynCookieConfig {
             .field("mode", &SynCookieMode::from_u32(self.mode))
             .field("mss", &self.mss)
             .field("window", &self.window)
+            .field("mac", &self.mac)
             .finish_non_exhaustive()
     }
 }

@@ -68,6 +68,8 @@ impl XdpOptions {
                 mode: SynCookieMode::Never as u32,
                 mss: 1460,
                 window: u16::MAX,
+                mac: [0; 6],
+                pad: [0; 2],
             },
         }
     }

@@ -6,8 +6,9 @@
 //!
 //! Invariants:
 //! - The reply is 58 bytes: Ethernet, IPv4 without options, TCP with only the MSS option; it
-//!   goes to the MAC, address and port the SYN came from. A SYN with IPv4 options, or a frame the
-//!   kernel will not resize, is not answered (the caller drops it as before).
+//!   goes from the gateway's MAC to the MAC, address and port the SYN came from. A SYN with IPv4
+//!   options or sent to another MAC, or a frame the kernel will not resize, is not answered (the
+//!   caller drops it as before).
 //! - The client's MSS is read from the SYN's first option, where every common stack puts it; a
 //!   SYN with another first option (or none) gets the smallest table entry, 536.
 //! - [`note_cookie_sent`] writes the shared activity stamp at most once a millisecond, so a flood
@@ -31,6 +32,8 @@ static SYN_COOKIES: SynCookieConfig = SynCookieConfig {
     mode: 0,
     mss: 1460,
     window: 65535,
+    mac: [0; 6],
+    pad: [0; 2],
 };
 
 /// When a cookie was last sent (CLOCK_MONOTONIC ns), entry 0.
@@ -161,6 +164,10 @@ pub(super) fn answer(ctx: &XdpContext, key: &FlowKey, seq: u32, now: u64) -> Opt
             core::ptr::read_unaligned((data + 6) as *const [u8; 6]),
         )
     };
+    // Only a SYN sent to the gateway's own MAC is answered (and from that MAC).
+    if dst_mac != config.mac {
+        return None;
+    }
     let length = (ctx.data_end() - data) as i32;
     if length != REPLY_LEN as i32 {
         // SAFETY: bpf_xdp_adjust_tail only moves this frame's end (the kernel refuses a move
