@@ -231,6 +231,21 @@ impl Steering {
             .map_err(|e| SteeringError::Other(format!("test run: {e}")))
     }
 
+    /// As [`Steering::run_on_frame`], and the frame as the program left it (what XDP_TX would
+    /// send) in `out`: the action and the frame's length.
+    pub fn run_on_frame_out(&mut self, frame: &[u8], out: &mut [u8]) -> Result<(u32, usize), SteeringError> {
+        let program = self.program_mut()?;
+        let options = TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(out),
+            ..TestRunOptions::new()
+        };
+        program
+            .test_run(options)
+            .map(|result| (result.return_value, result.data_size_out as usize))
+            .map_err(|e| SteeringError::Other(format!("test run: {e}")))
+    }
+
     /// The flow layer's maps, on descriptors of their own (shareable between threads).
     pub fn flow_maps(&self) -> Result<FlowMaps, SteeringError> {
         FlowMaps::open(&self.ebpf)

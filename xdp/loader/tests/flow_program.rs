@@ -8,9 +8,10 @@
 use std::net::Ipv4Addr;
 
 use xgate_xdp::{
-    FlowKey, RateLimit, ReapReason, ShieldLimits, Steering, XdpOptions, XdpVerdict, FLOW_ESTABLISHED,
-    FLOW_FIN, FLOW_RST, FLOW_SYN,
+    FlowKey, RateLimit, ReapReason, ShieldLimits, Steering, SynCookieConfig, SynCookieMode, XdpOptions,
+    XdpVerdict, FLOW_ESTABLISHED, FLOW_FIN, FLOW_RST, FLOW_SYN,
 };
+use xgate_xdp_common::syncookie::{self, CookieTuple};
 
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
 const PORT: u16 = 80;
@@ -244,4 +245,170 @@ fn monotonic_ns() -> u64 {
     // SAFETY: clock_gettime writes one timespec into the live `ts`.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+const GATEWAY_MAC: [u8; 6] = [0x02, 0x77, 0, 0, 0, 0x02];
+const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+const COOKIE_KEY: [u64; 2] = [0x6b65_7931, 0x6b65_7932];
+const XDP_DROP: u32 = 1;
+const XDP_TX: u32 = 3;
+
+fn cookie_options(mode: SynCookieMode, shield: ShieldLimits) -> XdpOptions {
+    XdpOptions {
+        shield,
+        syn_cookies: SynCookieConfig {
+            key: COOKIE_KEY,
+            mode: mode as u32,
+            mss: 1400,
+            window: 16_384,
+            mac: GATEWAY_MAC,
+            pad: [0; 2],
+        },
+        ..options()
+    }
+}
+
+/// A SYN from `src:sport` whose first TCP option is an MSS of `mss`.
+fn syn_with_mss(src: [u8; 4], sport: u16, seq: u32, mss: u16) -> Vec<u8> {
+    let mut f = segment(src, sport, PORT, SYN, seq, 0, 0);
+    f[16..18].copy_from_slice(&44u16.to_be_bytes());
+    f[14 + 20 + 12] = 0x60;
+    f.extend_from_slice(&[2, 4]);
+    f.extend_from_slice(&mss.to_be_bytes());
+    f
+}
+
+/// The Internet checksum of `words` (big-endian 16-bit words) is right when it sums to 0xffff.
+fn checksum_holds(bytes: &[u8]) -> bool {
+    let mut sum: u32 = bytes
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum == 0xffff
+}
+
+#[test]
+fn with_cookies_always_a_syn_is_answered_in_xdp_with_a_valid_cookie() {
+    let mut steering = load(cookie_options(SynCookieMode::Always, ShieldLimits::default()));
+    let maps = steering.flow_maps().unwrap();
+    let mut out = [0u8; 256];
+    let before = monotonic_ns();
+    let (action, len) = steering
+        .run_on_frame_out(&syn_with_mss(CLIENT, 40_000, 0x1111_0000, 1460), &mut out)
+        .unwrap();
+    assert_eq!((action, len), (XDP_TX, 58));
+    let reply = &out[..len];
+    assert_eq!(&reply[0..6], &CLIENT_MAC, "back to the client's MAC");
+    assert_eq!(&reply[6..12], &GATEWAY_MAC, "from the gateway's");
+    let ip = &reply[14..34];
+    assert_eq!(ip[0], 0x45);
+    assert!(checksum_holds(ip), "IPv4 checksum");
+    assert_eq!((&ip[12..16], &ip[16..20]), (&GATEWAY.octets()[..], &CLIENT[..]));
+    let tcp = &reply[34..58];
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&ip[12..20]);
+    pseudo.extend_from_slice(&[0, 6, 0, 24]);
+    pseudo.extend_from_slice(tcp);
+    assert!(checksum_holds(&pseudo), "TCP checksum");
+    assert_eq!(u16::from_be_bytes([tcp[0], tcp[1]]), PORT);
+    assert_eq!(u16::from_be_bytes([tcp[2], tcp[3]]), 40_000);
+    let cookie = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
+    assert_eq!(
+        u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]),
+        0x1111_0001
+    );
+    assert_eq!((tcp[12], tcp[13]), (0x60, 0x12), "24-byte header, SYN+ACK");
+    assert_eq!(u16::from_be_bytes([tcp[14], tcp[15]]), 16_384, "the window");
+    assert_eq!(&tcp[20..24], &[2, 4, 0x05, 0x78], "MSS 1400, the only option");
+    let tuple = CookieTuple {
+        client_ip: u32::from_be_bytes(CLIENT),
+        client_port: 40_000,
+        server_ip: u32::from(GATEWAY),
+        server_port: PORT,
+    };
+    let mss = syncookie::check(COOKIE_KEY, &tuple, 0x1111_0000, cookie, monotonic_ns());
+    assert_eq!(
+        mss,
+        Some(1460),
+        "the lane takes the cookie (made at {before} ns or later)"
+    );
+    assert_eq!(
+        steering.verdict_stats().unwrap()[XdpVerdict::TxSynCookie as usize].packets,
+        1
+    );
+    // Stateless: neither a flow nor a source entry.
+    assert!(maps.flows().unwrap().is_empty());
+    assert_eq!(maps.sources().unwrap(), (0, 0));
+
+    // The cookie's ACK gets its flow entry (established); a wrong one gets none.
+    let key = FlowKey::tcp(CLIENT, 40_000, GATEWAY.octets(), PORT);
+    steering
+        .run_on_frame(&segment(
+            CLIENT,
+            40_000,
+            PORT,
+            ACK,
+            0x1111_0001,
+            cookie.wrapping_add(1),
+            0,
+        ))
+        .unwrap();
+    let flow = maps.flow(&key).unwrap().expect("the cookie's ACK made an entry");
+    assert_eq!(flow.flags, FLOW_SYN | FLOW_ESTABLISHED);
+    let wrong = FlowKey::tcp(CLIENT, 40_001, GATEWAY.octets(), PORT);
+    steering
+        .run_on_frame(&segment(
+            CLIENT,
+            40_001,
+            PORT,
+            ACK,
+            0x1111_0001,
+            cookie.wrapping_add(1),
+            0,
+        ))
+        .unwrap();
+    assert!(maps.flow(&wrong).unwrap().is_none());
+
+    // A SYN to another MAC, or with IPv4 options, is not answered.
+    let mut elsewhere = syn_with_mss(CLIENT, 40_002, 7, 1460);
+    elsewhere[5] = 0x99;
+    assert_eq!(
+        steering.run_on_frame_out(&elsewhere, &mut out).unwrap().0,
+        XDP_DROP
+    );
+}
+
+#[test]
+fn with_cookies_auto_a_stranger_over_the_budget_gets_a_cookie_instead_of_a_drop() {
+    let shield = ShieldLimits {
+        untrusted_source: RateLimit::per_second(1, 100),
+        trusted_source: RateLimit::per_second(1, 100),
+        budget: RateLimit::per_second(1, 2),
+    };
+    for (mode, verdict) in [
+        (SynCookieMode::Auto, XdpVerdict::TxSynCookie),
+        (SynCookieMode::Never, XdpVerdict::DropSynBudget),
+    ] {
+        let mut steering = load(cookie_options(mode, shield));
+        let mut out = [0u8; 256];
+        let actions: Vec<u32> = (0..5u8)
+            .map(|host| {
+                steering
+                    .run_on_frame_out(&syn_with_mss([10, 77, 1, host], 2000, 1, 1460), &mut out)
+                    .unwrap()
+                    .0
+            })
+            .collect();
+        let stats = steering.verdict_stats().unwrap();
+        assert_eq!(stats[verdict as usize].packets, 3, "{mode:?}: {actions:?}");
+        let expected = if mode == SynCookieMode::Auto {
+            XDP_TX
+        } else {
+            XDP_DROP
+        };
+        assert_eq!(&actions[2..], &[expected; 3], "{mode:?}");
+    }
 }
