@@ -553,3 +553,35 @@ impl Drop for PublicCopy {
         }
     }
 }
+
+/// Debian's Python, which has the Prometheus client library (bootstrap installs it).
+pub const SYSTEM_PYTHON: &str = "/usr/bin/python3";
+
+/// Scrapes `/metrics` in the gateway namespace and parses it with `prometheus_client`'s text
+/// parser; returns every sample as `name{label=value,...}` (labels sorted) → value.
+pub fn scrape(lab: &TestLab) -> std::collections::HashMap<String, f64> {
+    let code = r#"
+import json, urllib.request
+from prometheus_client.parser import text_string_to_metric_families
+body = urllib.request.urlopen("http://127.0.0.1:9180/metrics", timeout=5).read().decode()
+out = {}
+for family in text_string_to_metric_families(body):
+    for s in family.samples:
+        labels = ",".join("%s=%s" % kv for kv in sorted(s.labels.items()))
+        out["%s{%s}" % (s.name, labels)] = s.value
+print(json.dumps(out))
+"#;
+    let out = output(lab.exec("gw", SYSTEM_PYTHON).args(["-c", code]));
+    assert!(
+        out.status.success(),
+        "scraping /metrics failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the scrape prints JSON")
+}
+
+pub fn metric(samples: &std::collections::HashMap<String, f64>, key: &str) -> f64 {
+    *samples
+        .get(key)
+        .unwrap_or_else(|| panic!("no sample {key}; have: {:?}", samples.keys().collect::<Vec<_>>()))
+}
