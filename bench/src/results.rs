@@ -227,6 +227,19 @@ pub struct NewConnectionRun {
     pub failed: u64,
 }
 
+/// First-time clients: one connection from each of a set of addresses the server never saw
+/// (`suite/first_time.py`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct FirstTimeRun {
+    pub connections: u64,
+    pub failed: u64,
+    /// Completed connections per second of the whole run.
+    pub rate: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
 /// One repeat of the SYN-flood section against one freshly started server.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FloodRun {
@@ -238,6 +251,11 @@ pub struct FloodRun {
     pub new_connections_flooded: NewConnectionRun,
     /// SYN/s the flood sent during the keep-alive and during the new-connection measurement.
     pub flood_syn_per_second: [f64; 2],
+    /// First-time clients without and under the flood (each set of addresses new to the server).
+    #[serde(default)]
+    pub first_time_quiet: FirstTimeRun,
+    #[serde(default)]
+    pub first_time_flooded: FirstTimeRun,
 }
 
 /// All repeats of the SYN-flood section against one server.

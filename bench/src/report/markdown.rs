@@ -30,7 +30,8 @@ fn flood_section(out: &mut String, cases: &[FloodCase]) {
          at the server's address. The flood (an AF_PACKET socket, as fast as one core sends) runs on CPU 1 with the \
          clients, and so does its delivery (veth runs the receiver's XDP and kernel input on the sender's CPU), so the \
          server's CPU sees only what its defense lets through: xgate's XDP shield (per-source rate, a budget for \
-         sources that never completed a handshake), or the kernel's SYN backlog and cookies for nginx. The flood takes \
+         sources that never completed a handshake, SYN cookies sent with XDP_TX over the budget), or the kernel's SYN \
+         backlog and cookies for nginx. The flood takes \
          CPU from the clients too: read the ratios side by side, not as the defense's cost alone. xgate's socket pool \
          gets {} more sockets here, room for the half-open connections its shield admits.\n",
         first.connections,
@@ -68,6 +69,36 @@ fn flood_section(out: &mut String, cases: &[FloodCase]) {
             nc_flood / nc_quiet,
             failed_quiet,
             failed_flood,
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nFirst-time clients: one connection (connect, GET /healthz, the whole response, close) from each of 50 \
+         client addresses the fresh server never saw, 10 at a time (Python's kernel sockets, `suite/first_time.py`), \
+         without and then under the flood, from another 50 addresses. xgate answers a stranger's SYN over the budget \
+         with a SYN cookie in XDP; the kernel answers with its own once nginx's SYN backlog is full. The rate is bound \
+         by the Python client, which spends a thread per connection: compare the times.\n\n\
+         | server | quiet p50 / p99 ms | flooded p50 / p99 ms | flooded max ms | conn./s quiet / flooded | failed (quiet / flood) |\n\
+         |---|---:|---:|---:|---:|---:|"
+    );
+    for case in cases {
+        let runs = &case.runs;
+        let median = |field: fn(&FloodRun) -> f64| {
+            Spread::of(&runs.iter().map(field).collect::<Vec<_>>()).map_or(f64::NAN, |s| s.median)
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} | {:.0} / {:.0} | {} / {} |",
+            case.server,
+            median(|r| r.first_time_quiet.p50_ms),
+            median(|r| r.first_time_quiet.p99_ms),
+            median(|r| r.first_time_flooded.p50_ms),
+            median(|r| r.first_time_flooded.p99_ms),
+            median(|r| r.first_time_flooded.max_ms),
+            median(|r| r.first_time_quiet.rate),
+            median(|r| r.first_time_flooded.rate),
+            runs.iter().map(|r| r.first_time_quiet.failed).sum::<u64>(),
+            runs.iter().map(|r| r.first_time_flooded.failed).sum::<u64>(),
         );
     }
 }

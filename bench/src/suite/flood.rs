@@ -2,6 +2,7 @@
 //! without and then under `xgate lab flood` aimed at its address.
 
 use std::{
+    path::Path,
     process::Stdio,
     time::{Duration, Instant},
 };
@@ -11,17 +12,26 @@ use serde_json::Value;
 
 use crate::{
     process::check_interrupted,
-    results::{FloodCase, FloodRun, FLOOD_POOL_MARGIN},
+    results::{FirstTimeRun, FloodCase, FloodRun, FLOOD_POOL_MARGIN},
 };
 
 use super::{
     lab::{in_namespace, CLIENT_CPU, CLIENT_NS, LAB},
+    runs::OutputWithTimeout,
     servers::{Guarded, Server},
     Suite,
 };
 
 /// How long the flood runs before a measurement starts under it.
 const FLOOD_LEAD: Duration = Duration::from_millis(300);
+/// The first-time clients' addresses without and under the flood (disjoint: an address that
+/// connected once is no longer new to the server).
+const FIRST_TIME_QUIET: (u8, u8) = (101, 150);
+const FIRST_TIME_FLOODED: (u8, u8) = (151, 200);
+const FIRST_TIME_CONCURRENCY: usize = 10;
+/// Seconds the flood runs for the first-time clients (they take well under one).
+const FIRST_TIME_SECONDS: f64 = 3.0;
+static FIRST_TIME_SCRIPT: &str = include_str!("first_time.py");
 
 impl Suite {
     /// SYN flood: against a fresh xgate and a fresh nginx, `repeats` times each, the keep-alive
@@ -76,13 +86,41 @@ impl Suite {
             self.under_flood(server, self.ab_seconds() as f64 + 0.5, |suite| {
                 suite.ab_run(server)
             })?;
+        let first_time_quiet = self.first_time_run(server, FIRST_TIME_QUIET)?;
+        let (first_time_flooded, _) = self.under_flood(server, FIRST_TIME_SECONDS, |suite| {
+            suite.first_time_run(server, FIRST_TIME_FLOODED)
+        })?;
         Ok(FloodRun {
             keepalive_quiet,
             keepalive_flooded,
             new_connections_quiet,
             new_connections_flooded,
             flood_syn_per_second: [keepalive_flood, new_connections_flood],
+            first_time_quiet,
+            first_time_flooded,
         })
+    }
+
+    /// One connection from each client address `10.77.0.<first..=last>` (new to a freshly
+    /// started server), [`FIRST_TIME_CONCURRENCY`] at a time (`first_time.py`, Python's kernel
+    /// sockets in the client namespace).
+    fn first_time_run(&self, server: Server, (first, last): (u8, u8)) -> anyhow::Result<FirstTimeRun> {
+        let target = server.target();
+        let (address, port) = target.split_once(':').context("a server target is ip:port")?;
+        let output = in_namespace(CLIENT_NS, CLIENT_CPU, Path::new("python3"))
+            .args(["-c", FIRST_TIME_SCRIPT, address, port, "/healthz"])
+            .args([first.to_string(), last.to_string(), FIRST_TIME_CONCURRENCY.to_string()])
+            .stderr(Stdio::piped())
+            .output_with_timeout(Duration::from_secs(60))?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() {
+            bail!(
+                "first-time clients against {} failed: {}",
+                server.name(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        serde_json::from_str(text.trim()).with_context(|| format!("reading first_time.py's output: {text:?}"))
     }
 
     /// Runs `measure` while `xgate lab flood` sends SYNs from spoofed sources to `server`'s
