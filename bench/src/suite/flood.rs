@@ -109,7 +109,11 @@ impl Suite {
         let (address, port) = target.split_once(':').context("a server target is ip:port")?;
         let output = in_namespace(CLIENT_NS, CLIENT_CPU, Path::new("python3"))
             .args(["-c", FIRST_TIME_SCRIPT, address, port, "/healthz"])
-            .args([first.to_string(), last.to_string(), FIRST_TIME_CONCURRENCY.to_string()])
+            .args([
+                first.to_string(),
+                last.to_string(),
+                FIRST_TIME_CONCURRENCY.to_string(),
+            ])
             .stderr(Stdio::piped())
             .output_with_timeout(Duration::from_secs(60))?;
         let text = String::from_utf8_lossy(&output.stdout);

@@ -42,8 +42,10 @@ impl Meta {
     /// Minimum delay between neighbor discovery requests for this particular
     /// socket, in milliseconds.
     ///
-    /// See also `iface::NeighborCache::SILENT_TIME`.
-    pub(crate) const DISCOVERY_SILENT_TIME: Duration = Duration::from_millis(1_000);
+    /// See also `iface::NeighborCache::SILENT_TIME`. At 1 s (smoltcp's own value) a socket
+    /// whose request the cache's silence held back waited a second, however soon the cache
+    /// would have let it ask. (xgate patch.)
+    pub(crate) const DISCOVERY_SILENT_TIME: Duration = Duration::from_millis(100);
 
     pub(crate) fn poll_at<F>(
         &self,

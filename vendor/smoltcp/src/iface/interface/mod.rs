@@ -353,10 +353,11 @@ impl Interface {
     /// Learns that `ip_addr` is at `hardware_addr` (on the interface's link), as an ARP packet
     /// aimed at the interface would teach it: for an owner that read the pair off a frame from
     /// that neighbour (a TCP SYN, say), so the reply need not wait for an ARP exchange, which
-    /// the cache allows only once a second for all neighbours together. Does nothing for an
-    /// address outside the interface's networks. (xgate patch.)
+    /// the cache allows only one at a time for all neighbours together. Does nothing for an
+    /// address outside the interface's networks, or for a multicast or broadcast address or MAC.
+    /// (xgate patch.)
     pub fn fill_neighbor(&mut self, ip_addr: IpAddress, hardware_addr: HardwareAddress, timestamp: Instant) {
-        if self.inner.in_same_network(&ip_addr) {
+        if ip_addr.is_unicast() && hardware_addr.is_unicast() && self.inner.in_same_network(&ip_addr) {
             self.inner
                 .neighbor_cache
                 .fill(ip_addr, hardware_addr, timestamp);
