@@ -156,6 +156,22 @@ fn the_flood_section_shows_medians_and_ratios_per_server() {
         new_connections_quiet: new_connections(8000.0, 0),
         new_connections_flooded: new_connections(4000.0, 1),
         flood_syn_per_second: [syn, syn],
+        first_time_quiet: crate::results::FirstTimeRun {
+            connections: 50,
+            failed: 0,
+            rate: 5000.0,
+            p50_ms: 0.5,
+            p99_ms: 1.0,
+            max_ms: 1.0,
+        },
+        first_time_flooded: crate::results::FirstTimeRun {
+            connections: 50,
+            failed: 1,
+            rate: quiet / 50.0,
+            p50_ms: 0.8,
+            p99_ms: 2.5,
+            max_ms: 3.0,
+        },
     };
     let mut results = results(Vec::new());
     results.flood = vec![FloodCase {
@@ -172,6 +188,10 @@ fn the_flood_section_shows_medians_and_ratios_per_server() {
     assert!(
         markdown
             .contains("| xgate | 290,000 | 200,000 | 100,000 | 0.50× | 0 | 8,000 | 4,000 | 0.50× | 0 / 3 |"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("| xgate | 0.5 / 1.0 | 0.8 / 2.5 | 3.0 | 5000 / 4000 | 0 / 3 |"),
         "{markdown}"
     );
     // Results written before the section existed have none.
