@@ -42,6 +42,18 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Check this host against a configuration before starting: kernel, privileges, the
+    /// interface (queues, MTU, offloads, interrupts, NUMA), hugepages, and that the kernel does
+    /// not hold the gateway's address. Each check passes, warns or fails with its fix; the exit
+    /// code is 0, 1 or 2 by the worst one.
+    Doctor {
+        /// TOML configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Print the findings as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a config file and ask a running gateway to load it (SIGHUP): routes and upstream
     /// pools change without dropping connections; an invalid file is refused.
     Reload {
@@ -199,6 +211,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<()> = match cli.command {
         Command::Run { config } => run(&config),
+        Command::Doctor { config, json } => doctor(&config, json),
         Command::Reload { config, pid } => reload(&config, pid),
         Command::Lab {
             action:
@@ -352,6 +365,23 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
         reload: &RELOAD,
     };
     Ok(runtime::run(&config, path, &signals, &mut events)?)
+}
+
+/// `xgate doctor`: the host's findings for the configuration; exits with their worst level.
+fn doctor(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let config = config::Config::load(path)?;
+    let cores = xgate_gateway::doctor::usable_cores();
+    let findings = xgate_gateway::doctor::judge(&config, &xgate_gateway::doctor::probe(&config), &cores);
+    if json {
+        let worst = xgate_gateway::doctor::worst(&findings);
+        println!(
+            "{}",
+            serde_json::json!({ "worst": worst.name(), "findings": findings })
+        );
+    } else {
+        print!("{}", xgate_gateway::doctor::render_text(&findings));
+    }
+    std::process::exit(xgate_gateway::doctor::exit_code(&findings));
 }
 
 /// `xgate reload`: checks the file first (so its errors reach the operator here), then asks

@@ -24,6 +24,7 @@
 pub mod access_log;
 pub mod config;
 pub mod counters;
+pub mod doctor;
 pub mod error;
 pub mod handoff;
 mod lane;

@@ -28,7 +28,7 @@ use xdpilone::{xdp::XdpDesc, DeviceQueue, RingRx, RingTx, Umem, User};
 use xgate_hugepages::{Backing, Region};
 
 pub use self::lend::LentFrame;
-pub use self::open::interface_mtu;
+pub use self::open::{interface_mtu, largest_mtu};
 use crate::frames::FrameLedger;
 
 /// Most descriptors moved between a ring and userspace in one go.

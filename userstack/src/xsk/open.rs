@@ -53,11 +53,17 @@ pub fn interface_mtu(interface: &str) -> Result<u32, XskError> {
     Ok(mtu.max(0) as u32)
 }
 
+/// The largest IP packet (an interface's MTU) a `frame_size`-byte UMEM frame holds: the frame
+/// less the kernel's headroom, the XDP program's arrival stamp and the Ethernet header.
+pub fn largest_mtu(frame_size: u32) -> u32 {
+    frame_size.saturating_sub(KERNEL_HEADROOM + xgate_xdp_common::FRAME_META_LEN as u32 + 14)
+}
+
 /// Refuses an interface whose MTU would not fit one UMEM frame: such frames would be dropped by
 /// the kernel or cut short, silently. Returns the MTU.
 fn check_mtu(interface: &str, frame_size: u32) -> Result<u32, XskError> {
     let mtu = interface_mtu(interface)?;
-    let largest = frame_size - KERNEL_HEADROOM - xgate_xdp_common::FRAME_META_LEN as u32 - 14;
+    let largest = largest_mtu(frame_size);
     if mtu > largest {
         let bigger = if frame_size < 4096 {
             " or use umem.frame_size = 4096"

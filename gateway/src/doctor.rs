@@ -1,0 +1,765 @@
+//! `xgate doctor`: checks a host against a configuration before the gateway starts, each check
+//! passing, warning or failing with the fix as a command.
+//!
+//! Split as the stack is: [`probe`] gathers what the host says (sysfs, procfs, `ethtool`, `ip`)
+//! into [`HostFacts`], and [`judge`] turns facts and configuration into [`Finding`]s without any
+//! I/O, so every verdict is tested on made-up hosts (`tests` below) and the probe on real ones
+//! (the lab tests). A fact the probe could not read is `None` and its check says so (a warning):
+//! the doctor never guesses.
+
+use std::{fmt::Write as _, net::Ipv4Addr, path::Path, process::Command};
+
+use serde::Serialize;
+
+use crate::config::Config;
+
+/// How a check came out; the worst one sets the exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Pass,
+    Warn,
+    Fail,
+}
+
+impl Level {
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Pass => "pass",
+            Level::Warn => "warn",
+            Level::Fail => "fail",
+        }
+    }
+}
+
+/// One check's outcome.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub check: &'static str,
+    pub level: Level,
+    pub detail: String,
+    /// The command (or setting) that fixes it.
+    pub fix: Option<String>,
+}
+
+/// What the host says, as far as the checks need it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HostFacts {
+    /// `uname -r`.
+    pub kernel_release: Option<String>,
+    /// `/sys/kernel/btf/vmlinux` exists.
+    pub btf: bool,
+    /// The effective capability set (`CapEff` of /proc/self/status).
+    pub capabilities: Option<u64>,
+    /// The interface exists in this network namespace.
+    pub interface_found: bool,
+    /// `ethtool -i`'s driver.
+    pub driver: Option<String>,
+    pub rx_queues: usize,
+    pub mtu: Option<u32>,
+    /// `ethtool -k`: large-receive-offload and rx-vlan-offload on.
+    pub lro: Option<bool>,
+    pub rx_vlan_offload: Option<bool>,
+    /// Free 2 MiB hugepages, on the whole host and per NUMA node (node, free).
+    pub hugepages_free: Option<u64>,
+    pub hugepages_free_by_node: Vec<(u32, u64)>,
+    /// The NIC's NUMA node (`None`: no device or no NUMA).
+    pub nic_node: Option<u32>,
+    /// NUMA node of each CPU the lanes will run on (cpu, node).
+    pub core_nodes: Vec<(usize, u32)>,
+    /// The interrupts of the interface's queues (irq, CPUs it may run on); empty for a virtual
+    /// interface.
+    pub queue_irqs: Vec<(u32, Vec<usize>)>,
+    /// IPv4 addresses the kernel holds in this network namespace (interface, address).
+    pub kernel_addresses: Vec<(String, Ipv4Addr)>,
+}
+
+/// Bytes of a 2 MiB hugepage.
+const HUGEPAGE: u64 = 2 << 20;
+/// The oldest kernel the XDP program loads on (BPF atomics on 32-bit words: 5.12).
+const OLDEST_KERNEL: (u32, u32) = (5, 12);
+/// Capabilities the gateway uses: NET_ADMIN (12, attach XDP, AF_XDP), NET_RAW (13, AF_XDP
+/// sockets), IPC_LOCK (14, the UMEM), and BPF (39) with PERFMON (38), or SYS_ADMIN (21) in
+/// their place on older kernels.
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_NET_RAW: u32 = 13;
+const CAP_IPC_LOCK: u32 = 14;
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+fn finding(check: &'static str, level: Level, detail: String, fix: Option<String>) -> Finding {
+    Finding {
+        check,
+        level,
+        detail,
+        fix,
+    }
+}
+
+/// The lanes the configuration asks for on a host with `rx_queues` queues and `cores` usable
+/// CPUs (as the runtime plans them): the lanes and the cores they are pinned to.
+fn planned_lanes(config: &Config, rx_queues: usize, cores: &[usize]) -> (usize, Vec<usize>) {
+    let gw = &config.gateway;
+    let queues = rx_queues.saturating_sub(gw.queue as usize).max(1);
+    let cores: Vec<usize> = gw.cores.clone().unwrap_or_else(|| cores.to_vec());
+    let lanes = gw.lanes.unwrap_or_else(|| queues.min(cores.len().max(1)));
+    (lanes, cores.into_iter().take(lanes).collect())
+}
+
+/// Judges `facts` for `config`, whose lanes would run on `cores` (the CPUs this process may use).
+pub fn judge(config: &Config, facts: &HostFacts, cores: &[usize]) -> Vec<Finding> {
+    let gw = &config.gateway;
+    let iface = gw.interface.as_str();
+    let mut out = Vec::new();
+
+    out.push(match facts.kernel_release.as_deref().and_then(kernel_version) {
+        Some(version) if version >= (6, 0) => finding("kernel", Level::Pass, format!("Linux {}.{}", version.0, version.1), None),
+        Some(version) if version >= OLDEST_KERNEL => finding(
+            "kernel",
+            Level::Warn,
+            format!("Linux {}.{}: works; 6.0 or later is what xgate is tested on", version.0, version.1),
+            None,
+        ),
+        Some(version) => finding(
+            "kernel",
+            Level::Fail,
+            format!(
+                "Linux {}.{}: the XDP program needs {}.{} or later (BPF atomics, XDP sockets with need-wakeup)",
+                version.0, version.1, OLDEST_KERNEL.0, OLDEST_KERNEL.1
+            ),
+            Some("upgrade the kernel".into()),
+        ),
+        None => finding("kernel", Level::Warn, "kernel release unreadable".into(), None),
+    });
+    out.push(if facts.btf {
+        finding("btf", Level::Pass, "/sys/kernel/btf/vmlinux present".into(), None)
+    } else {
+        finding(
+            "btf",
+            Level::Warn,
+            "no kernel BTF (/sys/kernel/btf/vmlinux): the program loads, tools that inspect it see less"
+                .into(),
+            Some("a kernel built with CONFIG_DEBUG_INFO_BTF=y".into()),
+        )
+    });
+    out.push(match facts.capabilities {
+        Some(caps) => {
+            let has = |cap: u32| caps & (1u64 << cap) != 0;
+            let bpf = has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON));
+            let missing: Vec<&str> = [
+                (has(CAP_NET_ADMIN), "CAP_NET_ADMIN"),
+                (has(CAP_NET_RAW), "CAP_NET_RAW"),
+                (has(CAP_IPC_LOCK), "CAP_IPC_LOCK"),
+                (bpf, "CAP_BPF+CAP_PERFMON (or CAP_SYS_ADMIN)"),
+            ]
+            .into_iter()
+            .filter(|(held, _)| !held)
+            .map(|(_, name)| name)
+            .collect();
+            if missing.is_empty() {
+                finding("privileges", Level::Pass, "the capabilities XDP, AF_XDP and BPF need are held".into(), None)
+            } else {
+                finding(
+                    "privileges",
+                    Level::Fail,
+                    format!("missing {}", missing.join(", ")),
+                    Some("run as root, or with AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW CAP_IPC_LOCK CAP_BPF CAP_PERFMON".into()),
+                )
+            }
+        }
+        None => finding("privileges", Level::Warn, "capabilities unreadable (/proc/self/status)".into(), None),
+    });
+
+    if !facts.interface_found {
+        out.push(finding(
+            "interface",
+            Level::Fail,
+            format!("no interface `{iface}` in this network namespace"),
+            Some(format!("set gateway.interface, or run in the namespace that has `{iface}` (ip netns exec NS xgate ...)")),
+        ));
+        return out;
+    }
+    out.push(finding(
+        "interface",
+        Level::Pass,
+        format!(
+            "`{iface}`, driver {} ({} rx queues); XDP is attached natively where the driver allows it, else in generic mode (the ready event says which)",
+            facts.driver.as_deref().unwrap_or("unknown"),
+            facts.rx_queues
+        ),
+        None,
+    ));
+
+    let (lanes, lane_cores) = planned_lanes(config, facts.rx_queues, cores);
+    let available = facts.rx_queues.saturating_sub(gw.queue as usize);
+    out.push(if lanes > available {
+        finding(
+            "queues",
+            Level::Fail,
+            format!("{lanes} lanes need {lanes} rx queues of `{iface}` from queue {}, it has {available}", gw.queue),
+            Some(format!("ethtool -L {iface} combined {}", gw.queue as usize + lanes)),
+        )
+    } else if (gw.queue > 0 || lanes < facts.rx_queues) && !gw.allow_uncovered_queues {
+        finding(
+            "queues",
+            Level::Fail,
+            format!(
+                "`{iface}` has {} rx queues, the lanes cover {}..{}: the gateway's frames on the others would be dropped",
+                facts.rx_queues,
+                gw.queue,
+                gw.queue as usize + lanes - 1
+            ),
+            Some(format!("ethtool -L {iface} combined {lanes} (or a lane per queue: gateway.lanes)")),
+        )
+    } else {
+        finding("queues", Level::Pass, format!("{lanes} lanes on {lanes} of {} rx queues", facts.rx_queues), None)
+    });
+
+    let largest = xgate_userstack::xsk::largest_mtu(config.umem.frame_size);
+    out.push(match facts.mtu {
+        Some(mtu) if mtu > largest => finding(
+            "mtu",
+            Level::Fail,
+            format!(
+                "MTU {mtu}, but a {}-byte UMEM frame holds at most {largest} bytes of IP packet",
+                config.umem.frame_size
+            ),
+            Some(format!("ip link set {iface} mtu {largest}")),
+        ),
+        Some(mtu) => finding(
+            "mtu",
+            Level::Pass,
+            format!("MTU {mtu} fits a {}-byte frame", config.umem.frame_size),
+            None,
+        ),
+        None => finding("mtu", Level::Warn, "MTU unreadable".into(), None),
+    });
+
+    out.push(match (facts.lro, facts.rx_vlan_offload) {
+        (Some(true), _) => finding(
+            "offloads",
+            Level::Fail,
+            "large-receive-offload is on: XDP refuses to attach (it needs one frame per packet)".into(),
+            Some(format!("ethtool -K {iface} lro off")),
+        ),
+        (_, Some(true)) => finding(
+            "offloads",
+            Level::Warn,
+            "rx-vlan-offload is on: the NIC strips 802.1Q tags before XDP sees them".into(),
+            Some(format!("ethtool -K {iface} rxvlan off")),
+        ),
+        (Some(false), _) => finding("offloads", Level::Pass, "LRO off, no VLAN stripping".into(), None),
+        (None, _) => finding(
+            "offloads",
+            Level::Warn,
+            "offloads unreadable (is ethtool installed?)".into(),
+            Some("apt-get install ethtool".into()),
+        ),
+    });
+
+    let need_bytes = lanes as u64 * u64::from(config.umem.frames) * u64::from(config.umem.frame_size);
+    let need = need_bytes.div_ceil(HUGEPAGE);
+    out.push(match facts.hugepages_free {
+        Some(free) if free >= need => finding(
+            "hugepages",
+            Level::Pass,
+            format!("{free} free 2 MiB hugepages, the UMEM needs {need} ({lanes} lanes)"),
+            None,
+        ),
+        Some(free) => finding(
+            "hugepages",
+            if config.umem.allow_normal_pages {
+                Level::Warn
+            } else {
+                Level::Fail
+            },
+            format!(
+                "{free} free 2 MiB hugepages, the UMEM needs {need} ({lanes} lanes × {} frames × {} B){}",
+                config.umem.frames,
+                config.umem.frame_size,
+                if config.umem.allow_normal_pages {
+                    ": it falls back to normal pages (slower: more TLB misses)"
+                } else {
+                    ", and umem.allow_normal_pages is off: xgate will not start"
+                }
+            ),
+            Some(format!("hugepages/setup.sh {}", need)),
+        ),
+        None => finding(
+            "hugepages",
+            Level::Warn,
+            "hugepage counts unreadable".into(),
+            None,
+        ),
+    });
+
+    let lane_nodes: Vec<u32> = lane_cores
+        .iter()
+        .filter_map(|cpu| {
+            facts
+                .core_nodes
+                .iter()
+                .find(|(c, _)| c == cpu)
+                .map(|(_, node)| *node)
+        })
+        .collect();
+    out.push(match facts.nic_node {
+        None => finding(
+            "numa",
+            Level::Pass,
+            format!(
+                "`{iface}` belongs to no NUMA node (a virtual interface or a one-node host); lanes on node(s) {:?}",
+                dedup(&lane_nodes)
+            ),
+            None,
+        ),
+        Some(node) if lane_nodes.iter().all(|&n| n == node) => {
+            let free = facts.hugepages_free_by_node.iter().find(|(n, _)| *n == node).map(|(_, f)| *f);
+            match free {
+                Some(free) if free < need => finding(
+                    "numa",
+                    Level::Warn,
+                    format!("the NIC and the lanes are on node {node}, which has {free} free hugepages of the {need} needed"),
+                    Some(format!("echo {need} > /sys/devices/system/node/node{node}/hugepages/hugepages-2048kB/nr_hugepages")),
+                ),
+                _ => finding("numa", Level::Pass, format!("the NIC and every lane's core on node {node}"), None),
+            }
+        }
+        Some(node) => finding(
+            "numa",
+            Level::Warn,
+            format!("the NIC is on node {node}, lanes run on node(s) {:?}: every frame crosses nodes", dedup(&lane_nodes)),
+            Some(format!("gateway.cores = cores of node {node} (lscpu -e)")),
+        ),
+    });
+
+    out.push(if facts.queue_irqs.is_empty() {
+        finding(
+            "irq affinity",
+            Level::Pass,
+            format!("`{iface}` has no queue interrupts (a virtual interface)"),
+            None,
+        )
+    } else {
+        let astray: Vec<String> = facts
+            .queue_irqs
+            .iter()
+            .filter(|(_, cpus)| !cpus.iter().all(|cpu| lane_cores.contains(cpu)))
+            .map(|(irq, cpus)| format!("irq {irq} on CPUs {cpus:?}"))
+            .collect();
+        if astray.is_empty() {
+            finding(
+                "irq affinity",
+                Level::Pass,
+                "every queue's interrupt runs on a lane's core".into(),
+                None,
+            )
+        } else {
+            finding(
+                "irq affinity",
+                Level::Warn,
+                format!(
+                    "interrupts off the lanes' cores {lane_cores:?}: {}",
+                    astray.join(", ")
+                ),
+                Some(format!(
+                    "scripts/nic-setup.sh {iface} --lanes {lanes} --cores {}",
+                    join(&lane_cores)
+                )),
+            )
+        }
+    });
+
+    let held: Vec<&(String, Ipv4Addr)> = facts
+        .kernel_addresses
+        .iter()
+        .filter(|(_, address)| *address == gw.ipv4)
+        .collect();
+    out.push(match held.first() {
+        Some((holder, address)) => finding(
+            "address",
+            Level::Fail,
+            format!("the kernel holds the gateway's address {address} on `{holder}`: it would answer ARP and TCP for it beside xgate"),
+            Some(format!("ip addr del {address}/{} dev {holder}", gw.prefix_len)),
+        ),
+        None => finding("address", Level::Pass, format!("the kernel does not hold {}", gw.ipv4), None),
+    });
+    out
+}
+
+fn dedup(nodes: &[u32]) -> Vec<u32> {
+    let mut nodes = nodes.to_vec();
+    nodes.sort_unstable();
+    nodes.dedup();
+    nodes
+}
+
+fn join(values: &[usize]) -> String {
+    values.iter().map(usize::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// `"6.18.44-fc"` → (6, 18).
+fn kernel_version(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// The worst level among `findings` (pass for none).
+pub fn worst(findings: &[Finding]) -> Level {
+    findings.iter().map(|f| f.level).max().unwrap_or(Level::Pass)
+}
+
+/// The process exit code for `findings`: 0 all pass, 1 a warning, 2 a failure.
+pub fn exit_code(findings: &[Finding]) -> i32 {
+    match worst(findings) {
+        Level::Pass => 0,
+        Level::Warn => 1,
+        Level::Fail => 2,
+    }
+}
+
+/// One line per finding, the fix under it.
+pub fn render_text(findings: &[Finding]) -> String {
+    let mut out = String::new();
+    for f in findings {
+        let _ = writeln!(
+            out,
+            "{:<4}  {:<13} {}",
+            f.level.name().to_uppercase(),
+            f.check,
+            f.detail
+        );
+        if let Some(fix) = &f.fix {
+            let _ = writeln!(out, "      {:<13} fix: {fix}", "");
+        }
+    }
+    let _ = writeln!(out, "doctor: {}", worst(findings).name());
+    out
+}
+
+/// The CPUs this process may run on (its affinity mask): where the lanes go unless
+/// `gateway.cores` says otherwise.
+pub fn usable_cores() -> Vec<usize> {
+    core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|core| core.id)
+        .collect()
+}
+
+/// Reads the facts of this host for `config`, in this process's network namespace.
+pub fn probe(config: &Config) -> HostFacts {
+    let iface = config.gateway.interface.as_str();
+    let net = Path::new("/sys/class/net").join(iface);
+    let read = |path: &Path| std::fs::read_to_string(path).ok().map(|s| s.trim().to_string());
+    let ethtool = |flag: &str| {
+        Command::new("ethtool")
+            .args([flag, iface])
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let feature = |text: &str, name: &str| {
+        text.lines()
+            .find_map(|line| line.trim().strip_prefix(&format!("{name}: ")))
+            .map(|value| value.starts_with("on"))
+    };
+    let features = ethtool("-k");
+    let capabilities = read(Path::new("/proc/self/status")).and_then(|status| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("CapEff:"))
+            .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+    });
+    let hugepages = |root: &Path| {
+        read(&root.join("hugepages/hugepages-2048kB/free_hugepages")).and_then(|s| s.parse::<u64>().ok())
+    };
+    let nodes: Vec<u32> = std::fs::read_dir("/sys/devices/system/node")
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| e.file_name().to_str()?.strip_prefix("node")?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let core_nodes = (0..std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .max(64))
+        .filter_map(|cpu| {
+            let dir = std::fs::read_dir(format!("/sys/devices/system/cpu/cpu{cpu}")).ok()?;
+            let node = dir
+                .filter_map(Result::ok)
+                .find_map(|e| e.file_name().to_str()?.strip_prefix("node")?.parse().ok())?;
+            Some((cpu, node))
+        })
+        .collect();
+    HostFacts {
+        kernel_release: read(Path::new("/proc/sys/kernel/osrelease")),
+        btf: Path::new("/sys/kernel/btf/vmlinux").exists(),
+        capabilities,
+        interface_found: net.exists(),
+        driver: ethtool("-i").and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("driver: "))
+                .map(str::to_string)
+        }),
+        rx_queues: std::fs::read_dir(net.join("queues"))
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+                    .count()
+            })
+            .unwrap_or(0),
+        mtu: read(&net.join("mtu")).and_then(|s| s.parse().ok()),
+        lro: features
+            .as_deref()
+            .and_then(|text| feature(text, "large-receive-offload")),
+        rx_vlan_offload: features
+            .as_deref()
+            .and_then(|text| feature(text, "rx-vlan-offload")),
+        hugepages_free: hugepages(Path::new("/sys/kernel/mm")),
+        hugepages_free_by_node: nodes
+            .iter()
+            .filter_map(|&node| {
+                Some((
+                    node,
+                    hugepages(&Path::new("/sys/devices/system/node").join(format!("node{node}")))?,
+                ))
+            })
+            .collect(),
+        nic_node: read(&net.join("device/numa_node"))
+            .and_then(|s| s.parse::<i32>().ok())
+            .and_then(|node| u32::try_from(node).ok()),
+        core_nodes,
+        queue_irqs: queue_irqs(iface),
+        kernel_addresses: kernel_addresses(),
+    }
+}
+
+/// The interrupts named after `iface` in /proc/interrupts (a NIC's queue vectors, such as
+/// `eth0-TxRx-3`), with the CPUs each may run on.
+fn queue_irqs(iface: &str) -> Vec<(u32, Vec<usize>)> {
+    let Ok(table) = std::fs::read_to_string("/proc/interrupts") else {
+        return Vec::new();
+    };
+    table
+        .lines()
+        .filter(|line| {
+            line.split_whitespace()
+                .last()
+                .is_some_and(|name| name.starts_with(&format!("{iface}-")))
+        })
+        .filter_map(|line| {
+            let irq: u32 = line.split(':').next()?.trim().parse().ok()?;
+            let list = std::fs::read_to_string(format!("/proc/irq/{irq}/smp_affinity_list")).ok()?;
+            Some((irq, cpu_list(list.trim())))
+        })
+        .collect()
+}
+
+/// `"0-2,5"` → [0, 1, 2, 5].
+fn cpu_list(text: &str) -> Vec<usize> {
+    text.split(',')
+        .filter_map(|part| match part.split_once('-') {
+            Some((from, to)) => Some((from.parse().ok()?..=to.parse().ok()?).collect::<Vec<usize>>()),
+            None => Some(vec![part.parse().ok()?]),
+        })
+        .flatten()
+        .collect()
+}
+
+/// The IPv4 addresses the kernel holds in this network namespace (`ip -o -4 addr show`).
+fn kernel_addresses() -> Vec<(String, Ipv4Addr)> {
+    let Ok(out) = Command::new("ip").args(["-o", "-4", "addr", "show"]).output() else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let iface = words.nth(1)?.to_string();
+            let address = words.skip_while(|w| *w != "inet").nth(1)?;
+            Some((iface, address.split('/').next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::GatewayConfig;
+
+    fn config() -> Config {
+        let mut config = Config::new(GatewayConfig::new(
+            "eth1",
+            Ipv4Addr::new(10, 0, 0, 2),
+            24,
+            [2, 0, 0, 0, 0, 2],
+        ));
+        config.gateway.lanes = Some(2);
+        config.gateway.cores = Some(vec![2, 3]);
+        config
+    }
+
+    /// A host where everything is right for `config()`.
+    fn good_host() -> HostFacts {
+        HostFacts {
+            kernel_release: Some("6.8.0-45-generic".into()),
+            btf: true,
+            capabilities: Some(u64::MAX >> 23),
+            interface_found: true,
+            driver: Some("ice".into()),
+            rx_queues: 2,
+            mtu: Some(1500),
+            lro: Some(false),
+            rx_vlan_offload: Some(false),
+            hugepages_free: Some(64),
+            hugepages_free_by_node: vec![(0, 64), (1, 0)],
+            nic_node: Some(0),
+            core_nodes: vec![(0, 0), (1, 0), (2, 0), (3, 0), (4, 1)],
+            queue_irqs: vec![(120, vec![2]), (121, vec![3])],
+            kernel_addresses: vec![("eth0".into(), Ipv4Addr::new(192, 168, 1, 5))],
+        }
+    }
+
+    fn level_of(findings: &[Finding], check: &str) -> (Level, Option<String>) {
+        let f = findings
+            .iter()
+            .find(|f| f.check == check)
+            .unwrap_or_else(|| panic!("no {check}: {findings:?}"));
+        (f.level, f.fix.clone())
+    }
+
+    #[test]
+    fn a_good_host_passes_every_check() {
+        let findings = judge(&config(), &good_host(), &[0, 1, 2, 3]);
+        assert_eq!(worst(&findings), Level::Pass, "{}", render_text(&findings));
+        assert_eq!(exit_code(&findings), 0);
+        assert_eq!(findings.len(), 11);
+    }
+
+    #[test]
+    fn each_bad_host_fails_or_warns_with_its_fix() {
+        let cases: Vec<(&str, Box<dyn Fn(&mut HostFacts)>, Level, &str)> = vec![
+            (
+                "kernel",
+                Box::new(|h| h.kernel_release = Some("5.4.0".into())),
+                Level::Fail,
+                "upgrade",
+            ),
+            (
+                "privileges",
+                Box::new(|h| h.capabilities = Some(1 << CAP_NET_ADMIN)),
+                Level::Fail,
+                "AmbientCapabilities",
+            ),
+            (
+                "queues",
+                Box::new(|h| h.rx_queues = 1),
+                Level::Fail,
+                "ethtool -L eth1 combined 2",
+            ),
+            (
+                "queues",
+                Box::new(|h| h.rx_queues = 4),
+                Level::Fail,
+                "ethtool -L eth1 combined 2",
+            ),
+            (
+                "mtu",
+                Box::new(|h| h.mtu = Some(9000)),
+                Level::Fail,
+                "ip link set eth1 mtu 1762",
+            ),
+            (
+                "offloads",
+                Box::new(|h| h.lro = Some(true)),
+                Level::Fail,
+                "ethtool -K eth1 lro off",
+            ),
+            (
+                "offloads",
+                Box::new(|h| h.rx_vlan_offload = Some(true)),
+                Level::Warn,
+                "rxvlan off",
+            ),
+            (
+                "hugepages",
+                Box::new(|h| h.hugepages_free = Some(3)),
+                Level::Warn,
+                "hugepages/setup.sh 32",
+            ),
+            (
+                "numa",
+                Box::new(|h| h.nic_node = Some(1)),
+                Level::Warn,
+                "cores of node 1",
+            ),
+            (
+                "numa",
+                Box::new(|h| h.hugepages_free_by_node = vec![(0, 1)]),
+                Level::Warn,
+                "node0/hugepages",
+            ),
+            (
+                "irq affinity",
+                Box::new(|h| h.queue_irqs = vec![(120, vec![0])]),
+                Level::Warn,
+                "nic-setup.sh eth1 --lanes 2 --cores 2,3",
+            ),
+            (
+                "address",
+                Box::new(|h| {
+                    h.kernel_addresses
+                        .push(("eth1".into(), Ipv4Addr::new(10, 0, 0, 2)))
+                }),
+                Level::Fail,
+                "ip addr del 10.0.0.2/24 dev eth1",
+            ),
+        ];
+        for (check, spoil, level, fix) in cases {
+            let mut host = good_host();
+            spoil(&mut host);
+            let findings = judge(&config(), &host, &[0, 1, 2, 3]);
+            let (got, got_fix) = level_of(&findings, check);
+            assert_eq!(got, level, "{check}: {}", render_text(&findings));
+            assert!(
+                got_fix.as_deref().unwrap_or("").contains(fix),
+                "{check}: {got_fix:?}"
+            );
+            assert_eq!(exit_code(&findings), if level == Level::Fail { 2 } else { 1 });
+        }
+    }
+
+    #[test]
+    fn without_normal_pages_too_few_hugepages_fail() {
+        let mut config = config();
+        config.umem.allow_normal_pages = false;
+        let mut host = good_host();
+        host.hugepages_free = Some(3);
+        assert_eq!(
+            level_of(&judge(&config, &host, &[2, 3]), "hugepages").0,
+            Level::Fail
+        );
+    }
+
+    #[test]
+    fn a_missing_interface_stops_the_checks_that_need_it() {
+        let mut host = good_host();
+        host.interface_found = false;
+        let findings = judge(&config(), &host, &[2, 3]);
+        assert_eq!(level_of(&findings, "interface").0, Level::Fail);
+        assert!(findings.iter().all(|f| f.check != "mtu"));
+    }
+
+    #[test]
+    fn parsers_read_what_the_kernel_writes() {
+        assert_eq!(kernel_version("6.18.44-fc-v1300"), Some((6, 18)));
+        assert_eq!(kernel_version("garbage"), None);
+        assert_eq!(cpu_list("0-2,5"), vec![0, 1, 2, 5]);
+        assert_eq!(cpu_list(""), Vec::<usize>::new());
+    }
+}
