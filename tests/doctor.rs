@@ -1,0 +1,124 @@
+//! `xgate doctor` in the lab: what veth's host answers (every check passes), and bad hosts made
+//! in the lab, each named with its fix: an MTU the UMEM frame cannot hold, the kernel holding
+//! the gateway's address, more lanes than queues, too few hugepages without normal pages, and no
+//! privileges. Where the fix can be applied here, the test applies the command the doctor named
+//! and the doctor passes again.
+
+mod common;
+
+use common::{output, TestLab, XGATE};
+
+/// `xgate doctor --json` in the gateway namespace (with `prefix`, e.g. setpriv, in front):
+/// exit code and findings.
+fn doctor(lab: &TestLab, prefix: &[&str]) -> (i32, serde_json::Value) {
+    let mut command = lab.exec("gw", prefix.first().copied().unwrap_or(XGATE));
+    if !prefix.is_empty() {
+        command.args(&prefix[1..]).arg(XGATE);
+    }
+    let out = output(
+        command
+            .args(["doctor", "--json", "--config"])
+            .arg(&lab.config_path),
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let findings: serde_json::Value = serde_json::from_str(text.trim()).unwrap_or_else(|_| {
+        panic!(
+            "doctor printed {text:?}; stderr {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), findings)
+}
+
+/// The finding of `check`: (level, fix).
+fn finding(findings: &serde_json::Value, check: &str) -> (String, String) {
+    let found = findings["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == check)
+        .unwrap_or_else(|| panic!("no {check} in {findings}"));
+    (
+        found["level"].as_str().unwrap().to_string(),
+        found["fix"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+/// Runs a fix the doctor named, in the gateway namespace.
+fn apply(lab: &TestLab, fix: &str) {
+    let words: Vec<&str> = fix.split_whitespace().collect();
+    let out = output(lab.exec("gw", words[0]).args(&words[1..]));
+    assert!(
+        out.status.success(),
+        "{fix}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_lab_passes_and_each_bad_host_is_named_with_its_fix() {
+    let lab = TestLab::new("dr");
+    let (code, findings) = doctor(&lab, &[]);
+    assert_eq!(
+        (code, findings["worst"].as_str()),
+        (0, Some("pass")),
+        "{findings}"
+    );
+    assert_eq!(findings["findings"].as_array().unwrap().len(), 11, "{findings}");
+
+    // An MTU the 2048-byte frame cannot hold.
+    apply(&lab, "ip link set xg-gw mtu 3000");
+    let (code, findings) = doctor(&lab, &[]);
+    let (level, fix) = finding(&findings, "mtu");
+    assert_eq!((code, level.as_str()), (2, "fail"), "{findings}");
+    assert_eq!(fix, "ip link set xg-gw mtu 1762");
+    apply(&lab, &fix);
+    assert_eq!(doctor(&lab, &[]).0, 0);
+
+    // The kernel holding the gateway's address.
+    apply(&lab, "ip addr add 10.77.0.2/24 dev xg-gw");
+    let (code, findings) = doctor(&lab, &[]);
+    let (level, fix) = finding(&findings, "address");
+    assert_eq!((code, level.as_str()), (2, "fail"), "{findings}");
+    assert_eq!(fix, "ip addr del 10.77.0.2/24 dev xg-gw");
+    apply(&lab, &fix);
+    assert_eq!(doctor(&lab, &[]).0, 0);
+
+    // No privileges: the doctor run as nobody with no capabilities.
+    let (code, findings) = doctor(
+        &lab,
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ],
+    );
+    let (level, fix) = finding(&findings, "privileges");
+    assert_eq!((code, level.as_str()), (2, "fail"), "{findings}");
+    assert!(fix.contains("CAP_NET_ADMIN"), "{fix}");
+
+    // More lanes than the veth has queues.
+    lab.edit_config(|text| text.replace("queue = 0\n", "queue = 0\nlanes = 2\n"));
+    let (code, findings) = doctor(&lab, &[]);
+    let (level, fix) = finding(&findings, "queues");
+    assert_eq!((code, level.as_str()), (2, "fail"), "{findings}");
+    assert!(fix.starts_with("ethtool -L xg-gw rx 2 tx 2"), "{fix}");
+    lab.edit_config(|text| text.replace("lanes = 2\n", ""));
+
+    // A UMEM larger than the free hugepages, with normal pages not allowed.
+    lab.set_key("frames", 1 << 20);
+    lab.set_key("allow_normal_pages", false);
+    let (code, findings) = doctor(&lab, &[]);
+    let (level, fix) = finding(&findings, "hugepages");
+    assert_eq!((code, level.as_str()), (2, "fail"), "{findings}");
+    assert_eq!(fix, "hugepages/setup.sh 1024");
+    lab.set_key("allow_normal_pages", true);
+    let (code, findings) = doctor(&lab, &[]);
+    assert_eq!(
+        (code, finding(&findings, "hugepages").0.as_str()),
+        (1, "warn"),
+        "{findings}"
+    );
+}
