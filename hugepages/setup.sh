@@ -3,6 +3,8 @@
 #
 #   hugepages/setup.sh N          make sure at least N are reserved (never shrinks; idempotent)
 #   hugepages/setup.sh --exact N  reserve exactly N (may shrink; --exact 0 releases them all)
+#   hugepages/setup.sh --node K N on NUMA node K only (with --exact too): a lane's UMEM is best
+#                                 on its core's node (xgate doctor says which node and how many)
 #   hugepages/setup.sh --help     this text
 #
 # Prints HugePages_Total/Free before and after. Exits 0 on success or when there is nothing to
@@ -13,7 +15,7 @@ set -euo pipefail
 me="setup.sh"
 
 usage() {
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 bad() {
@@ -23,10 +25,16 @@ bad() {
 
 exact=0
 count=""
+node=""
 while (($#)); do
     case "$1" in
         -h | --help) usage; exit 0 ;;
         --exact) exact=1 ;;
+        --node)
+            shift
+            [[ $# -gt 0 && "$1" =~ ^[0-9]+$ ]] || bad "--node takes a node number, e.g. '--node 0 64' (see --help)"
+            node="$1"
+            ;;
         -[0-9]*) bad "'$1' is negative: give a page count of 1 or more (see --help)" ;;
         -*) bad "unknown option '$1' (see --help)" ;;
         *)
@@ -57,10 +65,23 @@ if ((EUID != 0)); then
     exit 1
 fi
 
-# The 2 MiB pool: /proc/sys/vm/nr_hugepages when 2 MiB is the default hugepage size (the usual
-# case, and then /proc/meminfo shows it), else its own sysfs directory.
+# The 2 MiB pool: one node's with --node; else /proc/sys/vm/nr_hugepages when 2 MiB is the
+# default hugepage size (the usual case, and then /proc/meminfo shows it), else its own sysfs
+# directory.
 sysfs=/sys/kernel/mm/hugepages/hugepages-2048kB
-if [[ $(awk '/^Hugepagesize:/ {print $2}' /proc/meminfo) == 2048 ]]; then
+if [[ -n "$node" ]]; then
+    sysfs=/sys/devices/system/node/node$node/hugepages/hugepages-2048kB
+    if [[ ! -d /sys/devices/system/node/node$node ]]; then
+        nodes=$(ls -d /sys/devices/system/node/node[0-9]* 2>/dev/null | sed 's|.*/node||' | tr '\n' ' ')
+        echo "$me: this host has no NUMA node $node (nodes: ${nodes:-none})" >&2
+        exit 2
+    fi
+    [[ -d $sysfs ]] || { echo "$me: node $node has no 2 MiB hugepage pool ($sysfs is missing)" >&2; exit 1; }
+    knob=$sysfs/nr_hugepages
+    show() {
+        echo "$1: node $node 2 MiB HugePages_Total=$(<"$sysfs/nr_hugepages") HugePages_Free=$(<"$sysfs/free_hugepages")"
+    }
+elif [[ $(awk '/^Hugepagesize:/ {print $2}' /proc/meminfo) == 2048 ]]; then
     knob=/proc/sys/vm/nr_hugepages
     show() {
         awk -v when="$1" '/^HugePages_Total:/ {t=$2} /^HugePages_Free:/ {f=$2}

@@ -122,3 +122,34 @@ fn the_lab_passes_and_each_bad_host_is_named_with_its_fix() {
         "{findings}"
     );
 }
+
+/// `hugepages/setup.sh --node K N`: the pool of one NUMA node (this host has node 0 only).
+#[test]
+fn hugepages_are_reserved_per_node() {
+    let _exclusive = common::hugepage_lock(libc::LOCK_EX);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../hugepages/setup.sh");
+    let pool = "/sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages";
+    let current: u64 = std::fs::read_to_string(pool).unwrap().trim().parse().unwrap();
+    let run = |args: &[String]| output(std::process::Command::new("bash").arg(script).args(args));
+    // Node 0 already holds `current`: nothing to do, said for node 0.
+    let out = run(&["--node".into(), "0".into(), current.max(1).to_string()]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if current > 0 {
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("node 0") && text.contains("nothing to do"), "{text}");
+    }
+    // One more page on node 0, then back to where it was (`--exact`).
+    let out = run(&["--node".into(), "0".into(), (current + 1).to_string()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let after: u64 = std::fs::read_to_string(pool).unwrap().trim().parse().unwrap();
+    assert_eq!(after, current + 1);
+    let out = run(&["--node".into(), "0".into(), "--exact".into(), current.to_string()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(pool).unwrap().trim(), current.to_string());
+    // A node the host does not have, and a node that is no number: refused, exit 2.
+    for args in [vec!["--node", "9", "4"], vec!["--node", "x", "4"]] {
+        let out = run(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("node"), "{args:?}");
+    }
+}
