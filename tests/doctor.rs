@@ -2,7 +2,8 @@
 //! in the lab, each named with its fix: an MTU the UMEM frame cannot hold, the kernel holding
 //! the gateway's address, more lanes than queues, too few hugepages without normal pages, and no
 //! privileges. Where the fix can be applied here, the test applies the command the doctor named
-//! and the doctor passes again.
+//! and the doctor passes again. Beside it, the host scripts the doctor points to:
+//! `hugepages/setup.sh --node` and `scripts/nic-setup.sh`.
 
 mod common;
 
@@ -136,7 +137,10 @@ fn hugepages_are_reserved_per_node() {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     if current > 0 {
         assert!(out.status.success(), "{text}");
-        assert!(text.contains("node 0") && text.contains("nothing to do"), "{text}");
+        assert!(
+            text.contains("node 0") && text.contains("nothing to do"),
+            "{text}"
+        );
     }
     // One more page on node 0, then back to where it was (`--exact`).
     let out = run(&["--node".into(), "0".into(), (current + 1).to_string()]);
@@ -152,4 +156,60 @@ fn hugepages_are_reserved_per_node() {
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(String::from_utf8_lossy(&out.stderr).contains("node"), "{args:?}");
     }
+}
+
+/// `scripts/nic-setup.sh` on the lab's veth with two queues: `--dry-run` prints the change and
+/// makes none; the real run shrinks the channels to the lanes (what veth accepts of the script:
+/// it has no LRO, queue interrupts, RSS table or ntuple filters, each said), a second run changes
+/// nothing, and the doctor then agrees with the lanes.
+#[test]
+fn nic_setup_sets_the_channels_idempotently() {
+    let lab = TestLab::with_queues("ns", 2);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/nic-setup.sh");
+    let run = |args: &[&str]| {
+        let out = output(lab.exec("gw", "bash").arg(script).arg("xg-gw").args(args));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let rx_queues = || {
+        let out = output(lab.exec("gw", "ls").arg("/sys/class/net/xg-gw/queues"));
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter(|q| q.starts_with("rx-"))
+            .count()
+    };
+    assert_eq!(rx_queues(), 2);
+    let dry = run(&[
+        "--lanes",
+        "1",
+        "--cores",
+        "0",
+        "--dry-run",
+        "--steer",
+        "10.77.0.2",
+    ]);
+    assert!(dry.contains("+ ethtool -L xg-gw rx 1 tx 1"), "{dry}");
+    assert!(
+        dry.contains("no ntuple filters") && dry.contains("no queue interrupts"),
+        "{dry}"
+    );
+    assert_eq!(rx_queues(), 2, "a dry run changes nothing");
+    let real = run(&["--lanes", "1", "--cores", "0"]);
+    assert!(real.contains("+ ethtool -L xg-gw rx 1 tx 1"), "{real}");
+    assert_eq!(rx_queues(), 1);
+    let again = run(&["--lanes", "1", "--cores", "0"]);
+    assert!(!again.contains("+ "), "a second run changes nothing: {again}");
+    let (code, findings) = doctor(&lab, &[]);
+    assert_eq!(code, 0, "{findings}");
+    // Nonsense is refused with exit 2.
+    let out = output(
+        lab.exec("gw", "bash")
+            .arg(script)
+            .args(["xg-gw", "--lanes", "2", "--cores", "0"]),
+    );
+    assert_eq!(out.status.code(), Some(2));
 }
