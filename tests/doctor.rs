@@ -164,7 +164,7 @@ fn hugepages_are_reserved_per_node() {
 /// nothing, and the doctor then agrees with the lanes.
 #[test]
 fn nic_setup_sets_the_channels_idempotently() {
-    let lab = TestLab::with_queues("ns", 2);
+    let mut lab = TestLab::with_queues("ns", 2);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/nic-setup.sh");
     let run = |args: &[&str]| {
         let out = output(lab.exec("gw", "bash").arg(script).arg("xg-gw").args(args));
@@ -205,6 +205,12 @@ fn nic_setup_sets_the_channels_idempotently() {
     assert!(!again.contains("+ "), "a second run changes nothing: {again}");
     let (code, findings) = doctor(&lab, &[]);
     assert_eq!(code, 0, "{findings}");
+    // veth has no RSS of its own (ETHTOOL_GRSSH: not supported): the ready event says the lanes
+    // assume the default key.
+    let ready = lab.start_gateway();
+    assert_eq!(ready["rss_key"], "default", "{ready}");
+    assert_eq!(lab.healthz_status(), Ok("200".to_string()));
+    lab.stop_gateway();
     // Nonsense is refused with exit 2.
     let out = output(
         lab.exec("gw", "bash")

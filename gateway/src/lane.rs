@@ -177,6 +177,9 @@ pub struct LaneSetup<'a> {
     pub isn_key: xgate_userstack::isn::IsnKey,
     /// The SYN cookies' secret (the XDP program's).
     pub cookie_key: xgate_userstack::tcp_server::CookieKey,
+    /// How the NIC steers replies to the lanes (the NIC's RSS key and table, or the default;
+    /// `None` with one lane): upstream local ports are picked by it.
+    pub steering: Option<xgate_userstack::rss::FlowSteering>,
     pub core: Option<core_affinity::CoreId>,
     /// New routing from a reload, sent by the main thread.
     pub reloads: rtrb::Consumer<Arc<Routing>>,
@@ -346,9 +349,7 @@ pub fn run(config: &Config, setup: LaneSetup<'_>, stop: &AtomicBool) -> Result<L
     // Local ports for upstream connections: each lane its own share of 20000..60000.
     let share = (40_000 / lanes.max(1)) as u16;
     let first_port = 20_000 + share * setup.index as u16;
-    let steering = (lanes > 1).then(|| {
-        xgate_userstack::rss::FlowSteering::round_robin(xgate_userstack::rss::DEFAULT_RSS_KEY, lanes as u16)
-    });
+    let steering = setup.steering.clone();
     let upstreams = Upstreams::new(
         &routing,
         sockets as ConnId,

@@ -18,7 +18,7 @@ use std::{
     time::Duration,
 };
 
-use xgate_userstack::{FrameState, PortConfig, XskPort};
+use xgate_userstack::{rss::FlowSteering, FrameState, PortConfig, XskPort};
 use xgate_xdp::{Steering, XdpVerdict};
 
 use crate::{
@@ -273,6 +273,7 @@ pub fn run(
         })
         .collect::<Result<_, RunError>>()?;
     let lane_metrics: Vec<LaneMetrics> = (0..lanes).map(|_| LaneMetrics::default()).collect();
+    let (rss_steering, rss_source) = lane_steering(gw, lanes);
     // One rate table for the process: every lane counts in it, and a reload keeps it.
     let rate_table = Arc::new(xgate_proxy::ratelimit::RateTable::new(
         config.http.rate_limit_entries,
@@ -319,6 +320,7 @@ pub fn run(
                 seed: seeds[index][0],
                 isn_key: xgate_userstack::isn::IsnKey([seeds[index][1], seeds[index][2]]),
                 cookie_key: xgate_userstack::tcp_server::CookieKey(cookie_key),
+                steering: rss_steering.clone(),
                 core,
                 metrics: &lane_metrics[index],
                 reaps: reap_ends.next().expect("one reaper ring pair per lane"),
@@ -350,7 +352,7 @@ pub fn run(
         if lanes_built.load(Ordering::SeqCst) == lanes {
             let _ = writeln!(
                 events,
-                "{{\"event\":\"ready\",\"interface\":\"{}\",\"ipv4\":\"{}\",\"port\":{},\"lanes\":{lanes},\"xdp_mode\":\"{}\",\"bind_mode\":\"{}\",\"umem_backing\":\"{:?}\",\"metrics\":\"{metrics_address}\"}}",
+                "{{\"event\":\"ready\",\"interface\":\"{}\",\"ipv4\":\"{}\",\"port\":{},\"lanes\":{lanes},\"xdp_mode\":\"{}\",\"bind_mode\":\"{}\",\"umem_backing\":\"{:?}\",\"rss_key\":\"{rss_source}\",\"metrics\":\"{metrics_address}\"}}",
                 gw.interface,
                 gw.ipv4,
                 gw.listen_port,
@@ -529,4 +531,49 @@ fn random_key_half() -> Result<u64, RunError> {
         what: "getrandom",
         cause,
     })
+}
+
+/// How the lanes predict the receive queue of their upstream connections' replies (the local
+/// port they pick makes the NIC steer the reply back to them): the NIC's own RSS key and table
+/// where its driver reports them (ETHTOOL_GRSSH), else the default Toeplitz key over a
+/// round-robin table, as most drivers start. `None` for one lane (every reply is its own).
+/// Also says which: `"nic"` or `"default"`, for the ready event.
+fn lane_steering(gw: &crate::config::GatewayConfig, lanes: usize) -> (Option<FlowSteering>, &'static str) {
+    let from_nic = match sys::ethtool::nic_rss(&gw.interface) {
+        Ok(Some(rss)) if rss.key.len() >= 16 => {
+            let mut key = [0u8; 40];
+            let used = rss.key.len().min(40);
+            key[..used].copy_from_slice(&rss.key[..used]);
+            let table: Option<Vec<u16>> = rss
+                .indirection
+                .iter()
+                .map(|&queue| {
+                    let lane = queue.checked_sub(gw.queue)? as usize;
+                    (lane < lanes).then_some(lane as u16)
+                })
+                .collect();
+            match table.map(|table| FlowSteering::new(key, table)) {
+                Some(Ok(steering)) => Some(steering),
+                _ => {
+                    tracing::warn!(
+                        interface = %gw.interface,
+                        "the NIC's RSS table names queues without a lane: the default key and a round-robin table are assumed"
+                    );
+                    None
+                }
+            }
+        }
+        Ok(_) => None,
+        Err(error) => {
+            tracing::debug!(interface = %gw.interface, %error, "the NIC's RSS key could not be read");
+            None
+        }
+    };
+    let source = if from_nic.is_some() { "nic" } else { "default" };
+    if lanes <= 1 {
+        return (None, source);
+    }
+    let steering = from_nic
+        .unwrap_or_else(|| FlowSteering::round_robin(xgate_userstack::rss::DEFAULT_RSS_KEY, lanes as u16));
+    (Some(steering), source)
 }
