@@ -354,7 +354,17 @@ fn heatmap(addr: std::net::SocketAddr, kind: &str, out: &std::path::Path) -> any
 fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let config = config::Config::load(path)?;
     logging::init(&config.log.level);
-    require_root("xgate run")?;
+    // Root, or the capabilities XDP, AF_XDP and BPF need (a unit's AmbientCapabilities).
+    let missing = xgate_gateway::doctor::effective_capabilities()
+        .map(xgate_gateway::doctor::missing_capabilities)
+        .unwrap_or_default();
+    if !missing.is_empty() {
+        bail!(
+            "xgate run needs {}: {}",
+            missing.join(", "),
+            xgate_gateway::doctor::CAPABILITIES_FIX
+        );
+    }
     install_signal_handlers();
     let stdout = std::io::stdout();
     let mut events = stdout.lock();

@@ -88,6 +88,38 @@ const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
 
+/// How to give the gateway what it needs without root (the unit `deploy/xgate.service` does).
+pub const CAPABILITIES_FIX: &str =
+    "run as root, or with AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW CAP_IPC_LOCK CAP_BPF CAP_PERFMON (deploy/xgate.service)";
+
+/// The capabilities the gateway needs that the effective set `caps` lacks, by name.
+pub fn missing_capabilities(caps: u64) -> Vec<&'static str> {
+    let has = |cap: u32| caps & (1u64 << cap) != 0;
+    let bpf = has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON));
+    [
+        (has(CAP_NET_ADMIN), "CAP_NET_ADMIN"),
+        (has(CAP_NET_RAW), "CAP_NET_RAW"),
+        (has(CAP_IPC_LOCK), "CAP_IPC_LOCK"),
+        (bpf, "CAP_BPF+CAP_PERFMON (or CAP_SYS_ADMIN)"),
+    ]
+    .into_iter()
+    .filter(|(held, _)| !held)
+    .map(|(_, name)| name)
+    .collect()
+}
+
+/// This process's effective capability set (`CapEff` of /proc/self/status).
+pub fn effective_capabilities() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("CapEff:"))
+                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        })
+}
+
 fn finding(check: &'static str, level: Level, detail: String, fix: Option<String>) -> Finding {
     Finding {
         check,
@@ -145,30 +177,29 @@ pub fn judge(config: &Config, facts: &HostFacts, cores: &[usize]) -> Vec<Finding
     });
     out.push(match facts.capabilities {
         Some(caps) => {
-            let has = |cap: u32| caps & (1u64 << cap) != 0;
-            let bpf = has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON));
-            let missing: Vec<&str> = [
-                (has(CAP_NET_ADMIN), "CAP_NET_ADMIN"),
-                (has(CAP_NET_RAW), "CAP_NET_RAW"),
-                (has(CAP_IPC_LOCK), "CAP_IPC_LOCK"),
-                (bpf, "CAP_BPF+CAP_PERFMON (or CAP_SYS_ADMIN)"),
-            ]
-            .into_iter()
-            .filter(|(held, _)| !held)
-            .map(|(_, name)| name)
-            .collect();
+            let missing = missing_capabilities(caps);
             if missing.is_empty() {
-                finding("privileges", Level::Pass, "the capabilities XDP, AF_XDP and BPF need are held".into(), None)
+                finding(
+                    "privileges",
+                    Level::Pass,
+                    "the capabilities XDP, AF_XDP and BPF need are held".into(),
+                    None,
+                )
             } else {
                 finding(
                     "privileges",
                     Level::Fail,
                     format!("missing {}", missing.join(", ")),
-                    Some("run as root, or with AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW CAP_IPC_LOCK CAP_BPF CAP_PERFMON".into()),
+                    Some(CAPABILITIES_FIX.into()),
                 )
             }
         }
-        None => finding("privileges", Level::Warn, "capabilities unreadable (/proc/self/status)".into(), None),
+        None => finding(
+            "privileges",
+            Level::Warn,
+            "capabilities unreadable (/proc/self/status)".into(),
+            None,
+        ),
     });
 
     if !facts.interface_found {
@@ -483,12 +514,7 @@ pub fn probe(config: &Config) -> HostFacts {
             .map(|value| value.starts_with("on"))
     };
     let features = ethtool("-k");
-    let capabilities = read(Path::new("/proc/self/status")).and_then(|status| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("CapEff:"))
-            .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-    });
+    let capabilities = effective_capabilities();
     let hugepages = |root: &Path| {
         read(&root.join("hugepages/hugepages-2048kB/free_hugepages")).and_then(|s| s.parse::<u64>().ok())
     };
