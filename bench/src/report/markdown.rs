@@ -10,7 +10,7 @@ use crate::results::{
 };
 
 use super::{
-    goals::goals,
+    goals::{goals, GoalKind},
     micros,
     summary::{find, summarise, CaseSummary},
     thousands, Spread, NOISY_SPREAD,
@@ -460,11 +460,12 @@ pub fn markdown(results: &SuiteResults, plots: Option<(&str, &str)>) -> String {
     let _ = writeln!(out, "| goal | target | measured | met |");
     let _ = writeln!(out, "|---|---|---|---|");
     for goal in goals(results, &summaries) {
-        let met = match (goal.report_only, goal.met) {
-            (true, _) => "–",
-            (false, Some(true)) => "yes",
-            (false, Some(false)) => "**no**",
-            (false, None) => "not measured",
+        let met = match (goal.kind, goal.met) {
+            (GoalKind::ReportOnly, _) => "–",
+            (GoalKind::Unmeasurable, _) => "not measurable here",
+            (GoalKind::Target, Some(true)) => "yes",
+            (GoalKind::Target, Some(false)) => "**no**",
+            (GoalKind::Target, None) => "not measured",
         };
         let _ = writeln!(
             out,

@@ -395,3 +395,41 @@ fn the_proxy_section_gives_upstream_connects_per_thousand_requests() {
         "{text}"
     );
 }
+
+/// A packet-path figure where XDP_DROP received what the generator sent reads "not measurable
+/// here", never "met"; one where XDP_DROP took less than was generated is judged.
+#[test]
+fn a_generator_bound_packet_figure_is_not_measurable_here() {
+    let row = |bytes: u64, receiver: &str, received: f64, generated: f64| {
+        serde_json::json!({
+            "frame_bytes": bytes, "receiver": receiver, "mode": "copy", "label": "x",
+            "median_pps": received, "min_pps": received, "max_pps": received,
+            "generated_pps_median": generated,
+        })
+    };
+    let mut results = results(Vec::new());
+    results.packet_path = serde_json::json!({
+        "packet_path": [
+            row(64, "xdp_drop", 700_000.0, 705_000.0),
+            row(64, "af_xdp", 500_000.0, 705_000.0),
+            row(1514, "xdp_drop", 400_000.0, 600_000.0),
+            row(1514, "af_xdp", 300_000.0, 600_000.0),
+        ],
+        "ratios": [
+            {"frame_bytes": 64, "af_xdp_over_drop": 0.71},
+            {"frame_bytes": 1514, "af_xdp_over_drop": 0.75},
+        ],
+    });
+    let markdown = markdown(&results, None);
+    let line = |bytes: &str| {
+        markdown
+            .lines()
+            .find(|l| l.starts_with(&format!("| packet path, {bytes}-byte frames")))
+            .unwrap_or_else(|| panic!("{markdown}"))
+            .to_string()
+    };
+    let small = line("64");
+    assert!(small.ends_with("| not measurable here |"), "{small}");
+    assert!(small.contains("generator-bound"), "{small}");
+    assert!(line("1514").ends_with("| 75% | yes |"), "{}", line("1514"));
+}
