@@ -209,6 +209,8 @@ fn nic_setup_sets_the_channels_idempotently() {
     // assume the default key.
     let ready = lab.start_gateway();
     assert_eq!(ready["rss_key"], "default", "{ready}");
+    // The lane's UMEM on its core's node: this host has node 0 only.
+    assert_eq!(ready["umem_nodes"], serde_json::json!([0]), "{ready}");
     assert_eq!(lab.healthz_status(), Ok("200".to_string()));
     lab.stop_gateway();
     // Nonsense is refused with exit 2.

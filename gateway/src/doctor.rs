@@ -529,13 +529,7 @@ pub fn probe(config: &Config) -> HostFacts {
     let core_nodes = (0..std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .max(64))
-        .filter_map(|cpu| {
-            let dir = std::fs::read_dir(format!("/sys/devices/system/cpu/cpu{cpu}")).ok()?;
-            let node = dir
-                .filter_map(Result::ok)
-                .find_map(|e| e.file_name().to_str()?.strip_prefix("node")?.parse().ok())?;
-            Some((cpu, node))
-        })
+        .filter_map(|cpu| Some((cpu, cpu_node(cpu)?)))
         .collect();
     HostFacts {
         kernel_release: read(Path::new("/proc/sys/kernel/osrelease")),
@@ -579,6 +573,14 @@ pub fn probe(config: &Config) -> HostFacts {
         queue_irqs: queue_irqs(iface),
         kernel_addresses: kernel_addresses(),
     }
+}
+
+/// The NUMA node of CPU `cpu` (its `nodeN` entry in sysfs), if the host says.
+pub fn cpu_node(cpu: usize) -> Option<u32> {
+    std::fs::read_dir(format!("/sys/devices/system/cpu/cpu{cpu}"))
+        .ok()?
+        .filter_map(Result::ok)
+        .find_map(|entry| entry.file_name().to_str()?.strip_prefix("node")?.parse().ok())
 }
 
 /// The interrupts named after `iface` in /proc/interrupts (a NIC's queue vectors, such as

@@ -227,6 +227,8 @@ pub fn run(
             frame_size: config.umem.frame_size,
             frames: config.umem.frames,
             allow_normal_pages: config.umem.allow_normal_pages,
+            // The UMEM on the node of the core its lane runs on.
+            numa_node: cores[lane].and_then(|core| crate::doctor::cpu_node(core.id)),
         })?;
         steering.register_socket(queue, port.fd())?;
         ports.push(port);
@@ -299,6 +301,14 @@ pub fn run(
     let lanes_built = std::sync::atomic::AtomicUsize::new(0);
     let bind_mode = ports[0].mode().name();
     let umem_backing = ports[0].backing();
+    let umem_nodes: Vec<String> = ports
+        .iter()
+        .map(|port| {
+            port.umem_node()
+                .map_or("null".to_string(), |node| node.to_string())
+        })
+        .collect();
+    let umem_nodes = umem_nodes.join(",");
     let (mut reload_rings, reload_ends): (Vec<_>, Vec<_>) = (0..lanes)
         .map(|_| rtrb::RingBuffer::<Arc<Routing>>::new(RELOAD_RING))
         .unzip();
@@ -352,7 +362,7 @@ pub fn run(
         if lanes_built.load(Ordering::SeqCst) == lanes {
             let _ = writeln!(
                 events,
-                "{{\"event\":\"ready\",\"interface\":\"{}\",\"ipv4\":\"{}\",\"port\":{},\"lanes\":{lanes},\"xdp_mode\":\"{}\",\"bind_mode\":\"{}\",\"umem_backing\":\"{:?}\",\"rss_key\":\"{rss_source}\",\"metrics\":\"{metrics_address}\"}}",
+                "{{\"event\":\"ready\",\"interface\":\"{}\",\"ipv4\":\"{}\",\"port\":{},\"lanes\":{lanes},\"xdp_mode\":\"{}\",\"bind_mode\":\"{}\",\"umem_backing\":\"{:?}\",\"rss_key\":\"{rss_source}\",\"umem_nodes\":[{umem_nodes}],\"metrics\":\"{metrics_address}\"}}",
                 gw.interface,
                 gw.ipv4,
                 gw.listen_port,

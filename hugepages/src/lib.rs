@@ -191,6 +191,30 @@ impl Region {
     /// `ENOMEM` is the final word. When hugepages are missing, `policy` decides: an
     /// [`Error::NotEnoughHugePages`] naming the fix, or normal pages.
     pub fn allocate(len: usize, policy: FallbackPolicy) -> Result<Region, Error> {
+        Region::allocate_on(len, policy, None)
+    }
+
+    /// [`Region::allocate`] with its pages taken from NUMA node `node` while it has them
+    /// (`MPOL_PREFERRED` for the calling thread during the mapping, then back to the default):
+    /// a lane's UMEM belongs on its core's node. A node the kernel refuses (none such) is
+    /// ignored: the pages come from wherever the kernel puts them, which [`Region::node`] tells.
+    pub fn allocate_on(len: usize, policy: FallbackPolicy, node: Option<u32>) -> Result<Region, Error> {
+        let preferred = node.is_some() && sys::prefer_node(node).is_ok();
+        let region = Region::allocate_here(len, policy);
+        if preferred {
+            // Back to the thread's default; a failure here leaves a preference that only steers
+            // later allocations of this thread, never their correctness.
+            let _ = sys::prefer_node(None);
+        }
+        region
+    }
+
+    /// The NUMA node holding the region's first page, if the kernel says.
+    pub fn node(&self) -> Option<u32> {
+        sys::node_of(self.map.as_ptr())
+    }
+
+    fn allocate_here(len: usize, policy: FallbackPolicy) -> Result<Region, Error> {
         if len == 0 {
             return Err(Error::InvalidSize);
         }
@@ -326,6 +350,42 @@ Hugetlb:           32768 kB
             parse_meminfo("garbage\nHugePages_Free: x\n"),
             HugePageStatus::default()
         );
+    }
+
+    /// Normal pages (no hugepage pool needed) asked on node 0 land on node 0, which every host
+    /// has; a node the kernel does not have is ignored, not an error.
+    #[test]
+    fn a_region_asked_on_a_node_lands_there() {
+        assert_eq!(normal_region_on(Some(0)).node(), Some(0));
+        assert!(
+            normal_region_on(Some(63)).node().is_some(),
+            "an absent node is ignored"
+        );
+        assert!(
+            sys::prefer_node(Some(64)).is_err(),
+            "nodes past the mask are refused"
+        );
+        // The thread's policy is the default again afterwards.
+        assert_eq!(normal_region_on(None).node(), Some(0));
+    }
+
+    /// A region of normal pages on `node`, placed as `allocate_on` places its mapping (normal
+    /// pages: the test takes nothing from the host's hugepage pool, which other tests count).
+    fn normal_region_on(node: Option<u32>) -> Region {
+        let preferred = node.is_some() && sys::prefer_node(node).is_ok();
+        let map = MmapOptions::new()
+            .len(HUGE_PAGE_SIZE)
+            .populate()
+            .map_anon()
+            .unwrap();
+        if preferred {
+            sys::prefer_node(None).unwrap();
+        }
+        Region {
+            map,
+            backing: Backing::NormalPages,
+            suggest: None,
+        }
     }
 
     #[test]

@@ -15,6 +15,58 @@ pub(crate) fn lock_if_allowed(map: &MmapMut) {
     let _ = unsafe { libc::mlock(map.as_ptr().cast(), map.len()) };
 }
 
+/// `MPOL_DEFAULT` and `MPOL_PREFERRED` (linux/mempolicy.h), and `get_mempolicy`'s flags.
+const MPOL_DEFAULT: libc::c_long = 0;
+const MPOL_PREFERRED: libc::c_long = 1;
+const MPOL_F_NODE: libc::c_long = 1;
+const MPOL_F_ADDR: libc::c_long = 2;
+/// Bits of the node masks passed to the kernel (one word).
+const MASK_BITS: libc::c_ulong = 64;
+
+/// Makes this thread's new memory come from NUMA node `node` while it can (`MPOL_PREFERRED`:
+/// other nodes when it has none free), or from anywhere again (`None`, `MPOL_DEFAULT`). Nodes
+/// above 63 are not taken (`EINVAL`).
+pub(crate) fn prefer_node(node: Option<u32>) -> std::io::Result<()> {
+    let (mode, mask) = match node {
+        Some(node) if node < MASK_BITS as u32 => (MPOL_PREFERRED, 1u64 << node),
+        Some(_) => return Err(std::io::Error::from_raw_os_error(libc::EINVAL)),
+        None => (MPOL_DEFAULT, 0u64),
+    };
+    // SAFETY: set_mempolicy reads `MASK_BITS` bits from the live `mask` (or none for
+    // MPOL_DEFAULT, given a null mask); it changes only this thread's allocation policy.
+    let mask_ptr = if mode == MPOL_DEFAULT {
+        std::ptr::null()
+    } else {
+        &mask as *const u64
+    };
+    let maxnode = if mode == MPOL_DEFAULT { 0 } else { MASK_BITS + 1 };
+    let done = unsafe { libc::syscall(libc::SYS_set_mempolicy, mode, mask_ptr, maxnode) };
+    if done == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// The NUMA node of the page at `address` (which must be mapped and faulted in), if the kernel
+/// says.
+pub(crate) fn node_of(address: *const u8) -> Option<u32> {
+    let mut node: libc::c_int = -1;
+    // SAFETY: with MPOL_F_NODE | MPOL_F_ADDR, get_mempolicy writes the node of the page at
+    // `address` into the live `node` and reads no mask (null, 0); `address` is only looked up.
+    let done = unsafe {
+        libc::syscall(
+            libc::SYS_get_mempolicy,
+            &mut node as *mut libc::c_int,
+            std::ptr::null_mut::<libc::c_ulong>(),
+            0 as libc::c_ulong,
+            address,
+            MPOL_F_NODE | MPOL_F_ADDR,
+        )
+    };
+    (done == 0 && node >= 0).then_some(node as u32)
+}
+
 /// Whether the process runs as root (effective uid 0).
 #[cfg(test)]
 pub(crate) fn is_root() -> bool {

@@ -47,6 +47,9 @@ pub struct PortConfig {
     pub frames: u32,
     /// Whether to run on normal pages when no 2 MiB hugepages are free.
     pub allow_normal_pages: bool,
+    /// The NUMA node the UMEM's pages should come from (the node of the core the port's lane
+    /// runs on); `None`: wherever the kernel puts them.
+    pub numa_node: Option<u32>,
 }
 
 impl Default for PortConfig {
@@ -57,6 +60,7 @@ impl Default for PortConfig {
             frame_size: 4096,
             frames: 4096,
             allow_normal_pages: true,
+            numa_node: None,
         }
     }
 }
@@ -204,6 +208,11 @@ impl XskPort {
     /// Whether the UMEM sits on 2 MiB hugepages.
     pub fn backing(&self) -> Backing {
         self.region.backing()
+    }
+
+    /// The NUMA node the UMEM's first page is on, if the kernel says.
+    pub fn umem_node(&self) -> Option<u32> {
+        self.region.node()
     }
 
     /// The command that would have given this port hugepages, if it runs without them.

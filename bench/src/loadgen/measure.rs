@@ -120,6 +120,7 @@ pub(super) fn measure(args: &HttpArgs) -> anyhow::Result<HttpReport> {
         frame_size: 2048,
         frames: args.frames,
         allow_normal_pages: true,
+        numa_node: None,
     })
     .context("opening the AF_XDP socket")?;
     port.trust_rx_checksums();

@@ -203,6 +203,7 @@ impl Receiver {
                     frame_size: UMEM_FRAME_SIZE,
                     frames: UMEM_FRAMES,
                     allow_normal_pages: true,
+                    numa_node: None,
                 })
                 .context("opening the AF_XDP socket")?;
                 steering

@@ -115,7 +115,11 @@ impl XskPort {
         } else {
             FallbackPolicy::Require
         };
-        let mut region = Region::allocate(config.frames as usize * config.frame_size as usize, policy)?;
+        let mut region = Region::allocate_on(
+            config.frames as usize * config.frame_size as usize,
+            policy,
+            config.numa_node,
+        )?;
         let area = region.as_non_null_slice();
         let ring_size = config.frames / 2;
 
