@@ -32,14 +32,14 @@ pub(crate) fn prefer_node(node: Option<u32>) -> std::io::Result<()> {
         Some(_) => return Err(std::io::Error::from_raw_os_error(libc::EINVAL)),
         None => (MPOL_DEFAULT, 0u64),
     };
-    // SAFETY: set_mempolicy reads `MASK_BITS` bits from the live `mask` (or none for
-    // MPOL_DEFAULT, given a null mask); it changes only this thread's allocation policy.
     let mask_ptr = if mode == MPOL_DEFAULT {
         std::ptr::null()
     } else {
         &mask as *const u64
     };
     let maxnode = if mode == MPOL_DEFAULT { 0 } else { MASK_BITS + 1 };
+    // SAFETY: set_mempolicy reads `MASK_BITS` bits from the live `mask` (or none for
+    // MPOL_DEFAULT, given a null mask); it changes only this thread's allocation policy.
     let done = unsafe { libc::syscall(libc::SYS_set_mempolicy, mode, mask_ptr, maxnode) };
     if done == 0 {
         Ok(())
