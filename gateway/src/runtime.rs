@@ -219,7 +219,7 @@ pub fn run(
         None
     };
     let mut ports = Vec::with_capacity(lanes);
-    for lane in 0..lanes {
+    for (lane, core) in cores.iter().enumerate() {
         let queue = gw.queue + lane as u32;
         let port = XskPort::open(&PortConfig {
             interface: gw.interface.clone(),
@@ -228,7 +228,7 @@ pub fn run(
             frames: config.umem.frames,
             allow_normal_pages: config.umem.allow_normal_pages,
             // The UMEM on the node of the core its lane runs on.
-            numa_node: cores[lane].and_then(|core| crate::doctor::cpu_node(core.id)),
+            numa_node: core.and_then(|core| crate::doctor::cpu_node(core.id)),
         })?;
         steering.register_socket(queue, port.fd())?;
         ports.push(port);
