@@ -370,13 +370,7 @@ fn the_flow_table_stays_within_its_bound_under_100000_flows() {
         "[flows]\nmax_flows = 8192\n\n[shield]\nstranger_syn_rate = 0\nknown_syn_rate = 0\nbudget_syn_rate = 0\n",
     );
     lab.start_gateway();
-    let pid = output(lab.exec("gw", "pgrep").args(["-f", "xgate run"]));
-    let pid = String::from_utf8_lossy(&pid.stdout)
-        .lines()
-        .next()
-        .unwrap()
-        .trim()
-        .to_string();
+    let pid = lab.gateway_pid();
     let rss = || -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         status

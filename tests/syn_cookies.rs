@@ -14,6 +14,10 @@ use std::{
 
 use common::{metric, output, scrape, TestLab, GATEWAY_IP, XGATE};
 
+/// The tests of this file take turns: each floods or loads the gateway with every core it can
+/// get, and a request's time is what they measure.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// `/metrics` once the XDP program's counters in it are fresh (the gateway reads them once a
 /// second).
 fn fresh_scrape(lab: &TestLab) -> HashMap<String, f64> {
@@ -124,6 +128,7 @@ fn known_client_loop(lab: &TestLab, seconds: u64) -> (u32, Vec<String>) {
 /// (guessed cookies) are dropped and counted.
 #[test]
 fn under_a_syn_flood_first_time_clients_are_served_at_once() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut lab = TestLab::new("ck");
     lab.set_key("max_connections", 1024);
     lab.start_gateway();
@@ -237,6 +242,7 @@ fn under_a_syn_flood_first_time_clients_are_served_at_once() {
 /// request is answered.
 #[test]
 fn with_cookies_always_every_connection_starts_from_a_cookie() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut lab = TestLab::new("ca");
     lab.append_config("\n[shield]\nsyn_cookies = \"always\"\n");
     lab.start_gateway();

@@ -174,6 +174,12 @@ impl TestLab {
         ready
     }
 
+    /// The process id of this lab's running gateway (another test's gateway may run beside it:
+    /// never look it up by name).
+    pub fn gateway_pid(&self) -> u32 {
+        self.gateway.as_ref().expect("gateway running").id()
+    }
+
     /// Asks the running xgate for its per-lane counters (SIGUSR1) and returns its `stats` event.
     pub fn stats(&mut self) -> serde_json::Value {
         let pid = self.gateway.as_ref().expect("gateway running").id();
