@@ -527,6 +527,40 @@ mod tests {
         assert_eq!(server.connected(), 0);
     }
 
+    /// Without cookies, the bound's old ways: a SYN meeting only young half-open connections is
+    /// dropped for the client to send again; once the oldest has waited `EVICTABLE_AFTER` it is
+    /// reset and the SYN takes its place.
+    #[test]
+    fn without_cookies_the_oldest_half_open_connection_makes_room() {
+        let config = config(SynCookieMode::Never, 8, 2);
+        let mut memory = SocketMemory::new(&config);
+        let mut device = MemoryDevice::new();
+        let mut server = server(&config, &mut device, &mut memory);
+        for port in 0..2 {
+            exchange(&mut server, &mut device, &syn(42_000 + port));
+        }
+        assert!(
+            exchange(&mut server, &mut device, &syn(42_002)).is_empty(),
+            "deferred"
+        );
+        let later = Instant::from_millis(10) + crate::tcp_server::EVICTABLE_AFTER;
+        device.put_rx(&syn(42_002));
+        assert!(server.ingress(later, &mut device, &classify(&syn(42_002))));
+        server.egress(later, &mut device);
+        let sent = device.take_sent();
+        let controls: Vec<TcpControl> = sent.iter().map(|f| parsed(f).0.control).collect();
+        assert!(
+            controls.contains(&TcpControl::Rst),
+            "the oldest is reset: {controls:?}"
+        );
+        assert!(
+            controls.contains(&TcpControl::Syn),
+            "the new SYN is answered: {controls:?}"
+        );
+        assert_eq!(server.stats().half_open_evicted, 1);
+        assert_eq!(server.stats().syn_deferred, 1);
+    }
+
     #[test]
     fn at_the_half_open_bound_auto_answers_with_a_cookie_and_never_drops() {
         for (mode, cookies) in [(SynCookieMode::Auto, true), (SynCookieMode::Never, false)] {
