@@ -93,21 +93,17 @@ impl TcpServer<'_> {
         let at_bound = self.max_half_open > 0 && self.half_open >= self.max_half_open;
         let pool_full = self.listening.is_empty() && !self.listen_port_closed;
         if new_connection && (at_bound || (pool_full && self.half_open > 0)) {
-            if self.cookies.mode != SynCookieMode::Never {
-                // Under pressure with cookies: answered statelessly, taken up when the ACK
-                // comes; no half-open connection is evicted for it. (Evicting the oldest one
-                // reset real clients whose ACK a flood had delayed past 100 ms; their
-                // half-open sockets leave as any do, completed, or reaped after
-                // flows.half_open_ms.)
-                return self.answer_with_cookie(now, device);
-            }
-            // Without cookies, room for the SYN comes from the oldest half-open connection, if
-            // it has waited long enough. Without room now (all are young, or every socket is
-            // taken and the evicted one is free only once the application settles it), no
-            // answer: the client sends its SYN again. A pool full of established connections
-            // alone is handled below (dropped too, or refused with a RST).
+            // Room for the SYN comes from the oldest half-open connection, if it has waited
+            // long enough. Without room now (all are young, or every socket is taken and the
+            // evicted one is free only once the application settles it), no answer: the client
+            // sends its SYN again. A pool full of established connections alone is handled
+            // below (dropped too, or refused with a RST).
             let evicted = self.evict_oldest_half_open(now);
             if !evicted || self.listening.is_empty() {
+                if self.cookies.mode != SynCookieMode::Never {
+                    // Under pressure: answered statelessly, taken up when the ACK comes.
+                    return self.answer_with_cookie(now, device);
+                }
                 self.stats.syn_deferred += 1;
                 return self.drop_frame(now, device);
             }
