@@ -133,10 +133,7 @@ impl TcpServer<'_> {
         );
         self.socket(listener)
             .set_next_initial_seq(Some(TcpSeqNumber(isn as i32)));
-        let result = self
-            .iface
-            .poll_ingress_single(now, device, &mut self.shards[shard as usize].sockets);
-        self.mark_dirty(shard);
+        let took = self.deliver(now, device, shard);
         let remote = IpEndpoint::new(
             smoltcp::wire::IpAddress::Ipv4(segment.flow.src_ip.into()),
             segment.flow.src_port,
@@ -150,7 +147,7 @@ impl TcpServer<'_> {
             // The SYN-ACK goes out without an ARP exchange first (see `learn_neighbour`).
             self.learn_neighbour(segment, now);
         }
-        result != PollIngressSingleResult::None
+        took
     }
 
     /// Takes the device's frame and drops it unanswered. Returns whether there was one.
