@@ -34,7 +34,8 @@ pub enum ChunkError {
     /// A chunk-size line does not start with a hex digit, or a size is followed by something
     /// other than `;` or CRLF (whitespace, `x`, `-`, ...).
     InvalidSize,
-    /// A chunk size has more than 16 significant hex digits.
+    /// A chunk size has more than 16 significant hex digits, or the chunk sizes so far sum
+    /// past `u64::MAX`.
     SizeOverflow,
     /// A chunk extension is not `;token[=token|quoted-string]`.
     InvalidExtension,
@@ -289,8 +290,13 @@ impl ChunkedDecoder {
             return Err(ChunkError::SizeOverflow);
         }
         self.chunk = self.chunk << 4 | u64::from(digit);
-        if self.total.saturating_add(self.chunk) > self.max_body {
-            return Err(ChunkError::TooLarge);
+        // The payload so far plus this chunk must fit in a u64 before it can be held to the
+        // limit: with no limit (`u64::MAX`, an upstream's response) two large chunks would
+        // otherwise wrap the total.
+        match self.total.checked_add(self.chunk) {
+            None => return Err(ChunkError::SizeOverflow),
+            Some(total) if total > self.max_body => return Err(ChunkError::TooLarge),
+            Some(_) => {}
         }
         Ok(())
     }
