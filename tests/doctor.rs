@@ -211,6 +211,18 @@ fn nic_setup_sets_the_channels_idempotently() {
     assert_eq!(ready["rss_key"], "default", "{ready}");
     // The lane's UMEM on its core's node: this host has node 0 only.
     assert_eq!(ready["umem_nodes"], serde_json::json!([0]), "{ready}");
+    // ... and in the metrics, with the lane's core and bind mode.
+    let samples = common::scrape(&lab);
+    let info: Vec<_> = samples
+        .iter()
+        .filter(|(key, _)| key.starts_with("xgate_lane_info{"))
+        .collect();
+    assert_eq!(info.len(), 1, "one lane: {info:?}");
+    let (key, value) = info[0];
+    assert_eq!(*value, 1.0);
+    for label in ["bind_mode=copy", "lane=0", "umem_node=0", "umem_backing="] {
+        assert!(key.contains(label), "{label} in {key}");
+    }
     assert_eq!(lab.healthz_status(), Ok("200".to_string()));
     lab.stop_gateway();
     // Nonsense is refused with exit 2.

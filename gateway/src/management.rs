@@ -74,6 +74,19 @@ pub struct Observatory<'a> {
     pub maps: Arc<FlowMaps>,
     pub view: Mutex<ControlView>,
     pub heatmap_seconds: usize,
+    /// Where each lane runs and keeps its frames, fixed at start (`xgate_lane_info`).
+    pub placements: Vec<LanePlacement>,
+}
+
+/// A lane's core, its UMEM's NUMA node and how its socket is bound, as `xgate_lane_info` labels.
+#[derive(Clone, Debug)]
+pub struct LanePlacement {
+    /// The core the lane is pinned to (`None`: not pinned).
+    pub core: Option<usize>,
+    /// The node the UMEM's pages are on (`None`: not known, no NUMA information).
+    pub umem_node: Option<u32>,
+    pub bind_mode: &'static str,
+    pub umem_backing: String,
 }
 
 fn unix_seconds() -> u64 {

@@ -27,7 +27,7 @@ use crate::{
     error::RunError,
     handoff::{link_lanes, LaneWake},
     lane::{self, LaneReport, LaneSetup},
-    management::{self, ControlView, Observatory},
+    management::{self, ControlView, LanePlacement, Observatory},
     metrics::LaneMetrics,
     metrics::COUNTED_STATUSES,
     reaper::Reaper,
@@ -117,6 +117,39 @@ fn rx_queues(interface: &str) -> usize {
         })
         .unwrap_or(1)
         .max(1)
+}
+
+/// Drops the process's capabilities (see [`crate::sys::capabilities`]), probing with a read of
+/// the XDP program's counters, as the metrics and the reaper read its maps; the kept ones as a
+/// JSON list body for the ready event. A failure to drop is logged, and the gateway runs on.
+fn drop_capabilities(steering: &Steering) -> String {
+    use crate::sys::capabilities;
+    match capabilities::drop_after_setup(|| steering.verdict_stats().is_ok()) {
+        Ok(dropped) => {
+            let kept = capabilities::names(dropped.kept);
+            tracing::info!(
+                held = ?capabilities::names(dropped.held),
+                kept = ?kept,
+                "capabilities dropped after setup"
+            );
+            kept.iter()
+                .map(|name| format!("\"{name}\""))
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+        Err(error) => {
+            tracing::warn!(%error, "capabilities not dropped");
+            "\"(all)\"".to_string()
+        }
+    }
+}
+
+/// The `umem_backing` label of `xgate_lane_info`.
+fn backing_name(backing: xgate_hugepages::Backing) -> &'static str {
+    match backing {
+        xgate_hugepages::Backing::HugePages2M => "hugepages_2m",
+        xgate_hugepages::Backing::NormalPages => "normal_pages",
+    }
 }
 
 /// The cores this process may run on, in order.
@@ -253,6 +286,10 @@ pub fn run(
         "XDP attached; lanes bound"
     );
 
+    // Everything privileged is done: give up the capabilities before any other thread exists
+    // (they are per thread, and inherited).
+    let capabilities_kept = drop_capabilities(&steering);
+
     // Every lane's port has the same UMEM: half of its frames are rx frames.
     let links = link_lanes(lanes, config.umem.frames as usize / 2);
     let wakes: Vec<LaneWake> = (0..lanes)
@@ -291,6 +328,16 @@ pub fn run(
             ..ControlView::default()
         }),
         heatmap_seconds: config.metrics.heatmap_seconds,
+        placements: ports
+            .iter()
+            .zip(cores.iter().copied())
+            .map(|(port, core)| LanePlacement {
+                core: core.map(|core| core.id),
+                umem_node: port.umem_node(),
+                bind_mode: port.mode().name(),
+                umem_backing: backing_name(port.backing()).to_string(),
+            })
+            .collect(),
     };
     let metrics_address = listener
         .as_ref()
@@ -362,7 +409,7 @@ pub fn run(
         if lanes_built.load(Ordering::SeqCst) == lanes {
             let _ = writeln!(
                 events,
-                "{{\"event\":\"ready\",\"interface\":\"{}\",\"ipv4\":\"{}\",\"port\":{},\"lanes\":{lanes},\"xdp_mode\":\"{}\",\"bind_mode\":\"{}\",\"umem_backing\":\"{:?}\",\"rss_key\":\"{rss_source}\",\"umem_nodes\":[{umem_nodes}],\"metrics\":\"{metrics_address}\"}}",
+                "{{\"event\":\"ready\",\"interface\":\"{}\",\"ipv4\":\"{}\",\"port\":{},\"lanes\":{lanes},\"xdp_mode\":\"{}\",\"bind_mode\":\"{}\",\"umem_backing\":\"{:?}\",\"rss_key\":\"{rss_source}\",\"umem_nodes\":[{umem_nodes}],\"capabilities_kept\":[{capabilities_kept}],\"metrics\":\"{metrics_address}\"}}",
                 gw.interface,
                 gw.ipv4,
                 gw.listen_port,

@@ -4,17 +4,17 @@
 
 use std::{
     sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, OnceLock,
     },
     thread,
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context};
-use xgate_userstack::xsk::{PortConfig, XskPort};
+use xgate_userstack::xsk::{BindMode, PortConfig, XskPort};
 use xgate_xdp::{
-    bench::{DropCounter, FrameGenerator, SendEnd},
+    bench::{DropCounter, FrameGenerator, GeneratorMode, SendEnd},
     Steering, XdpVerdict,
 };
 
@@ -26,8 +26,9 @@ use crate::{
 use super::{
     frame::udp_frame,
     topology::{enter_namespace, interface_index, pin_current_thread},
-    FrameSize, ReceiverKind, FIRST_FRAME_TIMEOUT, GENERATOR_STOP_SIGNAL, GENERATOR_STOP_TIMEOUT,
-    RX_INTERFACE, RX_IP, RX_NAMESPACE, TX_INTERFACE, TX_NAMESPACE, UMEM_FRAMES, UMEM_FRAME_SIZE,
+    xsk_generator, FrameSize, GeneratorChoice, ReceiverKind, FIRST_FRAME_TIMEOUT, GENERATOR_STOP_SIGNAL,
+    GENERATOR_STOP_TIMEOUT, RX_INTERFACE, RX_IP, RX_NAMESPACE, TX_INTERFACE, TX_NAMESPACE, UMEM_FRAMES,
+    UMEM_FRAME_SIZE,
 };
 
 /// What one run measured, over its measurement window.
@@ -44,7 +45,7 @@ pub(super) struct RunOutcome {
     pub(super) steering_redirected: u64,
     /// The AF_XDP UMEM's backing, for af_xdp runs.
     pub(super) umem_backing: Option<String>,
-    /// How the generator sent ([`GeneratorMode::name`]).
+    /// How the generator sent ([`GeneratorMode::name`] or [`af_xdp_generator_name`]).
     pub(super) generator: &'static str,
 }
 
@@ -58,6 +59,7 @@ pub(super) struct RunSettings {
     pub(super) generator_cpu: usize,
     pub(super) receiver_cpu: usize,
     pub(super) batch: u32,
+    pub(super) generator: GeneratorChoice,
 }
 
 /// Flags shared between the receiver (who measures) and the generator thread.
@@ -67,6 +69,11 @@ struct GeneratorControl {
     stop: AtomicBool,
     /// Set by the generator thread when it has stopped, for whatever reason.
     finished: AtomicBool,
+    /// Frames the AF_XDP generator has sent (the live-frames and packet-socket paths count in
+    /// the [`FrameGenerator`]).
+    af_xdp_sent: AtomicU64,
+    /// How the generator thread ended up sending, once it has decided.
+    mode: OnceLock<&'static str>,
 }
 
 /// The generator thread, running. It sends in one BPF_PROG_TEST_RUN call that would last far
@@ -87,7 +94,7 @@ impl RunningGenerator {
             let control = Arc::clone(&control);
             let generator = Arc::clone(&generator);
             thread::spawn(move || {
-                let result = generate(&generator, &frame, settings, &control.stop);
+                let result = generate(&generator, &frame, settings, &control);
                 control.finished.store(true, Ordering::Release);
                 result
             })
@@ -102,6 +109,20 @@ impl RunningGenerator {
     /// Whether the generator thread has ended (on its own, that is an error).
     fn finished(&self) -> bool {
         self.control.finished.load(Ordering::Acquire)
+    }
+
+    /// Every frame sent so far, whichever way the generator sends.
+    fn sent(&self) -> anyhow::Result<u64> {
+        Ok(self.generator.sent()?.packets + self.control.af_xdp_sent.load(Ordering::Acquire))
+    }
+
+    /// How the generator sends (before its thread has decided: live frames, its first try).
+    fn mode(&self) -> &'static str {
+        self.control
+            .mode
+            .get()
+            .copied()
+            .unwrap_or(GeneratorMode::LiveFrames.name())
     }
 
     /// Stops the generator and returns how its thread ended.
@@ -145,21 +166,49 @@ impl Drop for RunningGenerator {
 }
 
 /// The generator thread's body: in the tx namespace, pinned, sends until `stop` is set (the
-/// stopper's signal ends the call in progress) or the process is interrupted.
+/// stopper's signal ends a live-frames call in progress) or the process is interrupted.
+///
+/// `auto` sends one frame to learn whether the kernel allows live-frames runs: if it does, they
+/// are the fastest generator; if not, the AF_XDP socket is (see [`xsk_generator`]).
 fn generate(
     generator: &FrameGenerator,
     frame: &[u8],
     settings: RunSettings,
-    stop: &AtomicBool,
+    control: &GeneratorControl,
 ) -> anyhow::Result<()> {
     enter_namespace(TX_NAMESPACE)?;
     pin_current_thread(settings.generator_cpu)?;
     let ifindex = interface_index(TX_INTERFACE)?;
-    while !stop.load(Ordering::Acquire) && !interrupted() {
+    let af_xdp = match settings.generator {
+        GeneratorChoice::AfXdp => Some(false),
+        GeneratorChoice::LiveFrames => None,
+        GeneratorChoice::Auto => {
+            let _: SendEnd = generator.send(ifindex, frame, 1, 1)?;
+            (generator.mode() != GeneratorMode::LiveFrames).then_some(true)
+        }
+    };
+    if let Some(live_refused) = af_xdp {
+        return xsk_generator::send_until(frame, &control.af_xdp_sent, &control.stop, |mode| {
+            let _ = control.mode.set(af_xdp_generator_name(mode, live_refused));
+        });
+    }
+    while !control.stop.load(Ordering::Acquire) && !interrupted() {
         // Completed (all u32::MAX frames, hours from now) or interrupted: check the flags again.
         let _: SendEnd = generator.send(ifindex, frame, u32::MAX, settings.batch)?;
+        let _ = control.mode.set(generator.mode().name());
     }
     Ok(())
+}
+
+/// The report's name of the AF_XDP generator, by its bind mode and whether `auto` chose it
+/// because the kernel refused live frames.
+pub(super) fn af_xdp_generator_name(mode: BindMode, live_refused: bool) -> &'static str {
+    match (mode, live_refused) {
+        (BindMode::Copy, false) => "af_xdp tx, copy mode",
+        (BindMode::Copy, true) => "af_xdp tx, copy mode (live frames refused by the kernel)",
+        (BindMode::ZeroCopy, false) => "af_xdp tx, zero-copy",
+        (BindMode::ZeroCopy, true) => "af_xdp tx, zero-copy (live frames refused by the kernel)",
+    }
 }
 
 /// The receiver under test, attached to xgp-rx in the rx namespace.
@@ -274,10 +323,10 @@ impl Receiver {
         }
     }
 
-    fn snapshot(&self, generator: &FrameGenerator) -> anyhow::Result<Snapshot> {
+    fn snapshot(&self, generator: &RunningGenerator) -> anyhow::Result<Snapshot> {
         let mut snapshot = Snapshot {
             received: self.received()?,
-            sent: generator.sent()?.packets,
+            sent: generator.sent()?,
             at: Some(Instant::now()),
             ..Snapshot::default()
         };
@@ -308,17 +357,18 @@ pub(super) fn measure_once(settings: &RunSettings) -> anyhow::Result<RunOutcome>
             bail!(
                 "no frame reached the receiver within {} s of starting the generator ({} sent)",
                 FIRST_FRAME_TIMEOUT.as_secs(),
-                generator.sent()?.packets
+                running.sent()?
             );
         }
         receiver.serve(Instant::now() + settings.warmup, &running, |_| false)?;
-        let start = receiver.snapshot(&generator)?;
+        let start = receiver.snapshot(&running)?;
         let end_at = start.at.unwrap_or_else(Instant::now) + settings.measure;
         receiver.serve(end_at, &running, |_| false)?;
-        let end = receiver.snapshot(&generator)?;
+        let end = receiver.snapshot(&running)?;
         Ok((start, end))
     })();
 
+    let generator_mode = running.mode();
     // The generator's own error, if it had one, explains a failed measurement best.
     running.stop().context("generator")?;
     let (start, end) = measured?;
@@ -341,6 +391,6 @@ pub(super) fn measure_once(settings: &RunSettings) -> anyhow::Result<RunOutcome>
         fill_ring_empty: end.fill_ring_empty - start.fill_ring_empty,
         steering_redirected: end.redirected - start.redirected,
         umem_backing: receiver.umem_backing(),
-        generator: generator.mode().name(),
+        generator: generator_mode,
     })
 }

@@ -297,8 +297,34 @@ fn xdp_families(e: &mut Exposition, view: &ControlView) {
     }
 }
 
-/// Each lane's own counters.
+/// Each lane's own counters, after its placement.
 fn lane_families(e: &mut Exposition, observatory: &Observatory<'_>) {
+    e.family(
+        "xgate_lane_info",
+        "gauge",
+        "Always 1: a lane's core (\"unpinned\" if it is not pinned), its UMEM's NUMA node (\"unknown\" without NUMA information), its AF_XDP bind mode and UMEM backing.",
+    );
+    for (i, placement) in observatory.placements.iter().enumerate() {
+        let node = placement
+            .umem_node
+            .map_or_else(|| "unknown".to_string(), |node| node.to_string());
+        e.sample(
+            "xgate_lane_info",
+            &[
+                ("lane", &i.to_string()),
+                (
+                    "core",
+                    &placement
+                        .core
+                        .map_or_else(|| "unpinned".to_string(), |c| c.to_string()),
+                ),
+                ("umem_node", &node),
+                ("bind_mode", placement.bind_mode),
+                ("umem_backing", &placement.umem_backing),
+            ],
+            1.0,
+        );
+    }
     let lanes: Vec<_> = observatory.counters.iter().map(LaneCounters::read).collect();
     let per_lane = |e: &mut Exposition,
                     name: &str,

@@ -9,6 +9,7 @@
 #![allow(unsafe_code)]
 
 pub mod alloc;
+pub mod capabilities;
 pub mod ethtool;
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
