@@ -211,6 +211,13 @@ fn nic_setup_sets_the_channels_idempotently() {
     assert_eq!(ready["rss_key"], "default", "{ready}");
     // The lane's UMEM on its core's node: this host has node 0 only.
     assert_eq!(ready["umem_nodes"], serde_json::json!([0]), "{ready}");
+    // Zero-copy is tried first; veth refuses it (EOPNOTSUPP) and the ready event says so.
+    assert_eq!(ready["bind_mode"], "copy", "{ready}");
+    let zero_copy = ready["zero_copy"].as_str().unwrap_or_default();
+    assert!(
+        zero_copy.starts_with("refused: ") && zero_copy.contains("errno 95"),
+        "{ready}"
+    );
     // ... and in the metrics, with the lane's core and bind mode.
     let samples = common::scrape(&lab);
     let info: Vec<_> = samples

@@ -347,6 +347,10 @@ pub fn run(
     let lane_stop = AtomicBool::new(false);
     let lanes_built = std::sync::atomic::AtomicUsize::new(0);
     let bind_mode = ports[0].mode().name();
+    let zero_copy = match ports[0].zero_copy_refusal() {
+        None => "bound".to_string(),
+        Some(refusal) => format!("refused: {refusal}"),
+    };
     let umem_backing = ports[0].backing();
     let umem_nodes: Vec<String> = ports
         .iter()
@@ -409,12 +413,13 @@ pub fn run(
         if lanes_built.load(Ordering::SeqCst) == lanes {
             let _ = writeln!(
                 events,
-                "{{\"event\":\"ready\",\"interface\":\"{}\",\"ipv4\":\"{}\",\"port\":{},\"lanes\":{lanes},\"xdp_mode\":\"{}\",\"bind_mode\":\"{}\",\"umem_backing\":\"{:?}\",\"rss_key\":\"{rss_source}\",\"umem_nodes\":[{umem_nodes}],\"capabilities_kept\":[{capabilities_kept}],\"metrics\":\"{metrics_address}\"}}",
+                "{{\"event\":\"ready\",\"interface\":\"{}\",\"ipv4\":\"{}\",\"port\":{},\"lanes\":{lanes},\"xdp_mode\":\"{}\",\"bind_mode\":\"{}\",\"zero_copy\":{},\"umem_backing\":\"{:?}\",\"rss_key\":\"{rss_source}\",\"umem_nodes\":[{umem_nodes}],\"capabilities_kept\":[{capabilities_kept}],\"metrics\":\"{metrics_address}\"}}",
                 gw.interface,
                 gw.ipv4,
                 gw.listen_port,
                 steering.mode_name(),
                 bind_mode,
+                json_string(&zero_copy),
                 umem_backing
             );
             let _ = events.flush();

@@ -153,6 +153,8 @@ pub struct XskPort {
     /// The tx frames userspace holds: free, or written and waiting for the tx ring.
     pub(crate) tx: TxFrames,
     mode: BindMode,
+    /// Why the zero-copy bind was refused, when the port fell back to copy mode.
+    zero_copy_refusal: Option<String>,
     pub(crate) stats: PortStats,
     /// Whether the stack checks TCP/UDP checksums of received frames (see
     /// [`XskPort::trust_rx_checksums`]).
@@ -186,6 +188,12 @@ fn errno_text(e: &xdpilone::Errno) -> String {
 }
 
 impl XskPort {
+    /// Why the zero-copy bind, tried first, was refused (`None` when the port is zero-copy):
+    /// the driver's answer, for the ready event and the doctor's advice.
+    pub fn zero_copy_refusal(&self) -> Option<&str> {
+        self.zero_copy_refusal.as_deref()
+    }
+
     /// The socket's file descriptor, for the XSKMAP and for `poll`.
     pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
         // SAFETY: the fd is owned by `self.user`'s socket and stays open while `self` lives,

@@ -175,12 +175,15 @@ pub(super) fn render_table(report: &PacketReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\npacket path on {}: generator on CPU {} ({}, batch {}), receiver on CPU {}, {} run(s) × {} s \
+        "\npacket path on {}: generator on CPU {} ({}), receiver on CPU {}, {} run(s) × {} s \
          after {} s warm-up",
         setup.link,
         setup.generator_cpu,
-        setup.generator,
-        setup.live_frames_batch,
+        if setup.generator == GeneratorMode::LiveFrames.name() {
+            format!("{}, batch {}", setup.generator, setup.live_frames_batch)
+        } else {
+            setup.generator.to_string()
+        },
         setup.receiver_cpu,
         setup.repeats,
         setup.seconds,

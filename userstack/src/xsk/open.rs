@@ -123,14 +123,16 @@ impl XskPort {
         let area = region.as_non_null_slice();
         let ring_size = config.frames / 2;
 
-        let (bound, mode) = match Self::bind(config, &info, area, ring_size, SocketConfig::XDP_BIND_ZEROCOPY)
-        {
-            Ok(bound) => (bound, BindMode::ZeroCopy),
-            Err(_) => (
-                Self::bind(config, &info, area, ring_size, SocketConfig::XDP_BIND_COPY)?,
-                BindMode::Copy,
-            ),
-        };
+        // Zero-copy where the driver offers it; copy mode otherwise, keeping the driver's answer.
+        let (bound, mode, zero_copy_refusal) =
+            match Self::bind(config, &info, area, ring_size, SocketConfig::XDP_BIND_ZEROCOPY) {
+                Ok(bound) => (bound, BindMode::ZeroCopy, None),
+                Err(refusal) => (
+                    Self::bind(config, &info, area, ring_size, SocketConfig::XDP_BIND_COPY)?,
+                    BindMode::Copy,
+                    Some(refusal.to_string()),
+                ),
+            };
 
         let frames = config.frames;
         let rx_frames = ring_size;
@@ -176,6 +178,7 @@ impl XskPort {
                 refused: 0,
             },
             mode,
+            zero_copy_refusal,
             stats: PortStats::default(),
             verify_rx_checksums: true,
         };
