@@ -65,7 +65,20 @@ fn the_lab_passes_and_each_bad_host_is_named_with_its_fix() {
         (0, Some("pass")),
         "{findings}"
     );
-    assert_eq!(findings["findings"].as_array().unwrap().len(), 11, "{findings}");
+    assert_eq!(findings["findings"].as_array().unwrap().len(), 12, "{findings}");
+    // veth's own answer to the netdev netlink family: native XDP with redirect, no zero-copy.
+    let xdp = findings["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == "xdp")
+        .expect("an xdp finding");
+    let detail = xdp["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("driver veth: native XDP (basic, redirect")
+            && detail.contains("no AF_XDP zero-copy"),
+        "{xdp}"
+    );
 
     // An MTU the 2048-byte frame cannot hold.
     apply(&lab, "ip link set xg-gw mtu 3000");
@@ -203,6 +216,17 @@ fn nic_setup_sets_the_channels_idempotently() {
     assert_eq!(rx_queues(), 1);
     let again = run(&["--lanes", "1", "--cores", "0"]);
     assert!(!again.contains("+ "), "a second run changes nothing: {again}");
+    // veth withdraws native XDP while its peer (p-gw, in the switch) has more tx queues than
+    // xg-gw now has rx queues: the doctor says so, and the fix is on the peer's side.
+    let (code, findings) = doctor(&lab, &[]);
+    let (level, fix) = finding(&findings, "xdp");
+    assert_eq!((code, level.as_str()), (1, "warn"), "{findings}");
+    assert_eq!(
+        fix,
+        "ethtool -L PEER tx 1 (PEER: the other end of the veth, in its namespace)"
+    );
+    let out = output(lab.exec("sw", "ethtool").args(["-L", "p-gw", "tx", "1"]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let (code, findings) = doctor(&lab, &[]);
     assert_eq!(code, 0, "{findings}");
     // veth has no RSS of its own (ETHTOOL_GRSSH: not supported): the ready event says the lanes

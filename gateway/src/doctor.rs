@@ -43,7 +43,7 @@ pub struct Finding {
 }
 
 /// What the host says, as far as the checks need it.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct HostFacts {
     /// `uname -r`.
     pub kernel_release: Option<String>,
@@ -55,6 +55,8 @@ pub struct HostFacts {
     pub interface_found: bool,
     /// `ethtool -i`'s driver.
     pub driver: Option<String>,
+    /// The driver's XDP features (netdev netlink, Linux 6.3+), or why they could not be read.
+    pub xdp_features: Result<crate::sys::netdev::XdpFeatures, String>,
     pub rx_queues: usize,
     pub mtu: Option<u32>,
     /// `ethtool -k`: large-receive-offload and rx-vlan-offload on.
@@ -221,6 +223,8 @@ pub fn judge(config: &Config, facts: &HostFacts, cores: &[usize]) -> Vec<Finding
         ),
         None,
     ));
+
+    out.push(xdp_finding(facts));
 
     let (lanes, lane_cores) = planned_lanes(config, facts.rx_queues, cores);
     let available = facts.rx_queues.saturating_sub(gw.queue as usize);
@@ -495,6 +499,71 @@ pub fn usable_cores() -> Vec<usize> {
         .collect()
 }
 
+/// The `xdp` check: what the driver says it runs natively, and whether AF_XDP can be zero-copy.
+fn xdp_finding(facts: &HostFacts) -> Finding {
+    use crate::sys::netdev::XdpFeatures;
+    let driver = facts.driver.as_deref().unwrap_or("unknown");
+    let features = match &facts.xdp_features {
+        Ok(features) => *features,
+        Err(why) => {
+            return finding(
+                "xdp",
+                Level::Warn,
+                format!(
+                    "the driver's XDP features are unreadable ({why}; the netdev netlink family needs Linux 6.3): \
+                     native XDP is tried at start, generic mode is the fallback (the ready event says which)"
+                ),
+                None,
+            )
+        }
+    };
+    let listed = features.names().join(", ");
+    if !features.has(XdpFeatures::BASIC) && driver == "veth" {
+        // veth withdraws XDP while its peer could send on more queues than this end receives on.
+        return finding(
+            "xdp",
+            Level::Warn,
+            format!(
+                "veth offers no native XDP now: its peer has more tx queues than its {} rx queues, so the program \
+                 would run in generic mode",
+                facts.rx_queues
+            ),
+            Some(format!(
+                "ethtool -L PEER tx {} (PEER: the other end of the veth, in its namespace)",
+                facts.rx_queues.max(1)
+            )),
+        );
+    }
+    if !features.has(XdpFeatures::BASIC) || !features.has(XdpFeatures::REDIRECT) {
+        return finding(
+            "xdp",
+            Level::Warn,
+            format!(
+                "driver {driver} has no native XDP redirect (features: {}): the program runs in generic mode, \
+                 on an skb per frame, several times slower",
+                if listed.is_empty() { "none" } else { listed.as_str() }
+            ),
+            Some("a NIC whose driver runs XDP natively (ice, i40e, ixgbe, mlx5, bnxt, virtio_net, ...)".into()),
+        );
+    }
+    if features.has(XdpFeatures::XSK_ZEROCOPY) {
+        return finding(
+            "xdp",
+            Level::Pass,
+            format!("driver {driver}: native XDP and AF_XDP zero-copy ({listed})"),
+            None,
+        );
+    }
+    // veth never offers zero-copy: copy mode is all a lab has, not a flaw of the host.
+    let virtual_link = matches!(driver, "veth" | "virtio_net" | "tun" | "bond" | "netdevsim");
+    finding(
+        "xdp",
+        if virtual_link { Level::Pass } else { Level::Warn },
+        format!("driver {driver}: native XDP ({listed}); no AF_XDP zero-copy, so frames are copied into the UMEM (copy mode)"),
+        (!virtual_link).then(|| "a NIC with AF_XDP zero-copy (ice, i40e, ixgbe, mlx5, ...), or accept copy mode".into()),
+    )
+}
+
 /// Reads the facts of this host for `config`, in this process's network namespace.
 pub fn probe(config: &Config) -> HostFacts {
     let iface = config.gateway.interface.as_str();
@@ -536,6 +605,10 @@ pub fn probe(config: &Config) -> HostFacts {
         btf: Path::new("/sys/kernel/btf/vmlinux").exists(),
         capabilities,
         interface_found: net.exists(),
+        xdp_features: std::fs::read_to_string(net.join("ifindex"))
+            .map_err(|e| e.to_string())
+            .and_then(|text| text.trim().parse::<u32>().map_err(|e| e.to_string()))
+            .and_then(|ifindex| crate::sys::netdev::xdp_features(ifindex).map_err(|e| e.to_string())),
         driver: ethtool("-i").and_then(|text| {
             text.lines()
                 .find_map(|line| line.strip_prefix("driver: "))
@@ -634,7 +707,7 @@ fn kernel_addresses() -> Vec<(String, Ipv4Addr)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::GatewayConfig;
+    use crate::{config::GatewayConfig, sys::netdev::XdpFeatures};
 
     fn config() -> Config {
         let mut config = Config::new(GatewayConfig::new(
@@ -656,6 +729,13 @@ mod tests {
             capabilities: Some(u64::MAX >> 23),
             interface_found: true,
             driver: Some("ice".into()),
+            xdp_features: Ok(XdpFeatures {
+                bits: XdpFeatures::BASIC
+                    | XdpFeatures::REDIRECT
+                    | XdpFeatures::NDO_XMIT
+                    | XdpFeatures::XSK_ZEROCOPY,
+                zero_copy_max_segments: 1,
+            }),
             rx_queues: 2,
             mtu: Some(1500),
             lro: Some(false),
@@ -682,7 +762,7 @@ mod tests {
         let findings = judge(&config(), &good_host(), &[0, 1, 2, 3]);
         assert_eq!(worst(&findings), Level::Pass, "{}", render_text(&findings));
         assert_eq!(exit_code(&findings), 0);
-        assert_eq!(findings.len(), 11);
+        assert_eq!(findings.len(), 12);
     }
 
     #[test]
@@ -727,6 +807,46 @@ mod tests {
                 "ethtool -K eth1 lro off",
             ),
             ("offloads", Box::new(|h| h.lro = None), Level::Warn, "ethtool"),
+            (
+                "xdp",
+                Box::new(|h| {
+                    h.xdp_features = Ok(XdpFeatures {
+                        bits: 0,
+                        zero_copy_max_segments: 0,
+                    })
+                }),
+                Level::Warn,
+                "runs XDP natively",
+            ),
+            (
+                "xdp",
+                Box::new(|h| {
+                    h.driver = Some("veth".into());
+                    h.xdp_features = Ok(XdpFeatures {
+                        bits: 0,
+                        zero_copy_max_segments: 0,
+                    });
+                }),
+                Level::Warn,
+                "ethtool -L PEER tx 2",
+            ),
+            (
+                "xdp",
+                Box::new(|h| h.xdp_features = Err("Operation not supported".into())),
+                Level::Warn,
+                "",
+            ),
+            (
+                "xdp",
+                Box::new(|h| {
+                    h.xdp_features = Ok(XdpFeatures {
+                        bits: XdpFeatures::BASIC | XdpFeatures::REDIRECT,
+                        zero_copy_max_segments: 0,
+                    })
+                }),
+                Level::Warn,
+                "zero-copy",
+            ),
             (
                 "hugepages",
                 Box::new(|h| h.hugepages_free = Some(3)),

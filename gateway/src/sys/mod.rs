@@ -11,6 +11,7 @@
 pub mod alloc;
 pub mod capabilities;
 pub mod ethtool;
+pub mod netdev;
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
