@@ -384,6 +384,7 @@ pub struct Harness<'m> {
 fn server_config(connections: usize) -> ServerConfig {
     ServerConfig {
         listen_port: LISTEN_PORT,
+        extra_listen_port: None,
         sockets: connections + SPARE_SOCKETS,
         rx_buffer: SOCKET_BUFFER,
         tx_buffer: SOCKET_BUFFER,

@@ -13,8 +13,8 @@ mod sections;
 
 use sections::MAX_SHIELD_VALUE;
 pub use sections::{
-    FaultConfig, FlowsConfig, GatewayConfig, HttpConfig, LogConfig, MacAddr, MetricsConfig, ShieldConfig,
-    SynCookies, TcpConfig, UmemConfig,
+    CertificateConfig, FaultConfig, FlowsConfig, GatewayConfig, HttpConfig, LogConfig, MacAddr,
+    MetricsConfig, ShieldConfig, SynCookies, TcpConfig, TlsConfig, UmemConfig,
 };
 
 /// The whole configuration.
@@ -51,6 +51,9 @@ pub struct Config {
     /// Logging (tracing, to stderr).
     #[serde(default)]
     pub log: LogConfig,
+    /// HTTPS.
+    #[serde(default)]
+    pub tls: TlsConfig,
 }
 
 /// A configuration error, displayed as `config FILE: key KEY: problem`.
@@ -144,6 +147,46 @@ impl Config {
                 "gateway.listen_port",
                 "expected a port in 1..=65535, got 0".into(),
             ));
+        }
+        let t = &self.tls;
+        if !t.certificate.is_empty() {
+            if t.listen_port == 0 || t.listen_port == g.listen_port {
+                return Err(err(
+                    "tls.listen_port",
+                    format!(
+                        "expected a port in 1..=65535 other than gateway.listen_port ({}), got {}",
+                        g.listen_port, t.listen_port
+                    ),
+                ));
+            }
+            if t.certificate.iter().filter(|c| c.default).count() > 1 {
+                return Err(err(
+                    "tls.certificate.default",
+                    "at most one certificate may be the default".into(),
+                ));
+            }
+            for c in &t.certificate {
+                for name in &c.names {
+                    if !crate::tls::valid_name_pattern(name) {
+                        return Err(err(
+                            "tls.certificate.names",
+                            format!("`{name}` is not a DNS name or `*.` followed by one"),
+                        ));
+                    }
+                }
+            }
+            if !(100..=600_000).contains(&t.handshake_timeout_ms) {
+                return Err(err(
+                    "tls.handshake_timeout_ms",
+                    format!("expected 100..=600000, got {}", t.handshake_timeout_ms),
+                ));
+            }
+            if !(60..=7 * 86_400).contains(&t.ticket_lifetime_s) {
+                return Err(err(
+                    "tls.ticket_lifetime_s",
+                    format!("expected 60..=604800, got {}", t.ticket_lifetime_s),
+                ));
+            }
         }
         let u = &self.umem;
         if u.frame_size != 2048 && u.frame_size != 4096 {
@@ -342,12 +385,18 @@ impl Config {
     }
 
     /// What the XDP program is loaded with.
+    /// The HTTPS listener's port, when certificates are configured.
+    pub fn https_port(&self) -> Option<u16> {
+        (!self.tls.certificate.is_empty()).then_some(self.tls.listen_port)
+    }
+
     /// What the XDP program is loaded with; `cookie_key` is the SYN cookies' secret (the
     /// lanes' too) and `link_mtu` the interface's MTU (the cookie SYN-ACK's MSS follows it).
     pub fn xdp_options(&self, cookie_key: [u64; 2], link_mtu: u32) -> xgate_xdp::XdpOptions {
         xgate_xdp::XdpOptions {
             gateway: self.gateway.ipv4,
             listen_port: self.gateway.listen_port,
+            extra_listen_port: self.https_port().unwrap_or(0),
             flows: self.flows.max_flows,
             drops: self.flows.max_drops,
             sources: self.shield.max_sources,
@@ -387,6 +436,7 @@ impl Config {
             shield: ShieldConfig::default(),
             metrics: MetricsConfig::default(),
             log: LogConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 

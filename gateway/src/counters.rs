@@ -69,6 +69,19 @@ lane_counters! {
     syn_cookies_rejected,
     /// Valid cookie ACKs dropped because no client socket was free (the client sends again).
     syn_cookies_no_socket,
+    /// TLS handshakes completed: full and resumed, by version.
+    tls13_full,
+    tls13_resumed,
+    tls12_full,
+    tls12_resumed,
+    /// TLS sessions that failed, by why (see `tls::session::FailureKind`).
+    tls_failed_not_tls,
+    tls_failed_unknown_name,
+    tls_failed_no_common_parameters,
+    tls_failed_peer_alert,
+    tls_failed_protocol,
+    /// TLS handshakes not finished within `tls.handshake_timeout_ms` (connection closed).
+    tls_handshake_timeouts,
     handed_out,
     handed_in,
     handoff_dropped,

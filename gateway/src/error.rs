@@ -31,6 +31,9 @@ pub enum RunError {
     /// Writing the JSON events to stdout.
     #[error("writing events: {0}")]
     Events(#[from] std::io::Error),
+    /// The HTTPS listener's certificates or keys cannot be used (the message names the file).
+    #[error("{0}")]
+    Tls(String),
     /// A lane's thread panicked (its panic message went to stderr).
     #[error("lane {0} panicked")]
     LanePanicked(usize),

@@ -194,6 +194,8 @@ pub struct LaneSetup<'a> {
     pub built: &'a std::sync::atomic::AtomicUsize,
     /// The table every lane's rate limits count in (one per process, kept across reloads).
     pub rate_table: Arc<RateTable>,
+    /// The TLS configuration of the HTTPS listener (`None`: no certificates, no HTTPS).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// What a lane did, reported when it stops, with its ring ends (frames still in them go back
@@ -252,8 +254,9 @@ struct Control<'a> {
 struct OwnAddress {
     /// The gateway's IPv4 address.
     own_ip: [u8; 4],
-    /// The listening port (to find a client's connection from the reaper's 5-tuple).
+    /// The listening ports (to find a client's connection from the reaper's client address).
     listen_port: u16,
+    https_port: Option<u16>,
 }
 
 struct Lane<'a> {
@@ -287,6 +290,16 @@ struct Lane<'a> {
     /// The server's count of evicted half-open connections at the last sweep.
     half_open_evicted_seen: u64,
     access_log: Option<AccessLog>,
+    https: Https,
+}
+
+/// The HTTPS listener's side of a lane: the shared TLS configuration and each client
+/// connection's TLS session (by connection index; `None` for plain connections).
+struct Https {
+    config: Option<Arc<rustls::ServerConfig>>,
+    port: Option<u16>,
+    sessions: Vec<Option<Box<crate::tls::session::TlsSession>>>,
+    handshake_timeout_ms: u64,
 }
 
 /// Runs one lane until `stop` is set.
@@ -318,6 +331,7 @@ pub fn run(config: &Config, setup: LaneSetup<'_>, stop: &AtomicBool) -> Result<L
     let outbound = config.http.upstream_connections;
     let server_config = ServerConfig {
         listen_port: gw.listen_port,
+        extra_listen_port: config.https_port(),
         sockets,
         rx_buffer: SOCKET_BUFFER,
         tx_buffer: SOCKET_BUFFER,
@@ -393,6 +407,7 @@ pub fn run(config: &Config, setup: LaneSetup<'_>, stop: &AtomicBool) -> Result<L
         address: OwnAddress {
             own_ip: gw.ipv4.octets(),
             listen_port: gw.listen_port,
+            https_port: config.https_port(),
         },
         fault: Fault {
             misroute_every: if lanes > 1 { config.fault.misroute_every } else { 0 },
@@ -416,6 +431,12 @@ pub fn run(config: &Config, setup: LaneSetup<'_>, stop: &AtomicBool) -> Result<L
             .http
             .access_log
             .then(|| AccessLog::new(setup.index, routing.route_names())),
+        https: Https {
+            port: setup.tls.as_ref().and(config.https_port()),
+            config: setup.tls,
+            sessions: (0..sockets).map(|_| None).collect(),
+            handshake_timeout_ms: config.tls.handshake_timeout_ms,
+        },
     };
     built.fetch_add(1, Ordering::SeqCst);
     let allocations_at_start = sys::alloc::thread_allocations();
@@ -542,13 +563,16 @@ impl Lane<'_> {
         let std::net::SocketAddr::V4(client) = order.client else {
             return ReapOutcome::NotHere;
         };
-        let flow = wire::TcpFlowKey {
+        let flow = |dst_port| wire::TcpFlowKey {
             src_ip: client.ip().octets(),
             dst_ip: self.address.own_ip,
             src_port: client.port(),
-            dst_port: self.address.listen_port,
+            dst_port,
         };
-        let Some(id) = self.server.find(&flow) else {
+        let found = std::iter::once(self.address.listen_port)
+            .chain(self.address.https_port)
+            .find_map(|port| self.server.find(&flow(port)));
+        let Some(id) = found else {
             return ReapOutcome::NotHere;
         };
         let index = id as usize;

@@ -36,6 +36,7 @@ pub mod routing;
 pub mod runtime;
 pub mod stage;
 pub mod sys;
+pub mod tls;
 pub mod transport;
 
 pub use config::Config;

@@ -239,6 +239,8 @@ pub fn run(
     // their ACKs, so both have it.
     let cookie_key = [random_key_half()?, random_key_half()?];
     let link_mtu = xgate_userstack::xsk::interface_mtu(&gw.interface).unwrap_or(1500);
+    // Certificates and keys are read now, while the process may still read what it must.
+    let tls = crate::tls::server_config(&config.tls).map_err(|e| RunError::Tls(e.to_string()))?;
     let mut steering = Steering::attach_with(&gw.interface, &config.xdp_options(cookie_key, link_mtu))?;
     let maps = Arc::new(steering.flow_maps()?);
     let listener = if config.metrics.enabled {
@@ -387,6 +389,7 @@ pub fn run(
                 reaps: reap_ends.next().expect("one reaper ring pair per lane"),
                 built: &lanes_built,
                 rate_table: Arc::clone(&rate_table),
+                tls: tls.clone(),
             };
             let lane_stop = &lane_stop;
             let spawned = std::thread::Builder::new()

@@ -189,6 +189,7 @@ fn config(config_byte: u8) -> ServerConfig {
     let timers = config_byte & CONFIG_TIMERS != 0;
     ServerConfig {
         listen_port: LISTEN_PORT,
+        extra_listen_port: None,
         sockets,
         rx_buffer: buffer,
         tx_buffer: buffer,

@@ -134,6 +134,9 @@ pub type ConnId = u32;
 pub struct ServerConfig {
     /// The TCP port every socket listens on.
     pub listen_port: u16,
+    /// A second port connections are accepted on (HTTPS beside HTTP, say): a shard's listener
+    /// listens on the first and turns to this one for a SYN that asks for it.
+    pub extra_listen_port: Option<u16>,
     /// Sockets: the most concurrent connections (and the largest burst of connects).
     pub sockets: usize,
     /// Bytes of each socket's receive buffer (the most the peer may send ahead).
@@ -335,6 +338,7 @@ pub struct TcpServer<'m> {
     /// When deadlines were last computed.
     timer_tick: Instant,
     listen_port: u16,
+    extra_listen_port: Option<u16>,
     /// Free outbound sockets, oldest freed first.
     outbound_free: VecDeque<ConnId>,
     /// [`TcpServer::stop_listening`] was called: free sockets no longer listen.
@@ -422,6 +426,7 @@ impl<'m> TcpServer<'m> {
             fired: Vec::with_capacity(shard_count),
             timer_tick: Instant::ZERO,
             listen_port: config.listen_port,
+            extra_listen_port: config.extra_listen_port,
             outbound_free: VecDeque::with_capacity(config.outbound_sockets),
             listen_port_closed: false,
             outbound_connected: 0,
@@ -526,8 +531,13 @@ impl<'m> TcpServer<'m> {
     /// server holds (or with the listen port).
     pub fn port_in_use(&self, remote: std::net::SocketAddrV4, local_port: u16) -> bool {
         local_port == 0
-            || local_port == self.listen_port
+            || self.is_listen_port(local_port)
             || self.flows.get(outbound_key(remote, local_port)).is_some()
+    }
+
+    /// Whether connections are accepted on `port`.
+    pub fn is_listen_port(&self, port: u16) -> bool {
+        port == self.listen_port || self.extra_listen_port == Some(port)
     }
 
     /// Opens a connection from `local_port` to `remote` on a free outbound socket: the SYN goes
@@ -679,6 +689,7 @@ mod tests {
     fn config(sockets: usize, outbound_sockets: usize, rx_buffer: usize, tx_buffer: usize) -> ServerConfig {
         ServerConfig {
             listen_port: 80,
+            extra_listen_port: None,
             sockets,
             rx_buffer,
             tx_buffer,

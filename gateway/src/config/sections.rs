@@ -255,6 +255,54 @@ impl GatewayConfig {
     }
 }
 
+/// HTTPS: a TLS listener beside the plaintext one, on when at least one certificate is given.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// TCP port the HTTPS listener accepts on.
+    pub listen_port: u16,
+    /// Certificates (`[[tls.certificate]]`), chosen by the ClientHello's server name.
+    pub certificate: Vec<CertificateConfig>,
+    /// A ClientHello whose server name no certificate covers is refused (an
+    /// `unrecognized_name` alert) instead of getting the default certificate; so is one with no
+    /// server name.
+    pub refuse_unknown_names: bool,
+    /// A handshake not finished in this time is dropped (ms).
+    pub handshake_timeout_ms: u64,
+    /// TLS 1.3 and 1.2 session tickets (resumption without server state); their key rotates
+    /// every `ticket_lifetime_s`, and a ticket is good for up to twice that.
+    pub session_tickets: bool,
+    pub ticket_lifetime_s: u32,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            listen_port: 443,
+            certificate: Vec::new(),
+            refuse_unknown_names: false,
+            handshake_timeout_ms: 10_000,
+            session_tickets: true,
+            ticket_lifetime_s: 6 * 3600,
+        }
+    }
+}
+
+/// One certificate: a PEM chain (leaf first) and its PEM private key, and the server names it
+/// is chosen for (exact names, or `*.example.com` for one label under it).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateConfig {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    /// Server names; empty: the names in the certificate are not read, so give them here.
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// The certificate for a ClientHello whose name no entry covers (default: the first entry).
+    #[serde(default)]
+    pub default: bool,
+}
+
 /// The AF_XDP UMEM.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

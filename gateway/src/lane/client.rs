@@ -18,8 +18,38 @@ use crate::{
     },
     stage::BATCH,
     sys::monotonic_ns,
+    tls::session::{FailureKind, HandshakeOutcome},
     transport::SocketStream,
 };
+
+/// Counts how a TLS handshake ended.
+fn count_tls_outcome(values: &mut crate::counters::CounterValues, outcome: HandshakeOutcome) {
+    match outcome {
+        HandshakeOutcome::Done {
+            tls13: true,
+            resumed: false,
+        } => values.tls13_full += 1,
+        HandshakeOutcome::Done {
+            tls13: true,
+            resumed: true,
+        } => values.tls13_resumed += 1,
+        HandshakeOutcome::Done {
+            tls13: false,
+            resumed: false,
+        } => values.tls12_full += 1,
+        HandshakeOutcome::Done {
+            tls13: false,
+            resumed: true,
+        } => values.tls12_resumed += 1,
+        HandshakeOutcome::Failed(kind) => match kind {
+            FailureKind::NotTls => values.tls_failed_not_tls += 1,
+            FailureKind::UnknownName => values.tls_failed_unknown_name += 1,
+            FailureKind::NoCommonParameters => values.tls_failed_no_common_parameters += 1,
+            FailureKind::PeerAlert => values.tls_failed_peer_alert += 1,
+            FailureKind::Protocol => values.tls_failed_protocol += 1,
+        },
+    }
+}
 
 impl Lane<'_> {
     /// Aborts client connection `id` (the peer gets a RST); an exchange in flight ends with it.
@@ -199,7 +229,35 @@ impl Lane<'_> {
             return;
         };
         let slot = handle.slot();
-        let mut stream = SocketStream::of(&mut self.server, id);
+        if conn.last_active_ms == NOT_SEEN {
+            // A new connection on the HTTPS port gets its TLS session.
+            if let (Some(config), Some(port)) = (&self.https.config, self.https.port) {
+                let local = self.server.socket(id).local_endpoint().map(|e| e.port);
+                if local == Some(port) {
+                    self.https.sessions[index] = crate::tls::session::TlsSession::new(
+                        std::sync::Arc::clone(config),
+                        now_ms,
+                        monotonic_ns(),
+                    )
+                    .ok()
+                    .map(Box::new);
+                }
+            }
+        }
+        let mut stream =
+            SocketStream::with_tls(&mut self.server, id, self.https.sessions[index].as_deref_mut());
+        let mut touched = stream.pumped();
+        if let Some(tls) = stream.tls() {
+            if let Some(outcome) = tls.take_outcome() {
+                count_tls_outcome(&mut self.values, outcome);
+            }
+            if tls.failure().is_some() && !conn.closing {
+                // Its alert is on its way: close (the peer's further bytes are discarded).
+                stream.close();
+                conn.closing = true;
+                touched = true;
+            }
+        }
         if conn.last_active_ms == NOT_SEEN {
             // A new connection: its keep-alive idle time starts now.
             conn.last_active_ms = now_ms;
@@ -207,7 +265,6 @@ impl Lane<'_> {
                 slot.client_ip = ip;
             }
         }
-        let mut touched = false;
         // 1. Finish writing the current response.
         if let Some(Verdict::Respond {
             consumed,
@@ -286,6 +343,7 @@ impl Lane<'_> {
             slot.request_len = 0;
             slot.verdict = None;
             conn.reset();
+            self.https.sessions[index] = None;
             return;
         }
         if conn.unseen_bytes && slot.request_len > 0 && slot.verdict.is_none() {

@@ -127,6 +127,7 @@ impl Lane<'_> {
         let mut io = SocketPair {
             server: &mut self.server,
             client,
+            client_tls: self.https.sessions[index].as_deref_mut(),
             upstream: up,
         };
         let pumped = proxied

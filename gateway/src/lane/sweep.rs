@@ -37,6 +37,14 @@ impl Lane<'_> {
             if !self.server.is_connected(id) {
                 continue;
             }
+            if let Some(tls) = self.https.sessions[index].as_deref() {
+                if tls.is_handshaking() && now >= tls.started_ms + self.https.handshake_timeout_ms {
+                    // A handshake that stalls: the connection is reset and its session dropped.
+                    self.values.tls_handshake_timeouts += 1;
+                    self.abort_connection(id);
+                    continue;
+                }
+            }
             let conn = &mut self.connections[index];
             if conn.closing || conn.queued || conn.slot.is_none() {
                 continue;

@@ -459,6 +459,38 @@ fn lane_families(e: &mut Exposition, observatory: &Observatory<'_>) {
             ]
         },
     );
+    per_lane_by(
+        e,
+        "xgate_lane_tls_handshakes_total",
+        "counter",
+        "TLS handshakes a lane completed, by version and kind (full or resumed).",
+        "kind",
+        &|v| {
+            vec![
+                ("tls13_full", v.tls13_full),
+                ("tls13_resumed", v.tls13_resumed),
+                ("tls12_full", v.tls12_full),
+                ("tls12_resumed", v.tls12_resumed),
+            ]
+        },
+    );
+    per_lane_by(
+        e,
+        "xgate_lane_tls_failures_total",
+        "counter",
+        "TLS sessions that failed, by reason: not_tls (bytes that are no TLS), unknown_name (no certificate for the server name, with tls.refuse_unknown_names), no_common_parameters (no version, cipher or group in common), peer_alert (the client sent an alert), protocol (any other protocol error), handshake_timeout (not finished within tls.handshake_timeout_ms).",
+        "reason",
+        &|v| {
+            vec![
+                ("not_tls", v.tls_failed_not_tls),
+                ("unknown_name", v.tls_failed_unknown_name),
+                ("no_common_parameters", v.tls_failed_no_common_parameters),
+                ("peer_alert", v.tls_failed_peer_alert),
+                ("protocol", v.tls_failed_protocol),
+                ("handshake_timeout", v.tls_handshake_timeouts),
+            ]
+        },
+    );
     per_lane(
         e,
         "xgate_lane_syn_deferred_total",

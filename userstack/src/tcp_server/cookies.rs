@@ -276,6 +276,7 @@ mod tests {
     fn config(mode: SynCookieMode, sockets: usize, max_half_open: usize) -> ServerConfig {
         ServerConfig {
             listen_port: LISTEN_PORT,
+            extra_listen_port: None,
             sockets,
             rx_buffer: 4096,
             tx_buffer: 4096,

@@ -77,9 +77,9 @@ impl TcpServer<'_> {
             self.wake(id);
             return result != PollIngressSingleResult::None;
         }
+        let to_listener = self.is_listen_port(segment.flow.dst_port) && !self.listen_port_closed;
         let new_connection =
-            segment.syn && !segment.ack && !segment.rst && segment.flow.dst_port == self.listen_port;
-        let to_listener = segment.flow.dst_port == self.listen_port && !self.listen_port_closed;
+            segment.syn && !segment.ack && !segment.rst && self.is_listen_port(segment.flow.dst_port);
         if to_listener && self.cookies.mode != SynCookieMode::Never {
             if new_connection && self.cookies.mode == SynCookieMode::Always {
                 return self.answer_with_cookie(now, device);
@@ -131,6 +131,10 @@ impl TcpServer<'_> {
             SocketAddrV4::new(flow.src_ip.into(), flow.src_port),
             now.total_micros().max(0) as u64,
         );
+        if self.socket(listener).listen_endpoint().port != flow.dst_port {
+            // The shard's listener listens on the other port: it turns to this SYN's.
+            self.listen_on(listener, flow.dst_port);
+        }
         self.socket(listener)
             .set_next_initial_seq(Some(TcpSeqNumber(isn as i32)));
         let took = self.deliver(now, device, shard);

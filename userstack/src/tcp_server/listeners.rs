@@ -77,7 +77,11 @@ impl TcpServer<'_> {
     }
 
     pub(super) fn listen(&mut self, id: ConnId) {
-        let port = self.listen_port;
+        self.listen_on(id, self.listen_port);
+    }
+
+    /// Makes `id` its shard's listener, listening on `port` (one of the listen ports).
+    pub(super) fn listen_on(&mut self, id: ConnId, port: u16) {
         let shard_index = self.conns[id as usize].shard;
         // A listener that took a SYN and is made to listen again must not keep the egress
         // silence of that SYN's peer (see `forget_egress_state`).

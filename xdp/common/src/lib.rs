@@ -122,6 +122,8 @@ pub struct ActionStats {
 /// Name of the global holding the listening TCP port, in wire order reinterpreted as a native
 /// `u16` and widened to `u32`: the flows the program watches are the TCP flows to that port.
 pub const LISTEN_PORT_GLOBAL: &str = "LISTEN_PORT";
+/// Name of the global holding a second listening port (HTTPS), in the same form; 0: none.
+pub const EXTRA_LISTEN_PORT_GLOBAL: &str = "EXTRA_LISTEN_PORT";
 /// Name of the global holding the SYN shield's limits ([`ShieldLimits`]).
 pub const SHIELD_GLOBAL: &str = "SHIELD";
 /// Name of the LRU hash of [`FlowKey`] → [`FlowStats`]: one entry per client flow to the

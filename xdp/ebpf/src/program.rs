@@ -64,6 +64,10 @@ static GATEWAY_IPV4: u32 = 0;
 #[no_mangle]
 static LISTEN_PORT: u32 = 0;
 
+/// A second listening port (HTTPS) in the same form, 0 for none. Set by the loader before load.
+#[no_mangle]
+static EXTRA_LISTEN_PORT: u32 = 0;
+
 /// The SYN shield's limits. Set by the loader before load.
 #[no_mangle]
 static SHIELD: ShieldLimits = ShieldLimits {
@@ -223,7 +227,9 @@ fn read_segment(ctx: &XdpContext) -> Option<Segment> {
     };
     // SAFETY: a plain u32 global; the volatile read keeps the loader's value from being folded.
     let listen = unsafe { core::ptr::read_volatile(&LISTEN_PORT) } as u16;
-    if dst_port != listen {
+    // SAFETY: as for `listen`.
+    let extra = unsafe { core::ptr::read_volatile(&EXTRA_LISTEN_PORT) } as u16;
+    if dst_port != listen && (extra == 0 || dst_port != extra) {
         return None;
     }
     let headers = ihl as u32 + u32::from(offset >> 4) * 4;

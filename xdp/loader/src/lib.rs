@@ -31,8 +31,9 @@ pub use xgate_xdp_common::{
     FLOW_ESTABLISHED, FLOW_FIN, FLOW_RST, FLOW_SYN, LATENCY_BUCKETS,
 };
 use xgate_xdp_common::{
-    DEFAULT_FLOWS, DEFAULT_FLOW_DROPS, DEFAULT_SYN_SOURCES, FLOWS_MAP, FLOW_DROPS_MAP, GATEWAY_IPV4_GLOBAL,
-    LISTEN_PORT_GLOBAL, MAX_QUEUES, SHIELD_GLOBAL, SYN_SOURCES_MAP, VERDICT_STATS_MAP, XSK_MAP,
+    DEFAULT_FLOWS, DEFAULT_FLOW_DROPS, DEFAULT_SYN_SOURCES, EXTRA_LISTEN_PORT_GLOBAL, FLOWS_MAP,
+    FLOW_DROPS_MAP, GATEWAY_IPV4_GLOBAL, LISTEN_PORT_GLOBAL, MAX_QUEUES, SHIELD_GLOBAL, SYN_SOURCES_MAP,
+    VERDICT_STATS_MAP, XSK_MAP,
 };
 
 /// What the program is loaded with: the gateway's address and port, the flow layer's map sizes
@@ -42,6 +43,8 @@ pub struct XdpOptions {
     pub gateway: Ipv4Addr,
     /// The listening TCP port: flows to it are watched.
     pub listen_port: u16,
+    /// A second listening port (HTTPS), watched as the first; 0: none.
+    pub extra_listen_port: u16,
     /// Entries of the flow table (LRU: the least recently used flow makes room).
     pub flows: u32,
     /// Entries of the drop map.
@@ -59,6 +62,7 @@ impl XdpOptions {
         XdpOptions {
             gateway,
             listen_port: 80,
+            extra_listen_port: 0,
             flows: DEFAULT_FLOWS,
             drops: DEFAULT_FLOW_DROPS,
             sources: DEFAULT_SYN_SOURCES,
@@ -176,6 +180,7 @@ impl Steering {
     pub fn load_with(options: &XdpOptions) -> Result<Steering, SteeringError> {
         let gateway_raw = u32::from_ne_bytes(options.gateway.octets());
         let port_raw = u32::from(u16::from_ne_bytes(options.listen_port.to_be_bytes()));
+        let extra_port_raw = u32::from(u16::from_ne_bytes(options.extra_listen_port.to_be_bytes()));
         for (what, size) in [
             ("flows", options.flows),
             ("drops", options.drops),
@@ -190,6 +195,7 @@ impl Steering {
         let ebpf = EbpfLoader::new()
             .override_global(GATEWAY_IPV4_GLOBAL, &gateway_raw, true)
             .override_global(LISTEN_PORT_GLOBAL, &port_raw, true)
+            .override_global(EXTRA_LISTEN_PORT_GLOBAL, &extra_port_raw, true)
             .override_global(SHIELD_GLOBAL, &options.shield, true)
             .override_global(SYN_COOKIES_GLOBAL, &options.syn_cookies, true)
             .map_max_entries(FLOWS_MAP, options.flows)
