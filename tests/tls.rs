@@ -18,39 +18,46 @@ struct Certificates {
 
 impl Certificates {
     fn make(tag: &str) -> Certificates {
-        use std::os::unix::fs::PermissionsExt;
         let dir = std::env::temp_dir().join(format!("xgate-tls-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
+        let certs = Certificates { dir };
         for name in ["a", "b", "c"] {
-            let out = output(
-                std::process::Command::new("openssl")
-                    .args([
-                        "req",
-                        "-x509",
-                        "-newkey",
-                        "ec",
-                        "-pkeyopt",
-                        "ec_paramgen_curve:P-256",
-                        "-nodes",
-                    ])
-                    .arg("-keyout")
-                    .arg(dir.join(format!("{name}.key")))
-                    .arg("-out")
-                    .arg(dir.join(format!("{name}.pem")))
-                    .args(["-days", "30", "-subj", &format!("/CN={name}.test")])
-                    .args([
-                        "-addext",
-                        &format!("subjectAltName=DNS:{name}.test,DNS:*.{name}.test"),
-                    ]),
-            );
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-            std::fs::set_permissions(
-                dir.join(format!("{name}.key")),
-                std::fs::Permissions::from_mode(0o600),
-            )
-            .unwrap();
+            certs.issue(name);
         }
-        Certificates { dir }
+        certs
+    }
+
+    /// A new key and certificate for `name.test`, as `name.pem` and `name.key` (a renewal when
+    /// they exist: written beside them and renamed over them).
+    fn issue(&self, name: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let key = self.dir.join(format!("{name}.key.new"));
+        let pem = self.dir.join(format!("{name}.pem.new"));
+        let out = output(
+            std::process::Command::new("openssl")
+                .args([
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                    "-nodes",
+                ])
+                .arg("-keyout")
+                .arg(&key)
+                .arg("-out")
+                .arg(&pem)
+                .args(["-days", "30", "-subj", &format!("/CN={name}.test")])
+                .args([
+                    "-addext",
+                    &format!("subjectAltName=DNS:{name}.test,DNS:*.{name}.test"),
+                ]),
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::rename(&key, self.dir.join(format!("{name}.key"))).unwrap();
+        std::fs::rename(&pem, self.dir.join(format!("{name}.pem"))).unwrap();
     }
 
     fn pem(&self, name: &str) -> String {
@@ -285,4 +292,53 @@ fn a_proxied_download_over_tls_is_byte_exact() {
     let stopped = lab.stop_gateway();
     assert_eq!(stopped["ledger_violations"], 0, "{stopped}");
     let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn a_renewed_certificate_is_taken_on_reload_under_load_without_a_failed_request() {
+    let certs = Certificates::make("rl");
+    let mut lab = TestLab::new("tr");
+    lab.append_config(&certs.config(""));
+    lab.start_gateway();
+    let fingerprint = |lab: &TestLab| {
+        let out = output(lab.exec("cli", "bash").arg("-c").arg(format!(
+            "openssl s_client -connect {GATEWAY_IP}:443 -servername b.test </dev/null 2>/dev/null \
+             | openssl x509 -noout -fingerprint -sha256"
+        )));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let before = fingerprint(&lab);
+    assert!(before.contains("Fingerprint"), "{before}");
+    // ab keeps 10 connections busy (no SNI: the default certificate, b.test's) while b.test's
+    // certificate and key are renewed and the gateway reloads.
+    let ab = lab
+        .exec("cli", "ab")
+        .args(["-k", "-q", "-n", "40000", "-c", "10", "-s", "10"])
+        .arg(format!("https://{GATEWAY_IP}/healthz"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    certs.issue("b");
+    lab.signal_gateway(libc::SIGHUP);
+    let reload = lab.wait_event("reload", Duration::from_secs(5));
+    assert_eq!(reload["ok"], true, "{reload}");
+    assert_eq!(reload["restart_needed_for_other_keys"], false, "{reload}");
+    let out = ab.wait_with_output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("Complete requests:      40000"), "{report}");
+    assert!(report.contains("Failed requests:        0"), "{report}");
+    assert!(!report.contains("Non-2xx"), "{report}");
+    // New connections get the renewed certificate.
+    let after = fingerprint(&lab);
+    assert!(
+        after.contains("Fingerprint") && after != before,
+        "{before} / {after}"
+    );
 }

@@ -181,8 +181,8 @@ pub struct LaneSetup<'a> {
     /// `None` with one lane): upstream local ports are picked by it.
     pub steering: Option<xgate_userstack::rss::FlowSteering>,
     pub core: Option<core_affinity::CoreId>,
-    /// New routing from a reload, sent by the main thread.
-    pub reloads: rtrb::Consumer<Arc<Routing>>,
+    /// New routing (and certificates) from a reload, sent by the main thread.
+    pub reloads: rtrb::Consumer<Reload>,
     /// Set by the main thread on SIGTERM: stop accepting, finish what is in flight.
     pub drain: &'a AtomicBool,
     /// Requests by route and status, latency, reaped connections (read by the metrics listener).
@@ -243,9 +243,17 @@ struct Fault {
     owned_segments: u64,
 }
 
+/// What a reload sends every lane: the new routing, and the new TLS configuration (renewed
+/// certificates) when HTTPS is on.
+#[derive(Clone)]
+pub struct Reload {
+    pub routing: Arc<Routing>,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
 /// Orders from other threads: reloads and the drain from the main thread, the reaper's aborts.
 struct Control<'a> {
-    reloads: rtrb::Consumer<Arc<Routing>>,
+    reloads: rtrb::Consumer<Reload>,
     drain: &'a AtomicBool,
     reaps: LaneReapRings,
 }
@@ -522,7 +530,14 @@ impl Lane<'_> {
     /// Messages from the main thread: a new routing (reload), the start of a drain.
     fn control(&mut self) -> bool {
         let mut any = false;
-        while let Ok(routing) = self.control.reloads.pop() {
+        while let Ok(reload) = self.control.reloads.pop() {
+            let routing = reload.routing;
+            if let Some(tls) = reload.tls {
+                // New connections get the new certificates; open ones keep theirs.
+                if self.https.config.is_some() {
+                    self.https.config = Some(tls);
+                }
+            }
             self.apply_routing(&routing);
             self.stage.http.set_gateway(
                 Gateway::new(

@@ -31,7 +31,6 @@ use crate::{
     metrics::LaneMetrics,
     metrics::COUNTED_STATUSES,
     reaper::Reaper,
-    routing::Routing,
     sys::{self, monotonic_ns},
 };
 
@@ -48,7 +47,7 @@ const RELOAD_RING: usize = 4;
 fn reload(
     running: &Config,
     path: &std::path::Path,
-    rings: &mut [rtrb::Producer<Arc<Routing>>],
+    rings: &mut [rtrb::Producer<lane::Reload>],
     wakes: &[LaneWake],
     events: &mut dyn Write,
 ) -> Option<Vec<Box<str>>> {
@@ -65,15 +64,41 @@ fn reload(
             return None;
         }
     };
+    // Certificates are read again (renewed ones replace the old for new connections) when the
+    // HTTPS listener stays as it is; turning it on or off, or moving it, needs a restart.
+    let tls = if loaded.https_port() == running.https_port() {
+        match crate::tls::server_config(&loaded.tls) {
+            Ok(tls) => tls,
+            Err(error) => {
+                let _ = writeln!(
+                    events,
+                    "{{\"event\":\"reload\",\"ok\":false,\"error\":{}}}",
+                    json_string(&error.to_string())
+                );
+                let _ = events.flush();
+                tracing::warn!(%error, "reload refused");
+                return None;
+            }
+        }
+    } else {
+        None
+    };
     let routing = Arc::new(loaded.routing());
+    let reloaded = lane::Reload {
+        routing: Arc::clone(&routing),
+        tls: tls.clone(),
+    };
     let mut delivered = true;
     for (ring, wake) in rings.iter_mut().zip(wakes) {
-        delivered &= ring.push(Arc::clone(&routing)).is_ok();
+        delivered &= ring.push(reloaded.clone()).is_ok();
         wake.wake_if_sleeping();
     }
     let mut unchanged = loaded.clone();
     unchanged.upstream = running.upstream.clone();
     unchanged.route = running.route.clone();
+    if tls.is_some() {
+        unchanged.tls.certificate = running.tls.certificate.clone();
+    }
     let restart_needed = unchanged != *running;
     let _ = writeln!(
         events,
@@ -363,7 +388,7 @@ pub fn run(
         .collect();
     let umem_nodes = umem_nodes.join(",");
     let (mut reload_rings, reload_ends): (Vec<_>, Vec<_>) = (0..lanes)
-        .map(|_| rtrb::RingBuffer::<Arc<Routing>>::new(RELOAD_RING))
+        .map(|_| rtrb::RingBuffer::<lane::Reload>::new(RELOAD_RING))
         .unzip();
     let mut reload_ends = reload_ends.into_iter();
     let mut drain_deadline: Option<std::time::Instant> = None;
