@@ -342,3 +342,82 @@ fn a_renewed_certificate_is_taken_on_reload_under_load_without_a_failed_request(
         "{before} / {after}"
     );
 }
+
+#[test]
+fn routes_redirect_plain_http_to_https_add_hsts_and_tell_the_upstream() {
+    let certs = Certificates::make("rd");
+    let mut lab = TestLab::new("th");
+    lab.start_backend(8081, "a");
+    lab.append_config(&format!(
+        r#"[[upstream]]
+name = "app"
+members = ["{BACKEND_IP}:8081"]
+
+[[route]]
+path_prefix = "/headers"
+upstream = "app"
+hsts_max_age = 600
+
+[[route]]
+path_prefix = "/"
+https_redirect = true
+answer = {{ status = 200, body = "secure\n" }}
+
+{}"#,
+        certs.config("")
+    ));
+    lab.start_gateway();
+    // Plain HTTP on a redirecting route: 301 to the same host and target on HTTPS.
+    let (ok, head) = lab.curl(&[
+        "-sS",
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+        &format!("http://{GATEWAY_IP}/page?x=1"),
+        "-H",
+        "Host: a.test",
+    ]);
+    assert!(ok, "{head}");
+    assert!(head.starts_with("HTTP/1.1 301"), "{head}");
+    assert!(head.contains("Location: https://a.test/page?x=1\r\n"), "{head}");
+    // curl follows it over TLS.
+    let resolve = format!("a.test:443:{GATEWAY_IP}");
+    let resolve_http = format!("a.test:80:{GATEWAY_IP}");
+    let (ok, body) = lab.curl(&[
+        "-L",
+        "--cacert",
+        &certs.pem("a"),
+        "--resolve",
+        &resolve,
+        "--resolve",
+        &resolve_http,
+        "http://a.test/page?x=1",
+    ]);
+    assert!(ok, "{body}");
+    assert_eq!(body, "secure\n");
+    // Over TLS, a proxied route: the upstream is told https, the client gets HSTS.
+    let (ok, out) = lab.curl(&[
+        "-D",
+        "-",
+        "--cacert",
+        &certs.pem("a"),
+        "--resolve",
+        &resolve,
+        "https://a.test/headers",
+    ]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("Strict-Transport-Security: max-age=600\r\n"),
+        "{out}"
+    );
+    assert!(out.contains("X-Forwarded-Proto: https"), "{out}");
+    // Plain HTTP to the proxied route: no HSTS, and http upstream.
+    let (ok, out) = lab.curl(&["-D", "-", &format!("http://{GATEWAY_IP}/headers")]);
+    assert!(ok, "{out}");
+    assert!(!out.contains("Strict-Transport-Security"), "{out}");
+    assert!(
+        out.contains("X-Forwarded-Proto: http\r\n") || out.contains("X-Forwarded-Proto: http\n"),
+        "{out}"
+    );
+}

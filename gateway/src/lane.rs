@@ -310,6 +310,14 @@ struct Https {
     handshake_timeout_ms: u64,
 }
 
+/// `gateway` with the routes' HTTPS policies when the HTTPS listener is on (`port`).
+fn with_https(gateway: Gateway, routing: &Routing, port: Option<u16>) -> Gateway {
+    match port {
+        Some(port) => gateway.with_https(port, routing.https.clone()),
+        None => gateway,
+    }
+}
+
 /// Runs one lane until `stop` is set.
 pub fn run(config: &Config, setup: LaneSetup<'_>, stop: &AtomicBool) -> Result<LaneReport, RunError> {
     if let Some(core) = setup.core {
@@ -396,8 +404,12 @@ pub fn run(config: &Config, setup: LaneSetup<'_>, stop: &AtomicBool) -> Result<L
             http: HttpStage::new(
                 stage_in,
                 stage_out,
-                Gateway::new(&routing.routes, &routing.pools, limits, &authority, slot_request)
-                    .with_rate_table(Arc::clone(&setup.rate_table)),
+                with_https(
+                    Gateway::new(&routing.routes, &routing.pools, limits, &authority, slot_request)
+                        .with_rate_table(Arc::clone(&setup.rate_table)),
+                    &routing,
+                    setup.tls.as_ref().and(config.https_port()),
+                ),
             ),
             ready: VecDeque::with_capacity(sockets),
             gateway_limits: limits,
@@ -539,7 +551,7 @@ impl Lane<'_> {
                 }
             }
             self.apply_routing(&routing);
-            self.stage.http.set_gateway(
+            self.stage.http.set_gateway(with_https(
                 Gateway::new(
                     &routing.routes,
                     &routing.pools,
@@ -548,7 +560,9 @@ impl Lane<'_> {
                     self.stage.slot_request,
                 )
                 .with_rate_table(Arc::clone(&self.stage.rate_table)),
-            );
+                &routing,
+                self.https.port,
+            ));
             if let Some(log) = self.access_log.as_mut() {
                 log.set_routes(routing.route_names());
             }

@@ -155,6 +155,12 @@ pub struct RouteConfig {
     /// `[route.rate_limit]`: requests over it get 429 with `Retry-After`.
     #[serde(default)]
     pub rate_limit: Option<RateLimitConfig>,
+    /// Plain-HTTP requests get a 301 to the same host and target on HTTPS (with `[tls]` on).
+    #[serde(default)]
+    pub https_redirect: bool,
+    /// `Strict-Transport-Security: max-age=N` on the route's answers over TLS.
+    #[serde(default)]
+    pub hsts_max_age: Option<u32>,
 }
 
 /// `[route.rate_limit]`: a GCRA limit of `rate` requests per second with bursts of `burst`,
@@ -326,6 +332,8 @@ pub struct Routing {
     pub routes: RouteTable,
     pub pools: Vec<PoolSpec>,
     pub pool_limits: Vec<PoolLimits>,
+    /// Each route's HTTPS policy, by route index.
+    pub https: Vec<xgate_proxy::gateway::HttpsPolicy>,
 }
 
 impl Routing {
@@ -488,6 +496,7 @@ impl Routing {
                 routes: RouteTable::health_only(),
                 pools,
                 pool_limits,
+                https: Vec::new(),
             });
         }
         let mut table = Vec::with_capacity(routes.len());
@@ -602,6 +611,13 @@ impl Routing {
             routes: RouteTable::new(table),
             pools,
             pool_limits,
+            https: routes
+                .iter()
+                .map(|r| xgate_proxy::gateway::HttpsPolicy {
+                    redirect: r.https_redirect,
+                    hsts_max_age: r.hsts_max_age,
+                })
+                .collect(),
         })
     }
 }

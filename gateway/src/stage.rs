@@ -50,6 +50,8 @@ pub struct Slot<'m> {
     pub verdict: Option<Verdict>,
     /// The client's address (for `X-Forwarded-For` and hashing), set by the lane.
     pub client_ip: std::net::IpAddr,
+    /// The connection is over TLS (`X-Forwarded-Proto`, redirects, HSTS), set by the lane.
+    pub https: bool,
 }
 
 impl Slot<'_> {
@@ -144,6 +146,7 @@ impl SlotMemory {
                         response: response_bytes,
                         verdict: None,
                         client_ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
+                        https: false,
                     }),
                 }
             })
@@ -194,9 +197,12 @@ impl<'m> HttpStage<'m> {
         let now_ns = crate::sys::monotonic_ns();
         out.fill_from_iter(chunk.into_iter().map(|mut handle| {
             let slot = handle.slot();
-            slot.verdict = Some(gateway.decide(
+            slot.verdict = Some(gateway.decide_from(
                 &slot.request[..slot.request_len],
-                slot.client_ip,
+                xgate_proxy::gateway::Client {
+                    ip: slot.client_ip,
+                    https: slot.https,
+                },
                 now_ns,
                 slot.response,
             ));

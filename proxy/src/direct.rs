@@ -57,10 +57,27 @@ pub fn write_direct(
     connection: Option<&str>,
     out: &mut [u8],
 ) -> Option<usize> {
-    let safe = headers.iter().all(|(name, value)| {
-        let name = name.as_ref();
-        !name.is_empty() && name.bytes().all(is_tchar) && is_safe_value(value.as_ref())
-    });
+    write_direct_with(status, headers, None, body, is_head, connection, out)
+}
+
+/// [`write_direct`] with one more header after `headers` (a redirect's `Location`, a route's
+/// HSTS), under the same checks.
+pub fn write_direct_with(
+    status: u16,
+    headers: &[(impl AsRef<str>, impl AsRef<str>)],
+    extra: Option<(&str, &str)>,
+    body: &[u8],
+    is_head: bool,
+    connection: Option<&str>,
+    out: &mut [u8],
+) -> Option<usize> {
+    let extra_safe = extra
+        .is_none_or(|(name, value)| !name.is_empty() && name.bytes().all(is_tchar) && is_safe_value(value));
+    let safe = extra_safe
+        && headers.iter().all(|(name, value)| {
+            let name = name.as_ref();
+            !name.is_empty() && name.bytes().all(is_tchar) && is_safe_value(value.as_ref())
+        });
     if !safe || !connection.is_none_or(is_safe_value) {
         return None;
     }
@@ -70,6 +87,12 @@ pub fn write_direct(
         c.put(name.as_ref().as_bytes())
             .put(b": ")
             .put(value.as_ref().as_bytes())
+            .put(b"\r\n");
+    }
+    if let Some((name, value)) = extra {
+        c.put(name.as_bytes())
+            .put(b": ")
+            .put(value.as_bytes())
             .put(b"\r\n");
     }
     put_tail(&mut c, status, &[body], is_head, connection);

@@ -610,6 +610,7 @@ impl Exchange {
                     let options = ClientHeadOptions {
                         close,
                         http10_keep_alive: self.forward.http10 && !close,
+                        hsts_max_age: self.forward.hsts_max_age,
                     };
                     let Some(len) = write_client_head(&head, &scratch[..peeked], &options, slot.response)
                     else {

@@ -15,7 +15,8 @@
 //!   [`ForwardOptions::upstream_authority`]) right after the request line;
 //! - every `X-Forwarded-For` field is merged into one, at the first one's place, with the client's
 //!   address appended (`a, b, client`); one is added at the end if there was none;
-//! - a client's `X-Forwarded-Proto` is dropped and `X-Forwarded-Proto: http` added at the end;
+//! - a client's `X-Forwarded-Proto` is dropped and `X-Forwarded-Proto: http` (`https` for a
+//!   client over TLS) added at the end;
 //! - `Via` is merged the same way with `1.1 xgate` (`1.0 xgate` for an HTTP/1.0 client) appended;
 //! - `Expect` is dropped when [`ForwardOptions::strip_expect`] is set (the gateway answers
 //!   `100 Continue` itself) and always for an HTTP/1.0 client (whose expectation is ignored);
@@ -46,6 +47,8 @@ pub struct ForwardOptions<'a> {
     pub upstream_authority: &'a str,
     /// Drop `Expect: 100-continue`: the gateway answers `100 Continue` to the client itself.
     pub strip_expect: bool,
+    /// The client came over TLS: `X-Forwarded-Proto: https`.
+    pub https: bool,
 }
 
 /// Writes the upstream request head for `head` into `out` and returns its length. `input` must
@@ -123,7 +126,11 @@ pub fn write_upstream_head(
     if !forwarded_for {
         put_merged(&mut c, "X-Forwarded-For", headers, put_client_ip);
     }
-    c.put(b"X-Forwarded-Proto: http\r\n");
+    c.put(if opts.https {
+        b"X-Forwarded-Proto: https\r\n".as_slice()
+    } else {
+        b"X-Forwarded-Proto: http\r\n".as_slice()
+    });
     if !via_written {
         c.put(b"Via: ").put(via).put(b"\r\n");
     }

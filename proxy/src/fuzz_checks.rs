@@ -64,6 +64,7 @@ pub fn check_request(data: &[u8]) {
         host_rewrite: data.len().is_multiple_of(2).then_some("rewritten.test"),
         upstream_authority: "upstream.test:8080",
         strip_expect: data.len().is_multiple_of(3),
+        https: data.len().is_multiple_of(5),
     };
     let mut upstream = [0u8; OUT];
     if let Some(n) = write_upstream_head(&head, data, &options, &mut upstream) {
@@ -191,6 +192,7 @@ pub fn check_response(data: &[u8]) {
     let options = ClientHeadOptions {
         close: flags & 2 != 0 || head.body == ResponseBody::UntilClose,
         http10_keep_alive: flags & 4 != 0,
+        hsts_max_age: (flags & 8 != 0).then_some(31_536_000),
     };
     let mut out = [0u8; OUT];
     if let Some(n) = write_client_head(&head, input, &options, &mut out) {

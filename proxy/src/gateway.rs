@@ -33,7 +33,7 @@
 use std::{net::IpAddr, sync::Arc};
 
 use crate::{
-    direct::{write_direct, write_error},
+    direct::{write_direct, write_direct_with, write_error},
     forward::{write_upstream_head, ForwardOptions},
     limits::Limits,
     ratelimit::{retry_after_seconds, LimitKey, RateLimit, RateTable},
@@ -87,6 +87,24 @@ pub struct Forward {
     pub idempotent: bool,
     /// The consistent-hash key of the request, for pools that hash.
     pub hash: Option<u64>,
+    /// `Strict-Transport-Security: max-age=N` for the client's response (its route's HSTS, the
+    /// request over TLS).
+    pub hsts_max_age: Option<u32>,
+}
+
+/// Who sent a request: its address, and whether it came over TLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Client {
+    pub ip: IpAddr,
+    pub https: bool,
+}
+
+/// A route's HTTPS policy: plain-HTTP requests redirected to HTTPS (301), and HSTS on its
+/// answers over TLS.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HttpsPolicy {
+    pub redirect: bool,
+    pub hsts_max_age: Option<u32>,
 }
 
 /// Routing and framing for one lane's HTTP stage.
@@ -105,6 +123,9 @@ pub struct Gateway {
     /// Each route's identity in the rate table: a hash of its name and of how many routes
     /// before it have that name, so a route keeps its budgets across a reload that keeps it.
     scopes: Vec<u64>,
+    /// The HTTPS listener's port (`None`: no HTTPS, no redirects) and each route's policy.
+    https_port: Option<u16>,
+    https: Vec<HttpsPolicy>,
 }
 
 /// Entries of the table a gateway makes for itself when a route has a rate limit and it is not
@@ -152,6 +173,8 @@ impl Gateway {
                     hash_key(route.name.as_bytes()).wrapping_add(same_name as u64)
                 })
                 .collect(),
+            https_port: None,
+            https: Vec::new(),
         }
     }
 
@@ -167,6 +190,29 @@ impl Gateway {
     /// [`MIN_RESPONSE_BUFFER`](crate::MIN_RESPONSE_BUFFER) bytes, and as large as the largest
     /// head plus 1 KiB for a forward).
     pub fn decide(&self, input: &[u8], client: IpAddr, now_ns: u64, out: &mut [u8]) -> Verdict {
+        self.decide_from(
+            input,
+            Client {
+                ip: client,
+                https: false,
+            },
+            now_ns,
+            out,
+        )
+    }
+
+    /// Sets the HTTPS listener's port and each route's HTTPS policy (by route index).
+    pub fn with_https(mut self, port: u16, policies: Vec<HttpsPolicy>) -> Gateway {
+        self.https_port = Some(port);
+        self.https = policies;
+        self
+    }
+
+    /// [`Gateway::decide`] for a request from `from`, which may have come over TLS: a route with
+    /// `redirect` answers plain HTTP with a 301 to the same host and target on HTTPS, and one
+    /// with HSTS adds it to its answers over TLS.
+    pub fn decide_from(&self, input: &[u8], from: Client, now_ns: u64, out: &mut [u8]) -> Verdict {
+        let client = from.ip;
         let head = match frame_request(input, &self.limits) {
             Ok(None) => return Verdict::Incomplete,
             Ok(Some(head)) => head,
@@ -180,6 +226,13 @@ impl Gateway {
         let Some((index, route)) = self.routes.find(head.host, head.method, head.path) else {
             return self.unrouted(&head, input, out);
         };
+        let policy = self.https.get(index).copied().unwrap_or_default();
+        if policy.redirect && !from.https {
+            if let Some(port) = self.https_port {
+                return self.redirect_to_https(&head, input, port, index, out);
+            }
+        }
+        let hsts_max_age = policy.hsts_max_age.filter(|_| from.https);
         match &route.action {
             RouteAction::Direct(answer) => {
                 let consumed = match self.direct_extent(&head, input) {
@@ -193,9 +246,11 @@ impl Gateway {
                 {
                     return too_many(&head, consumed, close, wait, index, out);
                 }
-                let written = write_direct(
+                let mut hsts = [0u8; 40];
+                let written = write_direct_with(
                     answer.status,
                     &answer.headers,
+                    hsts_max_age.map(|age| ("Strict-Transport-Security", hsts_value(age, &mut hsts))),
                     &answer.body,
                     head.is_head,
                     connection(&head, close),
@@ -227,6 +282,7 @@ impl Gateway {
                     host_rewrite: host_rewrite.as_deref(),
                     upstream_authority: &self.authority,
                     strip_expect: true,
+                    https: from.https,
                 };
                 let Some(written) = write_upstream_head(&head, input, &options, out) else {
                     // The rewritten head does not fit: as if the client's head were too large.
@@ -252,8 +308,70 @@ impl Gateway {
                     expect_continue: head.expect_continue,
                     idempotent: head.idempotent,
                     hash,
+                    hsts_max_age,
                 })
             }
+        }
+    }
+
+    /// A 301 to `https://host[:port]target` for a plain-HTTP request on a route that redirects
+    /// (the host without its port, from `Host`, or the gateway's own address for an HTTP/1.0
+    /// request without one).
+    fn redirect_to_https(
+        &self,
+        head: &RequestHead<'_>,
+        input: &[u8],
+        port: u16,
+        route: usize,
+        out: &mut [u8],
+    ) -> Verdict {
+        let consumed = match self.direct_extent(head, input) {
+            Ok(Some(consumed)) => consumed,
+            Ok(None) => return Verdict::Incomplete,
+            Err(Refusal(status)) => return refuse(status, input, out),
+        };
+        let host = head
+            .host
+            .filter(|host| !host.is_empty())
+            .and_then(|host| std::str::from_utf8(host).ok())
+            .unwrap_or(&self.authority);
+        // `host:port`, `[v6]:port` or a bare host: the port goes.
+        let host = match host.rfind(':') {
+            Some(colon) if !host[colon..].contains(']') => &host[..colon],
+            _ => host,
+        };
+        let query = head.target.find('?').map_or("", |at| &head.target[at..]);
+        let mut location = [0u8; 4096];
+        let mut c = crate::writer::Cursor::new(&mut location);
+        c.put(b"https://").put(host.as_bytes());
+        if port != 443 {
+            c.put(b":").put_decimal(usize::from(port));
+        }
+        c.put(head.path.as_bytes()).put(query.as_bytes());
+        let Some(len) = c.finish() else {
+            return refuse(414, input, out);
+        };
+        let location = std::str::from_utf8(&location[..len]).unwrap_or("https:///");
+        let close = !head.keep_alive;
+        let no_headers: [(&str, &str); 0] = [];
+        match write_direct_with(
+            301,
+            &no_headers,
+            Some(("Location", location)),
+            b"",
+            head.is_head,
+            connection(head, close),
+            out,
+        ) {
+            Some(written) => Verdict::Respond {
+                consumed,
+                written,
+                close,
+                status: 301,
+                route: Some(route),
+                rate_limited: false,
+            },
+            None => refuse(400, input, out),
         }
     }
 
@@ -444,6 +562,14 @@ fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &str {
 }
 
 /// The `Connection` field of a direct answer.
+/// `max-age=N` written into `buf` (large enough for any u32).
+fn hsts_value(max_age: u32, buf: &mut [u8; 40]) -> &str {
+    let mut c = crate::writer::Cursor::new(buf.as_mut_slice());
+    c.put(b"max-age=").put_decimal(max_age as usize);
+    let len = c.finish().unwrap_or(0);
+    std::str::from_utf8(&buf[..len]).unwrap_or("")
+}
+
 fn connection(head: &RequestHead<'_>, close: bool) -> Option<&'static str> {
     match (close, head.http10) {
         (true, _) => Some("close"),

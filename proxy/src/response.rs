@@ -102,6 +102,8 @@ pub struct ClientHeadOptions {
     /// An HTTP/1.0 client asked for keep-alive and gets it: write `Connection: keep-alive`
     /// (ignored when `close` is set).
     pub http10_keep_alive: bool,
+    /// Add `Strict-Transport-Security: max-age=N` (a route's HSTS, on a response over TLS).
+    pub hsts_max_age: Option<u32>,
 }
 
 /// Frames the response head at the start of `input`; `request_is_head` says whether it answers a
@@ -246,6 +248,11 @@ pub fn write_client_head(
     }
     if !via_written {
         c.put(b"Via: ").put(via).put(b"\r\n");
+    }
+    if let Some(max_age) = opts.hsts_max_age {
+        c.put(b"Strict-Transport-Security: max-age=")
+            .put_decimal(max_age as usize)
+            .put(b"\r\n");
     }
     if opts.close {
         c.put(b"Connection: close\r\n");

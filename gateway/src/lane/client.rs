@@ -264,6 +264,7 @@ impl Lane<'_> {
             if let Some(ip) = stream.remote_ip() {
                 slot.client_ip = ip;
             }
+            slot.https = stream.tls().is_some();
         }
         // 1. Finish writing the current response.
         if let Some(Verdict::Respond {

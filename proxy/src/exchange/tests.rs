@@ -33,6 +33,7 @@ fn forward(written: usize, body: BodyFraming) -> Forward {
         expect_continue: false,
         idempotent: body == BodyFraming::None,
         hash: None,
+        hsts_max_age: None,
     }
 }
 

@@ -10,6 +10,7 @@ fn options() -> ForwardOptions<'static> {
         host_rewrite: None,
         upstream_authority: "backend:8080",
         strip_expect: false,
+        https: false,
     }
 }
 
@@ -152,6 +153,7 @@ fn expect_is_kept_or_stripped() {
     assert!(forward(input, &options()).contains("\r\nExpect: 100-continue\r\n"));
     let strip = ForwardOptions {
         strip_expect: true,
+        https: false,
         ..options()
     };
     assert!(!forward(input, &strip).contains("Expect"));

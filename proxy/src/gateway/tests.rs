@@ -536,3 +536,60 @@ fn gateways_sharing_a_table_share_budgets_across_lanes_and_reloads() {
     let alone = limited(1.0, 3, LimitKey::ClientIp, None);
     assert_eq!(status_of(decide_at(&alone, get, CLIENT, NOW).0), 200);
 }
+
+/// `decide_from` as a client over TLS (`https`) or not.
+fn decide_from(g: &Gateway, input: &[u8], https: bool) -> (Verdict, String) {
+    let mut out = vec![0u8; 8192];
+    let verdict = g.decide_from(
+        input,
+        Client {
+            ip: CLIENT.into(),
+            https,
+        },
+        0,
+        &mut out,
+    );
+    let written = match verdict {
+        Verdict::Respond { written, .. } => written,
+        Verdict::Forward(f) => f.written,
+        Verdict::Incomplete => 0,
+    };
+    (verdict, String::from_utf8_lossy(&out[..written]).into_owned())
+}
+
+#[test]
+fn https_policies_redirect_plain_http_and_add_hsts_over_tls() {
+    let policy = HttpsPolicy {
+        redirect: true,
+        hsts_max_age: Some(600),
+    };
+    let g = gateway(Policy::RoundRobin).with_https(8443, vec![policy, policy]);
+    // Plain HTTP: a 301 to the same host (its port dropped) and target on the HTTPS port.
+    let (verdict, text) = decide_from(&g, b"GET /healthz?x=1 HTTP/1.1\r\nHost: a.test:80\r\n\r\n", false);
+    assert!(matches!(verdict, Verdict::Respond { status: 301, .. }), "{text}");
+    assert!(
+        text.contains("\r\nLocation: https://a.test:8443/healthz?x=1\r\n"),
+        "{text}"
+    );
+    assert!(!text.contains("Strict-Transport-Security"), "{text}");
+    // Over TLS: answered, with HSTS; proxied, with HSTS for the response and
+    // X-Forwarded-Proto: https upstream.
+    let (verdict, text) = decide_from(&g, b"GET /healthz HTTP/1.1\r\nHost: a.test\r\n\r\n", true);
+    assert!(matches!(verdict, Verdict::Respond { status: 200, .. }), "{text}");
+    assert!(
+        text.contains("\r\nStrict-Transport-Security: max-age=600\r\n"),
+        "{text}"
+    );
+    let (verdict, text) = decide_from(&g, b"GET /x HTTP/1.1\r\nHost: api.example.com\r\n\r\n", true);
+    let Verdict::Forward(forward) = verdict else {
+        panic!("{verdict:?}");
+    };
+    assert_eq!(forward.hsts_max_age, Some(600));
+    assert!(text.contains("\r\nX-Forwarded-Proto: https\r\n"), "{text}");
+    // Without policies (or without HTTPS), nothing changes.
+    let plain = gateway(Policy::RoundRobin);
+    let (verdict, text) = decide_from(&plain, b"GET /healthz HTTP/1.1\r\nHost: a.test\r\n\r\n", false);
+    assert!(matches!(verdict, Verdict::Respond { status: 200, .. }), "{text}");
+    let (_, text) = decide_from(&plain, b"GET /x HTTP/1.1\r\nHost: api.example.com\r\n\r\n", false);
+    assert!(text.contains("\r\nX-Forwarded-Proto: http\r\n"), "{text}");
+}

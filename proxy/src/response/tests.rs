@@ -195,6 +195,7 @@ fn client_head_has_exact_bytes() {
     let close = ClientHeadOptions {
         close: true,
         http10_keep_alive: true,
+        hsts_max_age: None,
     };
     assert_eq!(
         client_head(b"HTTP/1.0 404 \r\nTransfer-Encoding-X: a\r\n\r\n", close),
@@ -203,6 +204,7 @@ fn client_head_has_exact_bytes() {
     let keep = ClientHeadOptions {
         close: false,
         http10_keep_alive: true,
+        hsts_max_age: None,
     };
     assert!(client_head(b"HTTP/1.1 204 No Content\r\n\r\n", keep)
         .ends_with("\r\nVia: 1.1 xgate\r\nConnection: keep-alive\r\n\r\n"));
