@@ -65,13 +65,15 @@ pub enum Section {
     ProxyOpenLoop,
     /// The SYN-flood section.
     Flood,
+    /// HTTPS: both servers terminating TLS (keep-alive requests, full handshakes).
+    Tls,
     /// The packet path (`xgate-bench packets`).
     Packets,
 }
 
 impl Section {
     /// Every section, in the order the suite runs them.
-    pub const ALL: [Section; 11] = [
+    pub const ALL: [Section; 12] = [
         Section::Xgate,
         Section::Nginx,
         Section::Wrk,
@@ -82,6 +84,7 @@ impl Section {
         Section::Direct,
         Section::ProxyOpenLoop,
         Section::Flood,
+        Section::Tls,
         Section::Packets,
     ];
 
@@ -216,6 +219,23 @@ pub struct SuiteResults {
     /// The SYN-flood section (absent from results written before it existed).
     #[serde(default)]
     pub flood: Vec<FloodCase>,
+    /// The HTTPS section (absent from results written before it existed).
+    #[serde(default)]
+    pub tls: Vec<TlsCase>,
+}
+
+/// The HTTPS section for one server: keep-alive requests over TLS (wrk) at each connection
+/// count, and full handshakes (ab, one request per connection, no session reuse).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TlsCase {
+    /// `xgate` or `nginx`.
+    pub server: String,
+    pub keep_alive: Vec<HttpCase>,
+    /// wrk's CPU time over the run's wall time, per run of each `keep_alive` case.
+    pub keep_alive_client_busy: Vec<Vec<f64>>,
+    pub handshakes: Vec<NewConnectionRun>,
+    /// ab's CPU time over the run's wall time, per run: near 1, the client was the limit.
+    pub handshake_client_busy: Vec<f64>,
 }
 
 /// One run of the new-connection load: ab, one connection per request.

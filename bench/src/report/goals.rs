@@ -107,6 +107,7 @@ pub(super) fn goals(results: &SuiteResults, summaries: &[CaseSummary]) -> Vec<Go
         _ => Goal::not_measured("connection scaling: xgate at 10,000 vs 100 connections", "≥ 80%"),
     });
     goals.extend(proxy_goals(results, summaries));
+    goals.extend(super::tls::tls_goals(results));
     let ratios = results
         .packet_path
         .get("ratios")

@@ -546,6 +546,7 @@ pub fn markdown(results: &SuiteResults, plots: Option<(&str, &str)>) -> String {
     );
     http_table(&mut out, &summaries, "wrk");
     flood_section(&mut out, &results.flood);
+    super::tls::tls_section(&mut out, results);
     let _ = writeln!(out, "\n## Packet path: AF_XDP receive vs XDP_DROP on one veth\n");
     packet_table(&mut out, &results.packet_path);
     for section in &results.profile {

@@ -20,6 +20,7 @@ mod summary;
 mod svg;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 use std::{
     fmt::Write as _,

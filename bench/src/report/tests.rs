@@ -124,6 +124,7 @@ fn results(proxy: Vec<HttpCase>) -> SuiteResults {
         packet_path: Value::Null,
         profile: Vec::new(),
         flood: Vec::new(),
+        tls: Vec::new(),
     }
 }
 
@@ -432,4 +433,65 @@ fn a_generator_bound_packet_figure_is_not_measurable_here() {
     assert!(small.ends_with("| not measurable here |"), "{small}");
     assert!(small.contains("generator-bound"), "{small}");
     assert!(line("1514").ends_with("| 75% | yes |"), "{}", line("1514"));
+}
+
+/// A TLS case: keep-alive at 100 connections, handshakes, with the clients' busy shares.
+fn tls_case(server: &str, rps: f64, handshakes: f64, busy: f64) -> crate::results::TlsCase {
+    crate::results::TlsCase {
+        server: server.into(),
+        keep_alive: vec![case(server, 100, vec![run(rps, 500.0, 900.0); 3])],
+        keep_alive_client_busy: vec![vec![busy; 3]],
+        handshakes: vec![
+            crate::results::NewConnectionRun {
+                requests_per_second: handshakes,
+                completed: 1000,
+                failed: 0,
+            };
+            3
+        ],
+        handshake_client_busy: vec![busy; 3],
+    }
+}
+
+#[test]
+fn tls_goals_are_met_or_missed_only_when_no_client_was_saturated() {
+    let mut free = results(Vec::new());
+    free.tls = vec![
+        tls_case("xgate", 90_000.0, 3_000.0, 0.6),
+        tls_case("nginx", 40_000.0, 2_000.0, 0.5),
+    ];
+    let text = markdown(&free, None);
+    assert!(
+        text.contains("| HTTPS keep-alive, 100 connections (wrk): requests/s | xgate ≥ 2.0× nginx | 2.25×"),
+        "{text}"
+    );
+    assert!(
+        text.contains("| xgate | 90,000 (60%) | 3,000 (60%) | 0 |"),
+        "{text}"
+    );
+    let goal_rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("HTTPS keep-alive") || l.contains("handshakes/s, ECDSA"))
+        .collect();
+    assert!(
+        goal_rows.iter().all(|row| row.ends_with("| yes |")),
+        "{goal_rows:?}"
+    );
+    let mut bound = results(Vec::new());
+    bound.tls = vec![
+        tls_case("xgate", 90_000.0, 3_000.0, 0.99),
+        tls_case("nginx", 40_000.0, 2_000.0, 0.99),
+    ];
+    let text = markdown(&bound, None);
+    let goal_rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("HTTPS keep-alive") || l.contains("handshakes/s, ECDSA"))
+        .collect();
+    assert_eq!(goal_rows.len(), 2, "{text}");
+    assert!(
+        goal_rows
+            .iter()
+            .all(|row| row.contains("client-bound") && row.ends_with("| not measurable here |")),
+        "{goal_rows:?}"
+    );
 }

@@ -237,6 +237,11 @@ pub fn run(args: &SuiteArgs) -> anyhow::Result<()> {
     } else {
         Vec::new()
     };
+    let tls = if suite.plan.runs(Section::Tls) {
+        suite.run_tls()?
+    } else {
+        Vec::new()
+    };
     let packet_path = if suite.plan.runs(Section::Packets) {
         measure_packet_path(&mut suite)?
     } else {
@@ -258,6 +263,7 @@ pub fn run(args: &SuiteArgs) -> anyhow::Result<()> {
         packet_path,
         profile,
         flood,
+        tls,
     };
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let stem = args.out.join(format!("{date}-{git}"));

@@ -155,7 +155,20 @@ impl Plan {
         };
         let proxy = (proxy_cases * self.proxy_connections.len() + proxy_open_loop) * self.repeats;
         let flood = 2 * self.repeats * count(Section::Flood);
-        terminating * per_server + open_loop + count(Section::Packets) + profiles + two_lanes + proxy + flood
+        let tls_counts = if self.mode == "smoke" {
+            1
+        } else {
+            TLS_CONNECTIONS.len()
+        };
+        let tls = 2 * (tls_counts + 1) * self.repeats * count(Section::Tls);
+        terminating * per_server
+            + open_loop
+            + count(Section::Packets)
+            + profiles
+            + two_lanes
+            + proxy
+            + flood
+            + tls
     }
 
     /// Connection counts at which xgate also runs with two lanes (the reference load and the
@@ -199,6 +212,9 @@ fn section_name(section: Section) -> String {
 /// Where the run's tables go besides its own files: `--results-md`, else `bench/RESULTS.md` for a
 /// quick or full run of every section; a smoke run, or one with sections left out (`--only`),
 /// rewrites no RESULTS.md unless asked to.
+/// Keep-alive connection counts of the HTTPS section (a smoke run takes the first).
+pub(super) const TLS_CONNECTIONS: [usize; 2] = [100, 1000];
+
 pub(super) fn results_md_path(args: &SuiteArgs, plan: &Plan) -> Option<PathBuf> {
     match (&args.results_md, plan.mode.as_str()) {
         (Some(path), _) => Some(path.clone()),

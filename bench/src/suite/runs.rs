@@ -125,7 +125,7 @@ impl Suite {
                 &format!("{seconds}s"),
             ])
             .args(["--timeout", "5s", "--latency"])
-            .arg(format!("http://{}/healthz", server.target()))
+            .arg(server.healthz_url())
             .stderr(Stdio::piped())
             .output_with_timeout(Duration::from_secs(seconds + 60))?;
         let machine_busy = MachineCpu::sample().busy_since(&machine_before);
@@ -205,7 +205,7 @@ impl Suite {
             .args(["-q", "-r", "-s", "5", "-c", &NEW_CONNECTION_CLIENTS.to_string()])
             // -n after -t: the time limit ends the run, the count only sizes ab's table.
             .args(["-t", &seconds.to_string(), "-n", "1000000"])
-            .arg(format!("http://{}/healthz", server.target()))
+            .arg(server.healthz_url())
             .stderr(Stdio::piped())
             .output_with_timeout(Duration::from_secs(seconds + 60))?;
         let text = String::from_utf8_lossy(&output.stdout);

@@ -8,12 +8,13 @@ use crate::{
     process::check_interrupted,
     report,
     results::{
-        proxy_reference, HttpCase, ProfileSection, RunFigures, Section, OPEN_LOOP_CLIENT, TWO_LANES_SERVER,
+        proxy_reference, HttpCase, ProfileSection, RunFigures, Section, TlsCase, OPEN_LOOP_CLIENT,
+        TWO_LANES_SERVER,
     },
 };
 
 use super::{
-    plan::{PROFILED_CONNECTIONS, PROXY_CASES},
+    plan::{PROFILED_CONNECTIONS, PROXY_CASES, TLS_CONNECTIONS},
     servers::{stop, NginxRole, Server, UPSTREAM_MARGIN},
     Suite,
 };
@@ -51,6 +52,72 @@ impl Suite {
             ));
         }
         Ok(runs)
+    }
+
+    /// HTTPS: xgate and nginx terminating TLS with the same certificate (ECDSA P-256), each at
+    /// [`TLS_CONNECTIONS`] keep-alive connections (wrk) and for full handshakes (ab, one
+    /// request per connection, no session reuse), with ab's CPU share recorded (the client's
+    /// handshake costs about what the server's does).
+    pub(super) fn run_tls(&mut self) -> anyhow::Result<Vec<TlsCase>> {
+        super::servers::make_certificate(&self.work)?;
+        let counts: &[usize] = if self.plan.mode == "smoke" {
+            &[100]
+        } else {
+            &TLS_CONNECTIONS
+        };
+        let mut cases = Vec::new();
+        for (server, name) in [(Server::XgateTls, "xgate"), (Server::NginxTls, "nginx")] {
+            let mut keep_alive = Vec::new();
+            let mut keep_alive_client_busy = Vec::new();
+            for &connections in counts {
+                let busy = std::cell::RefCell::new(Vec::new());
+                let runs = self.repeated(server, connections, "wrk https", |suite| {
+                    let before = crate::cpu::children_cpu_time();
+                    let started = std::time::Instant::now();
+                    let run = suite.wrk_run(server, connections)?;
+                    let cpu = crate::cpu::children_cpu_time().saturating_sub(before);
+                    busy.borrow_mut()
+                        .push(cpu.as_secs_f64() / started.elapsed().as_secs_f64().max(1e-9));
+                    Ok(run)
+                })?;
+                keep_alive_client_busy.push(busy.into_inner());
+                keep_alive.push(HttpCase {
+                    server: name.into(),
+                    client: "wrk".into(),
+                    connections,
+                    runs,
+                });
+            }
+            let mut handshakes = Vec::new();
+            let mut busy = Vec::new();
+            for repeat in 0..self.plan.repeats {
+                let (run, client_busy) = self.with_fresh_server(server, 100, |suite, _| {
+                    let before = crate::cpu::children_cpu_time();
+                    let started = std::time::Instant::now();
+                    let run = suite.ab_run(server)?;
+                    let cpu = crate::cpu::children_cpu_time().saturating_sub(before);
+                    Ok((run, cpu.as_secs_f64() / started.elapsed().as_secs_f64().max(1e-9)))
+                })?;
+                self.progress.step(&format!(
+                    "{} handshakes run {}/{}: {:.0} conn/s (ab busy {:.0}%)",
+                    server.name(),
+                    repeat + 1,
+                    self.plan.repeats,
+                    run.requests_per_second,
+                    client_busy * 100.0
+                ));
+                handshakes.push(run);
+                busy.push(client_busy);
+            }
+            cases.push(TlsCase {
+                server: name.into(),
+                keep_alive,
+                keep_alive_client_busy,
+                handshakes,
+                handshake_client_busy: busy,
+            });
+        }
+        Ok(cases)
     }
 
     pub(super) fn run_server(

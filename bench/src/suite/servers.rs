@@ -169,6 +169,10 @@ pub(super) enum Server {
     NginxProxy,
     /// No proxy: the client talks to the backend itself.
     Direct,
+    /// xgate with one lane, answering over TLS on 443 too (the suite's certificate).
+    XgateTls,
+    /// nginx terminating, with TLS on 443 too (the same certificate).
+    NginxTls,
 }
 
 impl Server {
@@ -180,13 +184,29 @@ impl Server {
             Server::XgateProxy => XGATE_PROXY_SERVER,
             Server::NginxProxy => NGINX_PROXY_SERVER,
             Server::Direct => DIRECT_SERVER,
+            Server::XgateTls => "xgate https",
+            Server::NginxTls => "nginx https",
         }
+    }
+
+    /// The URL of `/healthz` a client asks: over TLS for the TLS servers.
+    pub(super) fn healthz_url(self) -> String {
+        match self {
+            Server::XgateTls | Server::NginxTls => format!("https://{}/healthz", self.host()),
+            _ => format!("http://{}/healthz", self.target()),
+        }
+    }
+
+    /// The server's address without its port.
+    fn host(self) -> &'static str {
+        let target = self.target();
+        target.split_once(':').map_or(target, |(host, _)| host)
     }
 
     pub(super) fn target(self) -> &'static str {
         match self {
-            Server::Xgate | Server::XgateTwoLanes | Server::XgateProxy => XGATE_TARGET,
-            Server::Nginx | Server::NginxProxy => NGINX_TARGET,
+            Server::Xgate | Server::XgateTwoLanes | Server::XgateProxy | Server::XgateTls => XGATE_TARGET,
+            Server::Nginx | Server::NginxProxy | Server::NginxTls => NGINX_TARGET,
             Server::Direct => BACKEND_TARGET,
         }
     }
@@ -233,6 +253,8 @@ fn xgate_config(lab_config: &str, connections: usize, lanes: usize, cpus: &str, 
 pub(super) enum NginxRole {
     /// Answers `/healthz` itself on the gateway namespace's kernel address.
     Terminating,
+    /// The same, and over TLS on port 443 with the suite's certificate.
+    TerminatingTls,
     /// Passes every request on to the backend, on the gateway namespace's kernel address.
     Proxy,
     /// The proxy section's backend, in the backend namespace.
@@ -243,17 +265,57 @@ impl NginxRole {
     /// The stem of its files in the work directory.
     fn file_stem(self) -> &'static str {
         match self {
-            NginxRole::Terminating | NginxRole::Proxy => "nginx",
+            NginxRole::Terminating | NginxRole::TerminatingTls | NginxRole::Proxy => "nginx",
             NginxRole::Backend => "backend",
         }
     }
 
     fn listen(self) -> &'static str {
         match self {
-            NginxRole::Terminating | NginxRole::Proxy => NGINX_TARGET,
+            NginxRole::Terminating | NginxRole::TerminatingTls | NginxRole::Proxy => NGINX_TARGET,
             NginxRole::Backend => BACKEND_TARGET,
         }
     }
+}
+
+/// The suite's certificate and key (ECDSA P-256, self-signed, `bench.test`), in the work
+/// directory, made by [`make_certificate`].
+pub(super) const TLS_CERT: &str = "tls.pem";
+pub(super) const TLS_KEY: &str = "tls.key";
+
+/// Makes the suite's certificate in `work` (once per suite).
+pub(super) fn make_certificate(work: &Path) -> anyhow::Result<()> {
+    let output = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .arg("-keyout")
+        .arg(work.join(TLS_KEY))
+        .arg("-out")
+        .arg(work.join(TLS_CERT))
+        .args([
+            "-days",
+            "7",
+            "-subj",
+            "/CN=bench.test",
+            "-addext",
+            "subjectAltName=DNS:bench.test",
+        ])
+        .output()
+        .context("running openssl (apt-get install openssl)")?;
+    if !output.status.success() {
+        bail!(
+            "openssl req failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
 }
 
 /// nginx's config for `role` at `connections` client connections: one worker, no access log,
@@ -263,6 +325,17 @@ fn nginx_config(role: NginxRole, work: &Path, connections: usize) -> String {
     // A proxy holds a connection to the backend for every client connection.
     let (worker_connections, upstream, locations) = match role {
         NginxRole::Terminating => ((connections + 1024).max(4096), String::new(), answer.to_string()),
+        NginxRole::TerminatingTls => (
+            (connections + 1024).max(4096),
+            String::new(),
+            format!(
+                "listen {host}:443 ssl backlog=16384;\n    ssl_certificate {cert};\n    ssl_certificate_key {key};\n    \
+                 ssl_protocols TLSv1.2 TLSv1.3;\n    ssl_session_cache shared:SSL:10m;\n    ssl_session_tickets on;\n    {answer}",
+                host = NGINX_TARGET.split_once(':').map_or(NGINX_TARGET, |(host, _)| host),
+                cert = work.join(TLS_CERT).display(),
+                key = work.join(TLS_KEY).display(),
+            ),
+        ),
         NginxRole::Backend => (
             (connections + 1024).max(4096),
             String::new(),
@@ -297,13 +370,26 @@ impl Suite {
     /// Starts xgate with `lanes` lanes: one lane on the server CPU, or two lanes on CPUs 0 and 1
     /// (the lab's gateway link has two queues).
     /// With `proxy`, xgate passes every request on to the backend (which must be running).
-    fn start_xgate(&self, connections: usize, lanes: usize, proxy: bool) -> anyhow::Result<Guarded> {
+    fn start_xgate(
+        &self,
+        connections: usize,
+        lanes: usize,
+        proxy: bool,
+        tls: bool,
+    ) -> anyhow::Result<Guarded> {
         let cpus = if lanes == 1 {
             SERVER_CPU.to_string()
         } else {
             format!("{SERVER_CPU},{CLIENT_CPU}")
         };
-        let config = xgate_config(&self.lab_config, connections, lanes, &cpus, proxy);
+        let mut config = xgate_config(&self.lab_config, connections, lanes, &cpus, proxy);
+        if tls {
+            config.push_str(&format!(
+                "\n\n[tls]\n[[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\nnames = [\"bench.test\"]\n",
+                self.work.join(TLS_CERT).display(),
+                self.work.join(TLS_KEY).display()
+            ));
+        }
         let path = self.work.join("xgate.toml");
         std::fs::write(&path, config)?;
         // One queue per lane: a queue without a lane would lose the flows hashed to it.
@@ -362,7 +448,7 @@ impl Suite {
     pub(super) fn start_nginx(&self, role: NginxRole, connections: usize) -> anyhow::Result<Guarded> {
         let (namespace, cpu) = match role {
             NginxRole::Backend => (BACKEND_NS, CLIENT_CPU),
-            NginxRole::Terminating | NginxRole::Proxy => {
+            NginxRole::Terminating | NginxRole::TerminatingTls | NginxRole::Proxy => {
                 // The same link as xgate with one lane: one queue.
                 set_gateway_queues(1)?;
                 (GATEWAY_NS, SERVER_CPU)
@@ -384,7 +470,7 @@ impl Suite {
         let server = Guarded(child);
         let url = format!("http://{}/healthz", role.listen());
         let answered = wait_for_http(&url, Duration::from_secs(10)).and_then(|()| match role {
-            NginxRole::Terminating => Ok(()),
+            NginxRole::Terminating | NginxRole::TerminatingTls => Ok(()),
             NginxRole::Proxy | NginxRole::Backend => check_served_by_backend(&url),
         });
         if let Err(e) = answered {
@@ -457,17 +543,19 @@ impl Suite {
     ) -> anyhow::Result<T> {
         check_interrupted()?;
         let process = match server {
-            Server::Xgate => Some(self.start_xgate(connections, 1, false)?),
-            Server::XgateTwoLanes => Some(self.start_xgate(connections, 2, false)?),
-            Server::XgateProxy => Some(self.start_xgate(connections, 1, true)?),
+            Server::Xgate => Some(self.start_xgate(connections, 1, false, false)?),
+            Server::XgateTwoLanes => Some(self.start_xgate(connections, 2, false, false)?),
+            Server::XgateProxy => Some(self.start_xgate(connections, 1, true, false)?),
+            Server::XgateTls => Some(self.start_xgate(connections, 1, false, true)?),
             Server::Nginx => Some(self.start_nginx(NginxRole::Terminating, connections)?),
+            Server::NginxTls => Some(self.start_nginx(NginxRole::TerminatingTls, connections)?),
             Server::NginxProxy => Some(self.start_nginx(NginxRole::Proxy, connections)?),
             Server::Direct => None,
         };
         let result = measure(self, process.as_ref());
         let stop_signal = match server {
-            Server::Xgate | Server::XgateTwoLanes | Server::XgateProxy => libc::SIGINT,
-            Server::Nginx | Server::NginxProxy | Server::Direct => libc::SIGTERM,
+            Server::Xgate | Server::XgateTwoLanes | Server::XgateProxy | Server::XgateTls => libc::SIGINT,
+            Server::Nginx | Server::NginxProxy | Server::Direct | Server::NginxTls => libc::SIGTERM,
         };
         if let Some(process) = process {
             stop(process, stop_signal);
