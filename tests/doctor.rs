@@ -65,7 +65,7 @@ fn the_lab_passes_and_each_bad_host_is_named_with_its_fix() {
         (0, Some("pass")),
         "{findings}"
     );
-    assert_eq!(findings["findings"].as_array().unwrap().len(), 12, "{findings}");
+    assert_eq!(findings["findings"].as_array().unwrap().len(), 13, "{findings}");
     // veth's own answer to the netdev netlink family: native XDP with redirect, no zero-copy.
     let xdp = findings["findings"]
         .as_array()

@@ -207,6 +207,42 @@ for i in range(3):
     assert!(tls_count(&mut lab, "tls13_resumed") >= 2);
     // Plain HTTP beside it, on port 80.
     assert_eq!(lab.healthz_status(), Ok("200".to_string()));
+    // Each certificate's time to expiry (30 days from now) in the metrics, and the doctor's
+    // view of them.
+    let samples = common::scrape(&lab);
+    let expiry: Vec<f64> = samples
+        .iter()
+        .filter(|(key, _)| key.starts_with("xgate_tls_certificate_expiry_seconds{"))
+        .map(|(_, value)| *value)
+        .collect();
+    assert_eq!(expiry.len(), 3, "{samples:?}");
+    assert!(
+        expiry
+            .iter()
+            .all(|&s| (29.0 * 86_400.0..=30.0 * 86_400.0).contains(&s)),
+        "{expiry:?}"
+    );
+    let doctor = output(
+        lab.exec("gw", common::XGATE)
+            .args(["doctor", "--json", "--config"])
+            .arg(&lab.config_path),
+    );
+    let findings: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    let tls = findings["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == "tls")
+        .expect("a tls finding")
+        .clone();
+    assert_eq!(tls["level"], "pass", "{tls}");
+    assert!(
+        tls["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("3 certificate(s), the first to expire in 29 days"),
+        "{tls}"
+    );
 }
 
 #[test]

@@ -74,7 +74,25 @@ pub struct HostFacts {
     pub queue_irqs: Vec<(u32, Vec<usize>)>,
     /// IPv4 addresses the kernel holds in this network namespace (interface, address).
     pub kernel_addresses: Vec<(String, Ipv4Addr)>,
+    /// The HTTPS certificates the configuration names, as found on disk.
+    pub certificates: Vec<CertificateFact>,
+    /// Now, in Unix seconds (certificate expiry is judged against it).
+    pub now_unix: i64,
 }
+
+/// One configured certificate on disk.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CertificateFact {
+    pub cert: String,
+    /// The leaf's `notAfter` (Unix seconds), or why it could not be read.
+    pub not_after: Result<i64, String>,
+    pub key: String,
+    /// The key file's permission bits (`None`: it could not be looked at).
+    pub key_mode: Option<u32>,
+}
+
+/// A certificate this close to its end is warned about.
+const EXPIRY_WARNING_DAYS: i64 = 14;
 
 /// Bytes of a 2 MiB hugepage.
 const HUGEPAGE: u64 = 2 << 20;
@@ -203,6 +221,8 @@ pub fn judge(config: &Config, facts: &HostFacts, cores: &[usize]) -> Vec<Finding
             None,
         ),
     });
+
+    out.push(tls_finding(facts));
 
     if !facts.interface_found {
         out.push(finding(
@@ -499,6 +519,89 @@ pub fn usable_cores() -> Vec<usize> {
         .collect()
 }
 
+/// The `tls` check: every configured certificate readable, not expired nor close to it, and its
+/// key readable by its owner only. The worst certificate speaks for all.
+fn tls_finding(facts: &HostFacts) -> Finding {
+    if facts.certificates.is_empty() {
+        return finding(
+            "tls",
+            Level::Pass,
+            "no [[tls.certificate]]: HTTPS is off".into(),
+            None,
+        );
+    }
+    let mut worst: Option<Finding> = None;
+    let mut soonest: Option<i64> = None;
+    for fact in &facts.certificates {
+        let found = match &fact.not_after {
+            Err(why) => Some(finding(
+                "tls",
+                Level::Fail,
+                format!("certificate {} unreadable: {why}", fact.cert),
+                Some(format!(
+                    "point tls.certificate's cert at a PEM certificate chain (leaf first): {}",
+                    fact.cert
+                )),
+            )),
+            Ok(not_after) => {
+                let days = (not_after - facts.now_unix).div_euclid(86_400);
+                soonest = Some(soonest.map_or(days, |s| s.min(days)));
+                if *not_after <= facts.now_unix {
+                    Some(finding(
+                        "tls",
+                        Level::Fail,
+                        format!("certificate {} expired {} days ago", fact.cert, -days),
+                        Some(format!(
+                            "renew {} and reload: systemctl reload xgate (SIGHUP)",
+                            fact.cert
+                        )),
+                    ))
+                } else if days < EXPIRY_WARNING_DAYS {
+                    Some(finding(
+                        "tls",
+                        Level::Warn,
+                        format!("certificate {} expires in {days} days", fact.cert),
+                        Some(format!(
+                            "renew {} and reload: systemctl reload xgate (SIGHUP)",
+                            fact.cert
+                        )),
+                    ))
+                } else if fact.key_mode.is_some_and(|mode| mode & 0o077 != 0) {
+                    Some(finding(
+                        "tls",
+                        Level::Warn,
+                        format!(
+                            "key {} is readable by others than its owner (mode {:o})",
+                            fact.key,
+                            fact.key_mode.unwrap_or(0) & 0o777
+                        ),
+                        Some(format!("chmod 600 {} (owned by the service user)", fact.key)),
+                    ))
+                } else {
+                    None
+                }
+            }
+        };
+        if let Some(found) = found {
+            if worst.as_ref().is_none_or(|w| found.level > w.level) {
+                worst = Some(found);
+            }
+        }
+    }
+    worst.unwrap_or_else(|| {
+        finding(
+            "tls",
+            Level::Pass,
+            format!(
+                "{} certificate(s), the first to expire in {} days",
+                facts.certificates.len(),
+                soonest.unwrap_or(0)
+            ),
+            None,
+        )
+    })
+}
+
 /// The `xdp` check: what the driver says it runs natively, and whether AF_XDP can be zero-copy.
 fn xdp_finding(facts: &HostFacts) -> Finding {
     use crate::sys::netdev::XdpFeatures;
@@ -562,6 +665,29 @@ fn xdp_finding(facts: &HostFacts) -> Finding {
         format!("driver {driver}: native XDP ({listed}); no AF_XDP zero-copy, so frames are copied into the UMEM (copy mode)"),
         (!virtual_link).then(|| "a NIC with AF_XDP zero-copy (ice, i40e, ixgbe, mlx5, ...), or accept copy mode".into()),
     )
+}
+
+/// What the disk says about one configured certificate.
+fn certificate_fact(entry: &crate::config::CertificateConfig) -> CertificateFact {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    use std::os::unix::fs::MetadataExt;
+    let not_after = CertificateDer::pem_file_iter(&entry.cert)
+        .map_err(|e| e.to_string())
+        .and_then(|mut certs| {
+            certs
+                .next()
+                .ok_or_else(|| "no CERTIFICATE block".to_string())?
+                .map_err(|e| e.to_string())
+        })
+        .and_then(|der| {
+            crate::tls::expiry::not_after(&der).ok_or_else(|| "no notAfter in its leaf".to_string())
+        });
+    CertificateFact {
+        cert: entry.cert.display().to_string(),
+        not_after,
+        key: entry.key.display().to_string(),
+        key_mode: std::fs::metadata(&entry.key).ok().map(|meta| meta.mode()),
+    }
 }
 
 /// Reads the facts of this host for `config`, in this process's network namespace.
@@ -645,6 +771,10 @@ pub fn probe(config: &Config) -> HostFacts {
         core_nodes,
         queue_irqs: queue_irqs(iface),
         kernel_addresses: kernel_addresses(),
+        certificates: config.tls.certificate.iter().map(certificate_fact).collect(),
+        now_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
     }
 }
 
@@ -746,6 +876,13 @@ mod tests {
             core_nodes: vec![(0, 0), (1, 0), (2, 0), (3, 0), (4, 1)],
             queue_irqs: vec![(120, vec![2]), (121, vec![3])],
             kernel_addresses: vec![("eth0".into(), Ipv4Addr::new(192, 168, 1, 5))],
+            certificates: vec![CertificateFact {
+                cert: "/etc/xgate/a.pem".into(),
+                not_after: Ok(1_800_000_000 + 90 * 86_400),
+                key: "/etc/xgate/a.key".into(),
+                key_mode: Some(0o100600),
+            }],
+            now_unix: 1_800_000_000,
         }
     }
 
@@ -762,7 +899,7 @@ mod tests {
         let findings = judge(&config(), &good_host(), &[0, 1, 2, 3]);
         assert_eq!(worst(&findings), Level::Pass, "{}", render_text(&findings));
         assert_eq!(exit_code(&findings), 0);
-        assert_eq!(findings.len(), 12);
+        assert_eq!(findings.len(), 13);
     }
 
     #[test]
@@ -835,6 +972,30 @@ mod tests {
                 Box::new(|h| h.xdp_features = Err("Operation not supported".into())),
                 Level::Warn,
                 "",
+            ),
+            (
+                "tls",
+                Box::new(|h| h.certificates[0].not_after = Ok(h.now_unix - 86_400)),
+                Level::Fail,
+                "renew /etc/xgate/a.pem",
+            ),
+            (
+                "tls",
+                Box::new(|h| h.certificates[0].not_after = Ok(h.now_unix + 3 * 86_400)),
+                Level::Warn,
+                "renew /etc/xgate/a.pem",
+            ),
+            (
+                "tls",
+                Box::new(|h| h.certificates[0].not_after = Err("No such file or directory".into())),
+                Level::Fail,
+                "PEM certificate chain",
+            ),
+            (
+                "tls",
+                Box::new(|h| h.certificates[0].key_mode = Some(0o100644)),
+                Level::Warn,
+                "chmod 600 /etc/xgate/a.key",
             ),
             (
                 "xdp",

@@ -65,6 +65,9 @@ pub struct ControlView {
     pub heat_handshake: VecDeque<HeatRow>,
     pub previous_request: Option<Histogram>,
     pub previous_handshake: Option<Histogram>,
+    /// The HTTPS listener's certificates (`xgate_tls_certificate_expiry_seconds`), as last
+    /// loaded.
+    pub certificates: Vec<crate::tls::CertificateInfo>,
 }
 
 /// Everything the listener reads (see the module doc).

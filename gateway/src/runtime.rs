@@ -44,13 +44,20 @@ const RELOAD_RING: usize = 4;
 /// SIGHUP: loads `path` again; a valid file's routing goes to every lane, an invalid one is
 /// refused (the running routing stays) with an event that says why. Keys other than routes,
 /// upstreams need a restart; a change to them is reported, not applied.
+/// What a reload that went through changed, for the metrics.
+struct Reloaded {
+    route_names: Vec<Box<str>>,
+    /// The HTTPS certificates as read again (`None`: HTTPS is off, or needs a restart).
+    certificates: Option<Vec<crate::tls::CertificateInfo>>,
+}
+
 fn reload(
     running: &Config,
     path: &std::path::Path,
     rings: &mut [rtrb::Producer<lane::Reload>],
     wakes: &[LaneWake],
     events: &mut dyn Write,
-) -> Option<Vec<Box<str>>> {
+) -> Option<Reloaded> {
     let loaded = match Config::load(path) {
         Ok(config) => config,
         Err(error) => {
@@ -68,7 +75,7 @@ fn reload(
     // HTTPS listener stays as it is; turning it on or off, or moving it, needs a restart.
     let tls = if loaded.https_port() == running.https_port() {
         match crate::tls::server_config(&loaded.tls) {
-            Ok(tls) => tls,
+            Ok(setup) => setup,
             Err(error) => {
                 let _ = writeln!(
                     events,
@@ -84,6 +91,8 @@ fn reload(
         None
     };
     let routing = Arc::new(loaded.routing());
+    let certificates = tls.as_ref().map(|setup| setup.certificates.clone());
+    let tls = tls.map(|setup| setup.config);
     let reloaded = lane::Reload {
         routing: Arc::clone(&routing),
         tls: tls.clone(),
@@ -112,7 +121,10 @@ fn reload(
         upstreams = routing.pools.len(),
         "routing reloaded"
     );
-    Some(routing.route_names())
+    Some(Reloaded {
+        route_names: routing.route_names(),
+        certificates,
+    })
 }
 
 /// `text` as a JSON string literal.
@@ -265,7 +277,12 @@ pub fn run(
     let cookie_key = [random_key_half()?, random_key_half()?];
     let link_mtu = xgate_userstack::xsk::interface_mtu(&gw.interface).unwrap_or(1500);
     // Certificates and keys are read now, while the process may still read what it must.
-    let tls = crate::tls::server_config(&config.tls).map_err(|e| RunError::Tls(e.to_string()))?;
+    let tls_setup = crate::tls::server_config(&config.tls).map_err(|e| RunError::Tls(e.to_string()))?;
+    let certificates = tls_setup
+        .as_ref()
+        .map(|setup| setup.certificates.clone())
+        .unwrap_or_default();
+    let tls = tls_setup.map(|setup| setup.config);
     let mut steering = Steering::attach_with(&gw.interface, &config.xdp_options(cookie_key, link_mtu))?;
     let maps = Arc::new(steering.flow_maps()?);
     let listener = if config.metrics.enabled {
@@ -352,6 +369,7 @@ pub fn run(
         maps: Arc::clone(&maps),
         view: std::sync::Mutex::new(ControlView {
             route_names: config.routing().route_names(),
+            certificates,
             ..ControlView::default()
         }),
         heatmap_seconds: config.metrics.heatmap_seconds,
@@ -456,8 +474,15 @@ pub fn run(
         let mut new_route_names = None;
         while !stop.load(Ordering::Relaxed) && threads.iter().all(|t| !t.is_finished()) {
             if signals.reload.swap(false, Ordering::SeqCst) {
-                if let Some(names) = reload(config, config_path, &mut reload_rings, &wakes, events) {
-                    new_route_names = Some(names);
+                if let Some(reloaded) = reload(config, config_path, &mut reload_rings, &wakes, events) {
+                    new_route_names = Some(reloaded.route_names);
+                    if let Some(certificates) = reloaded.certificates {
+                        observatory
+                            .view
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .certificates = certificates;
+                    }
                 }
             }
             if reaper.tick(monotonic_ns()) {

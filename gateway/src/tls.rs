@@ -14,6 +14,7 @@
 //!   `refuse_unknown_names` an `unrecognized_name` alert.
 //! - 0-RTT is off (rustls's default: `max_early_data_size` 0).
 
+pub mod expiry;
 pub mod session;
 
 use std::{fmt, path::Path, sync::Arc};
@@ -99,6 +100,23 @@ impl ResolvesServerCert for Certificates {
     }
 }
 
+/// A configured certificate, as the metrics and the doctor show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertificateInfo {
+    /// The certificate file.
+    pub path: String,
+    /// Its first configured server name (empty if none).
+    pub name: String,
+    /// The leaf's `notAfter` (Unix seconds), if it could be read.
+    pub not_after: Option<i64>,
+}
+
+/// The lanes' TLS configuration and what its certificates are.
+pub struct TlsSetup {
+    pub config: Arc<ServerConfig>,
+    pub certificates: Vec<CertificateInfo>,
+}
+
 /// Reads one certificate entry: its chain and key, and warns when the key file is readable by
 /// others than its owner.
 fn load_certificate(entry: &CertificateConfig, provider: &CryptoProvider) -> Result<CertifiedKey, TlsError> {
@@ -140,7 +158,7 @@ fn warn_if_readable_by_others(path: &Path) {
 }
 
 /// The lanes' TLS configuration from `[tls]`, or `None` when no certificate is configured.
-pub fn server_config(config: &TlsConfig) -> Result<Option<Arc<ServerConfig>>, TlsError> {
+pub fn server_config(config: &TlsConfig) -> Result<Option<TlsSetup>, TlsError> {
     if config.certificate.is_empty() {
         return Ok(None);
     }
@@ -151,8 +169,14 @@ pub fn server_config(config: &TlsConfig) -> Result<Option<Arc<ServerConfig>>, Tl
     let mut by_name = Vec::new();
     let mut default = None;
     let mut first = None;
+    let mut certificates = Vec::new();
     for entry in &config.certificate {
         let key = Arc::new(load_certificate(entry, &provider)?);
+        certificates.push(CertificateInfo {
+            path: entry.cert.display().to_string(),
+            name: entry.names.first().cloned().unwrap_or_default(),
+            not_after: key.end_entity_cert().ok().and_then(|der| expiry::not_after(der)),
+        });
         for name in &entry.names {
             by_name.push((name.to_ascii_lowercase(), Arc::clone(&key)));
         }
@@ -163,7 +187,7 @@ pub fn server_config(config: &TlsConfig) -> Result<Option<Arc<ServerConfig>>, Tl
     }
     // Exact names before wildcards, so that `a.example.com` beats `*.example.com`.
     by_name.sort_by_key(|(pattern, _)| pattern.starts_with("*."));
-    let certificates = Certificates {
+    let resolver = Certificates {
         by_name,
         default: default.or(first).expect("at least one certificate"),
         refuse_unknown_names: config.refuse_unknown_names,
@@ -172,7 +196,7 @@ pub fn server_config(config: &TlsConfig) -> Result<Option<Arc<ServerConfig>>, Tl
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsError { what: e.to_string() })?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(certificates));
+        .with_cert_resolver(Arc::new(resolver));
     server.alpn_protocols = vec![b"http/1.1".to_vec()];
     server.max_early_data_size = 0;
     if config.session_tickets {
@@ -182,7 +206,10 @@ pub fn server_config(config: &TlsConfig) -> Result<Option<Arc<ServerConfig>>, Tl
     }
     // Session ids for TLS 1.2 clients without tickets, and TLS 1.3 stateful resumption.
     server.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
-    Ok(Some(Arc::new(server)))
+    Ok(Some(TlsSetup {
+        config: Arc::new(server),
+        certificates,
+    }))
 }
 
 #[cfg(test)]

@@ -230,19 +230,28 @@ impl Lane<'_> {
         };
         let slot = handle.slot();
         if conn.last_active_ms == NOT_SEEN {
-            // A new connection on the HTTPS port gets its TLS session.
-            if let (Some(config), Some(port)) = (&self.https.config, self.https.port) {
-                let local = self.server.socket(id).local_endpoint().map(|e| e.port);
-                if local == Some(port) {
-                    self.https.sessions[index] = crate::tls::session::TlsSession::new(
+            // A new connection: one on the HTTPS port gets its TLS session, any other none
+            // (whatever a previous connection of this socket left).
+            let local = self.server.socket(id).local_endpoint().map(|e| e.port);
+            self.https.sessions[index] = match (&self.https.config, self.https.port) {
+                (Some(config), Some(port)) if local == Some(port) => {
+                    match crate::tls::session::TlsSession::new(
                         std::sync::Arc::clone(config),
                         now_ms,
                         monotonic_ns(),
-                    )
-                    .ok()
-                    .map(Box::new);
+                    ) {
+                        Ok(session) => Some(Box::new(session)),
+                        Err(error) => {
+                            // Never served as plain HTTP: the connection is reset.
+                            tracing::warn!(%error, "no TLS session for a new connection");
+                            self.server.socket(id).abort();
+                            self.server.touch(id);
+                            None
+                        }
+                    }
                 }
-            }
+                _ => None,
+            };
         }
         let mut stream =
             SocketStream::with_tls(&mut self.server, id, self.https.sessions[index].as_deref_mut());

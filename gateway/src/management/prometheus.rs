@@ -21,6 +21,7 @@ pub fn render_metrics(observatory: &Observatory<'_>) -> String {
     phase_families(&mut e, observatory.metrics, &view);
     flow_families(&mut e, observatory, &view);
     xdp_families(&mut e, &view);
+    certificate_families(&mut e, &view);
     drop(view);
     lane_families(&mut e, observatory);
     e.finish()
@@ -293,6 +294,30 @@ fn xdp_families(e: &mut Exposition, view: &ControlView) {
         for v in XdpVerdict::ALL {
             let n = view.xdp.get(v as usize).map_or(0, field);
             e.sample(name, &[("action", v.action()), ("reason", v.reason())], n as f64);
+        }
+    }
+}
+
+/// Seconds until each HTTPS certificate expires (negative once it has).
+fn certificate_families(e: &mut Exposition, view: &ControlView) {
+    if view.certificates.is_empty() {
+        return;
+    }
+    e.family(
+        "xgate_tls_certificate_expiry_seconds",
+        "gauge",
+        "Seconds until an HTTPS certificate's notAfter (negative once expired), by certificate file and its first server name.",
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    for certificate in &view.certificates {
+        if let Some(not_after) = certificate.not_after {
+            e.sample(
+                "xgate_tls_certificate_expiry_seconds",
+                &[("certificate", &certificate.path), ("name", &certificate.name)],
+                (not_after - now) as f64,
+            );
         }
     }
 }

@@ -101,7 +101,7 @@ impl FailureKind {
     }
 }
 
-/// One connection's TLS state.
+/// One connection's TLS state (over any [`Transport`]; the lanes' is a TCP socket).
 pub struct TlsSession {
     conn: ServerConnection,
     /// Decrypted bytes not yet read by the HTTP code: `staging[start..end]`.
@@ -121,42 +121,75 @@ pub struct TlsSession {
     pub started_ns: u64,
 }
 
-/// The socket as rustls's source of ciphertext: `WouldBlock` when nothing is buffered, end of
-/// stream only when the peer has closed.
-struct SocketReader<'a, 'm>(&'a mut tcp::Socket<'m>);
+/// What a session needs of the byte stream under it: a TCP socket, or a test's pipe.
+pub trait Transport {
+    /// Bytes are waiting to be read.
+    fn can_recv(&self) -> bool;
+    /// Reads into `buf`; 0 when nothing is waiting.
+    fn recv_into(&mut self, buf: &mut [u8]) -> usize;
+    /// The peer has closed its side (or the connection is gone) and nothing is left unread.
+    fn peer_finished(&self) -> bool;
+    /// Queues the first bytes of `bytes` that fit; returns how many.
+    fn send_from(&mut self, bytes: &[u8]) -> usize;
+    /// Bytes the send buffer has room for now.
+    fn send_room(&self) -> usize;
+}
 
-impl Read for SocketReader<'_, '_> {
+impl Transport for tcp::Socket<'_> {
+    fn can_recv(&self) -> bool {
+        tcp::Socket::can_recv(self)
+    }
+
+    fn recv_into(&mut self, buf: &mut [u8]) -> usize {
+        self.recv_slice(buf).unwrap_or(0)
+    }
+
+    fn peer_finished(&self) -> bool {
+        !tcp::Socket::can_recv(self)
+            && matches!(
+                self.state(),
+                tcp::State::CloseWait
+                    | tcp::State::LastAck
+                    | tcp::State::Closing
+                    | tcp::State::TimeWait
+                    | tcp::State::Closed
+            )
+    }
+
+    fn send_from(&mut self, bytes: &[u8]) -> usize {
+        if !self.may_send() {
+            return 0;
+        }
+        self.send_slice(bytes).unwrap_or(0)
+    }
+
+    fn send_room(&self) -> usize {
+        self.send_capacity() - self.send_queue()
+    }
+}
+
+/// The transport as rustls's source of ciphertext: `WouldBlock` when nothing is buffered, end
+/// of stream only when the peer has closed.
+struct Reader<'a, T: Transport + ?Sized>(&'a mut T);
+
+impl<T: Transport + ?Sized> Read for Reader<'_, T> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.0.recv_slice(buf) {
-            Ok(n) if n > 0 => Ok(n),
-            _ if peer_sent_fin(self.0) => Ok(0),
-            _ => Err(io::ErrorKind::WouldBlock.into()),
+        match self.0.recv_into(buf) {
+            0 if self.0.peer_finished() => Ok(0),
+            0 => Err(io::ErrorKind::WouldBlock.into()),
+            n => Ok(n),
         }
     }
 }
 
-/// The peer has closed its side of TCP (or the connection is gone) and nothing is left unread.
-fn peer_sent_fin(socket: &tcp::Socket<'_>) -> bool {
-    !socket.can_recv()
-        && matches!(
-            socket.state(),
-            tcp::State::CloseWait
-                | tcp::State::LastAck
-                | tcp::State::Closing
-                | tcp::State::TimeWait
-                | tcp::State::Closed
-        )
-}
+/// The transport as rustls's sink of records: `WouldBlock` when its buffer is full.
+struct Writer<'a, T: Transport + ?Sized>(&'a mut T);
 
-/// The socket as rustls's sink of records: `WouldBlock` when its buffer is full.
-struct SocketWriter<'a, 'm>(&'a mut tcp::Socket<'m>);
-
-impl Write for SocketWriter<'_, '_> {
+impl<T: Transport + ?Sized> Write for Writer<'_, T> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self.0.send_slice(buf) {
-            Ok(0) => Err(io::ErrorKind::WouldBlock.into()),
-            Ok(n) => Ok(n),
-            Err(_) => Err(io::ErrorKind::BrokenPipe.into()),
+        match self.0.send_from(buf) {
+            0 => Err(io::ErrorKind::WouldBlock.into()),
+            n => Ok(n),
         }
     }
 
@@ -196,10 +229,10 @@ impl TlsSession {
     }
 
     /// Moves bytes as far as they go (see the module docs). Returns whether anything moved.
-    pub fn pump(&mut self, socket: &mut tcp::Socket<'_>) -> bool {
+    pub fn pump(&mut self, socket: &mut (impl Transport + ?Sized)) -> bool {
         let mut moved = self.flush(socket);
         while self.failure.is_none() && self.conn.wants_read() && socket.can_recv() {
-            match self.conn.read_tls(&mut SocketReader(socket)) {
+            match self.conn.read_tls(&mut Reader(socket)) {
                 Ok(0) => {
                     self.peer_done = true;
                     break;
@@ -226,7 +259,7 @@ impl TlsSession {
             self.refill();
             moved |= self.flush(socket);
         }
-        if peer_sent_fin(socket) {
+        if socket.peer_finished() {
             self.peer_done = true;
         }
         self.refill();
@@ -268,10 +301,10 @@ impl TlsSession {
     }
 
     /// Queued records into the socket, as far as it has room. Whether any moved.
-    fn flush(&mut self, socket: &mut tcp::Socket<'_>) -> bool {
+    fn flush(&mut self, socket: &mut (impl Transport + ?Sized)) -> bool {
         let mut moved = false;
         while self.conn.wants_write() {
-            match self.conn.write_tls(&mut SocketWriter(socket)) {
+            match self.conn.write_tls(&mut Writer(socket)) {
                 Ok(n) if n > 0 => moved = true,
                 _ => break,
             }
@@ -294,8 +327,8 @@ impl TlsSession {
     }
 
     /// Encrypts as much of `bytes` as fits now into the socket. Returns how many were taken.
-    pub fn send(&mut self, socket: &mut tcp::Socket<'_>, bytes: &[u8]) -> usize {
-        let room = self.send_room(socket.send_capacity() - socket.send_queue());
+    pub fn send(&mut self, socket: &mut (impl Transport + ?Sized), bytes: &[u8]) -> usize {
+        let room = self.send_room(socket.send_room());
         let n = bytes.len().min(room);
         if n == 0 {
             return 0;
@@ -327,8 +360,13 @@ impl TlsSession {
     }
 
     /// Sends close_notify (queued behind any records waiting).
-    pub fn close(&mut self, socket: &mut tcp::Socket<'_>) {
-        self.conn.send_close_notify();
+    pub fn close(&mut self, socket: &mut (impl Transport + ?Sized)) {
+        if self.failure.is_none() {
+            self.conn.send_close_notify();
+        }
         self.flush(socket);
     }
 }
+
+#[cfg(test)]
+mod tests;
