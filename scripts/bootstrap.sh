@@ -23,7 +23,8 @@ NIGHTLY="${XGATE_EBPF_TOOLCHAIN:-nightly}"
 # --- Debian packages -------------------------------------------------------------------------
 need_pkgs=()
 for pair in ip:iproute2 nstat:iproute2 ethtool:ethtool curl:curl ping:iputils-ping wrk:wrk python3:python3 \
-    nginx:nginx-light perf:linux-perf taskset:util-linux ab:apache2-utils hping3:hping3; do
+    nginx:nginx-light perf:linux-perf taskset:util-linux ab:apache2-utils hping3:hping3 openssl:openssl \
+    h2load:nghttp2-client; do
     cmd=${pair%%:*} pkg=${pair##*:}
     command -v "$cmd" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done

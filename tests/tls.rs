@@ -1,5 +1,5 @@
-//! HTTPS on the lanes, with real clients in the lab: curl, openssl s_client and Python's ssl
-//! module complete requests over TLS 1.3 and 1.2; SNI picks the right one of three
+//! HTTPS on the lanes, with real clients in the lab: curl, openssl s_client, h2load and Python's
+//! ssl module complete requests over TLS 1.3 and 1.2; SNI picks the right one of three
 //! certificates; sessions resume (TLS 1.2 ids and tickets, TLS 1.3 tickets); a proxied download
 //! is byte-exact over TLS; and bad input (bytes that are no TLS, an unknown name with
 //! `refuse_unknown_names`, a handshake that never comes) has its outcome and its counter.
@@ -154,6 +154,17 @@ fn clients_complete_requests_over_tls_with_the_certificate_their_name_asks_for()
         String::from_utf8_lossy(&subject.stdout).contains("CN = b.test"),
         "{}",
         String::from_utf8_lossy(&subject.stdout)
+    );
+    // h2load (HTTP/1.1 over TLS): 2,000 requests on 10 connections.
+    let h2load = output(
+        lab.exec("cli", "h2load")
+            .args(["--h1", "-n", "2000", "-c", "10"])
+            .arg(format!("https://{GATEWAY_IP}/healthz")),
+    );
+    let text = String::from_utf8_lossy(&h2load.stdout);
+    assert!(
+        text.contains("2000 succeeded, 0 failed, 0 errored, 0 timeout") && text.contains("2000 2xx"),
+        "{text}"
     );
     // TLS 1.2 too.
     assert_eq!(
