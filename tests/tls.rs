@@ -227,6 +227,17 @@ for i in range(3):
         .map(|(_, value)| *value)
         .collect();
     assert_eq!(expiry.len(), 3, "{samples:?}");
+    // Every completed handshake (2,000 from h2load's 10 connections, curl's, openssl's,
+    // Python's) is in the TLS handshake histogram.
+    let handshakes = common::metric(&samples, "xgate_tls_handshake_duration_seconds_count{}");
+    let counted: u64 = ["tls13_full", "tls13_resumed", "tls12_full", "tls12_resumed"]
+        .iter()
+        .map(|key| tls_count(&mut lab, key))
+        .sum();
+    assert!(
+        handshakes >= 20.0 && handshakes <= counted as f64,
+        "{handshakes} of {counted}"
+    );
     assert!(
         expiry
             .iter()

@@ -90,6 +90,10 @@ pub struct LaneMetrics {
     half_open_evicted: AtomicU64,
     /// Half-open connections, at the last sweep.
     half_open: AtomicU64,
+    /// Completed TLS handshakes: from the session's creation (the connection's first service)
+    /// to the end of the handshake, and their sum in ns.
+    tls_handshake: [AtomicU64; LATENCY_BUCKETS],
+    tls_handshake_sum_ns: AtomicU64,
 }
 
 impl Default for LaneMetrics {
@@ -107,6 +111,8 @@ impl Default for LaneMetrics {
             reaped: std::array::from_fn(|_| AtomicU64::new(0)),
             half_open_evicted: AtomicU64::new(0),
             half_open: AtomicU64::new(0),
+            tls_handshake: std::array::from_fn(|_| AtomicU64::new(0)),
+            tls_handshake_sum_ns: AtomicU64::new(0),
         }
     }
 }
@@ -162,6 +168,20 @@ impl LaneMetrics {
 
     pub fn reaped(&self) -> [u64; ReapReason::COUNT] {
         std::array::from_fn(|i| self.reaped[i].load(Ordering::Relaxed))
+    }
+
+    /// One completed TLS handshake that took `ns`.
+    pub fn record_tls_handshake(&self, ns: u64) {
+        bump(&self.tls_handshake[bucket_of(ns / 1000)], 1);
+        bump(&self.tls_handshake_sum_ns, ns);
+    }
+
+    /// The TLS handshake histogram and its sum in ns.
+    pub fn tls_handshakes(&self) -> (Histogram, u64) {
+        (
+            std::array::from_fn(|i| self.tls_handshake[i].load(Ordering::Relaxed)),
+            self.tls_handshake_sum_ns.load(Ordering::Relaxed),
+        )
     }
 
     pub fn half_open(&self) -> (u64, u64) {

@@ -259,6 +259,10 @@ impl Lane<'_> {
         if let Some(tls) = stream.tls() {
             if let Some(outcome) = tls.take_outcome() {
                 count_tls_outcome(&mut self.values, outcome);
+                if matches!(outcome, HandshakeOutcome::Done { .. }) {
+                    self.metrics
+                        .record_tls_handshake(monotonic_ns().saturating_sub(tls.started_ns));
+                }
             }
             if tls.failure().is_some() && !conn.closing {
                 // Its alert is on its way: close (the peer's further bytes are discarded).

@@ -167,6 +167,26 @@ fn flow_families(e: &mut Exposition, observatory: &Observatory<'_>, view: &Contr
         &handshake,
         handshake_sum_ns as f64 / 1e9,
     );
+    e.family(
+        "xgate_tls_handshake_duration_seconds",
+        "histogram",
+        "A TLS handshake, from the connection's first service by its lane to the handshake's end, over every lane (log2 buckets).",
+    );
+    let mut tls = [0u64; LATENCY_BUCKETS];
+    let mut tls_sum_ns = 0;
+    for lane in observatory.metrics {
+        let (histogram, sum) = lane.tls_handshakes();
+        for (total, n) in tls.iter_mut().zip(histogram) {
+            *total += n;
+        }
+        tls_sum_ns += sum;
+    }
+    e.histogram(
+        "xgate_tls_handshake_duration_seconds",
+        &[],
+        &tls,
+        tls_sum_ns as f64 / 1e9,
+    );
 
     let r = &view.reaper;
     e.family(
