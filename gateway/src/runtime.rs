@@ -58,16 +58,19 @@ fn reload(
     wakes: &[LaneWake],
     events: &mut dyn Write,
 ) -> Option<Reloaded> {
+    let refuse = |events: &mut dyn Write, error: &dyn std::fmt::Display| {
+        let _ = writeln!(
+            events,
+            "{{\"event\":\"reload\",\"ok\":false,\"error\":{}}}",
+            json_string(&error.to_string())
+        );
+        let _ = events.flush();
+        tracing::warn!(%error, "reload refused");
+    };
     let loaded = match Config::load(path) {
         Ok(config) => config,
         Err(error) => {
-            let _ = writeln!(
-                events,
-                "{{\"event\":\"reload\",\"ok\":false,\"error\":{}}}",
-                json_string(&error.to_string())
-            );
-            let _ = events.flush();
-            tracing::warn!(%error, "reload refused");
+            refuse(events, &error);
             return None;
         }
     };
@@ -77,13 +80,7 @@ fn reload(
         match crate::tls::server_config(&loaded.tls) {
             Ok(setup) => setup,
             Err(error) => {
-                let _ = writeln!(
-                    events,
-                    "{{\"event\":\"reload\",\"ok\":false,\"error\":{}}}",
-                    json_string(&error.to_string())
-                );
-                let _ = events.flush();
-                tracing::warn!(%error, "reload refused");
+                refuse(events, &error);
                 return None;
             }
         }

@@ -48,14 +48,7 @@ fn gateway(policy: Policy) -> Gateway {
 }
 
 fn decide(g: &Gateway, input: &[u8]) -> (Verdict, String) {
-    let mut out = vec![0u8; 8192];
-    let verdict = g.decide(input, CLIENT.into(), 0, &mut out);
-    let written = match verdict {
-        Verdict::Respond { written, .. } => written,
-        Verdict::Forward(f) => f.written,
-        Verdict::Incomplete => 0,
-    };
-    (verdict, String::from_utf8_lossy(&out[..written]).into_owned())
+    decide_from(g, input, false)
 }
 
 #[test]
