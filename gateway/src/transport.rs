@@ -92,7 +92,11 @@ impl<'a, 'm> SocketStream<'a, 'm> {
                 tls.consume(tls.buffered().len());
                 tls.pump(self.socket);
             }
-            return any;
+            if tls.failure().is_none() {
+                return any;
+            }
+            // A failed session reads nothing more: what the peer still sends is dropped as
+            // it comes, as for a plain connection that is closing.
         }
         let mut any = false;
         while let Ok(n) = self.socket.recv(|bytes| (bytes.len(), bytes.len())) {
