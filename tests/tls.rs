@@ -274,22 +274,9 @@ fn bad_input_on_the_tls_port_has_its_outcome_and_its_counter() {
     lab.append_config(&certs.config("refuse_unknown_names = true"));
     lab.start_gateway();
     // Plaintext HTTP on the TLS port: not TLS, an alert, the connection closed.
-    let answer = lab.python(&format!(
-        r#"
-import socket
-s = socket.create_connection(("{GATEWAY_IP}", 443), timeout=5)
-s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-data = b""
-while True:
-    chunk = s.recv(4096)
-    if not chunk:
-        break
-    data += chunk
-print(data.hex())
-"#
-    ));
-    // A TLS alert record: content type 21.
-    assert!(answer.trim().starts_with("15"), "{answer}");
+    let (answer, closed) = common::raw_exchange_on(&lab, 443, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    // A TLS alert record (content type 21), then the close.
+    assert!(closed && answer.starts_with('\u{15}'), "{answer:?}");
     assert_eq!(tls_count(&mut lab, "tls_failed_not_tls"), 1);
     // An unknown name, refused.
     let (ok, _) = https_get(&lab, "unknown.test", &certs.pem("b"), &[]);

@@ -439,12 +439,17 @@ pub fn status_line(response: &str) -> &str {
 /// its stdin) and returns everything the gateway sent until it closed the connection (or 3 s of
 /// silence), and whether it closed (a reset counts as closed).
 pub fn raw_exchange(lab: &TestLab, request: &[u8]) -> (String, bool) {
+    raw_exchange_on(lab, 80, request)
+}
+
+/// [`raw_exchange`] with the gateway's `port` (443: bytes the TLS listener gets raw).
+pub fn raw_exchange_on(lab: &TestLab, port: u16, request: &[u8]) -> (String, bool) {
     use std::io::Write;
     let code = format!(
         r#"
 import socket, sys
 request = sys.stdin.buffer.read()
-s = socket.create_connection(("{GATEWAY_IP}", 80), timeout=5)
+s = socket.create_connection(("{GATEWAY_IP}", {port}), timeout=5)
 s.sendall(request)
 s.settimeout(3)
 data = b""

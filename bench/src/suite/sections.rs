@@ -19,6 +19,19 @@ use super::{
     Suite,
 };
 
+/// Runs `client_run` (a client as a child process) and returns its result with the client's
+/// CPU time over the run's wall time: near 1, the client was the limit.
+fn client_busy<T>(client_run: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<(T, f64)> {
+    let before = crate::cpu::children_cpu_time();
+    let started = std::time::Instant::now();
+    let result = client_run()?;
+    let cpu = crate::cpu::children_cpu_time().saturating_sub(before);
+    Ok((
+        result,
+        cpu.as_secs_f64() / started.elapsed().as_secs_f64().max(1e-9),
+    ))
+}
+
 impl Suite {
     /// `plan.repeats` runs of `measure`, each against a freshly started server, with a progress
     /// step per run.
@@ -72,12 +85,8 @@ impl Suite {
             for &connections in counts {
                 let busy = std::cell::RefCell::new(Vec::new());
                 let runs = self.repeated(server, connections, "wrk https", |suite| {
-                    let before = crate::cpu::children_cpu_time();
-                    let started = std::time::Instant::now();
-                    let run = suite.wrk_run(server, connections)?;
-                    let cpu = crate::cpu::children_cpu_time().saturating_sub(before);
-                    busy.borrow_mut()
-                        .push(cpu.as_secs_f64() / started.elapsed().as_secs_f64().max(1e-9));
+                    let (run, client_busy) = client_busy(|| suite.wrk_run(server, connections))?;
+                    busy.borrow_mut().push(client_busy);
                     Ok(run)
                 })?;
                 keep_alive_client_busy.push(busy.into_inner());
@@ -91,13 +100,8 @@ impl Suite {
             let mut handshakes = Vec::new();
             let mut busy = Vec::new();
             for repeat in 0..self.plan.repeats {
-                let (run, client_busy) = self.with_fresh_server(server, 100, |suite, _| {
-                    let before = crate::cpu::children_cpu_time();
-                    let started = std::time::Instant::now();
-                    let run = suite.ab_run(server)?;
-                    let cpu = crate::cpu::children_cpu_time().saturating_sub(before);
-                    Ok((run, cpu.as_secs_f64() / started.elapsed().as_secs_f64().max(1e-9)))
-                })?;
+                let (run, client_busy) =
+                    self.with_fresh_server(server, 100, |suite, _| client_busy(|| suite.ab_run(server)))?;
                 self.progress.step(&format!(
                     "{} handshakes run {}/{}: {:.0} conn/s (ab busy {:.0}%)",
                     server.name(),
